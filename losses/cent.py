@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from losses.base import CenterParameters, Loss
+from losses.distances import distance_to_own_center
+
+
+class SoftmaxCenterLoss(Loss):
+    """``cent``: softmax cross-entropy plus the center loss (reference semantics).
+
+    ``L = xent + weight_cent * L_center``,
+    ``L_center = sum_i ||x_i - c_{y_i}||^2 / m`` (no 1/2 factor);
+    classify by argmax of the logits.
+    """
+
+    def __init__(self, num_classes: int, feat_dim: int, weight_cent: float = 1.0):
+        super().__init__(num_classes, feat_dim)
+        self.weight_cent = weight_cent
+        self.center_params = CenterParameters(num_classes, feat_dim)
+
+    @property
+    def centers(self):
+        return self.center_params.weight
+
+    @property
+    def center_weight(self) -> float:
+        return self.weight_cent
+
+    def forward(self, features, logits, labels):
+        self.check_inputs(features, logits, labels)
+        xent = F.cross_entropy(logits.float(), labels)
+        center = distance_to_own_center(features, self.centers, labels).mean()
+        return xent + self.weight_cent * center, {"xent": xent, "center": center}

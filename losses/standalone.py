@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import torch
+
+from losses.base import CenterParameters, Loss
+from losses.distances import distance_to_own_center, squared_distances
+
+
+class StandaloneCenterLoss(Loss):
+    """``standalone``: center loss with a log inter-class push, no softmax.
+
+    ``L = weight_intra * L_intra - weight_inter * L_inter`` with
+    ``L_intra = sum_i ||x_i - c_{y_i}||^2 / m`` and
+    ``L_inter = sum_{i,j: y_i != y_j} log(1 + ||x_i - x_j||^2) / m``
+    over every ordered pair of samples with different labels, divided by the
+    batch size m (not by the number of pairs). Classify by nearest center.
+    """
+
+    uses_logits = False
+    prediction = "centers"
+
+    def __init__(self, num_classes: int, feat_dim: int, weight_intra: float = 1.0, weight_inter: float = 0.1):
+        super().__init__(num_classes, feat_dim)
+        self.weight_intra = weight_intra
+        self.weight_inter = weight_inter
+        self.center_params = CenterParameters(num_classes, feat_dim)
+
+    @property
+    def centers(self):
+        return self.center_params.weight
+
+    @property
+    def center_weight(self) -> float:
+        return self.weight_intra
+
+    def inter_pair_term(self, pair_distances: torch.Tensor) -> torch.Tensor:
+        """The per-pair quantity summed by ``L_inter``: ``log(1 + d)``."""
+        return torch.log1p(pair_distances)
+
+    def forward(self, features, logits, labels):
+        self.check_inputs(features, logits, labels)
+        m = features.shape[0]
+        intra = distance_to_own_center(features, self.centers, labels).sum() / m
+        different = labels[:, None] != labels[None, :]
+        pair_terms = self.inter_pair_term(squared_distances(features, features))
+        inter = torch.where(different, pair_terms, torch.zeros_like(pair_terms)).sum() / m
+        total = self.weight_intra * intra - self.weight_inter * inter
+        return total, {"intra": intra, "inter": inter}

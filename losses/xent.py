@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from losses.base import Loss
+
+
+class SoftmaxLoss(Loss):
+    """``xent``: softmax cross-entropy on the logits of the linear head.
+
+    ``L = -1/m * sum_i log softmax(z_i)[y_i]``; classify by argmax of the logits.
+    """
+
+    def forward(self, features, logits, labels):
+        self.check_inputs(features, logits, labels)
+        xent = F.cross_entropy(logits.float(), labels)
+        return xent, {"xent": xent}

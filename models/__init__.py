@@ -1,0 +1,25 @@
+"""Model registry. Every model is built as ``build_model(name, in_channels,
+num_classes, feat_dim, image_size)`` and its forward returns ``(features, logits)``."""
+from __future__ import annotations
+
+from torch import nn
+
+from models.lenet import LeNetPlusPlus
+from models.resnet import PreActResNet
+
+
+def _resnet(in_channels, num_classes, feat_dim, image_size):
+    return PreActResNet(in_channels, num_classes, feat_dim)
+
+
+def _lenet(in_channels, num_classes, feat_dim, image_size):
+    return LeNetPlusPlus(in_channels, num_classes, feat_dim, image_size)
+
+
+MODELS = {"resnet": _resnet, "lenet++": _lenet}
+
+
+def build_model(name: str, in_channels: int, num_classes: int, feat_dim: int, image_size: int) -> nn.Module:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    return MODELS[name](in_channels, num_classes, feat_dim, image_size)

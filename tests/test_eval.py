@@ -1,0 +1,46 @@
+"""Nearest-center and class-mean rules on constructed points."""
+import math
+
+import pytest
+import torch
+
+from eval.metrics import accuracy, class_means, evaluate_embeddings, nearest_center
+from losses import build_loss
+
+
+def test_nearest_center_on_constructed_points():
+    centers = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    points = torch.tensor([[1.0, 1.0], [6.0, 0.0], [4.0, 4.9], [4.0, 5.1], [-3.0, 9.0]])
+    # (4, 4.9): d0 = 40.01, d2 = 42.01 -> 0 ; (4, 5.1): d0 = 42.01, d2 = 40.01 -> 2
+    assert nearest_center(points, centers).tolist() == [0, 1, 0, 2, 2]
+
+
+def test_class_means_and_empty_class():
+    feats = torch.tensor([[0.0, 0.0], [2.0, 2.0], [10.0, 0.0]])
+    means = class_means(feats, torch.tensor([0, 0, 1]), 3)
+    assert means[:2].tolist() == [[1.0, 1.0], [10.0, 0.0]]
+    assert torch.isnan(means[2]).all()
+    assert nearest_center(torch.tensor([[9.0, 9.0]]), means).tolist() == [1]
+
+
+def test_accuracy():
+    assert accuracy(torch.tensor([1, 2, 3, 4]), torch.tensor([1, 2, 0, 0])).item() == 0.5
+
+
+def test_xent_is_scored_by_class_means_and_standalone_by_centers():
+    train_f = torch.tensor([[0.0, 0.0], [0.0, 1.0], [10.0, 0.0], [10.0, 1.0]])
+    train_y = torch.tensor([0, 0, 1, 1])
+    test_f = torch.tensor([[1.0, 0.5], [9.0, 0.5], [4.0, 0.0]])
+    test_y = torch.tensor([0, 1, 1])
+    logits = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # argmax right on 2 of 3
+    xent = build_loss("xent", 2, 2)
+    acc = evaluate_embeddings(xent, train_f, train_y, test_f, logits, test_y)
+    # class means (0, .5) and (10, .5): (4, 0) -> class 0, so 2 of 3 right
+    assert acc["class_mean"].item() == acc["center"].item() == pytest.approx(2 / 3)
+    assert acc["headline"].item() == acc["argmax"].item() == pytest.approx(2 / 3)
+    sa = build_loss("standalone", 2, 2)
+    with torch.no_grad():
+        sa.centers.copy_(torch.tensor([[0.0, 0.0], [5.0, 0.0]]))  # (4, 0) -> class 1 now
+    acc = evaluate_embeddings(sa, train_f, train_y, test_f, logits, test_y)
+    assert acc["center"].item() == acc["headline"].item() == 1.0
+    assert math.isnan(acc["argmax"].item())

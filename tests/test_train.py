@@ -1,0 +1,96 @@
+"""End to end: the shared trainer learns with every loss; divergence, resume, real data."""
+import json
+
+import pytest
+import torch
+
+from experiments.config import RunConfig
+from experiments.data import DeviceData
+from experiments.datasets import get_spec
+from experiments.trainer import Trainer
+from tests.conftest import fashion_mnist_root
+
+CPU = torch.device("cpu")
+
+
+def synthetic_config(loss, **kw):
+    base = dict(dataset="synthetic", loss=loss, feat_dim=16, epochs=5, batch_size=64, lr=0.05,
+                train_size=1024, test_size=500)
+    return RunConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("loss", ["xent", "cent", "standalone"])
+def test_every_loss_learns_a_separable_problem(loss, synthetic_data, tmp_path):
+    cfg = synthetic_config(loss)
+    result = Trainer(cfg, synthetic_data, CPU, tmp_path / cfg.run_id, progress=False).fit()
+    assert result["status"] == "finished" and result["epochs_done"] == 5
+    assert result["final_test_acc"] > 0.9
+    assert result["final_test_acc_center"] > 0.9
+    run_dir = tmp_path / cfg.run_id
+    assert json.loads((run_dir / "result.json").read_text())["run_id"] == cfg.run_id
+    assert len((run_dir / "metrics.csv").read_text().strip().splitlines()) == 6
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    assert ("center_params.weight" in state["loss"]) == (loss != "xent")
+
+
+def test_two_dimensional_features_are_saved_per_epoch(synthetic_data, tmp_path):
+    cfg = synthetic_config("standalone", feat_dim=2, epochs=2)
+    Trainer(cfg, synthetic_data, CPU, tmp_path, progress=False).fit()
+    frames = sorted((tmp_path / "features").glob("epoch_*.pt"))
+    assert [f.name for f in frames] == ["epoch_001.pt", "epoch_002.pt"]
+    frame = torch.load(frames[-1])
+    assert frame["test_features"].shape == (500, 2) and frame["centers"].shape == (10, 2)
+    assert frame["train_features"].shape == (1024, 2) and frame["epoch"] == 2
+
+
+def test_a_diverging_loss_is_recorded_not_raised(synthetic_data, tmp_path):
+    cfg = synthetic_config("xent", lr=1e12, epochs=3)
+    result = Trainer(cfg, synthetic_data, CPU, tmp_path, progress=False, log=lambda *_: None).fit()
+    assert result["status"] == "diverged" and result["diverged_epoch"] == 1
+    assert result["epochs_done"] == 0
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(synthetic_data, tmp_path, monkeypatch):
+    cfg = synthetic_config("cent", epochs=3)
+    trainer = Trainer(cfg, synthetic_data, CPU, tmp_path, progress=False)
+    real_epoch = Trainer.train_epoch
+
+    def interrupted(self, epoch):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert not (tmp_path / "result.json").exists()
+    monkeypatch.setattr(Trainer, "train_epoch", real_epoch)
+    messages = []
+    result = Trainer(cfg, synthetic_data, CPU, tmp_path, progress=False, log=messages.append).fit()
+    assert messages == [f"run {cfg.run_id}: resuming after epoch 1"]
+    assert result["epochs_done"] == 3
+    assert [r["epoch"] for r in json_rows(tmp_path / "metrics.csv")] == ["1", "2", "3"]
+
+
+def json_rows(path):
+    import csv
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_ids_are_stable_and_change_with_the_config():
+    a, b = synthetic_config("cent"), synthetic_config("cent")
+    assert a.run_id == b.run_id
+    assert a.run_id != synthetic_config("cent", seed=1).run_id
+    assert a.loss_options == {"weight_cent": 1.0}
+
+
+def test_fashion_mnist_few_hundred_steps_is_clearly_above_chance(tmp_path):
+    root = fashion_mnist_root()
+    if root is None:
+        pytest.skip("Fashion-MNIST not available here (python -m experiments.data fetch fashion-mnist)")
+    cfg = RunConfig(dataset="fashion-mnist", loss="xent", feat_dim=128, epochs=2, batch_size=64,
+                    train_size=6400, test_size=2000)
+    data = DeviceData(get_spec("fashion-mnist"), root, CPU, cfg.train_size, cfg.test_size)
+    result = Trainer(cfg, data, CPU, tmp_path, progress=False).fit()  # 200 steps
+    assert result["final_test_acc"] > 0.5, result  # chance is 0.1
