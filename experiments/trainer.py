@@ -9,7 +9,9 @@ trains the head and how it predicts.
 A run directory holds: config.json, metrics.csv (one row per epoch),
 checkpoint.pt (rewritten atomically after every epoch, so an interrupted run
 resumes where it stopped), result.json (written last), and for feat_dim 2
-features/epoch_NNN.pt (train subset and test features, labels, centers).
+features/epoch_NNN.pt (train subset and test features, labels, centers);
+for every run features/final.pt (the same at the end, float16 when wide), and
+TensorBoard event files in tensorboard/.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from experiments.config import RunConfig
 from experiments.data import DeviceData, epoch_batches
 from experiments.io import atomic_torch_save, atomic_write_csv, atomic_write_json
 from experiments.provenance import AUTOCAST_DTYPES, code_version, device_name, resolve_precision
+from experiments.tensorboard_log import TensorBoardLog
 from losses import build_loss
 from models import build_model
 
@@ -103,7 +106,8 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.run_dir / "config.json", self.cfg.to_dict())
         self.resume_if_interrupted()
-        status, diverged_epoch = "finished", None
+        self.tensorboard = TensorBoardLog(self.run_dir, self.start_epoch)
+        status, diverged_epoch, embeddings = "finished", None, None
         t0 = time.perf_counter() - sum(row["seconds"] for row in self.history)
         for epoch in range(self.start_epoch, self.cfg.epochs + 1):
             t_epoch = time.perf_counter()
@@ -123,6 +127,11 @@ class Trainer:
             self.save_epoch(epoch, embeddings)
             if self.progress:
                 tqdm.write(self.format_row(row))
+        self.tensorboard.close()
+        if status == "finished":
+            if embeddings is None:  # resumed after the last epoch's checkpoint
+                embeddings = self.evaluate()[1]
+            atomic_torch_save(self.run_dir / "features" / "final.pt", self.feature_frame(embeddings, torch.float16))
         result = self.result(status, diverged_epoch, time.perf_counter() - t0)
         atomic_write_json(self.run_dir / "result.json", result)
         return result
@@ -131,17 +140,27 @@ class Trainer:
         terms = " ".join(f"{k}={row[k]:.4g}" for k in row if k not in ("epoch", "lr", "seconds"))
         return f"[{self.cfg.run_id}] epoch {row['epoch']:3d} lr={row['lr']:.2g} {terms} ({row['seconds']:.1f}s)"
 
+    def feature_frame(self, embeddings, dtype=torch.float32) -> dict:
+        """The features of the last evaluation, on the CPU, for plots."""
+        train_features, train_labels, test_features, _ = embeddings
+        centers = self.loss.centers
+        return {
+            "train_features": train_features.to(dtype).cpu(), "train_labels": train_labels.to(torch.uint8).cpu(),
+            "test_features": test_features.to(dtype).cpu(), "test_labels": self.data.test_labels.to(torch.uint8).cpu(),
+            "centers": None if centers is None else centers.detach().float().cpu(),
+            "test_acc": self.history[-1]["test_acc"], "epoch": self.history[-1]["epoch"],
+        }
+
     def save_epoch(self, epoch: int, embeddings) -> None:
         atomic_write_csv(self.run_dir / "metrics.csv", self.history)
         if self.cfg.feat_dim == 2:
-            train_features, train_labels, test_features, _ = embeddings
-            centers = self.loss.centers
-            atomic_torch_save(self.run_dir / "features" / f"epoch_{epoch:03d}.pt", {
-                "train_features": train_features.cpu(), "train_labels": train_labels.to(torch.uint8).cpu(),
-                "test_features": test_features.cpu(), "test_labels": self.data.test_labels.to(torch.uint8).cpu(),
-                "centers": None if centers is None else centers.detach().float().cpu(),
-                "test_acc": self.history[-1]["test_acc"], "epoch": epoch,
-            })
+            frame = self.feature_frame(embeddings)
+            atomic_torch_save(self.run_dir / "features" / f"epoch_{epoch:03d}.pt", frame)
+            self.tensorboard.log_epoch(self.history[-1], self.data.spec.class_names, frame["test_features"].numpy(),
+                                       frame["test_labels"].numpy(),
+                                       None if frame["centers"] is None else frame["centers"].numpy())
+        else:
+            self.tensorboard.log_epoch(self.history[-1])
         atomic_torch_save(self.run_dir / "checkpoint.pt", {
             "epoch": epoch, "model": self.model.state_dict(), "loss": self.loss.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),

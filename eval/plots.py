@@ -1,0 +1,125 @@
+"""Feature pictures: 2-D scatter frames, gifs over epochs, PCA of wide features,
+learning curves. Output is deterministic, so regenerating changes no byte."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import imageio.v3 as iio
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+COLORS = plt.get_cmap("tab10").colors
+MAX_TRAIN_POINTS = 2000  # train frames subsample to keep gifs small
+
+
+def fixed_limits(arrays: list[np.ndarray], margin: float = 0.05) -> tuple[float, float, float, float]:
+    """Axis limits covering the 0.5-99.5 percentiles of all frames, so a gif does not jump."""
+    points = np.concatenate([a[np.isfinite(a).all(1)] for a in arrays])
+    lo, hi = np.percentile(points, 0.5, axis=0), np.percentile(points, 99.5, axis=0)
+    pad = (hi - lo) * margin + 1e-6
+    return lo[0] - pad[0], hi[0] + pad[0], lo[1] - pad[1], hi[1] + pad[1]
+
+
+def scatter_figure(features, labels, class_names, title, centers=None, limits=None, size=4.2):
+    fig, ax = plt.subplots(figsize=(size, size), dpi=80)
+    features, labels = np.asarray(features), np.asarray(labels)
+    for k, name in enumerate(class_names):
+        pts = features[labels == k]
+        ax.scatter(pts[:, 0], pts[:, 1], s=2, color=COLORS[k % 10], label=name, alpha=0.6, linewidths=0)
+    if centers is not None:
+        c = np.asarray(centers)
+        ax.scatter(c[:, 0], c[:, 1], s=60, c=[COLORS[k % 10] for k in range(len(c))], marker="X",
+                   edgecolors="black", linewidths=0.8)
+    if limits is not None:
+        ax.set_xlim(limits[0], limits[1])
+        ax.set_ylim(limits[2], limits[3])
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=6, markerscale=3, loc="upper right", framealpha=0.7)
+    fig.tight_layout()
+    return fig
+
+
+def figure_to_array(fig) -> np.ndarray:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return iio.imread(buf.getvalue())[..., :3]
+
+
+def subsample(features: np.ndarray, labels: np.ndarray, n: int = MAX_TRAIN_POINTS):
+    keep = np.random.default_rng(0).permutation(len(labels))[:n]
+    return features[keep], labels[keep]
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.read_bytes() == data:
+        return False
+    path.write_bytes(data)
+    return True
+
+
+def feature_gifs(frame_files: list[Path], class_names, out_dir: Path, title: str) -> None:
+    """``train.gif`` and ``val.gif`` from the per-epoch feature files of one feat_dim-2 run."""
+    frames = [torch.load(f) for f in frame_files]
+    for split, key in (("train", "train"), ("val", "test")):
+        feats = [f[f"{key}_features"].numpy() for f in frames]
+        labels = [f[f"{key}_labels"].numpy() for f in frames]
+        if split == "train":
+            feats, labels = map(list, zip(*(subsample(a, b) for a, b in zip(feats, labels))))
+        limits = fixed_limits(feats)
+        images = [figure_to_array(scatter_figure(
+            a, b, class_names, f"{title} {split}, epoch {f['epoch']}, test acc {f['test_acc']:.3f}",
+            centers=None if f["centers"] is None else f["centers"].numpy(), limits=limits))
+            for a, b, f in zip(feats, labels, frames)]
+        write_if_changed(out_dir / f"{split}.gif", iio.imwrite("<bytes>", np.stack(images), extension=".gif",
+                                                               duration=200, loop=0))
+
+
+def pca_2d(features: np.ndarray, basis_of: np.ndarray | None = None) -> np.ndarray:
+    """Project on the top two principal axes of ``basis_of`` (default: the features);
+    the sign of each axis is fixed so the picture is deterministic."""
+    ref = features if basis_of is None else basis_of
+    mean = ref.mean(0)
+    _, _, vt = np.linalg.svd(ref - mean, full_matrices=False)
+    axes = vt[:2] * np.sign(vt[:2, :1] + 1e-12)
+    return (features - mean) @ axes.T
+
+
+def embedding_pngs(final_file: Path, class_names, out_dir: Path, title: str) -> None:
+    """PCA (fit on the train features) of the final train subset and test features."""
+    f = torch.load(final_file)
+    train, test = f["train_features"].float().numpy(), f["test_features"].float().numpy()
+    for split, feats, labels in (("train", train, f["train_labels"].numpy()), ("val", test, f["test_labels"].numpy())):
+        if split == "train":
+            feats, labels = subsample(feats, labels)
+        fig = scatter_figure(pca_2d(feats, basis_of=train), labels, class_names,
+                             f"{title} {split} (PCA), test acc {f['test_acc']:.3f}")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", metadata={"Software": None})
+        plt.close(fig)
+        write_if_changed(out_dir / f"{split}.png", buf.getvalue())
+
+
+def learning_curve_png(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], title: str, path: Path) -> None:
+    """``curves[loss] = (epochs, mean, half_width)``: one line per loss with a band over seeds."""
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=90)
+    for k, (loss, (epochs, mean, half)) in enumerate(sorted(curves.items())):
+        ax.plot(epochs, mean, color=COLORS[k], label=loss, linewidth=1.2)
+        ax.fill_between(epochs, mean - half, mean + half, color=COLORS[k], alpha=0.2, linewidth=0)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (headline rule)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    plt.close(fig)
+    write_if_changed(path, buf.getvalue())

@@ -1,0 +1,62 @@
+"""The recorded results: ``results/runs.csv`` (one row per run) and
+``results/epochs.csv`` (one row per run and epoch, for learning curves).
+Both are rewritten atomically, keyed by run id, so no row is ever lost or doubled."""
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+from experiments.io import atomic_write_csv
+
+CONFIG_COLUMNS = ["dataset", "loss", "feat_dim", "seed", "model", "loss_options", "epochs", "batch_size", "lr",
+                  "momentum", "weight_decay", "lr_factor", "lr_patience", "lr_threshold", "augment", "train_size",
+                  "test_size", "precision"]
+METRICS = ["test_acc", "test_acc_argmax", "test_acc_center", "test_acc_class_mean", "train_acc"]
+RUN_COLUMNS = (["run_id", "group_id", "status", "error", "headline_rule", *CONFIG_COLUMNS, "epochs_done",
+                "diverged_epoch", "best_epoch"]
+               + [f"{w}_{m}" for m in METRICS for w in ("final", "best")]
+               + ["wall_s", "device", "resolved_precision", "torch_version", "code_version", "recorded_at"])
+EPOCH_COLUMNS = ["run_id", "group_id", "epoch", "lr", "test_acc", "test_acc_argmax", "test_acc_center",
+                 "test_acc_class_mean", "train_acc", "seconds"]
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not Path(path).exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def group_id(config: dict) -> str:
+    """The run id without the seed: runs that differ only by seed share it."""
+    from experiments.config import RunConfig
+    return RunConfig.from_dict({**config, "seed": 0}).run_id.replace("-s0-", "-")
+
+
+def row_from_result(result: dict) -> dict:
+    config = result["config"]
+    row = {k: result.get(k) for k in RUN_COLUMNS if k in result}
+    row.update({k: config[k] for k in CONFIG_COLUMNS})
+    row["loss_options"] = json.dumps(config["loss_options"], sort_keys=True)
+    row["group_id"] = group_id(config)
+    row["resolved_precision"] = result.get("precision")
+    row["recorded_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    return row
+
+
+def failed_row(config: dict, run_id: str, error: str) -> dict:
+    return {**{k: config[k] for k in CONFIG_COLUMNS}, "loss_options": json.dumps(config["loss_options"]),
+            "run_id": run_id, "group_id": group_id(config), "status": "failed", "error": error[:300],
+            "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def record(results_dir: Path, row: dict, epoch_rows: list[dict]) -> None:
+    """Add or replace the run's rows in runs.csv and epochs.csv."""
+    runs_path, epochs_path = Path(results_dir) / "runs.csv", Path(results_dir) / "epochs.csv"
+    runs = [r for r in read_rows(runs_path) if r["run_id"] != row["run_id"]] + [row]
+    epochs = [r for r in read_rows(epochs_path) if r["run_id"] != row["run_id"]]
+    epochs += [{**e, "run_id": row["run_id"], "group_id": row["group_id"]} for e in epoch_rows]
+    atomic_write_csv(epochs_path, epochs, EPOCH_COLUMNS)
+    atomic_write_csv(runs_path, runs, RUN_COLUMNS)  # last: a row in runs.csv means the run is done
