@@ -13,6 +13,11 @@ from dataclasses import asdict, dataclass, field, fields
 from losses import loss_options
 
 
+# Fields added after runs were first recorded enter the hash only when they differ
+# from these defaults, so the ids of earlier runs stay valid.
+ADDED_LATER = {"center_rule": "joint", "center_lr": 0.5, "center_alpha": 0.5}
+
+
 @dataclass
 class RunConfig:
     dataset: str = "fashion-mnist"
@@ -33,6 +38,9 @@ class RunConfig:
     test_size: int | None = None
     seed: int = 0
     precision: str = "auto"
+    center_rule: str = "joint"
+    center_lr: float = 0.5
+    center_alpha: float = 0.5
 
     def __post_init__(self):
         # Record every option of the loss, defaults included, so the id is explicit.
@@ -48,5 +56,6 @@ class RunConfig:
 
     @property
     def run_id(self) -> str:
-        digest = hashlib.sha1(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+        d = {k: v for k, v in self.to_dict().items() if ADDED_LATER.get(k, object()) != v}
+        digest = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.loss}-{self.dataset}-d{self.feat_dim}-s{self.seed}-{digest}"

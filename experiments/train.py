@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 
+from experiments.center_rules import CENTER_RULES
 from experiments.cli_types import non_negative_float, positive_float, positive_int
 from experiments.config import RunConfig
 from experiments.data import DeviceData
@@ -23,7 +24,9 @@ from experiments.trainer import Trainer
 from losses import LOSSES, loss_options
 from models import MODELS
 
-LOSS_OPTION_FLAGS = {"weight_cent": "--weight-cent", "weight_intra": "--weight-intra", "weight_inter": "--weight-inter"}
+# Every option of every registered loss gets a flag: weight_cent -> --weight-cent.
+LOSS_OPTION_DEFAULTS = {k: v for name in LOSSES for k, v in loss_options(name).items()}
+LOSS_OPTION_FLAGS = {option: "--" + option.replace("_", "-") for option in LOSS_OPTION_DEFAULTS}
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,10 +46,18 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-size", type=positive_int, default=None, help="test on a fixed subset of N samples")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=d.precision,
                         help="auto: bf16 autocast on CUDA, fp32 on the CPU")
+    parser.add_argument("--center-rule", choices=CENTER_RULES, default=d.center_rule,
+                        help="how centers are updated: joint (reference), separate, wen")
+    parser.add_argument("--center-lr", type=positive_float, default=d.center_lr, help="lr of the separate rule")
+    parser.add_argument("--center-alpha", type=positive_float, default=d.center_alpha, help="alpha of the wen rule")
     for option, flag in LOSS_OPTION_FLAGS.items():
-        parser.add_argument(flag, type=non_negative_float, default=None, dest=option,
-                            help=f"loss option {option} (losses that take it: "
-                                 f"{', '.join(n for n in LOSSES if option in loss_options(n))})")
+        takers = ", ".join(n for n in LOSSES if option in loss_options(n))
+        if isinstance(LOSS_OPTION_DEFAULTS[option], bool):
+            parser.add_argument(flag, action="store_const", const=True, default=None, dest=option,
+                                help=f"loss option (losses: {takers})")
+        else:
+            parser.add_argument(flag, type=non_negative_float, default=None, dest=option,
+                                help=f"loss option (losses: {takers})")
     parser.add_argument("--data-root", type=Path, default=default_data_root())
     parser.add_argument("--out", type=Path, default=Path("runs"), help="where run directories go")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
@@ -61,7 +72,8 @@ def config_from_args(args, dataset: str, loss: str, feat_dim: int, seed: int) ->
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay, lr_factor=args.lr_factor, lr_patience=args.lr_patience,
         lr_threshold=args.lr_threshold, augment=args.augment, train_size=args.train_size,
-        test_size=args.test_size, seed=seed, precision=args.precision)
+        test_size=args.test_size, seed=seed, precision=args.precision, center_rule=args.center_rule,
+        center_lr=args.center_lr, center_alpha=args.center_alpha)
 
 
 def parse_args(argv=None):

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from eval.metrics import embed, evaluate_embeddings
 from experiments.augment import Augment
+from experiments.center_rules import build_center_rule
 from experiments.config import RunConfig
 from experiments.data import DeviceData, epoch_batches
 from experiments.io import atomic_torch_save, atomic_write_csv, atomic_write_json
@@ -47,8 +48,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, spec.in_channels, spec.num_classes, cfg.feat_dim, spec.image_size).to(device)
         self.loss = build_loss(cfg.loss, spec.num_classes, cfg.feat_dim, **cfg.loss_options).to(device)
-        self.optimizer = torch.optim.SGD([*self.model.parameters(), *self.loss.parameters()],
-                                         lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.center_rule = build_center_rule(cfg.center_rule, self.loss, cfg.center_lr, cfg.center_alpha)
+        self.optimizer = torch.optim.SGD(self.center_rule.model_param_groups(self.model, cfg.weight_decay),
+                                         lr=cfg.lr, momentum=cfg.momentum)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience, threshold=cfg.lr_threshold)
         self.augment = Augment(cfg.dataset, cfg.augment)
@@ -66,8 +68,11 @@ class Trainer:
             features, logits = self.model(x)
         total, terms = self.loss(features, logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
+        self.center_rule.zero_grad()
         total.backward()
+        self.center_rule.before_step()
         self.optimizer.step()
+        self.center_rule.after_step(features.detach(), labels)
         correct = (self.loss.predict(features.detach().float(), logits.detach().float()) == labels).sum()
         return total.detach(), {k: v.detach() for k, v in terms.items()}, correct
 
@@ -163,7 +168,7 @@ class Trainer:
             self.tensorboard.log_epoch(self.history[-1])
         atomic_torch_save(self.run_dir / "checkpoint.pt", {
             "epoch": epoch, "model": self.model.state_dict(), "loss": self.loss.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "center_rule": self.center_rule.state_dict(), "scheduler": self.scheduler.state_dict(),
             "history": self.history, "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
         })
@@ -176,6 +181,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.loss.load_state_dict(state["loss"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.center_rule.load_state_dict(state["center_rule"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.history = state["history"]
         torch.set_rng_state(state["rng_cpu"].cpu())

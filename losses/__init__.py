@@ -9,13 +9,22 @@ import inspect
 
 from losses.base import Loss
 from losses.cent import SoftmaxCenterLoss
+from losses.center_radius import CenterRadiusLoss
+from losses.centers_only import CentersOnlyLoss
+from losses.contrastive_center import ContrastiveCenterLoss
 from losses.standalone import StandaloneCenterLoss
+from losses.standalone_variants import StandaloneLogLoss, StandaloneMarginLoss
 from losses.xent import SoftmaxLoss
 
 LOSSES: dict[str, type[Loss]] = {
     "xent": SoftmaxLoss,
     "cent": SoftmaxCenterLoss,
     "standalone": StandaloneCenterLoss,
+    "standalone-log": StandaloneLogLoss,
+    "standalone-margin": StandaloneMarginLoss,
+    "centers-only": CentersOnlyLoss,
+    "center-radius": CenterRadiusLoss,
+    "contrastive-center": ContrastiveCenterLoss,
 }
 
 

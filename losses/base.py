@@ -10,7 +10,8 @@ need to know:
   False, argmax accuracy is not reported (the head is untrained).
 - ``prediction``: ``"logits"`` (argmax of the logits) or ``"centers"``
   (nearest center): how this loss classifies, i.e. its headline metric.
-- ``centers``: the ``num_classes x feat_dim`` centers, or None.
+- ``centers``: the ``num_classes x feat_dim`` centers, or None;
+  ``learnable_centers``: the same when they are a trained parameter.
 - ``center_weight``: the weight in front of the term that pulls features to
   the centers (the ``separate`` center rule divides the center gradient by it).
 """
@@ -34,6 +35,11 @@ class Loss(nn.Module):
     @property
     def centers(self) -> torch.Tensor | None:
         return None
+
+    @property
+    def learnable_centers(self) -> torch.nn.Parameter | None:
+        """The centers if they are a trained parameter (fixed centers are not)."""
+        return self.centers if isinstance(self.centers, nn.Parameter) else None
 
     @property
     def center_weight(self) -> float:

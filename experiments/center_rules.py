@@ -1,0 +1,109 @@
+"""How learnable centers are updated (for every loss that has them).
+
+- ``joint`` (reference): centers are in the model's SGD optimizer (same lr, momentum).
+- ``separate`` (the widely used PyTorch port): centers have their own SGD
+  optimizer (lr ``center_lr``, no momentum) and their gradient is multiplied
+  by ``1 / loss.center_weight`` so the loss weight does not change the update.
+- ``wen`` (Wen et al., ECCV 2016): no gradient reaches the centers; after each
+  step ``c_j <- c_j - alpha * sum_{i: y_i=j} (c_j - x_i) / (1 + n_j)``.
+
+No weight decay on centers in any rule. The trainer calls, per step:
+``zero_grad()`` before backward, ``before_step()`` after it, the model
+optimizer's step, then ``after_step(features, labels)``.
+"""
+from __future__ import annotations
+
+import torch
+
+
+class CenterRule:
+    def __init__(self, loss):
+        self.loss = loss
+        self.centers = loss.learnable_centers
+
+    def model_param_groups(self, model, weight_decay: float) -> list[dict]:
+        others = [p for p in self.loss.parameters() if p is not self.centers]
+        groups = [{"params": [*model.parameters(), *others], "weight_decay": weight_decay}]
+        if self.centers is not None and self.trains_centers_with_model:
+            groups.append({"params": [self.centers], "weight_decay": 0.0})
+        return groups
+
+    trains_centers_with_model = True
+
+    def zero_grad(self) -> None:
+        pass
+
+    def before_step(self) -> None:
+        pass
+
+    def after_step(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class JointRule(CenterRule):
+    pass
+
+
+class SeparateRule(CenterRule):
+    trains_centers_with_model = False
+
+    def __init__(self, loss, lr: float):
+        super().__init__(loss)
+        self.optimizer = torch.optim.SGD([self.centers], lr=lr) if self.centers is not None else None
+
+    def zero_grad(self) -> None:
+        if self.optimizer is not None:
+            self.optimizer.zero_grad(set_to_none=True)
+
+    def before_step(self) -> None:
+        if self.optimizer is not None and self.centers.grad is not None:
+            self.centers.grad.mul_(1.0 / self.loss.center_weight)
+
+    def after_step(self, features, labels) -> None:
+        if self.optimizer is not None:
+            self.optimizer.step()
+
+    def state_dict(self) -> dict:
+        return {} if self.optimizer is None else self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.optimizer is not None and state:
+            self.optimizer.load_state_dict(state)
+
+
+class WenRule(CenterRule):
+    trains_centers_with_model = False
+
+    def __init__(self, loss, alpha: float):
+        super().__init__(loss)
+        self.alpha = alpha
+        if self.centers is not None:
+            self.centers.requires_grad_(False)
+
+    @torch.no_grad()
+    def after_step(self, features, labels) -> None:
+        if self.centers is None:
+            return
+        c = self.centers
+        diff_sum = torch.zeros_like(c).index_add_(0, labels, c[labels] - features.float())
+        counts = torch.bincount(labels, minlength=c.shape[0]).to(c.dtype)[:, None]
+        c.sub_(self.alpha * diff_sum / (1 + counts))
+
+
+CENTER_RULES = ("joint", "separate", "wen")
+
+
+def build_center_rule(name: str, loss, center_lr: float = 0.5, center_alpha: float = 0.5) -> CenterRule:
+    if name == "joint":
+        return JointRule(loss)
+    if name == "separate":
+        return SeparateRule(loss, center_lr)
+    if name == "wen":
+        return WenRule(loss, center_alpha)
+    raise ValueError(f"unknown center rule {name!r}; choose from {', '.join(CENTER_RULES)}")

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import torch
+
+from losses.base import CenterParameters, Loss
+from losses.distances import distance_to_own_center, squared_distances
+
+
+class CentersOnlyLoss(Loss):
+    """``centers-only``: the study's first alternative, the push acts on the centers only.
+
+    ``L = weight_intra * mean_i exp(alpha * d(x_i, c_{y_i})) + weight_inter * L_inter``,
+    ``L_inter = -sum_{j != k} log d(c_j, c_k) / num_classes`` (d clamped at 1e-12);
+    no softmax, classify by nearest center.
+    """
+
+    uses_logits = False
+    prediction = "centers"
+
+    def __init__(self, num_classes, feat_dim, alpha: float = 0.1, weight_intra: float = 1.0,
+                 weight_inter: float = 0.1):
+        super().__init__(num_classes, feat_dim)
+        self.alpha, self.weight_intra, self.weight_inter = alpha, weight_intra, weight_inter
+        self.center_params = CenterParameters(num_classes, feat_dim)
+
+    @property
+    def centers(self):
+        return self.center_params.weight
+
+    @property
+    def center_weight(self) -> float:
+        return self.weight_intra
+
+    def forward(self, features, logits, labels):
+        self.check_inputs(features, logits, labels)
+        intra = torch.exp(self.alpha * distance_to_own_center(features, self.centers, labels)).mean()
+        d = squared_distances(self.centers, self.centers).clamp_min(1e-12)
+        off_diagonal = ~torch.eye(self.num_classes, dtype=torch.bool, device=d.device)
+        inter = -torch.log(d)[off_diagonal].sum() / self.num_classes
+        return self.weight_intra * intra + self.weight_inter * inter, {"intra": intra, "inter": inter}

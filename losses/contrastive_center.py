@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from losses.base import CenterParameters, Loss
+from losses.distances import squared_distances
+
+
+class ContrastiveCenterLoss(Loss):
+    """``contrastive-center``: softmax plus the contrastive-center loss.
+
+    ``L = xent + weight * sum_i 1/2 * d(x_i, c_{y_i}) / (sum_{j != y_i} d(x_i, c_j) + delta) / m``;
+    classify by argmax of the logits.
+    """
+
+    def __init__(self, num_classes, feat_dim, weight: float = 1.0, delta: float = 1.0):
+        super().__init__(num_classes, feat_dim)
+        self.weight, self.delta = weight, delta
+        self.center_params = CenterParameters(num_classes, feat_dim)
+
+    @property
+    def centers(self):
+        return self.center_params.weight
+
+    @property
+    def center_weight(self) -> float:
+        return self.weight
+
+    def forward(self, features, logits, labels):
+        self.check_inputs(features, logits, labels)
+        xent = F.cross_entropy(logits.float(), labels)
+        d = squared_distances(features, self.centers)
+        own = d.gather(1, labels[:, None]).squeeze(1)
+        others = d.sum(1) - own
+        contrastive = (0.5 * own / (others + self.delta)).mean()
+        return xent + self.weight * contrastive, {"xent": xent, "contrastive_center": contrastive}
