@@ -27,7 +27,8 @@ from pathlib import Path
 
 import torch
 
-from experiments.datasets import SPECS, DataError, DatasetSpec, default_data_root, file_problems, get_spec, load_split, md5_of
+from experiments.datasets import (SPECS, DataError, DatasetSpec, default_data_root, file_problems, get_spec, load_split,
+                                  md5_of, torchvision_class)
 
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 DOWNLOAD_TIMEOUT_S = 5
@@ -66,11 +67,8 @@ def from_cifar_archive(spec: DatasetSpec, root: Path) -> bool:
 def from_torchvision_download(spec: DatasetSpec, root: Path) -> bool:
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
-    tv_root = root / spec.folder
-    for _ in Path(spec.folder).parts:
-        tv_root = tv_root.parent
     try:
-        spec.torchvision_class(str(tv_root), train=True, download=True)
+        torchvision_class(spec)(str(root), train=True, download=True)
         return True
     except Exception as e:
         print(f"  torchvision download failed: {str(e).splitlines()[0][:120]}")
