@@ -37,10 +37,16 @@ def nearest_center(features: torch.Tensor, centers: torch.Tensor) -> torch.Tenso
     return d.masked_fill(~torch.isfinite(centers).all(1), float("inf")).argmin(1)
 
 
+def class_counts(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Samples per class as float, without a host sync (unlike ``bincount`` on CUDA)."""
+    ones = torch.ones_like(labels, dtype=torch.float)
+    return torch.zeros(num_classes, device=labels.device).index_add_(0, labels, ones)
+
+
 def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Mean feature of each class; a class with no sample gets NaN (never nearest)."""
     sums = torch.zeros(num_classes, features.shape[1], device=features.device).index_add_(0, labels, features.float())
-    counts = torch.bincount(labels, minlength=num_classes).float()[:, None]
+    counts = class_counts(labels, num_classes)[:, None]
     return torch.where(counts > 0, sums / counts.clamp_min(1), torch.full_like(sums, float("nan")))
 
 

@@ -75,7 +75,7 @@ def feature_gifs(frame_files: list[Path], class_names, out_dir: Path, title: str
             feats, labels = map(list, zip(*(subsample(a, b) for a, b in zip(feats, labels))))
         limits = fixed_limits(feats)
         images = [figure_to_array(scatter_figure(
-            a, b, class_names, f"{title} {split}, epoch {f['epoch']}, test acc {f['test_acc']:.3f}",
+            a, b, class_names, f"{title} {split}, epoch {f['epoch']}, acc {f['test_acc']:.3f}",
             centers=None if f["centers"] is None else f["centers"].numpy(), limits=limits))
             for a, b, f in zip(feats, labels, frames)]
         write_if_changed(out_dir / f"{split}.gif", iio.imwrite("<bytes>", np.stack(images), extension=".gif",
@@ -114,7 +114,7 @@ def learning_curve_png(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarra
         ax.plot(epochs, mean, color=COLORS[k], label=loss, linewidth=1.2)
         ax.fill_between(epochs, mean - half, mean + half, color=COLORS[k], alpha=0.2, linewidth=0)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy (headline rule)")
+    ax.set_ylabel("accuracy (headline rule)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

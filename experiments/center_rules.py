@@ -8,12 +8,17 @@
   step ``c_j <- c_j - alpha * sum_{i: y_i=j} (c_j - x_i) / (1 + n_j)``.
 
 No weight decay on centers in any rule. The trainer calls, per step:
-``zero_grad()`` before backward, ``before_step()`` after it, the model
-optimizer's step, then ``after_step(features, labels)``.
+``zero_grad()`` before backward, ``before_step(scaler)`` after it, the model
+optimizer's step, then ``after_step(features, labels, scaler)``, then
+``scaler.update()`` once. With fp16 the GradScaler is enabled: the separate
+rule unscales the center gradient before the 1/weight rescale and steps its
+optimizer through the scaler (skipped, like the model's, on an inf gradient).
 """
 from __future__ import annotations
 
 import torch
+
+from eval.metrics import class_counts
 
 
 class CenterRule:
@@ -33,10 +38,10 @@ class CenterRule:
     def zero_grad(self) -> None:
         pass
 
-    def before_step(self) -> None:
+    def before_step(self, scaler) -> None:
         pass
 
-    def after_step(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+    def after_step(self, features: torch.Tensor, labels: torch.Tensor, scaler) -> None:
         pass
 
     def state_dict(self) -> dict:
@@ -61,13 +66,14 @@ class SeparateRule(CenterRule):
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=True)
 
-    def before_step(self) -> None:
+    def before_step(self, scaler) -> None:
         if self.optimizer is not None and self.centers.grad is not None:
+            scaler.unscale_(self.optimizer)
             self.centers.grad.mul_(1.0 / self.loss.center_weight)
 
-    def after_step(self, features, labels) -> None:
+    def after_step(self, features, labels, scaler) -> None:
         if self.optimizer is not None:
-            self.optimizer.step()
+            scaler.step(self.optimizer)
 
     def state_dict(self) -> dict:
         return {} if self.optimizer is None else self.optimizer.state_dict()
@@ -87,12 +93,12 @@ class WenRule(CenterRule):
             self.centers.requires_grad_(False)
 
     @torch.no_grad()
-    def after_step(self, features, labels) -> None:
+    def after_step(self, features, labels, scaler) -> None:
         if self.centers is None:
             return
         c = self.centers
         diff_sum = torch.zeros_like(c).index_add_(0, labels, c[labels] - features.float())
-        counts = torch.bincount(labels, minlength=c.shape[0]).to(c.dtype)[:, None]
+        counts = class_counts(labels, c.shape[0])[:, None]
         c.sub_(self.alpha * diff_sum / (1 + counts))
 
 

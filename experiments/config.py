@@ -15,7 +15,7 @@ from losses import loss_options
 
 # Fields added after runs were first recorded enter the hash only when they differ
 # from these defaults, so the ids of earlier runs stay valid.
-ADDED_LATER = {"center_rule": "joint", "center_lr": 0.5, "center_alpha": 0.5}
+ADDED_LATER = {"center_rule": "joint", "center_lr": 0.5, "center_alpha": 0.5, "protocol": "reference"}
 
 
 @dataclass
@@ -41,6 +41,7 @@ class RunConfig:
     center_rule: str = "joint"
     center_lr: float = 0.5
     center_alpha: float = 0.5
+    protocol: str = "reference"
 
     def __post_init__(self):
         # Record every option of the loss, defaults included, so the id is explicit.

@@ -158,32 +158,54 @@ def available(name: str, root: Path) -> bool:
         return False
 
 
+def stratified_split(labels: torch.Tensor, fraction: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(keep, held_out)`` indices: ``fraction`` of every class held out, by a seeded permutation."""
+    g = torch.Generator().manual_seed(seed)
+    held = []
+    for c in labels.unique().tolist():
+        members = (labels == c).nonzero().squeeze(1)
+        members = members[torch.randperm(len(members), generator=g)]
+        held.append(members[: round(len(members) * fraction)])
+    held_out = torch.cat(held).sort().values
+    mask = torch.ones(len(labels), dtype=torch.bool)
+    mask[held_out] = False
+    return mask.nonzero().squeeze(1), held_out
+
+
 class DeviceData:
-    """A dataset held whole as uint8 tensors on the training device."""
+    """A dataset held whole as uint8 tensors on the training device.
+
+    With ``val_fraction`` > 0 a fixed stratified part of the training split
+    (seed 0, the same for every run) becomes the validation split.
+    """
 
     def __init__(self, spec: DatasetSpec, root: Path, device: torch.device,
-                 train_size: int | None = None, test_size: int | None = None):
+                 train_size: int | None = None, test_size: int | None = None, val_fraction: float = 0.0):
         self.spec = spec
         ensure(spec.name, root)
-        self.train_images, self.train_labels = self._subset(*load_split(spec, root, train=True), train_size, device)
-        self.test_images, self.test_labels = self._subset(*load_split(spec, root, train=False), test_size, device)
+        train_images, train_labels = self._subset(*load_split(spec, root, train=True), train_size)
+        self.test_images, self.test_labels = (t.to(device) for t in
+                                              self._subset(*load_split(spec, root, train=False), test_size))
+        self.val_images = self.val_labels = None
+        if val_fraction > 0:
+            keep, held = stratified_split(train_labels, val_fraction)
+            self.val_images, self.val_labels = train_images[held].to(device), train_labels[held].to(device)
+            train_images, train_labels = train_images[keep], train_labels[keep]
+        self.train_images, self.train_labels = train_images.to(device), train_labels.to(device)
 
     @staticmethod
-    def _subset(images, labels, size, device):
+    def _subset(images, labels, size):
         """The first ``size`` samples of a fixed permutation (the same for every run)."""
         if size is not None and size < len(labels):
             keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:size]
             images, labels = images[keep], labels[keep]
-        return images.to(device), labels.to(device)
+        return images, labels
 
-    @classmethod
-    def from_tensors(cls, spec, train_images, train_labels, test_images, test_labels, device):
-        """Wrap in-memory tensors (synthetic data in tests)."""
-        self = cls.__new__(cls)
-        self.spec = spec
-        self.train_images, self.train_labels = train_images.to(device), train_labels.to(device)
-        self.test_images, self.test_labels = test_images.to(device), test_labels.to(device)
-        return self
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(images, labels)`` of ``test`` or ``val``."""
+        if name == "val" and self.val_labels is None:
+            raise ValueError("no validation split: make the data with val_fraction > 0 (--protocol fair)")
+        return (self.test_images, self.test_labels) if name == "test" else (self.val_images, self.val_labels)
 
 
 def epoch_batches(num_samples: int, batch_size: int, device: torch.device, generator=None) -> torch.Tensor:

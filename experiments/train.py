@@ -25,6 +25,7 @@ from losses import LOSSES, loss_options
 from models import MODELS
 
 # Every option of every registered loss gets a flag: weight_cent -> --weight-cent.
+VAL_FRACTION = 0.1  # the fair protocol's validation split of the training set
 LOSS_OPTION_DEFAULTS = {k: v for name in LOSSES for k, v in loss_options(name).items()}
 LOSS_OPTION_FLAGS = {option: "--" + option.replace("_", "-") for option in LOSS_OPTION_DEFAULTS}
 
@@ -44,8 +45,13 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--augment", choices=["reference", "none"], default=d.augment)
     parser.add_argument("--train-size", type=positive_int, default=None, help="train on a fixed subset of N samples")
     parser.add_argument("--test-size", type=positive_int, default=None, help="test on a fixed subset of N samples")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=d.precision,
-                        help="auto: bf16 autocast on CUDA, fp32 on the CPU")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=d.precision,
+                        help="auto: bf16 autocast on CUDA, fp32 on the CPU; fp16 uses a GradScaler")
+    parser.add_argument("--protocol", choices=["reference", "fair"], default=d.protocol,
+                        help="reference: schedule and best epoch on the test split (the study); fair: on a fixed "
+                             "stratified 10%% validation split of the training set, test evaluated once at the end")
+    parser.add_argument("--no-graph", action="store_true",
+                        help="eager steps on CUDA instead of one replayed CUDA graph per step")
     parser.add_argument("--center-rule", choices=CENTER_RULES, default=d.center_rule,
                         help="how centers are updated: joint (reference), separate, wen")
     parser.add_argument("--center-lr", type=positive_float, default=d.center_lr, help="lr of the separate rule")
@@ -73,7 +79,7 @@ def config_from_args(args, dataset: str, loss: str, feat_dim: int, seed: int) ->
         weight_decay=args.weight_decay, lr_factor=args.lr_factor, lr_patience=args.lr_patience,
         lr_threshold=args.lr_threshold, augment=args.augment, train_size=args.train_size,
         test_size=args.test_size, seed=seed, precision=args.precision, center_rule=args.center_rule,
-        center_lr=args.center_lr, center_alpha=args.center_alpha)
+        center_lr=args.center_lr, center_alpha=args.center_alpha, protocol=args.protocol)
 
 
 def parse_args(argv=None):
@@ -97,8 +103,14 @@ def run_one(cfg: RunConfig, args, data: DeviceData | None = None, device=None) -
     if (run_dir / "result.json").exists():
         return json.loads((run_dir / "result.json").read_text())
     device = device or resolve_device(args.device)
-    data = data or DeviceData(get_spec(cfg.dataset), args.data_root, device, cfg.train_size, cfg.test_size)
-    return Trainer(cfg, data, device, run_dir, progress=not args.no_progress).fit()
+    data = data or load_data(cfg, args.data_root, device)
+    use_graph = False if args.no_graph else None
+    return Trainer(cfg, data, device, run_dir, progress=not args.no_progress, use_graph=use_graph).fit()
+
+
+def load_data(cfg: RunConfig, data_root: Path, device) -> DeviceData:
+    return DeviceData(get_spec(cfg.dataset), data_root, device, cfg.train_size, cfg.test_size,
+                      val_fraction=VAL_FRACTION if cfg.protocol == "fair" else 0.0)
 
 
 def main(argv=None) -> int:

@@ -44,3 +44,22 @@ def test_xent_is_scored_by_class_means_and_standalone_by_centers():
     acc = evaluate_embeddings(sa, train_f, train_y, test_f, logits, test_y)
     assert acc["center"].item() == acc["headline"].item() == 1.0
     assert math.isnan(acc["argmax"].item())
+
+
+def test_embedding_metrics_by_hand():
+    from eval.embedding import intra_inter_ratio, knn1_accuracy, map_at_r
+    # points on a line, no ties; classes of 3, so R = 2 for every query
+    f2 = torch.tensor([[0.0, 0], [1.0, 0], [2.5, 0], [10.0, 0], [11.5, 0], [4.2, 0]])
+    y = torch.tensor([0, 0, 0, 1, 1, 1])
+    # q0: nn 1 (y0), 2 (y0) -> AP 1 ; q1: nn 0, 2 -> AP 1
+    # q2: nn 1 (y0, d 2.25), 5 (y1, d 2.89) -> rel [1, 0] -> AP = (1 * 1) / 2 = 0.5
+    # q3 (y1, R=2): nn 4 (d2.25, y1), 5 (d33.64, y1) -> AP 1
+    # q4: nn 3 (y1), then 5 (d53.29, y1) -> AP 1
+    # q5 (y1): nn 2 (d2.89, y0), 1 (d10.24, y0) -> rel [0,0] -> AP 0
+    assert map_at_r(f2, y, 2).item() == pytest.approx((1 + 1 + 0.5 + 1 + 1 + 0) / 6)
+    train = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
+    assert knn1_accuracy(f2, y, train, torch.tensor([0, 1])).item() == pytest.approx(5 / 6)  # 4.2 is nearer 0
+    # intra: class 0 mean 3.5/3, class 1 mean 25.7/3
+    m0, m1 = 3.5 / 3, 25.7 / 3
+    intra = (abs(0 - m0) + abs(1 - m0) + abs(2.5 - m0) + abs(10 - m1) + abs(11.5 - m1) + abs(4.2 - m1)) / 6
+    assert intra_inter_ratio(f2, y, 2).item() == pytest.approx(intra / (m1 - m0), rel=1e-5)

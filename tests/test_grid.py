@@ -91,11 +91,13 @@ def hand_row(run_id, seed, best, final, status="finished", loss="cent"):
 
 
 def test_report_table_on_hand_made_rows():
+    subset = {**hand_row("f", 0, 0.5, 0.5, loss="standalone"), "group_id": "sub", "train_size": "2048"}
     rows = [hand_row("a", 0, 0.90, 0.89), hand_row("b", 1, 0.92, 0.91), hand_row("c", 2, 0.94, 0.93),
-            hand_row("d", 3, "", "", status="diverged"), hand_row("e", 0, 0.915, 0.91, loss="xent")]
+            hand_row("d", 3, "", "", status="diverged"), hand_row("e", 0, 0.915, 0.91, loss="xent"), subset]
     table = report.table_markdown(rows)
     half = 4.303 * 0.02 / 3 ** 0.5
-    assert (f"| cent | fashion-mnist | 2 | 0.9200 ± {half:.4f} | 0.9100 ± {half:.4f} | 0.913 | +0.0070 | "
+    assert (f"| cent | fashion-mnist | 2 | reference | 0.9200 ± {half:.4f} | 0.9100 ± {half:.4f} | 0.913 | +0.0070 | "
             "3 (+1 diverged) |") in table
-    assert "| xent | fashion-mnist | 2 | 0.9150 | 0.9100 | 0.913 | +0.0020 | 1 |" in table
+    assert "| xent | fashion-mnist | 2 | reference | 0.9150 | 0.9100 | 0.913 | +0.0020 | 1 |" in table
+    assert "| standalone | fashion-mnist | 2 | reference | 0.5000 | 0.5000 | 0.921 |  | 1 |" in table  # no diff
     assert table.index("| xent |") < table.index("| cent |")

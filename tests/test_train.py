@@ -106,3 +106,29 @@ def test_every_variant_and_center_rule_trains_in_the_same_trainer(loss, rule, sy
     result = Trainer(cfg, synthetic_data, CPU, tmp_path, progress=False).fit()
     assert result["status"] == "finished"
     assert result["final_test_acc"] > 0.5, result  # chance is 0.1
+
+
+def test_fair_protocol_selects_on_validation_and_tests_once(tmp_path):
+    from experiments.train import load_data
+    cfg = synthetic_config("standalone", protocol="fair", epochs=3)
+    data = load_data(cfg, tmp_path, CPU)
+    # 10% of each class of the 1024 training samples held out, disjoint from the rest
+    counts = torch.bincount(data.val_labels, minlength=10)
+    assert len(data.val_labels) + len(data.train_labels) == 1024 and counts.min() >= 10 and counts.max() <= 11
+    result = Trainer(cfg, data, CPU, tmp_path, progress=False).fit()
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "val_acc" in header and "test_acc" not in header  # the test split is not looked at per epoch
+    rows = json_rows(tmp_path / "metrics.csv")
+    assert result["selected_epoch"] == int(max(rows, key=lambda r: float(r["val_acc"]))["epoch"])
+    assert result["final_test_acc"] == result["best_test_acc"] > 0.5
+    assert result["final_knn1_acc"] > 0.5 and 0 < result["final_map_at_r"] <= 1
+
+
+def test_fp16_trains_through_the_grad_scaler_on_the_cpu(tmp_path):
+    # fp16 is emulated (slow) on the CPU: three steps prove the path
+    cfg = synthetic_config("cent", precision="fp16", center_rule="separate", epochs=1, train_size=192, test_size=100)
+    data = DeviceData(get_spec("synthetic"), tmp_path, CPU, cfg.train_size, cfg.test_size)
+    trainer = Trainer(cfg, data, CPU, tmp_path, progress=False)
+    result = trainer.fit()
+    assert result["status"] == "finished" and result["precision"] == "fp16"
+    assert trainer.scaler.is_enabled() and trainer.scaler.get_scale() > 0

@@ -16,13 +16,14 @@ def one_step(rule_name, weight_decay=0.0, **rule_kw):
     rule = build_center_rule(rule_name, loss, **rule_kw)
     groups = rule.model_param_groups(model, weight_decay)
     opt = torch.optim.SGD(groups, lr=0.1, momentum=0.0)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
     total, _ = loss(x, z, y)
     opt.zero_grad()
     rule.zero_grad()
     total.backward()
-    rule.before_step()
+    rule.before_step(scaler)
     opt.step()
-    rule.after_step(x.detach(), y)
+    rule.after_step(x.detach(), y, scaler)
     return loss.centers.detach(), groups
 
 
@@ -102,3 +103,34 @@ def test_contrastive_center_variant():
     expected = (0.5 * 1 / 5 + 0.5 * 1 / 3 + 0.5 * 8 / 2) / 3
     assert terms["contrastive_center"].item() == pytest.approx(expected, rel=1e-6)
     assert total.item() == pytest.approx(terms["xent"].item() + expected, rel=1e-6)
+
+
+def scaled_separate_step(init_scale):
+    """One step of cent (weight 0.5) with the separate rule through an enabled GradScaler."""
+    loss, x, z, y = setup("cent", weight_cent=0.5)
+    model = nn.Linear(2, 2)
+    rule = build_center_rule("separate", loss, center_lr=0.5)
+    opt = torch.optim.SGD(rule.model_param_groups(model, 0.0), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=init_scale)
+    total, _ = loss(x, model(z), y)
+    opt.zero_grad()
+    rule.zero_grad()
+    scaler.scale(total).backward()
+    rule.before_step(scaler)
+    scaler.step(opt)
+    rule.after_step(x.detach(), y, scaler)
+    scaler.update()
+    return loss.centers.detach(), scaler.get_scale()
+
+
+def test_grad_scaler_with_two_optimizers_unscales_before_the_weight_rescale():
+    centers, scale = scaled_separate_step(init_scale=1024.0)
+    cs, sums, _ = own_sums()
+    assert torch.allclose(centers, cs + 0.5 * 2 * sums / 3, atol=1e-5)  # same as without a scaler
+    assert scale == 1024.0
+
+
+def test_grad_scaler_skips_both_steps_on_inf_and_updates_once():
+    centers, scale = scaled_separate_step(init_scale=float("inf"))
+    assert torch.equal(centers, torch.tensor(C))  # the center step was skipped
+    assert scale == float("inf") * 0.5  # update ran once (backoff 0.5)

@@ -1,0 +1,89 @@
+"""The fast paths give the same results as the plain ones.
+
+The CUDA-graph tests need a GPU and are skipped without one; the CPU tests
+cover the eager step, the bench and packed runs.
+"""
+import csv
+
+import pytest
+import torch
+
+from experiments import bench, grid
+from experiments.config import RunConfig
+from experiments.data import epoch_batches
+from experiments.ledger import read_rows
+from experiments.trainer import Trainer
+from tests.test_grid import grid_dirs
+
+CUDA = torch.cuda.is_available()
+
+
+def first_losses(data, device, use_graph, steps=8, precision="fp32"):
+    cfg = RunConfig(dataset="synthetic", loss="standalone", feat_dim=16, batch_size=64, lr=0.05,
+                    augment="none", precision=precision, train_size=1024, test_size=500)
+    trainer = Trainer(cfg, data, device, "/tmp/unused", progress=False, use_graph=use_graph)
+    step = trainer.make_step()
+    torch.manual_seed(123)
+    batches = epoch_batches(len(data.train_labels), 64, device)
+    return torch.stack([step(batches[i])[0].clone() for i in range(steps)]).cpu(), trainer
+
+
+def test_eager_steps_are_reproducible_from_the_seed(synthetic_data):
+    a, _ = first_losses(synthetic_data, torch.device("cpu"), use_graph=False)
+    b, _ = first_losses(synthetic_data, torch.device("cpu"), use_graph=False)
+    assert torch.equal(a, b) and a[-1] < a[0]  # the same numbers, and it learns
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a GPU")
+@pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-3), ("bf16", 3e-2)])
+def test_graph_step_gives_the_eager_losses(synthetic_data, precision, tolerance):
+    from experiments.data import DeviceData
+    from experiments.datasets import get_spec
+    data = DeviceData(get_spec("synthetic"), "data", torch.device("cuda"), 1024, 500)
+    eager, _ = first_losses(data, torch.device("cuda"), use_graph=False, precision=precision)
+    graphed, trainer = first_losses(data, torch.device("cuda"), use_graph=True, precision=precision)
+    assert torch.allclose(eager, graphed, rtol=tolerance, atol=tolerance), (eager, graphed)
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a GPU")
+def test_graph_and_eager_runs_reach_the_same_accuracy(tmp_path):
+    from experiments.data import DeviceData
+    from experiments.datasets import get_spec
+    device = torch.device("cuda")
+    data = DeviceData(get_spec("synthetic"), "data", device, 1024, 500)
+    cfg = RunConfig(dataset="synthetic", loss="cent", feat_dim=16, epochs=12, batch_size=64, lr=0.05,
+                    lr_patience=2, train_size=1024, test_size=500)  # patience 2: the lr drops, graph recaptured
+    eager = Trainer(cfg, data, device, tmp_path / "eager", progress=False, use_graph=False).fit()
+    trainer = Trainer(cfg, data, device, tmp_path / "graph", progress=False, use_graph=True)
+    graphed = trainer.fit()
+    assert trainer.step.captures >= 2  # the lr changed and the step was recaptured
+    assert abs(eager["final_test_acc"] - graphed["final_test_acc"]) < 0.05
+
+
+def test_bench_runs_on_the_cpu_and_writes_its_figures(tmp_path, capsys):
+    out = tmp_path / "bench.csv"
+    assert bench.main(["--steps", "2", "--packed", "2", "--losses", "standalone", "--train-size", "512",
+                       "--out", str(out)]) == 0
+    with open(out) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["mode"] for r in rows] == ["eager", "packed x2 (eager)"]
+    assert all(float(r["train_images_per_s"]) > 0 and r["finite"] == "True" for r in rows)
+    assert "img/s" in capsys.readouterr().out
+
+
+def test_packed_runs_record_what_sequential_runs_record(tmp_path):
+    args = ["--datasets", "synthetic", "--losses", "xent", "standalone", "--feat-dims", "8", "--seeds", "0",
+            "--epochs", "2", "--train-size", "256", "--test-size", "100", "--batch-size", "64", "--no-progress",
+            "--no-report"]
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    assert grid.main(args + ["--runs-per-gpu", "1"] + grid_dirs(tmp_path / "one")) == 0
+    assert grid.main(args + ["--runs-per-gpu", "2"] + grid_dirs(tmp_path / "two")) == 0
+    one = {r["run_id"]: r for r in read_rows(tmp_path / "one" / "results" / "runs.csv")}
+    two = {r["run_id"]: r for r in read_rows(tmp_path / "two" / "results" / "runs.csv")}
+    assert one.keys() == two.keys() and len(one) == 2
+    for run_id in one:
+        assert one[run_id]["status"] == two[run_id]["status"] == "finished"
+        assert one[run_id]["epochs_done"] == two[run_id]["epochs_done"]
+        # other thread counts may change the last float bits, not the outcome
+        assert abs(float(one[run_id]["final_test_acc"]) - float(two[run_id]["final_test_acc"])) < 0.05
