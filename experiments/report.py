@@ -95,7 +95,7 @@ def table_markdown(rows: list[dict]) -> str:
         "epochs | batch_size | weights | centers | train/test | device |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for gid, members in groups(rows).items():
+    for members in groups(rows).values():
         first = members[0]
         finished = [r for r in members if r["status"] == "finished"]
         diverged = sum(r["status"] == "diverged" for r in members)
@@ -130,7 +130,7 @@ def embedding_markdown(rows: list[dict]) -> str:
              "mean distance to the class mean over mean distance between class means.", "",
              "| loss | dataset | feat_dim | protocol | " + " | ".join(n for _, n in EMBEDDING_COLUMNS) + " |",
              "| --- | --- | --- | --- |" + " --- |" * len(EMBEDDING_COLUMNS)]
-    for gid, members in groups(rows).items():
+    for members in groups(rows).values():
         finished = [r for r in members if r["status"] == "finished"]
         if not finished or not finished[0].get("final_map_at_r"):
             continue
@@ -146,7 +146,7 @@ def learning_curves(rows: list[dict], epoch_rows: list[dict], imgs: Path) -> lis
     for e in epoch_rows:
         by_run[e["run_id"]].append(e)
     panels = defaultdict(dict)
-    for gid, members in groups([r for r in rows if r["status"] == "finished"]).items():
+    for members in groups([r for r in rows if r["status"] == "finished"]).values():
         first = members[0]
         curves = [sorted(by_run[r["run_id"]], key=lambda e: int(e["epoch"])) for r in members if by_run[r["run_id"]]]
         if not curves:

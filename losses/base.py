@@ -71,3 +71,22 @@ class CenterParameters(nn.Module):
     def __init__(self, num_classes: int, feat_dim: int):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(num_classes, feat_dim))
+
+
+class LossWithCenters(Loss):
+    """A loss that owns learnable centers; ``pull_weight`` names the option that
+    weighs its pull-to-center term (the ``separate`` rule divides by it)."""
+
+    pull_weight: str = ""
+
+    def __init__(self, num_classes: int, feat_dim: int):
+        super().__init__(num_classes, feat_dim)
+        self.center_params = CenterParameters(num_classes, feat_dim)
+
+    @property
+    def centers(self) -> nn.Parameter:
+        return self.center_params.weight
+
+    @property
+    def center_weight(self) -> float:
+        return getattr(self, self.pull_weight)

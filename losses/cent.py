@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from losses.base import CenterParameters, Loss
+from losses.base import LossWithCenters
 from losses.distances import distance_to_own_center
 
 
-class SoftmaxCenterLoss(Loss):
+class SoftmaxCenterLoss(LossWithCenters):
     """``cent``: softmax cross-entropy plus the center loss (reference semantics).
 
     ``L = xent + weight_cent * L_center``,
@@ -14,18 +14,11 @@ class SoftmaxCenterLoss(Loss):
     classify by argmax of the logits.
     """
 
+    pull_weight = "weight_cent"
+
     def __init__(self, num_classes: int, feat_dim: int, weight_cent: float = 1.0):
         super().__init__(num_classes, feat_dim)
         self.weight_cent = weight_cent
-        self.center_params = CenterParameters(num_classes, feat_dim)
-
-    @property
-    def centers(self):
-        return self.center_params.weight
-
-    @property
-    def center_weight(self) -> float:
-        return self.weight_cent
 
     def forward(self, features, logits, labels):
         self.check_inputs(features, logits, labels)

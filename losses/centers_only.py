@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import torch
 
-from losses.base import CenterParameters, Loss
+from losses.base import LossWithCenters
 from losses.distances import distance_to_own_center, squared_distances
 
 
-class CentersOnlyLoss(Loss):
+class CentersOnlyLoss(LossWithCenters):
     """``centers-only``: the study's first alternative, the push acts on the centers only.
 
     ``L = weight_intra * mean_i exp(alpha * d(x_i, c_{y_i})) + weight_inter * L_inter``,
@@ -16,20 +16,12 @@ class CentersOnlyLoss(Loss):
 
     uses_logits = False
     prediction = "centers"
+    pull_weight = "weight_intra"
 
     def __init__(self, num_classes, feat_dim, alpha: float = 0.1, weight_intra: float = 1.0,
                  weight_inter: float = 0.1):
         super().__init__(num_classes, feat_dim)
         self.alpha, self.weight_intra, self.weight_inter = alpha, weight_intra, weight_inter
-        self.center_params = CenterParameters(num_classes, feat_dim)
-
-    @property
-    def centers(self):
-        return self.center_params.weight
-
-    @property
-    def center_weight(self) -> float:
-        return self.weight_intra
 
     def forward(self, features, logits, labels):
         self.check_inputs(features, logits, labels)

@@ -1,31 +1,23 @@
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
-from losses.base import CenterParameters, Loss
+from losses.base import LossWithCenters
 from losses.distances import squared_distances
 
 
-class ContrastiveCenterLoss(Loss):
+class ContrastiveCenterLoss(LossWithCenters):
     """``contrastive-center``: softmax plus the contrastive-center loss.
 
     ``L = xent + weight * sum_i 1/2 * d(x_i, c_{y_i}) / (sum_{j != y_i} d(x_i, c_j) + delta) / m``;
     classify by argmax of the logits.
     """
 
+    pull_weight = "weight"
+
     def __init__(self, num_classes, feat_dim, weight: float = 1.0, delta: float = 1.0):
         super().__init__(num_classes, feat_dim)
         self.weight, self.delta = weight, delta
-        self.center_params = CenterParameters(num_classes, feat_dim)
-
-    @property
-    def centers(self):
-        return self.center_params.weight
-
-    @property
-    def center_weight(self) -> float:
-        return self.weight
 
     def forward(self, features, logits, labels):
         self.check_inputs(features, logits, labels)

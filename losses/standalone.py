@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import torch
 
-from losses.base import CenterParameters, Loss
+from losses.base import LossWithCenters
 from losses.distances import distance_to_own_center, squared_distances
 
 
-class StandaloneCenterLoss(Loss):
+class StandaloneCenterLoss(LossWithCenters):
     """``standalone``: center loss with a log inter-class push, no softmax.
 
     ``L = weight_intra * L_intra - weight_inter * L_inter`` with
@@ -18,20 +18,12 @@ class StandaloneCenterLoss(Loss):
 
     uses_logits = False
     prediction = "centers"
+    pull_weight = "weight_intra"
 
     def __init__(self, num_classes: int, feat_dim: int, weight_intra: float = 1.0, weight_inter: float = 0.1):
         super().__init__(num_classes, feat_dim)
         self.weight_intra = weight_intra
         self.weight_inter = weight_inter
-        self.center_params = CenterParameters(num_classes, feat_dim)
-
-    @property
-    def centers(self):
-        return self.center_params.weight
-
-    @property
-    def center_weight(self) -> float:
-        return self.weight_intra
 
     def inter_pair_term(self, pair_distances: torch.Tensor) -> torch.Tensor:
         """The per-pair quantity summed by ``L_inter``: ``log(1 + d)``."""

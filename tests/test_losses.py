@@ -53,8 +53,8 @@ def test_cent_value_and_gradients():
 
 def hand_standalone_inter(points, labels):
     total = 0.0
-    for i, (a, ya) in enumerate(zip(points, labels)):
-        for j, (b, yb) in enumerate(zip(points, labels)):
+    for a, ya in zip(points, labels):
+        for b, yb in zip(points, labels):
             if ya != yb:
                 total += math.log(1 + sum((p - q) ** 2 for p, q in zip(a, b)))
     return total / len(points)
