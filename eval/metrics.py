@@ -22,6 +22,8 @@ def embed(model, images: torch.Tensor, batch_size: int | None = None, autocast_d
     features, logits = [], []
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size].float().div_(255.0)
+        if x.is_cuda:  # the model is channels_last on CUDA
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(x.device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
             f, z = model(x)
         features.append(f.float())

@@ -118,8 +118,6 @@ def main(argv=None) -> int:
     cuda = device.type == "cuda"
     args.steps = args.steps or (300 if cuda else 5)
     args.train_size = args.train_size or (None if cuda else 1024)
-    if cuda:
-        torch.backends.cudnn.benchmark = True
     if args.worker:
         worker(args.worker[0], int(args.worker[1]), args, device)
         return 0

@@ -55,6 +55,8 @@ class Trainer:
         if self.use_graph and (not on_cuda or self.precision == "fp16"):
             raise ValueError("CUDA graph mode needs a CUDA device and bf16 or fp32 (GradScaler cannot be captured)")
         self.memory_format = torch.channels_last if on_cuda else torch.contiguous_format
+        if on_cuda:
+            torch.backends.cudnn.benchmark = True  # kernels are picked during the eager warm-up steps
         spec = data.spec
 
         torch.manual_seed(cfg.seed)
