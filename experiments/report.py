@@ -81,7 +81,13 @@ def full_recipe(row: dict) -> bool:
 
 
 def table_markdown(rows: list[dict]) -> str:
+    finished = [r for r in rows if r["status"] == "finished"]
+    on_recipe = sum(full_recipe(r) for r in finished)
     lines = [
+        f"**{len(rows)} runs recorded, {len(finished)} finished, {on_recipe} of them on the reference recipe.** "
+        "Runs on a subset or with fewer epochs (the quick preset) check that the pipeline works; they are no "
+        "evidence about the losses.",
+        "",
         "Test accuracy by the rule each loss declares (argmax for xent, cent and contrastive-center; nearest "
         "learned center for the losses without softmax). Protocol `reference` (the study's): the schedule and the "
         "best epoch are chosen on the test split, so `best epoch` is optimistic; protocol `fair`: a fixed "

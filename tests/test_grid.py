@@ -101,3 +101,4 @@ def test_report_table_on_hand_made_rows():
     assert "| xent | fashion-mnist | 2 | reference | 0.9150 | 0.9100 | 0.913 | +0.0020 | 1 |" in table
     assert "| standalone | fashion-mnist | 2 | reference | 0.5000 | 0.5000 | 0.921 |  | 1 |" in table  # no diff
     assert table.index("| xent |") < table.index("| cent |")
+    assert table.startswith("**6 runs recorded, 5 finished, 4 of them on the reference recipe.**")
