@@ -113,8 +113,10 @@ def record_outcome(args, cfg, result: dict | None, error: BaseException | None) 
         print(f"run {cfg.run_id} failed: {type(error).__name__}: {error}", file=sys.stderr)
         record(args.results, failed_row(cfg.to_dict(), cfg.run_id, f"{type(error).__name__}: {error}"), [])
         return
-    with open(args.out / cfg.run_id / "metrics.csv", newline="") as f:
-        epoch_rows = list(csv.DictReader(f)) if result["epochs_done"] else []
+    epoch_rows = []
+    if result["epochs_done"]:  # a run that diverged in its first epoch wrote no metrics.csv
+        with open(args.out / cfg.run_id / "metrics.csv", newline="") as f:
+            epoch_rows = list(csv.DictReader(f))
     record(args.results, row_from_result(result), epoch_rows)
 
 

@@ -75,6 +75,16 @@ def test_a_killed_grid_loses_nothing_and_repeats_nothing(tmp_path):
         (r["run_id"], str(k)) for r in rows for k in range(1, 5))
 
 
+def test_a_run_diverging_in_its_first_epoch_is_recorded_and_the_grid_goes_on(tmp_path):
+    argv = ["--datasets", "synthetic", "--losses", "xent", "--feat-dims", "2", "--seeds", "0", "--epochs", "2",
+            "--train-size", "256", "--test-size", "100", "--batch-size", "64", "--lr", "1e12", "--no-progress"]
+    assert grid.main(argv + grid_dirs(tmp_path)) == 0
+    [row] = read_rows(tmp_path / "results" / "runs.csv")
+    assert (row["status"], row["diverged_epoch"], row["epochs_done"]) == ("diverged", "1", "0")
+    assert read_rows(tmp_path / "results" / "epochs.csv") == []
+    assert "1 diverged" in (tmp_path / "results" / "table.md").read_text()
+
+
 def test_t_interval_by_hand():
     assert t_quantile_975(2) == 4.303
     assert t_quantile_975(60) == pytest.approx(2.0003, abs=1e-3)
