@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 COLORS = plt.get_cmap("tab10").colors
+LINE_STYLES = ("-", "--", ":", "-.")
 MAX_TRAIN_POINTS = 2000  # train frames subsample to keep gifs small
 
 
@@ -108,16 +109,19 @@ def embedding_pngs(final_file: Path, class_names, out_dir: Path, title: str) -> 
 
 
 def learning_curve_png(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], title: str, path: Path) -> None:
-    """``curves[loss] = (epochs, mean, half_width)``: one line per loss with a band over seeds."""
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=90)
-    for k, (loss, (epochs, mean, half)) in enumerate(sorted(curves.items())):
-        ax.plot(epochs, mean, color=COLORS[k], label=loss, linewidth=1.2)
-        ax.fill_between(epochs, mean - half, mean + half, color=COLORS[k], alpha=0.2, linewidth=0)
+    """``curves[label] = (epochs, mean, half_width)``: one line per group of runs with a band over seeds.
+
+    Beyond ten lines the colors repeat with another line style; the legend sits beside the plot."""
+    fig, ax = plt.subplots(figsize=(10, 3.2 + 0.12 * max(0, len(curves) - 12)), dpi=90)
+    for k, (label, (epochs, mean, half)) in enumerate(sorted(curves.items())):
+        color, style = COLORS[k % len(COLORS)], LINE_STYLES[k // len(COLORS) % len(LINE_STYLES)]
+        ax.plot(epochs, mean, color=color, linestyle=style, label=label, linewidth=1.2)
+        ax.fill_between(epochs, mean - half, mean + half, color=color, alpha=0.2, linewidth=0)
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy (headline rule)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})

@@ -23,6 +23,8 @@ from eval.plots import embedding_pngs, feature_gifs, learning_curve_png, write_i
 from experiments.datasets import SPECS
 from experiments.ledger import read_rows
 from experiments.stats import mean_ci
+from losses import LOSSES
+from losses.base import LossWithCenters
 
 REFERENCE = {  # the reference study's table (test accuracy, one run each)
     ("mnist", 2): {"xent": 0.991, "cent": 0.990, "standalone": 0.994},
@@ -74,6 +76,16 @@ def rule_of(row: dict) -> str:
     return row.get("center_rule") or "joint"
 
 
+def centers_of(row: dict) -> str:
+    """The center update rule, or a dash for a loss without learnable centers."""
+    loss = LOSSES.get(row["loss"])
+    return rule_of(row) if loss is not None and issubclass(loss, LossWithCenters) else "—"
+
+
+def options_tag(row: dict) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in json.loads(row["loss_options"]).items()) or "—"
+
+
 def full_recipe(row: dict) -> bool:
     """Whether a group ran the reference recipe on the full splits (else `diff` would mislead)."""
     return (not row["train_size"] and not row["test_size"]
@@ -113,9 +125,9 @@ def table_markdown(rows: list[dict]) -> str:
         else:
             acc, last, diff = "—", "—", ""
         seeds = f"{len(finished)}" + (f" (+{diverged} diverged)" if diverged else "")
-        weights = ", ".join(f"{k}={v:g}" for k, v in json.loads(first["loss_options"]).items()) or "—"
+        weights = options_tag(first)
         devices = sorted({r["device"] for r in finished if r.get("device")})
-        centers = "—" if first["loss"] == "xent" else rule_of(first)
+        centers = centers_of(first)
         lines.append(f"| {first['loss']} | {first['dataset']} | {first['feat_dim']} | {protocol_of(first)} | {acc} | "
                      f"{last} | {'' if ref is None else f'{ref:.3f}'} | {diff} | {seeds} | {first['lr']} | "
                      f"{first['epochs']} | {first['batch_size']} | {weights} | {centers} | {size_tag(first)} | "
@@ -134,8 +146,9 @@ def embedding_markdown(rows: list[dict]) -> str:
              "one under `fair`): accuracy by nearest learned center (class means for xent) and by nearest class "
              "mean, 1-NN accuracy against the training features, MAP@R (pytorch-metric-learning's definition), and "
              "mean distance to the class mean over mean distance between class means.", "",
-             "| loss | dataset | feat_dim | protocol | " + " | ".join(n for _, n in EMBEDDING_COLUMNS) + " |",
-             "| --- | --- | --- | --- |" + " --- |" * len(EMBEDDING_COLUMNS)]
+             "| loss | dataset | feat_dim | protocol | centers | train/test | "
+             + " | ".join(n for _, n in EMBEDDING_COLUMNS) + " |",
+             "| --- | --- | --- | --- | --- | --- |" + " --- |" * len(EMBEDDING_COLUMNS)]
     for members in groups(rows).values():
         finished = [r for r in members if r["status"] == "finished"]
         if not finished or not finished[0].get("final_map_at_r"):
@@ -143,16 +156,25 @@ def embedding_markdown(rows: list[dict]) -> str:
         first = finished[0]
         cells = [fmt_ci([number(r[c]) for r in finished]) for c, _ in EMBEDDING_COLUMNS]
         lines.append(f"| {first['loss']} | {first['dataset']} | {first['feat_dim']} | {protocol_of(first)} | "
-                     + " | ".join(cells) + " |")
+                     f"{centers_of(first)} | {size_tag(first)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n" if len(lines) > 4 else ""
 
 
-def learning_curves(rows: list[dict], epoch_rows: list[dict], imgs: Path) -> list[Path]:
+def curve_label(row: dict, split: str) -> str:
+    """Names a group of runs by what usually tells it apart from another in the same panel."""
+    rule = centers_of(row)
+    lr = "" if number(row["lr"]) == REFERENCE_RECIPE["lr"] else f", lr {row['lr']}"
+    return (f"{row['loss']}{'' if rule in ('—', 'joint') else ' ' + rule} [{options_tag(row)}] "
+            f"({row['epochs']} ep, {size_tag(row)}{lr}, {protocol_of(row)} {split})")
+
+
+def curve_panels(rows: list[dict], epoch_rows: list[dict]) -> dict[tuple, dict]:
+    """``{(dataset, feat_dim): {label: (epochs, mean, half_width)}}``, one curve per group of finished runs."""
     by_run = defaultdict(list)
     for e in epoch_rows:
         by_run[e["run_id"]].append(e)
     panels = defaultdict(dict)
-    for members in groups([r for r in rows if r["status"] == "finished"]).values():
+    for group_id, members in groups([r for r in rows if r["status"] == "finished"]).items():
         first = members[0]
         curves = [sorted(by_run[r["run_id"]], key=lambda e: int(e["epoch"])) for r in members if by_run[r["run_id"]]]
         if not curves:
@@ -161,8 +183,16 @@ def learning_curves(rows: list[dict], epoch_rows: list[dict], imgs: Path) -> lis
         split = "test" if protocol_of(first) == "reference" else "val"
         acc = np.array([[number(e[f"{split}_acc"]) for e in c[:n]] for c in curves])
         half = np.array([mean_ci(list(col))[1] or 0.0 for col in acc.T])
-        label = f"{first['loss']} ({first['epochs']} ep, {size_tag(first)}, {protocol_of(first)} {split})"
-        panels[(first["dataset"], first["feat_dim"])][label] = (np.arange(1, n + 1), acc.mean(0), half)
+        panel = panels[(first["dataset"], first["feat_dim"])]
+        label = curve_label(first, split)
+        if label in panel:  # told apart by something rarer (momentum, batch, schedule): name the group
+            label += f" {group_id}"
+        panel[label] = (np.arange(1, n + 1), acc.mean(0), half)
+    return panels
+
+
+def learning_curves(rows: list[dict], epoch_rows: list[dict], imgs: Path) -> list[Path]:
+    panels = curve_panels(rows, epoch_rows)
     paths = []
     for (dataset, feat_dim), curves in sorted(panels.items(), key=lambda kv: (DATASET_ORDER.index(kv[0][0]),
                                                                                int(kv[0][1]))):

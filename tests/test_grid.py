@@ -112,3 +112,20 @@ def test_report_table_on_hand_made_rows():
     assert "| standalone | fashion-mnist | 2 | reference | 0.5000 | 0.5000 | 0.921 |  | 1 |" in table  # no diff
     assert table.index("| xent |") < table.index("| cent |")
     assert table.startswith("**6 runs recorded, 5 finished, 4 of them on the reference recipe.**")
+
+
+def test_learning_curves_keep_every_group_apart_even_beyond_ten(tmp_path):
+    rows, epochs = [], []
+    for k in range(12):  # twelve groups in one panel: by center rule, lr, or only by batch size (the last two)
+        row = {**hand_row(f"r{k}", 0, 0.9, 0.9), "group_id": f"g{k}", "protocol": "reference",
+               "center_rule": "separate" if k == 1 else "joint", "lr": str(0.01 * min(k + 1, 11) if k > 1 else 0.01),
+               "batch_size": str(64 if k == 11 else 128)}
+        rows.append(row)
+        epochs += [{"run_id": f"r{k}", "epoch": str(e), "test_acc": str(0.1 * e + 0.01 * k)} for e in (1, 2)]
+    assert report.curve_label(rows[0], "test") != report.curve_label(rows[1], "test")
+    [(key, panel)] = report.curve_panels(rows, epochs).items()
+    assert key == ("fashion-mnist", "2") and len(panel) == 12
+    assert panel["cent separate [weight_cent=1] (100 ep, full, reference test)"][1] == pytest.approx([0.11, 0.21])
+    [path] = report.learning_curves(rows, epochs, tmp_path)
+    assert path == tmp_path / "curves" / "fashion-mnist-feat=2.png"
+    assert iio.imread(path).shape[1] > 500
