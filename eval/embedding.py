@@ -43,7 +43,7 @@ def map_at_r(features, labels, num_classes: int, chunk: int = 1024) -> torch.Ten
         relevant = (labels[neighbours] == q_labels[:, None]) & within_r
         precision = relevant.float().cumsum(1) / ranks
         ap = (precision * relevant).sum(1) / r.clamp_min(1)
-        total += ap[r > 0].sum()
+        total += torch.where(r > 0, ap, torch.zeros_like(ap)).sum()  # where, not a mask index: no sync
         counted += (r > 0).sum()
     return total / counted
 
@@ -55,7 +55,7 @@ def intra_inter_ratio(features, labels, num_classes: int) -> torch.Tensor:
     present = class_counts(labels, num_classes) > 0
     between = squared_distances(means.nan_to_num(0.0), means.nan_to_num(0.0)).sqrt()
     pair = present[:, None] & present[None, :] & ~torch.eye(num_classes, dtype=torch.bool, device=features.device)
-    return intra / between[pair].mean()
+    return intra / ((between * pair).sum() / pair.sum())
 
 
 def embedding_metrics(train_features, train_labels, test_features, test_labels, num_classes) -> dict[str, torch.Tensor]:

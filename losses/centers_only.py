@@ -30,5 +30,6 @@ class CentersOnlyLoss(LossWithCenters):
         intra = torch.exp(self.alpha * distance_to_own_center(features, self.centers, labels)).mean()
         d = squared_distances(self.centers, self.centers).clamp_min(1e-12)
         off_diagonal = ~torch.eye(self.num_classes, dtype=torch.bool, device=d.device)
-        inter = -torch.log(d)[off_diagonal].sum() / self.num_classes
+        # torch.where, not boolean indexing: indexing by a mask syncs with the host and breaks graph capture
+        inter = -torch.where(off_diagonal, torch.log(d), torch.zeros_like(d)).sum() / self.num_classes
         return self.weight_intra * intra + self.weight_inter * inter, {"intra": intra, "inter": inter}

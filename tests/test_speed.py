@@ -7,12 +7,15 @@ import csv
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from experiments import bench, grid
+from experiments.augment import Augment
 from experiments.config import RunConfig
 from experiments.data import epoch_batches
 from experiments.ledger import read_rows
 from experiments.trainer import Trainer
+from losses import LOSSES
 from tests.test_grid import grid_dirs
 
 CUDA = torch.cuda.is_available()
@@ -32,6 +35,56 @@ def test_eager_steps_are_reproducible_from_the_seed(synthetic_data):
     a, _ = first_losses(synthetic_data, torch.device("cpu"), use_graph=False)
     b, _ = first_losses(synthetic_data, torch.device("cpu"), use_graph=False)
     assert torch.equal(a, b) and a[-1] < a[0]  # the same numbers, and it learns
+
+
+class HostSyncs(TorchDispatchMode):
+    """Records the ops that make a CUDA stream wait for the host (and so break graph capture):
+    reading a value (``.item()``, ``bool()``), and ops whose output shape depends on the data."""
+
+    SYNCING = ("_local_scalar_dense", "nonzero", "masked_select", "_unique", "unique_dim", "unique_consecutive",
+               "bincount", "repeat_interleave", "is_nonzero", "equal")
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.__name__.split(".")[0]
+        mask_index = name in ("index", "index_put", "index_put_", "_index_put_impl_") and any(
+            i is not None and i.dtype in (torch.bool, torch.uint8) for i in args[1])  # x[mask]: a nonzero on CUDA
+        if name in self.SYNCING or mask_index:
+            self.seen.append(func.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("loss, rule", [(loss, "joint") for loss in LOSSES] + [("cent", "separate"),
+                                                                             ("standalone", "wen")])
+def test_the_training_step_never_waits_for_the_host(loss, rule, synthetic_data, tmp_path):
+    # what the CUDA graph captures must not sync; checked op by op on the CPU path, which runs the same code
+    cfg = RunConfig(dataset="synthetic", loss=loss, center_rule=rule, feat_dim=16, batch_size=64,
+                    train_size=1024, test_size=500)
+    trainer = Trainer(cfg, synthetic_data, torch.device("cpu"), tmp_path, progress=False, use_graph=False)
+    index = epoch_batches(len(synthetic_data.train_labels), 64, torch.device("cpu"))[0]
+    with HostSyncs() as syncs:
+        out = trainer.train_step(index)
+    assert syncs.seen == [] and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist", "cifar-10"])
+def test_augmentation_never_waits_for_the_host(dataset):
+    channels, size = (3, 32) if dataset == "cifar-10" else (1, 28)
+    images = torch.randint(0, 256, (64, channels, size, size), dtype=torch.uint8)
+    with HostSyncs() as syncs:
+        Augment(dataset, "reference")(images)
+    assert syncs.seen == []
+
+
+def test_the_host_sync_detector_sees_a_sync():
+    with HostSyncs() as syncs:
+        x = torch.arange(6.0)
+        x[x > 4] = 0.0
+        x[x > 2].sum().item()
+    assert syncs.seen == ["index_put_.default", "index.Tensor", "_local_scalar_dense.default"]
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a GPU")
@@ -87,3 +140,18 @@ def test_packed_runs_record_what_sequential_runs_record(tmp_path):
         assert one[run_id]["epochs_done"] == two[run_id]["epochs_done"]
         # other thread counts may change the last float bits, not the outcome
         assert abs(float(one[run_id]["final_test_acc"]) - float(two[run_id]["final_test_acc"])) < 0.05
+
+
+def test_evaluation_syncs_once_whatever_the_number_of_batches(synthetic_data, tmp_path):
+    from eval.embedding import embedding_metrics
+    from eval.metrics import embed, evaluate_embeddings
+    cfg = RunConfig(dataset="synthetic", loss="cent", feat_dim=16, train_size=1024, test_size=500)
+    trainer = Trainer(cfg, synthetic_data, torch.device("cpu"), tmp_path, progress=False, use_graph=False)
+    images, labels = synthetic_data.split("test")
+    with HostSyncs() as syncs:
+        features, logits = embed(trainer.model, images, batch_size=64)  # 8 batches
+        evaluate_embeddings(trainer.loss, features, labels, features, logits, labels)
+    assert syncs.seen == []
+    with HostSyncs() as syncs:
+        embedding_metrics(features, labels, features, labels, 10)
+    assert syncs.seen == ["_local_scalar_dense.default"]  # MAP@R's neighbour count, once
