@@ -11,6 +11,7 @@ running it twice changes nothing.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
@@ -23,8 +24,7 @@ from eval.plots import embedding_pngs, feature_gifs, learning_curve_png, write_i
 from experiments.datasets import SPECS
 from experiments.ledger import read_rows
 from experiments.stats import mean_ci
-from losses import LOSSES
-from losses.base import LossWithCenters
+from losses import LOSSES, build_loss
 
 REFERENCE = {  # the reference study's table (test accuracy, one run each)
     ("mnist", 2): {"xent": 0.991, "cent": 0.990, "standalone": 0.994},
@@ -57,9 +57,12 @@ def groups(rows: list[dict]) -> dict[str, list[dict]]:
 
 
 def group_sort_key(row: dict):
+    """Dataset, feat_dim, loss (the reference three first), then protocol, center rule, options, length, size."""
+    main_losses = ["xent", "cent", "standalone"]
     return (DATASET_ORDER.index(row["dataset"]) if row["dataset"] in DATASET_ORDER else 99, int(row["feat_dim"]),
-            ["xent", "cent", "standalone"].index(row["loss"]) if row["loss"] in ("xent", "cent", "standalone") else 9,
-            row["loss"], -int(row["epochs"]), row["group_id"])
+            main_losses.index(row["loss"]) if row["loss"] in main_losses else 9, row["loss"],
+            protocol_of(row) != "reference", ["joint", "separate", "wen"].index(rule_of(row)), row["loss_options"],
+            -int(row["epochs"]), -int(row["train_size"] or 10 ** 9), row["group_id"])
 
 
 def size_tag(row: dict) -> str:
@@ -77,9 +80,15 @@ def rule_of(row: dict) -> str:
 
 
 def centers_of(row: dict) -> str:
-    """The center update rule, or a dash for a loss without learnable centers."""
-    loss = LOSSES.get(row["loss"])
-    return rule_of(row) if loss is not None and issubclass(loss, LossWithCenters) else "—"
+    """The center update rule, or a dash for a run without learnable centers (asked of the loss itself)."""
+    return rule_of(row) if has_learnable_centers(row["loss"], row["feat_dim"], row["loss_options"]) else "—"
+
+
+@functools.lru_cache(maxsize=None)
+def has_learnable_centers(loss: str, feat_dim: str, options: str) -> bool:
+    if loss not in LOSSES:
+        return False
+    return build_loss(loss, 10, int(feat_dim), **json.loads(options)).learnable_centers is not None
 
 
 def options_tag(row: dict) -> str:

@@ -129,3 +129,12 @@ def test_learning_curves_keep_every_group_apart_even_beyond_ten(tmp_path):
     [path] = report.learning_curves(rows, epochs, tmp_path)
     assert path == tmp_path / "curves" / "fashion-mnist-feat=2.png"
     assert iio.imread(path).shape[1] > 500
+
+
+def test_the_center_rule_is_shown_only_where_the_loss_has_learnable_centers():
+    def row(loss, options):
+        return {"loss": loss, "feat_dim": "128", "loss_options": options, "center_rule": "separate"}
+    assert report.centers_of(row("xent", "{}")) == "—"
+    assert report.centers_of(row("cent", '{"weight_cent": 1.0}')) == "separate"
+    assert report.centers_of(row("center-radius", '{"fixed_centers": false}')) == "separate"
+    assert report.centers_of(row("center-radius", '{"fixed_centers": true}')) == "—"
