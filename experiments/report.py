@@ -24,7 +24,7 @@ from eval.plots import embedding_pngs, feature_gifs, learning_curve_png, write_i
 from experiments.datasets import SPECS
 from experiments.ledger import read_rows
 from experiments.stats import mean_ci
-from losses import LOSSES, build_loss
+from losses import LOSSES, build_loss, loss_options
 
 REFERENCE = {  # the reference study's table (test accuracy, one run each)
     ("mnist", 2): {"xent": 0.991, "cent": 0.990, "standalone": 0.994},
@@ -88,7 +88,9 @@ def centers_of(row: dict) -> str:
 def has_learnable_centers(loss: str, feat_dim: str, options: str) -> bool:
     if loss not in LOSSES:
         return False
-    return build_loss(loss, 10, int(feat_dim), **json.loads(options)).learnable_centers is not None
+    known = loss_options(loss)  # a row from an older version may carry an option the loss no longer takes
+    kept = {k: v for k, v in json.loads(options).items() if k in known}
+    return build_loss(loss, 10, int(feat_dim), **kept).learnable_centers is not None
 
 
 def options_tag(row: dict) -> str:
