@@ -112,18 +112,18 @@ def learning_curve_png(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarra
     """``curves[label] = (epochs, mean, half_width)``: one line per group of runs with a band over seeds.
 
     Beyond ten lines the colors repeat with another line style; the legend sits beside the plot."""
-    fig, ax = plt.subplots(figsize=(10, 3.2 + 0.12 * max(0, len(curves) - 12)), dpi=90)
+    fig, ax = plt.subplots(figsize=(5.5, 3.4 + 0.12 * max(0, len(curves) - 14)), dpi=90)
     for k, (label, (epochs, mean, half)) in enumerate(sorted(curves.items())):
         color, style = COLORS[k % len(COLORS)], LINE_STYLES[k // len(COLORS) % len(LINE_STYLES)]
         ax.plot(epochs, mean, color=color, linestyle=style, label=label, linewidth=1.2)
         ax.fill_between(epochs, mean - half, mean + half, color=color, alpha=0.2, linewidth=0)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy (headline rule)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
+    fig.savefig(buf, format="png", metadata={"Software": None}, bbox_inches="tight")  # the legend is outside
     plt.close(fig)
     write_if_changed(path, buf.getvalue())
