@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from eval.plots import embedding_pngs, feature_gifs, learning_curve_png, write_if_changed
+from experiments.center_rules import CENTER_RULES
 from experiments.datasets import SPECS
 from experiments.ledger import read_rows
 from experiments.stats import mean_ci
@@ -61,7 +62,7 @@ def group_sort_key(row: dict):
     main_losses = ["xent", "cent", "standalone"]
     return (DATASET_ORDER.index(row["dataset"]) if row["dataset"] in DATASET_ORDER else 99, int(row["feat_dim"]),
             main_losses.index(row["loss"]) if row["loss"] in main_losses else 9, row["loss"],
-            protocol_of(row) != "reference", ["joint", "separate", "wen"].index(rule_of(row)), row["loss_options"],
+            protocol_of(row) != "reference", CENTER_RULES.index(rule_of(row)), row["loss_options"],
             -int(row["epochs"]), -int(row["train_size"] or 10 ** 9), row["group_id"])
 
 
@@ -90,7 +91,7 @@ def has_learnable_centers(loss: str, feat_dim: str, options: str) -> bool:
         return False
     known = loss_options(loss)  # a row from an older version may carry an option the loss no longer takes
     kept = {k: v for k, v in json.loads(options).items() if k in known}
-    return build_loss(loss, 10, int(feat_dim), **kept).learnable_centers is not None
+    return build_loss(loss, 10, int(feat_dim), **kept).learnable_centers is not None  # any class count answers
 
 
 def options_tag(row: dict) -> str:
