@@ -66,17 +66,18 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
-def feature_gifs(frame_files: list[Path], class_names, out_dir: Path, title: str) -> None:
-    """``train.gif`` and ``val.gif`` from the per-epoch feature files of one feat_dim-2 run."""
+def feature_gifs(frame_files: list[Path], class_names, out_dir: Path, title: str, held_out: str = "test") -> None:
+    """``train.gif`` and ``{held_out}.gif`` from the per-epoch feature files of one feat_dim-2 run
+    (``held_out``: the split its frames hold, test under the reference protocol, val under fair)."""
     frames = [torch.load(f) for f in frame_files]
-    for split, key in (("train", "train"), ("val", "test")):
-        feats = [f[f"{key}_features"].numpy() for f in frames]
+    for split, key in (("train", "train"), (held_out, "test")):
+        feats = [f[f"{key}_features"].float().numpy() for f in frames]
         labels = [f[f"{key}_labels"].numpy() for f in frames]
         if split == "train":
             feats, labels = map(list, zip(*(subsample(a, b) for a, b in zip(feats, labels))))
         limits = fixed_limits(feats)
         images = [figure_to_array(scatter_figure(
-            a, b, class_names, f"{title} {split}, epoch {f['epoch']}, acc {f['test_acc']:.3f}",
+            a, b, class_names, f"{title} {split}, epoch {f['epoch']}, {held_out} acc {f['test_acc']:.3f}",
             centers=None if f["centers"] is None else f["centers"].numpy(), limits=limits))
             for a, b, f in zip(feats, labels, frames)]
         write_if_changed(out_dir / f"{split}.gif", iio.imwrite("<bytes>", np.stack(images), extension=".gif",
@@ -94,10 +95,11 @@ def pca_2d(features: np.ndarray, basis_of: np.ndarray | None = None) -> np.ndarr
 
 
 def embedding_pngs(final_file: Path, class_names, out_dir: Path, title: str) -> None:
-    """PCA (fit on the train features) of the final train subset and test features."""
+    """PCA (fit on the train features) of the final train subset and test features: ``train.png``, ``test.png``."""
     f = torch.load(final_file)
     train, test = f["train_features"].float().numpy(), f["test_features"].float().numpy()
-    for split, feats, labels in (("train", train, f["train_labels"].numpy()), ("val", test, f["test_labels"].numpy())):
+    for split, feats, labels in (("train", train, f["train_labels"].numpy()),
+                                 ("test", test, f["test_labels"].numpy())):
         if split == "train":
             feats, labels = subsample(feats, labels)
         fig = scatter_figure(pca_2d(feats, basis_of=train), labels, class_names,

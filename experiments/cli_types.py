@@ -1,7 +1,19 @@
-"""argparse value types that reject bad numbers with a clear message."""
+"""argparse value types that reject bad numbers with a clear message, and the help format."""
 from __future__ import annotations
 
 import argparse
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` keeps the description's line breaks and shows each option's default
+    (where it has one: not for flags, nor for options whose absence means "none")."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        no_default = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if action.option_strings and not no_default and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
 
 
 def positive_int(text: str) -> int:
@@ -14,6 +26,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number, 0 or more")
+    return value
 
 def positive_float(text: str) -> float:
     try:

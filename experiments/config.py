@@ -13,6 +13,13 @@ from dataclasses import asdict, dataclass, field, fields
 from losses import loss_options
 
 
+# The reference study's recipe (../shared/REFERENCE.md): a run that departs from it in any of these
+# fields, or in its loss's options, is not a reproduction of the study's table.
+REFERENCE_RECIPE = {"model": "resnet", "epochs": 100, "batch_size": 128, "lr": 0.01, "momentum": 0.9,
+                    "weight_decay": 0.0, "lr_factor": 0.2, "lr_patience": 10, "lr_threshold": 0.1,
+                    "augment": "reference", "train_size": None, "test_size": None, "precision": "fp32",
+                    "center_rule": "joint", "protocol": "reference"}
+
 # Fields added after runs were first recorded enter the hash only when they differ
 # from these defaults, so the ids of earlier runs stay valid.
 ADDED_LATER = {"center_rule": "joint", "center_lr": 0.5, "center_alpha": 0.5, "protocol": "reference"}
@@ -37,7 +44,7 @@ class RunConfig:
     train_size: int | None = None
     test_size: int | None = None
     seed: int = 0
-    precision: str = "auto"
+    precision: str = "fp32"
     center_rule: str = "joint"
     center_lr: float = 0.5
     center_alpha: float = 0.5
@@ -54,6 +61,12 @@ class RunConfig:
     def from_dict(cls, d: dict) -> "RunConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+    def departures(self) -> list[str]:
+        """``field=value`` for every field (and loss option) that departs from the reference recipe."""
+        out = [f"{k}={getattr(self, k)}" for k, v in REFERENCE_RECIPE.items() if getattr(self, k) != v]
+        defaults = loss_options(self.loss)
+        return out + [f"{k}={v}" for k, v in sorted(self.loss_options.items()) if defaults.get(k) != v]
 
     @property
     def run_id(self) -> str:

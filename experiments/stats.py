@@ -1,25 +1,38 @@
-"""Mean and 95% confidence interval (Student t) over seeds."""
+"""Mean and 95% confidence intervals over seeds, and paired comparisons (scipy.stats)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
-# two-sided 95%: t_{0.975, df} for df = 1..30
-T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
-
-
-def t_quantile_975(df: int) -> float:
-    if df <= len(T975):
-        return T975[df - 1]
-    z = 1.959964  # Cornish-Fisher expansion beyond the table (error < 1e-4)
-    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+import numpy as np
+from scipy import stats
 
 
-def mean_ci(values: list[float]) -> tuple[float, float | None]:
-    """``(mean, half width of the 95% t-interval)``; the half width is None for one value."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
+def mean_ci(values) -> tuple[float, float | None]:
+    """``(mean, half width of the two-sided 95% Student t interval)``; the half width is None for one value."""
+    values = np.asarray(values, dtype=float)
+    mean = float(values.mean())
+    if len(values) < 2:
         return mean, None
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, t_quantile_975(n - 1) * sd / math.sqrt(n)
+    return mean, float(stats.t.ppf(0.975, len(values) - 1) * stats.sem(values))
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """``a - b`` over pairs (one pair per seed): mean, 95% t half width, paired t-test p-value."""
+    pairs: int
+    mean: float
+    half_width: float | None
+    p_value: float | None
+
+
+def paired_difference(a, b) -> PairedDifference:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) == 0:
+        return PairedDifference(0, math.nan, None, None)
+    mean, half = mean_ci(a - b)
+    p = None
+    if len(a) >= 2:
+        p = float(stats.ttest_rel(a, b).pvalue)
+        p = None if math.isnan(p) else p  # every difference equal: no test
+    return PairedDifference(len(a), mean, half, p)

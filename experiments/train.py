@@ -15,12 +15,13 @@ import sys
 from pathlib import Path
 
 from experiments.center_rules import CENTER_RULES
-from experiments.cli_types import non_negative_float, positive_float, positive_int
+from experiments.cli_types import HelpFormatter, non_negative_float, non_negative_int, positive_float, positive_int
 from experiments.config import RunConfig
 from experiments.data import DeviceData
 from experiments.datasets import SPECS, DataError, default_data_root, get_spec
 from experiments.provenance import resolve_device
-from experiments.trainer import Trainer
+from experiments.io import unwritable
+from experiments.trainer import RunInterrupted, Trainer
 from losses import LOSSES, loss_options
 from models import MODELS
 
@@ -30,23 +31,36 @@ LOSS_OPTION_DEFAULTS = {k: v for name in LOSSES for k, v in loss_options(name).i
 LOSS_OPTION_FLAGS = {option: "--" + option.replace("_", "-") for option in LOSS_OPTION_DEFAULTS}
 
 
+DATASET_HELP = ("mnist, fashion-mnist, cifar-10 (see `python -m experiments.data`), or synthetic: a generated "
+                "10-class toy set (16x16 images, a bright 4x4 patch whose position is the class, 2000 train / 500 "
+                "test), for tests and smoke runs, nothing to fetch")
+
+
 def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
-    """The reference recipe as options (shared with the grid runner)."""
+    """The reference recipe as options (shared with the grid runner); the defaults are the study's."""
     d = RunConfig()
-    parser.add_argument("--model", choices=list(MODELS), default=d.model)
-    parser.add_argument("--epochs", type=positive_int, default=d.epochs)
-    parser.add_argument("--batch-size", type=positive_int, default=d.batch_size)
-    parser.add_argument("--lr", type=positive_float, default=d.lr)
-    parser.add_argument("--momentum", type=non_negative_float, default=d.momentum)
-    parser.add_argument("--weight-decay", type=non_negative_float, default=d.weight_decay)
+    parser.add_argument("--model", choices=list(MODELS), default=d.model,
+                        help="resnet: the reference pre-activation ResNet; lenet++: the center-loss demo's LeNet++")
+    parser.add_argument("--epochs", type=positive_int, default=d.epochs, help="training epochs")
+    parser.add_argument("--batch-size", type=positive_int, default=d.batch_size,
+                        help="training batch (the last partial batch is dropped)")
+    parser.add_argument("--lr", type=positive_float, default=d.lr, help="SGD learning rate (centers too, under joint)")
+    parser.add_argument("--momentum", type=non_negative_float, default=d.momentum, help="SGD momentum")
+    parser.add_argument("--weight-decay", type=non_negative_float, default=d.weight_decay,
+                        help="SGD weight decay (never on centers)")
     parser.add_argument("--lr-factor", type=positive_float, default=d.lr_factor, help="ReduceLROnPlateau factor")
-    parser.add_argument("--lr-patience", type=positive_int, default=d.lr_patience)
-    parser.add_argument("--lr-threshold", type=non_negative_float, default=d.lr_threshold)
-    parser.add_argument("--augment", choices=["reference", "none"], default=d.augment)
-    parser.add_argument("--train-size", type=positive_int, default=None, help="train on a fixed subset of N samples")
-    parser.add_argument("--test-size", type=positive_int, default=None, help="test on a fixed subset of N samples")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=d.precision,
-                        help="auto: bf16 autocast on CUDA, fp32 on the CPU; fp16 uses a GradScaler")
+    parser.add_argument("--lr-patience", type=positive_int, default=d.lr_patience, help="ReduceLROnPlateau patience")
+    parser.add_argument("--lr-threshold", type=non_negative_float, default=d.lr_threshold,
+                        help="ReduceLROnPlateau relative threshold")
+    parser.add_argument("--augment", choices=["reference", "none"], default=d.augment,
+                        help="reference: the study's per-dataset augmentation on the device; none: no augmentation")
+    parser.add_argument("--train-size", type=positive_int, default=None,
+                        help="train on a fixed subset of N samples (default: the whole split)")
+    parser.add_argument("--test-size", type=positive_int, default=None,
+                        help="test on a fixed subset of N samples (default: the whole split)")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=d.precision,
+                        help="fp32: the reference (TF32 convolutions as PyTorch allows by default); bf16: autocast, "
+                             "a named departure; fp16: autocast with a GradScaler")
     parser.add_argument("--protocol", choices=["reference", "fair"], default=d.protocol,
                         help="reference: schedule and best epoch on the test split (the study); fair: on a fixed "
                              "stratified 10%% validation split of the training set, test evaluated once at the end")
@@ -60,14 +74,26 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
         takers = ", ".join(n for n in LOSSES if option in loss_options(n))
         if isinstance(LOSS_OPTION_DEFAULTS[option], bool):
             parser.add_argument(flag, action="store_const", const=True, default=None, dest=option,
-                                help=f"loss option (losses: {takers})")
+                                help=f"loss option (losses: {takers}; default: off)")
         else:
+            defaults = sorted({f"{loss_options(n)[option]:g}" for n in LOSSES if option in loss_options(n)})
             parser.add_argument(flag, type=non_negative_float, default=None, dest=option,
-                                help=f"loss option (losses: {takers})")
-    parser.add_argument("--data-root", type=Path, default=default_data_root())
+                                help=f"loss option (losses: {takers}; default: {' or '.join(defaults)})")
+    parser.add_argument("--data-root", type=Path, default=default_data_root(),
+                        help="where the datasets live (env CENTERLOSS_DATA); missing files are fetched only into "
+                             "the default root, a root you name is only verified")
     parser.add_argument("--out", type=Path, default=Path("runs"), help="where run directories go")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (one line per epoch is still printed)")
+
+
+def warn_single_class_batches(batch_size: int, losses: list[str]) -> None:
+    """A loss with a term over pairs of different labels gets 0 from a batch of one sample."""
+    paired = [n for n in losses if LOSSES[n].pairs_across_classes]
+    if batch_size == 1 and paired:
+        print(f"warning: with --batch-size 1 the inter-class term of {', '.join(paired)} is always 0 "
+              "(a batch needs samples of several classes)", file=sys.stderr)
 
 
 def config_from_args(args, dataset: str, loss: str, feat_dim: int, seed: int) -> RunConfig:
@@ -83,21 +109,25 @@ def config_from_args(args, dataset: str, loss: str, feat_dim: int, seed: int) ->
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m experiments.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", choices=list(SPECS), default="fashion-mnist")
-    parser.add_argument("--loss", choices=list(LOSSES), default="standalone")
-    parser.add_argument("--feat-dim", type=positive_int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    paired = ", ".join(n for n in LOSSES if LOSSES[n].pairs_across_classes)
+    parser = argparse.ArgumentParser(prog="python -m experiments.train", description=__doc__, formatter_class=HelpFormatter,
+                                     epilog=f"{paired} need batches holding several classes (their inter term sums "
+                                            "over pairs of samples with different labels).")
+    parser.add_argument("--dataset", choices=list(SPECS), default="fashion-mnist", help=DATASET_HELP)
+    parser.add_argument("--loss", choices=list(LOSSES), default="standalone", help="the loss (see losses/)")
+    parser.add_argument("--feat-dim", type=positive_int, default=2, help="feature dimension (2 for the plots)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initialisation and batches")
     add_recipe_arguments(parser)
     args = parser.parse_args(argv)
     for option, flag in LOSS_OPTION_FLAGS.items():
         if getattr(args, option) is not None and option not in loss_options(args.loss):
             parser.error(f"{flag} does not apply to --loss {args.loss} (it takes: "
                          f"{', '.join(LOSS_OPTION_FLAGS[o] for o in loss_options(args.loss)) or 'no loss option'})")
+    warn_single_class_batches(args.batch_size, [args.loss])
     return args
 
 
-def run_one(cfg: RunConfig, args, data: DeviceData | None = None, device=None) -> dict:
+def run_one(cfg: RunConfig, args, data: DeviceData | None = None, device=None, should_stop=lambda: False) -> dict:
     """Train ``cfg`` (or return its finished result) in ``args.out / run_id``."""
     run_dir = Path(args.out) / cfg.run_id
     if (run_dir / "result.json").exists():
@@ -105,7 +135,7 @@ def run_one(cfg: RunConfig, args, data: DeviceData | None = None, device=None) -
     device = device or resolve_device(args.device)
     data = data or load_data(cfg, args.data_root, device)
     use_graph = False if args.no_graph else None
-    return Trainer(cfg, data, device, run_dir, progress=not args.no_progress, use_graph=use_graph).fit()
+    return Trainer(cfg, data, device, run_dir, progress=not args.no_progress, use_graph=use_graph).fit(should_stop)
 
 
 def load_data(cfg: RunConfig, data_root: Path, device) -> DeviceData:
@@ -116,11 +146,21 @@ def load_data(cfg: RunConfig, data_root: Path, device) -> DeviceData:
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = config_from_args(args, args.dataset, args.loss, args.feat_dim, args.seed)
+    problem = unwritable(args.out)
+    if problem:
+        print(f"error: {problem}; choose another --out", file=sys.stderr)
+        return 2
     try:
         result = run_one(cfg, args)
     except (DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RunInterrupted as e:
+        print(e, file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # while loading the data
+        print("interrupted before training began", file=sys.stderr)
+        return 130
     summary = {k: result[k] for k in ("run_id", "status", "epochs_done", "final_test_acc", "best_test_acc",
                                       "final_test_acc_argmax", "final_test_acc_center", "wall_s")}
     print(json.dumps(summary, indent=2))

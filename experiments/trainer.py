@@ -35,12 +35,30 @@ from experiments.config import RunConfig
 from experiments.cuda_graph import GraphedStep
 from experiments.data import DeviceData, epoch_batches
 from experiments.io import atomic_torch_save, atomic_write_csv, atomic_write_json
-from experiments.provenance import AUTOCAST_DTYPES, code_version, device_name, resolve_precision
+from experiments.provenance import AUTOCAST_DTYPES, code_version, device_name
 from experiments.tensorboard_log import TensorBoardLog
 from losses import build_loss
 from models import build_model
 
 TRAIN_EVAL_SIZE = 10000  # training samples embedded each epoch (class means, 1-NN, 2-D plots)
+FRAME_POINTS = 5000  # points per split in a per-epoch 2-D frame (float16): a 100-epoch run's frames stay ~4 MB
+
+
+class RunStopped(Exception):
+    """A run asked to stop (a time budget, SIGTERM) before its last epoch; its checkpoint holds
+    every finished epoch, so the same command resumes it."""
+
+    def __init__(self, run_id: str, epochs_done: int):
+        super().__init__(f"run {run_id} stopped after epoch {epochs_done}; the same command resumes it")
+        self.run_id, self.epochs_done = run_id, epochs_done
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: still a KeyboardInterrupt (a grid stops), with the epoch to resume after."""
+
+    def __init__(self, run_id: str, epochs_done: int):
+        super().__init__(f"run {run_id} interrupted after epoch {epochs_done}; the same command resumes it")
+        self.run_id, self.epochs_done = run_id, epochs_done
 
 
 class Trainer:
@@ -48,7 +66,7 @@ class Trainer:
                  progress: bool = True, log=print, use_graph: bool | None = None):
         self.cfg, self.data, self.device, self.run_dir = cfg, data, device, Path(run_dir)
         self.progress, self.log = progress, log
-        self.precision = resolve_precision(cfg.precision, device)
+        self.precision = cfg.precision
         self.autocast_dtype = AUTOCAST_DTYPES[self.precision]
         on_cuda = device.type == "cuda"
         self.use_graph = (on_cuda and self.precision != "fp16") if use_graph is None else use_graph
@@ -77,6 +95,7 @@ class Trainer:
         self.history: list[dict] = []
         self.best_state: dict | None = None
         self.start_epoch = 1
+        self.epochs_saved = 0  # checkpoints written by this process
         self.term_names: list[str] | None = None
         self.step = None
 
@@ -141,14 +160,28 @@ class Trainer:
         return {f"{split}_acc_{k}" if k != "headline" else f"{split}_acc": v for k, v in accs.items()}, embeddings
 
     # ---- the run ----------------------------------------------------------------
-    def fit(self) -> dict:
+    def fit(self, should_stop=lambda: False) -> dict:
+        """Train to the last epoch and write result.json. ``should_stop()`` is asked after each
+        epoch's checkpoint: when it says yes, RunStopped is raised; on Ctrl-C, RunInterrupted."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.run_dir / "config.json", self.cfg.to_dict())
         self.resume_if_interrupted()
         self.tensorboard = TensorBoardLog(self.run_dir, self.start_epoch)
-        status, diverged_epoch = "finished", None
-        select = f"{self.selection_split}_acc"
         t0 = time.perf_counter() - sum(row["seconds"] for row in self.history)
+        try:
+            status, diverged_epoch = self.train_epochs(should_stop)
+        except KeyboardInterrupt:
+            raise RunInterrupted(self.cfg.run_id, self.start_epoch - 1 + self.epochs_saved) from None
+        finally:
+            self.tensorboard.close()
+        final = self.final_evaluation() if status == "finished" else {}
+        result = self.result(status, diverged_epoch, time.perf_counter() - t0, final)
+        atomic_write_json(self.run_dir / "result.json", result)
+        return result
+
+    def train_epochs(self, should_stop) -> tuple[str, int | None]:
+        """The epoch loop; ``(status, diverged epoch)``."""
+        select = f"{self.selection_split}_acc"
         for epoch in range(self.start_epoch, self.cfg.epochs + 1):
             t_epoch = time.perf_counter()
             train_metrics = self.train_epoch(epoch)
@@ -157,23 +190,19 @@ class Trainer:
             values = torch.stack([*train_metrics.values(), *eval_metrics.values()]).tolist()  # the one sync
             row = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"], **dict(zip(names, values))}
             if not all(math.isfinite(row[name]) for name in train_metrics):
-                status, diverged_epoch = "diverged", epoch
                 self.log(f"run {self.cfg.run_id}: loss is {row['loss']} at epoch {epoch}; stopping "
                          "(lower --lr or the loss weights)")
-                break
+                return "diverged", epoch
             if self.selection_split == "val" and row[select] > max((r[select] for r in self.history), default=-1):
                 self.best_state = self.snapshot()
             self.scheduler.step(row[select])
             row["seconds"] = time.perf_counter() - t_epoch
             self.history.append(row)
             self.save_epoch(epoch, embeddings)
-            if self.progress:
-                tqdm.write(self.format_row(row))
-        self.tensorboard.close()
-        final = self.final_evaluation() if status == "finished" else {}
-        result = self.result(status, diverged_epoch, time.perf_counter() - t0, final)
-        atomic_write_json(self.run_dir / "result.json", result)
-        return result
+            (tqdm.write if self.progress else self.log)(self.format_row(row))
+            if epoch < self.cfg.epochs and should_stop():
+                raise RunStopped(self.cfg.run_id, epoch)
+        return "finished", None
 
     def final_evaluation(self) -> dict[str, float]:
         """Test accuracies and embedding metrics of the reported model: the last
@@ -185,7 +214,7 @@ class Trainer:
         train_features, train_labels, test_features, _, test_labels = embeddings
         extra = embedding_metrics(train_features, train_labels, test_features, test_labels, self.loss.num_classes)
         atomic_torch_save(self.run_dir / "features" / "final.pt",
-                          self.feature_frame(embeddings, test_metrics["test_acc"].item(), torch.float16))
+                          self.feature_frame(embeddings, test_metrics["test_acc"].item()))
         return {k: v.item() for k, v in {**test_metrics, **extra}.items()}
 
     def snapshot(self) -> dict:
@@ -196,13 +225,19 @@ class Trainer:
         terms = " ".join(f"{k}={row[k]:.4g}" for k in row if k not in ("epoch", "lr", "seconds"))
         return f"[{self.cfg.run_id}] epoch {row['epoch']:3d} lr={row['lr']:.2g} {terms} ({row['seconds']:.1f}s)"
 
-    def feature_frame(self, embeddings, accuracy: float, dtype=torch.float32) -> dict:
-        """Features of an evaluation, on the CPU, for plots."""
+    def feature_frame(self, embeddings, accuracy: float, points: int | None = None) -> dict:
+        """Features of an evaluation in float16, on the CPU, for plots; ``points``: at most that many
+        per split (the train subset is already a random one; the held-out split gets a fixed random one)."""
         train_features, train_labels, features, _, labels = embeddings
+        keep = torch.arange(len(labels))
+        if points is not None and points < len(labels):
+            keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(2))[:points].sort().values
+        keep = keep.to(labels.device)
         centers = self.loss.centers
         return {
-            "train_features": train_features.to(dtype).cpu(), "train_labels": train_labels.to(torch.uint8).cpu(),
-            "test_features": features.to(dtype).cpu(), "test_labels": labels.to(torch.uint8).cpu(),
+            "train_features": train_features[:points].half().cpu(),
+            "train_labels": train_labels[:points].to(torch.uint8).cpu(),
+            "test_features": features[keep].half().cpu(), "test_labels": labels[keep].to(torch.uint8).cpu(),
             "centers": None if centers is None else centers.detach().float().cpu(),
             "test_acc": accuracy, "epoch": self.history[-1]["epoch"],
         }
@@ -211,10 +246,10 @@ class Trainer:
         row = self.history[-1]
         atomic_write_csv(self.run_dir / "metrics.csv", self.history)
         if self.cfg.feat_dim == 2:
-            frame = self.feature_frame(embeddings, row[f"{self.selection_split}_acc"])
+            frame = self.feature_frame(embeddings, row[f"{self.selection_split}_acc"], FRAME_POINTS)
             atomic_torch_save(self.run_dir / "features" / f"epoch_{epoch:03d}.pt", frame)
             centers = None if frame["centers"] is None else frame["centers"].numpy()
-            self.tensorboard.log_epoch(row, self.data.spec.class_names, frame["test_features"].numpy(),
+            self.tensorboard.log_epoch(row, self.data.spec.class_names, frame["test_features"].float().numpy(),
                                        frame["test_labels"].numpy(), centers)
         else:
             self.tensorboard.log_epoch(row)
@@ -225,6 +260,7 @@ class Trainer:
             "best_state": self.best_state, "history": self.history, "rng_cpu": torch.get_rng_state(),
             "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
         })
+        self.epochs_saved += 1
 
     def resume_if_interrupted(self) -> None:
         path = self.run_dir / "checkpoint.pt"

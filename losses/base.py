@@ -12,6 +12,8 @@ need to know:
   (nearest center): how this loss classifies, i.e. its headline metric.
 - ``centers``: the ``num_classes x feat_dim`` centers, or None;
   ``learnable_centers``: the same when they are a trained parameter.
+- ``pairs_across_classes``: whether a term sums over pairs of samples with
+  different labels, so a batch holding one class (batch size 1) makes it 0.
 - ``center_weight``: the weight in front of the term that pulls features to
   the centers (the ``separate`` center rule divides the center gradient by it).
 """
@@ -26,6 +28,7 @@ from losses.distances import squared_distances
 class Loss(nn.Module):
     uses_logits: bool = True
     prediction: str = "logits"
+    pairs_across_classes: bool = False
 
     def __init__(self, num_classes: int, feat_dim: int):
         super().__init__()

@@ -18,6 +18,7 @@ class StandaloneCenterLoss(LossWithCenters):
 
     uses_logits = False
     prediction = "centers"
+    pairs_across_classes = True
     pull_weight = "weight_intra"
 
     def __init__(self, num_classes: int, feat_dim: int, weight_intra: float = 1.0, weight_inter: float = 0.1):

@@ -1,5 +1,6 @@
-"""The grid runner and the report: a mini grid, a killed grid, the statistics."""
+"""The grid runner: a mini grid, outputs that follow the ledger, a killed grid, a budget, SIGTERM."""
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -8,21 +9,24 @@ import time
 from pathlib import Path
 
 import imageio.v3 as iio
+import pandas as pd
 import pytest
 
 from experiments import grid, report
 from experiments.ledger import read_rows
-from experiments.stats import mean_ci, t_quantile_975
 
 REPO = Path(__file__).resolve().parent.parent
 MINI = ["--datasets", "synthetic", "--losses", "xent", "standalone", "--feat-dims", "2", "--seeds", "0", "1",
         "--train-size", "256", "--test-size", "100", "--batch-size", "64", "--no-progress"]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
-def grid_dirs(tmp_path):
-    shutil.copy(REPO / "README.md", tmp_path / "README.md")
-    return ["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results"), "--imgs",
-            str(tmp_path / "imgs"), "--readme", str(tmp_path / "README.md")]
+def grid_dirs(tmp_path, readme=True):
+    dirs = ["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    if readme:
+        shutil.copy(REPO / "README.md", tmp_path / "README.md")
+        dirs += ["--imgs", str(tmp_path / "imgs"), "--readme", str(tmp_path / "README.md")]
+    return dirs
 
 
 def test_mini_grid_writes_rows_table_gifs_and_readme(tmp_path):
@@ -33,13 +37,17 @@ def test_mini_grid_writes_rows_table_gifs_and_readme(tmp_path):
     assert all(r["status"] == "finished" and r["code_version"] and r["device"] for r in rows)
     assert len(read_rows(tmp_path / "results" / "epochs.csv")) == 4 * 3
     table = (tmp_path / "results" / "table.md").read_text()
-    assert "| xent | synthetic | 2 |" in table and "| standalone | synthetic | 2 |" in table
+    assert "| xent | synthetic | 2 | epochs=3, batch_size=64, train_size=256, test_size=100 |" in table
+    assert f"`{tmp_path / 'results' / 'runs.csv'}`" in table  # the ledger it was made from
     for loss in ("xent", "standalone"):
-        for split in ("train", "val"):
+        for split in ("train", "test"):
             frames = iio.imread(tmp_path / "imgs" / f"{loss}-synthetic-feat=2" / f"{split}.gif", index=None)
             assert frames.shape[0] == 3  # one frame per epoch
     readme = (tmp_path / "README.md").read_text()
-    assert "imgs/standalone-synthetic-feat=2/val.gif" in readme and table.strip() in readme
+    assert "test: ![](imgs/standalone-synthetic-feat=2/test.gif)" in readme
+    # every picture the README shows exists
+    images = re.findall(r"!\[\]\(([^)]+)\)", readme)
+    assert len(images) >= 5 and all((tmp_path / p).is_file() for p in images), images
     # a second report changes nothing
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and "runs" not in p.parts}
     report.main(["--results", str(tmp_path / "results"), "--runs", str(tmp_path / "runs"),
@@ -48,14 +56,68 @@ def test_mini_grid_writes_rows_table_gifs_and_readme(tmp_path):
     assert before == after
 
 
+def test_another_ledger_keeps_its_outputs_and_leaves_the_readme_alone(tmp_path, capsys):
+    readme, imgs = (REPO / "README.md").read_bytes(), sorted((REPO / "imgs").rglob("*"))
+    argv = MINI + ["--epochs", "1", "--seeds", "0", "--losses", "xent", "--out", str(tmp_path / "runs"),
+                   "--results", str(tmp_path / "mine")]
+    assert grid.main(argv) == 0
+    assert (REPO / "README.md").read_bytes() == readme and sorted((REPO / "imgs").rglob("*")) == imgs
+    assert (tmp_path / "mine" / "imgs" / "xent-synthetic-feat=2" / "train.gif").exists()
+    out = capsys.readouterr().out
+    assert "| xent | synthetic | 2 |" in out and "README untouched" in out  # the table is printed at the end
+    assert report.Outputs.for_ledger(Path("results")) == report.Outputs(Path("results"), Path("imgs"),
+                                                                        Path("README.md"))
+
+
+def test_the_quick_preset_trains_into_its_own_untracked_ledger():
+    args = grid.parse_args(["--preset", "quick"])
+    assert args.results == Path("results/quick") and args.epochs == 3
+    ignored = subprocess.run(["git", "check-ignore", "-q", "results/quick/runs.csv"], cwd=REPO)
+    assert ignored.returncode == 0
+    assert grid.parse_args(["--preset", "paper"]).results == Path("results")
+
+
+@pytest.mark.parametrize("make_bad, message", [
+    (lambda t: (t / "file").write_text("x") and ["--results", str(t / "file" / "results")], "cannot write there"),
+    (lambda t: ["--readme", str(t / "NOPE.md")], "NOPE.md: no such README"),
+])
+def test_bad_output_locations_are_found_before_training(tmp_path, capsys, make_bad, message):
+    argv = MINI + ["--epochs", "1", "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    assert grid.main(argv + make_bad(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert message in err and "nothing was trained" in err and len(err.strip().splitlines()) == 1
+    assert not any((tmp_path / "runs").glob("*"))
+
+
+def test_a_grid_with_no_usable_dataset_says_why_and_fails(tmp_path, capsys):
+    from tests.idx_files import write_tiny_mnist
+    write_tiny_mnist(tmp_path / "data")  # present, but not the real files
+    argv = ["--datasets", "fashion-mnist", "--data-root", str(tmp_path / "data"), "--no-progress",
+            "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    assert grid.main(argv) == 1
+    err = capsys.readouterr().err
+    assert "train-images-idx3-ubyte: 15696 bytes, expected 47040016 (truncated or wrong file)" in err
+    assert "missing" not in err and "no dataset can be used" in err
+
+
+def test_negative_seeds_are_rejected(capsys):
+    with pytest.raises(SystemExit) as e:
+        grid.parse_args(["--seeds", "-1"])
+    assert e.value.code == 2 and "'-1' must be a whole number, 0 or more" in capsys.readouterr().err
+
+
+def wait_for(predicate, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline and not predicate():
+        time.sleep(0.1)
+    assert predicate(), "timed out"
+
+
 def test_a_killed_grid_loses_nothing_and_repeats_nothing(tmp_path):
     argv = [sys.executable, "-m", "experiments.grid", *MINI, "--epochs", "4", *grid_dirs(tmp_path), "--no-report"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     runs_csv = tmp_path / "results" / "runs.csv"
-    deadline = time.time() + 240
-    while time.time() < deadline and len(read_rows(runs_csv)) < 1:
-        time.sleep(0.2)
+    wait_for(lambda: len(read_rows(runs_csv)) >= 1)
     time.sleep(1.0)  # now in the middle of the second run
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -63,7 +125,7 @@ def test_a_killed_grid_loses_nothing_and_repeats_nothing(tmp_path):
     assert 1 <= len(first) < 4, "the grid should have been killed part-way"
     finished_mtimes = {r["run_id"]: (tmp_path / "runs" / r["run_id"] / "result.json").stat().st_mtime_ns
                        for r in first}
-    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(argv, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert f"{len(first)} already recorded" in done.stdout
     rows = read_rows(runs_csv)
@@ -75,59 +137,70 @@ def test_a_killed_grid_loses_nothing_and_repeats_nothing(tmp_path):
         (r["run_id"], str(k)) for r in rows for k in range(1, 5))
 
 
+@pytest.mark.parametrize("how", ["SIGTERM", "budget"])
+def test_a_stopped_grid_checkpoints_and_resumes_to_the_uninterrupted_result(tmp_path, how):
+    one = ["--datasets", "synthetic", "--losses", "standalone", "--feat-dims", "2", "--seeds", "0", "--epochs", "4",
+           "--train-size", "256", "--test-size", "100", "--batch-size", "32", "--no-progress", "--no-report"]
+    stopped_dirs = ["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    argv = [sys.executable, "-m", "experiments.grid", *one, *stopped_dirs]
+    if how == "budget":  # 0.001 minutes: expires during the first epoch
+        done = subprocess.run(argv + ["--max-minutes", "0.001"], cwd=REPO, env=ENV, capture_output=True, text=True,
+                              timeout=600)
+    else:
+        proc = subprocess.Popen(argv, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: any((tmp_path / "runs").glob("*/metrics.csv")))
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=600)
+        done = subprocess.CompletedProcess(argv, proc.returncode, out, err)
+    assert done.returncode == 0, done.stderr
+    assert "with 1 runs left" in done.stdout
+    [run_dir] = list((tmp_path / "runs").iterdir())
+    assert (run_dir / "checkpoint.pt").exists() and not (run_dir / "result.json").exists()
+    assert read_rows(tmp_path / "results" / "runs.csv") == []
+    resumed = subprocess.run(argv, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0 and "resuming after epoch" in resumed.stdout + resumed.stderr
+    assert grid.main(one + ["--out", str(tmp_path / "whole"), "--results", str(tmp_path / "whole-results")]) == 0
+    [stopped_row] = read_rows(tmp_path / "results" / "runs.csv")
+    [whole_row] = read_rows(tmp_path / "whole-results" / "runs.csv")
+    assert stopped_row["final_test_acc"] == whole_row["final_test_acc"]
+    assert stopped_row["final_map_at_r"] == whole_row["final_map_at_r"]
+
+
+def test_ctrl_c_stops_the_grid_with_one_line(tmp_path):
+    argv = [sys.executable, "-m", "experiments.grid", *MINI, "--epochs", "50", *grid_dirs(tmp_path, readme=False),
+            "--no-report"]
+    proc = subprocess.Popen(argv, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: any((tmp_path / "runs").glob("*/checkpoint.pt")))
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1].startswith("interrupted: 0 runs recorded, 4 left")
+    assert "Traceback" not in err
+
+
 def test_a_run_diverging_in_its_first_epoch_is_recorded_and_the_grid_goes_on(tmp_path):
     argv = ["--datasets", "synthetic", "--losses", "xent", "--feat-dims", "2", "--seeds", "0", "--epochs", "2",
             "--train-size", "256", "--test-size", "100", "--batch-size", "64", "--lr", "1e12", "--no-progress"]
     assert grid.main(argv + grid_dirs(tmp_path)) == 0
     [row] = read_rows(tmp_path / "results" / "runs.csv")
     assert (row["status"], row["diverged_epoch"], row["epochs_done"]) == ("diverged", "1", "0")
+    assert row["device"] == "cpu (2 threads)" or row["device"].startswith("cpu")
     assert read_rows(tmp_path / "results" / "epochs.csv") == []
     assert "1 diverged" in (tmp_path / "results" / "table.md").read_text()
 
 
-def test_t_interval_by_hand():
-    assert t_quantile_975(2) == 4.303
-    assert t_quantile_975(60) == pytest.approx(2.0003, abs=1e-3)
-    mean, half = mean_ci([0.90, 0.92, 0.94])
-    assert mean == pytest.approx(0.92) and half == pytest.approx(4.303 * 0.02 / 3 ** 0.5)
-    assert mean_ci([0.5]) == (0.5, None)
-
-
-def hand_row(run_id, seed, best, final, status="finished", loss="cent"):
-    return {"run_id": run_id, "group_id": f"{loss}-g", "status": status, "dataset": "fashion-mnist",
-            "loss": loss, "feat_dim": "2", "seed": str(seed), "loss_options": '{"weight_cent": 1.0}',
-            "epochs": "100", "batch_size": "128", "lr": "0.01", "train_size": "", "test_size": "",
-            "best_test_acc": str(best), "final_test_acc": str(final), "device": "NVIDIA H100"}
-
-
-def test_report_table_on_hand_made_rows():
-    subset = {**hand_row("f", 0, 0.5, 0.5, loss="standalone"), "group_id": "sub", "train_size": "2048"}
-    rows = [hand_row("a", 0, 0.90, 0.89), hand_row("b", 1, 0.92, 0.91), hand_row("c", 2, 0.94, 0.93),
-            hand_row("d", 3, "", "", status="diverged"), hand_row("e", 0, 0.915, 0.91, loss="xent"), subset]
-    table = report.table_markdown(rows)
-    half = 4.303 * 0.02 / 3 ** 0.5
-    assert (f"| cent | fashion-mnist | 2 | reference | 0.9200 ± {half:.4f} | 0.9100 ± {half:.4f} | 0.913 | +0.0070 | "
-            "3 (+1 diverged) |") in table
-    assert "| xent | fashion-mnist | 2 | reference | 0.9150 | 0.9100 | 0.913 | +0.0020 | 1 |" in table
-    assert "| standalone | fashion-mnist | 2 | reference | 0.5000 | 0.5000 | 0.921 |  | 1 |" in table  # no diff
-    assert table.index("| xent |") < table.index("| cent |")
-    assert table.startswith("**6 runs recorded, 5 finished, 4 of them on the reference recipe.**")
-
-
 def test_learning_curves_keep_every_group_apart_even_beyond_ten(tmp_path):
-    rows, epochs = [], []
-    for k in range(12):  # twelve groups in one panel: by center rule, lr, or only by batch size (the last two)
-        row = {**hand_row(f"r{k}", 0, 0.9, 0.9), "group_id": f"g{k}", "protocol": "reference",
-               "center_rule": "separate" if k == 1 else "joint", "lr": str(0.01 * min(k + 1, 11) if k > 1 else 0.01),
-               "batch_size": str(64 if k == 11 else 128)}
-        rows.append(row)
-        epochs += [{"run_id": f"r{k}", "epoch": str(e), "test_acc": str(0.1 * e + 0.01 * k)} for e in (1, 2)]
-    assert report.curve_label(rows[0], "test") != report.curve_label(rows[1], "test")
-    [(key, panel)] = report.curve_panels(rows, epochs).items()
-    assert key == ("fashion-mnist", "2") and len(panel) == 12
-    assert panel["cent separate [weight_cent=1] (100 ep, full, reference test)"][1] == pytest.approx([0.11, 0.21])
-    [path] = report.learning_curves(rows, epochs, tmp_path)
-    assert path == tmp_path / "curves" / "fashion-mnist-feat=2.png"
+    from tests.test_report import ledger, ledger_row
+    rows = [ledger_row("cent", lr=0.01 * (k + 1)) for k in range(11)]
+    rows.append(ledger_row("cent", batch_size=64))
+    df = ledger(tmp_path, rows)
+    epochs = pd.DataFrame([{"run_id": r["run_id"], "epoch": e, "test_acc": 0.1 * e + 0.01 * k}
+                           for k, r in enumerate(rows) for e in (1, 2)])
+    [(key, panel)] = report.curve_panels(df, epochs).items()
+    assert key == ("mnist", 2) and len(panel) == 12
+    assert panel["cent [lr=0.02] (test)"][1] == pytest.approx([0.11, 0.21])
+    [path] = report.learning_curves(df, epochs, tmp_path)
+    assert path == tmp_path / "curves" / "mnist-feat=2.png"
     assert iio.imread(path).shape[1] > 500
 
 

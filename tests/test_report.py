@@ -1,0 +1,129 @@
+"""The report on a synthetic ledger: the paper-shaped table, departures, paired comparisons, the gap."""
+import json
+import re
+
+import pytest
+
+from experiments import report
+from experiments.config import REFERENCE_RECIPE, RunConfig
+from experiments.io import atomic_write_csv
+from experiments.ledger import CONFIG_COLUMNS, RUN_COLUMNS, group_id
+
+T975_DF2 = 4.302653  # scipy.stats.t.ppf(0.975, 2), from a printed table
+
+
+def ledger_row(loss, seed=0, best=0.99, final=0.98, train=0.995, status="finished", dataset="mnist", feat_dim=2,
+               **cfg):
+    c = RunConfig(dataset=dataset, loss=loss, feat_dim=feat_dim, seed=seed, **cfg)
+    row = {k: ("" if v is None else v) for k, v in c.to_dict().items() if k in CONFIG_COLUMNS}
+    row.update(loss_options=json.dumps(c.loss_options, sort_keys=True), run_id=c.run_id, group_id=group_id(c.to_dict()),
+               status=status, best_test_acc=best, final_test_acc=final, final_train_acc=train, device="NVIDIA H100",
+               code_version="abc123", resolved_precision=c.precision, epochs_done=c.epochs, wall_s=100)
+    return row
+
+
+def ledger(tmp_path, rows):
+    atomic_write_csv(tmp_path / "runs.csv", rows, RUN_COLUMNS)
+    return report.read_ledger(tmp_path / "runs.csv")
+
+
+def three_seeds(loss, bests, finals, trains=(1.0, 1.0, 1.0), **cfg):
+    return [ledger_row(loss, seed=s, best=b, final=f, train=t, **cfg)
+            for s, (b, f, t) in enumerate(zip(bests, finals, trains))]
+
+
+def test_the_defaults_are_the_reference_recipe_and_any_departure_is_named():
+    assert {k: getattr(RunConfig(), k) for k in REFERENCE_RECIPE} == REFERENCE_RECIPE
+    assert RunConfig(loss="cent").departures() == []
+    changed = {"model": "lenet++", "epochs": 99, "batch_size": 64, "lr": 0.02, "momentum": 0.0, "weight_decay": 5e-4,
+               "lr_factor": 0.5, "lr_patience": 5, "lr_threshold": 0.01, "augment": "none", "train_size": 1000,
+               "test_size": 1000, "precision": "bf16", "center_rule": "separate", "protocol": "fair"}
+    assert set(changed) == set(REFERENCE_RECIPE)
+    for key, value in changed.items():
+        assert RunConfig(loss="cent", **{key: value}).departures() == [f"{key}={value}"]
+    assert RunConfig(loss="cent", loss_options={"weight_cent": 0.5}).departures() == ["weight_cent=0.5"]
+
+
+def test_paper_table_cells_by_hand(tmp_path):
+    rows = (three_seeds("xent", [0.990, 0.992, 0.994], [0.989, 0.991, 0.993])
+            + [ledger_row("standalone", best=0.995, final=0.994)])
+    table = report.paper_table(ledger(tmp_path, rows))
+    half = T975_DF2 * 0.002 / 3 ** 0.5
+    assert (f"| mnist | 2 | 0.9920 ± {half:.4f} / 0.9910 ± {half:.4f} (0.991), 3 seeds | — (0.990) | "
+            "0.9950 / 0.9940 (0.994), 1 seed |") in table
+    # differences to the reference in points, best / last: xent +0.10 / +0.00, standalone +0.10 / +0.00
+    assert "| mnist | 2 | +0.10 / +0.00 | — | +0.10 / +0.00 |" in table
+    assert "| fashion-mnist | 128 | — (0.926) | — (0.932) | — (0.922) |" in table
+
+
+def test_rows_departing_from_the_recipe_get_no_diff_and_stay_out_of_the_paper_table(tmp_path):
+    rows = [ledger_row("xent", precision="bf16", best=0.5, final=0.5),
+            ledger_row("standalone", augment="none", best=0.6, final=0.6),
+            ledger_row("cent", center_rule="separate", best=0.7, final=0.7),
+            ledger_row("cent", loss_options={"weight_cent": 0.1}, best=0.8, final=0.8, seed=1),
+            ledger_row("cent", epochs=3, train_size=2048, test_size=1000, best=0.9, final=0.9)]
+    df = ledger(tmp_path, rows)
+    assert not df["on_recipe"].any()
+    assert report.paper_table(df).startswith("**No run on the full reference recipe is recorded yet**")
+    full = report.full_table(df, tmp_path)
+    for departs, acc in (("precision=bf16", "0.5000"), ("augment=none", "0.6000"), ("center_rule=separate", "0.7000"),
+                         ("weight_cent=0.1", "0.8000"), ("epochs=3, train_size=2048, test_size=1000", "0.9000")):
+        [line] = [line for line in full.splitlines() if f"| {departs} |" in line and f"| {acc} |" in line]
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[8:10] == ["", ""], line  # diff best, diff last
+    others = report.other_runs_table(df, tmp_path)
+    assert "**Not the reference recipe** (5 runs)" in others and "| xent | mnist | 2 | precision=bf16 |" in others
+
+
+def test_paired_comparison_by_hand(tmp_path):
+    rows = (three_seeds("xent", [0.99] * 3, [0.980, 0.982, 0.984])
+            + three_seeds("standalone", [0.99] * 3, [0.984, 0.984, 0.990])
+            + [ledger_row("cent", seed=0, final=0.985)])
+    text = report.paired_comparisons(ledger(tmp_path, rows))
+    # differences 0.004, 0.002, 0.006: mean 0.4 points, sd 0.2 points, t = 0.4 / (0.2 / sqrt 3) = 3.4641 on 2 df;
+    # two-sided p = 1 - t / sqrt(2 + t^2) = 0.074180 (the t distribution with 2 df in closed form)
+    half = T975_DF2 * 0.2 / 3 ** 0.5
+    assert f"standalone is 0.40 ± {half:.2f} points above xent over 3 seeds (paired t-test p = 0.0742)" in text
+    assert f"{half:.2f} points above xent over 3 seeds (paired t-test p = 0.0742); the interval includes 0" in text
+    assert "one pair: no interval (standalone − cent = -0.10 points)" in text
+    assert "one pair: no interval (cent − xent = +0.50 points)" in text
+    rows = three_seeds("xent", [0.99] * 3, [0.98] * 3)
+    assert "| mnist | 2 | no pair yet | no pair yet | no pair yet |" in report.paired_comparisons(ledger(tmp_path, rows))
+
+
+def test_train_test_gap_by_hand(tmp_path):
+    rows = three_seeds("standalone", [0.99] * 3, [0.97, 0.98, 0.99], trains=[0.99, 0.99, 0.99])
+    gap = report.train_test_gap(ledger(tmp_path, rows))
+    half = T975_DF2 * 1.0 / 3 ** 0.5  # gaps 2, 1, 0 points: mean 1, sd 1
+    assert f"| mnist | 2 | — | — | 1.00 ± {half:.2f} (3) |" in gap
+
+
+def test_results_section_order_and_the_empty_case(tmp_path):
+    rows = three_seeds("xent", [0.99] * 3, [0.98] * 3) + [ledger_row("cent", epochs=3, best=0.5, final=0.5)]
+    text = report.results_markdown(ledger(tmp_path, rows), tmp_path, [], tmp_path)
+    order = [text.index(s) for s in ("**Test accuracy on the reference recipe**", "**Paired comparisons**",
+                                     "**Train-test gap**", "**Not the reference recipe** (1 runs)")]
+    assert order == sorted(order)
+    empty = report.results_markdown(ledger(tmp_path, [ledger_row("cent", epochs=3)]), tmp_path, [], tmp_path)
+    assert "No run on the full reference recipe" in empty and "Paired comparisons" not in empty
+
+
+def test_figure_table_names_hyphenated_losses_and_the_run_shown(tmp_path):
+    rows = [ledger_row("standalone-log", dataset="fashion-mnist", feat_dim=128, epochs=3),
+            ledger_row("center-radius", dataset="fashion-mnist", feat_dim=128, epochs=3)]
+    df = ledger(tmp_path, rows)
+    made = []
+    for row in df.to_dict("records"):
+        folder = report.picture_dir(tmp_path / "imgs", row)
+        made.append((row, folder, "png"))
+    text = report.figures_markdown(made, tmp_path)
+    assert re.search(r"\| standalone-log \| fashion-mnist \| 128 \| `standalone-log-fashion-mnist-d128-s0-\w+` "
+                     r"\(epochs=3\) \| !\[\]\(imgs/standalone-log-fashion-mnist-feat=128/train.png\) \| "
+                     r"test: !\[\]\(imgs/standalone-log-fashion-mnist-feat=128/test.png\) \|", text)
+    assert "| center-radius | fashion-mnist | 128 |" in text and "| center |" not in text
+
+
+@pytest.mark.parametrize("protocol, split", [("reference", "test"), ("fair", "val")])
+def test_frames_are_labelled_by_the_split_they_hold(protocol, split):
+    assert report.picture_split({"protocol": protocol, "feat_dim": 2}) == split
+    assert report.picture_split({"protocol": protocol, "feat_dim": 128}) == "test"  # final features: always test
