@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from experiments.cli_types import HelpFormatter
 from experiments.datasets import (SPECS, DataError, DatasetSpec, default_data_root, file_problems, get_spec, load_split,
                                   md5_of, torchvision_class)
 
@@ -248,9 +249,11 @@ def epoch_batches(num_samples: int, batch_size: int, device: torch.device, gener
     return perm[: steps * batch_size].view(steps, batch_size)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.data", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["fetch", "check"])
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m experiments.data", description=__doc__,
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("command", choices=["fetch", "check"],
+                        help="fetch: make the datasets present and verified; check: only verify")
     parser.add_argument("datasets", nargs="*", choices=[[], *SPECS], default=[], metavar="DATASET",
                         help=f"any of {', '.join(SPECS)} (default: all)")
     parser.add_argument("--data-root", type=Path, default=default_data_root(),
@@ -258,7 +261,11 @@ def main(argv=None) -> int:
     parser.add_argument("--repair", action="store_true",
                         help="fetch: replace files that are present but truncated or corrupt (else they are named "
                              "and left as they are)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     failed = 0
     for name in args.datasets or list(SPECS):
         try:

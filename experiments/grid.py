@@ -47,7 +47,7 @@ PRESETS = {
 PRESET_KEYS = ("datasets", "feat_dims", "losses", "seeds", "epochs", "train_size", "test_size", "results")
 
 
-def parse_args(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m experiments.grid", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--preset", choices=list(PRESETS), default="quick",
@@ -74,7 +74,11 @@ def parse_args(argv=None):
                         help="runs trained side by side in separate processes (default: 4 on a GPU of 40 GB "
                              "or more, 2 below that, 1 on the CPU)")
     parser.set_defaults(epochs=None, train_size=None, test_size=None)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None):
+    args = build_parser().parse_args(argv)
     preset = PRESETS[args.preset]
     for key in PRESET_KEYS:
         if getattr(args, key) is None:
@@ -141,11 +145,11 @@ def estimate_seconds(cfg, run_dir: Path, rows: list[dict], device: str) -> float
     return rates[len(rates) // 2] * (cfg.epochs - epochs_on_disk(run_dir))
 
 
-def record_outcome(args, outcome: Outcome) -> None:
+def record_outcome(args, outcome: Outcome, device: str) -> None:
     cfg = outcome.cfg
     if outcome.error is not None:
         print(f"run {cfg.run_id} failed: {outcome.error}", file=sys.stderr)
-        record(args.results, failed_row(cfg.to_dict(), cfg.run_id, outcome.error), [])
+        record(args.results, failed_row(cfg.to_dict(), cfg.run_id, outcome.error, device), [])
         return
     epoch_rows = []
     if outcome.result["epochs_done"]:  # a run that diverged in its first epoch wrote no metrics.csv
@@ -192,7 +196,7 @@ def main(argv=None) -> int:
                                    lambda cfg: estimate_seconds(cfg, args.out / cfg.run_id,
                                                                 read_rows(args.results / "runs.csv"), here)):
             if outcome.stopped is None:
-                record_outcome(args, outcome)
+                record_outcome(args, outcome, here)
                 left -= 1
             bar.set_postfix_str(outcome.cfg.run_id)
             bar.update()

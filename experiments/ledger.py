@@ -46,9 +46,9 @@ def row_from_result(result: dict) -> dict:
     return row
 
 
-def failed_row(config: dict, run_id: str, error: str) -> dict:
+def failed_row(config: dict, run_id: str, error: str, device: str) -> dict:
     return {**{k: config[k] for k in CONFIG_COLUMNS}, "loss_options": json.dumps(config["loss_options"]),
-            "run_id": run_id, "group_id": group_id(config), "status": "failed", "error": error[:300],
+            "run_id": run_id, "group_id": group_id(config), "status": "failed", "error": error[:300], "device": device,
             "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 

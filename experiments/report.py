@@ -487,7 +487,7 @@ def build(outputs: Outputs, runs: Path) -> str | None:
     return table
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m experiments.report", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--results", type=Path, default=MAIN_LEDGER,
@@ -499,7 +499,11 @@ def main(argv=None) -> int:
     parser.add_argument("--readme", type=Path, default=None,
                         help="the README whose marked sections are rewritten (default: README.md for the main "
                              "ledger, none otherwise)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     outputs = Outputs.for_ledger(args.results, args.imgs, args.readme)
     if (problem := outputs.problem()) is not None:
         print(f"error: {problem}", file=sys.stderr)

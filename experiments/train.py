@@ -108,7 +108,7 @@ def config_from_args(args, dataset: str, loss: str, feat_dim: int, seed: int) ->
         center_lr=args.center_lr, center_alpha=args.center_alpha, protocol=args.protocol)
 
 
-def parse_args(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     paired = ", ".join(n for n in LOSSES if LOSSES[n].pairs_across_classes)
     parser = argparse.ArgumentParser(prog="python -m experiments.train", description=__doc__, formatter_class=HelpFormatter,
                                      epilog=f"{paired} need batches holding several classes (their inter term sums "
@@ -118,6 +118,11 @@ def parse_args(argv=None):
     parser.add_argument("--feat-dim", type=positive_int, default=2, help="feature dimension (2 for the plots)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initialisation and batches")
     add_recipe_arguments(parser)
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     for option, flag in LOSS_OPTION_FLAGS.items():
         if getattr(args, option) is not None and option not in loss_options(args.loss):

@@ -1,9 +1,14 @@
 """The command line rejects bad input with a clear message, and runs a tiny job."""
 import json
+import os
+import re
+from pathlib import Path
 
 import pytest
 
 from experiments import data, train
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def run_cli(main, argv, capsys):
@@ -20,6 +25,8 @@ def run_cli(main, argv, capsys):
     (["--lr", "-1"], "argument --lr: '-1' must be a positive finite number"),
     (["--feat-dim", "2.5"], "argument --feat-dim: '2.5' is not a whole number"),
     (["--loss", "standalone", "--weight-cent", "2"], "--weight-cent does not apply to --loss standalone"),
+    (["--seed", "-1"], "argument --seed: '-1' must be a whole number, 0 or more"),
+    (["--precision", "auto"], "argument --precision: invalid choice: 'auto'"),
 ])
 def test_train_rejects_bad_arguments(argv, message, capsys):
     code, err = run_cli(train.main, argv, capsys)
@@ -37,6 +44,69 @@ def test_a_tiny_run_from_the_command_line(tmp_path, capsys):
                        "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0
-    summary = json.loads(out[: out.rindex("}") + 1])
+    summary = json.loads(out[out.index("{\n"): out.rindex("}") + 1])
     assert summary["status"] == "finished" and summary["epochs_done"] == 1
     assert (tmp_path / summary["run_id"] / "result.json").exists()
+    # without progress bars, each epoch still gets its line
+    [line] = [x for x in out.splitlines() if " epoch " in x]
+    assert line.startswith(f"[{summary['run_id']}] epoch   1 lr=0.01 loss=") and "test_acc=" in line
+
+
+TINY = ["--dataset", "synthetic", "--feat-dim", "2", "--batch-size", "64", "--train-size", "256", "--test-size", "100",
+        "--no-progress"]
+
+
+def test_batches_of_one_sample_warn_that_the_inter_term_is_zero(capsys):
+    train.parse_args(["--loss", "standalone", "--batch-size", "1"])
+    assert capsys.readouterr().err.count("inter-class term of standalone is always 0") == 1
+    train.parse_args(["--loss", "cent", "--batch-size", "1"])
+    assert capsys.readouterr().err == ""
+    from experiments import grid
+    grid.parse_args(["--losses", "xent", "standalone", "standalone-margin", "--batch-size", "1"])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "standalone, standalone-margin" in err
+
+
+@pytest.mark.parametrize("module", ["train", "grid", "report", "data"])
+def test_help_describes_every_option_and_shows_defaults(module):
+    import importlib
+    parser = importlib.import_module(f"experiments.{module}").build_parser()
+    for action in parser._actions:
+        assert action.help, f"{action.option_strings or action.dest} has no description"
+    text = " ".join(parser.format_help().split())  # unwrapped
+    if module in ("train", "grid"):
+        assert "synthetic: a generated 10-class toy set" in text
+        assert "(default: 0.01)" in text and "(default: fp32)" in text
+    if module == "train":
+        assert "need batches holding several classes" in text
+    if module == "grid":
+        assert "(default: quick)" in text and "the README whose marked sections are rewritten" in text
+
+
+def test_ctrl_c_stops_a_run_with_one_line_and_the_same_command_resumes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    argv = [sys.executable, "-m", "experiments.train", *TINY, "--epochs", "200", "--out", str(tmp_path)]
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob("*/checkpoint.pt")):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    [line] = err.strip().splitlines()
+    assert re.fullmatch(r"run \S+ interrupted after epoch \d+; the same command resumes it", line), line
+    epoch = int(re.search(r"after epoch (\d+)", line)[1])
+    [run_dir] = tmp_path.iterdir()
+    import torch
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["epoch"] == epoch >= 1
+
+
+def test_the_suite_wrapper_prints_its_usage_and_rejects_unknown_commands():
+    import subprocess
+    usage = subprocess.run(["bash", str(REPO / "suite")], capture_output=True, text=True)
+    assert usage.returncode == 2 and "./suite grid" in usage.stdout and "set -e" not in usage.stdout
+    unknown = subprocess.run(["bash", str(REPO / "suite"), "fly"], capture_output=True, text=True)
+    assert unknown.returncode == 2 and unknown.stderr.strip() == "unknown command 'fly' (see ./suite --help)"

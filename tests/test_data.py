@@ -8,7 +8,7 @@ import torch
 from experiments import data as data_mod
 from experiments.augment import Augment, random_crop, random_flip, random_rotation
 from experiments.data import epoch_batches, from_debian_dir
-from experiments.datasets import DataError, check_labels, file_problems, load_split
+from experiments.datasets import SPECS, DataError, check_labels, file_problems, load_split
 from tests.idx_files import write_tiny_cifar, write_tiny_mnist
 
 
@@ -102,3 +102,67 @@ def test_epoch_batches_drop_the_last_partial_batch():
     assert batches.shape == (3, 3) and len(set(batches.flatten().tolist())) == 9
     with pytest.raises(ValueError, match="larger than the training set"):
         epoch_batches(2, 3, torch.device("cpu"))
+
+
+def tiny_fashion_root(tmp_path, monkeypatch):
+    """A data root holding tiny Fashion-MNIST files, and the spec that expects exactly them."""
+    spec, _ = write_tiny_mnist(tmp_path / "root")
+    monkeypatch.setitem(SPECS, "fashion-mnist", spec)
+    good = {name: (tmp_path / "root" / spec.folder / name).read_bytes() for name in spec.files}
+    return tmp_path / "root", spec, good
+
+
+def test_a_bad_file_in_a_data_root_is_named_and_never_replaced_unless_asked(tmp_path, monkeypatch):
+    root, spec, good = tiny_fashion_root(tmp_path, monkeypatch)
+    labels = root / spec.folder / "train-labels-idx1-ubyte"
+    labels.write_bytes(np.random.default_rng(0).integers(0, 256, len(good[labels.name]), dtype=np.uint8).tobytes())
+    fetched = []
+
+    def restore(spec, root):
+        fetched.append(root)
+        for name, raw in good.items():
+            (root / spec.folder / name).write_bytes(raw)
+        return True
+
+    monkeypatch.setitem(data_mod.SOURCES, "fashion-mnist", [data_mod.Source("a test copy", restore)])
+    bad = labels.read_bytes()
+    for fetch in (False, True):
+        with pytest.raises(DataError, match=r"train-labels-idx1-ubyte: md5 mismatch .*it is left as it is: delete "
+                                            r"it, or replace it with `python -m experiments.data fetch fashion-mnist "
+                                            r"--repair --data-root "):
+            data_mod.ensure("fashion-mnist", root, fetch=fetch)
+    assert labels.read_bytes() == bad and fetched == []
+    data_mod.ensure("fashion-mnist", root, repair=True, log=lambda *_: None)
+    assert fetched == [root] and labels.read_bytes() == good[labels.name]
+
+
+def test_training_never_fetches_into_a_data_root_the_user_named(tmp_path, monkeypatch):
+    root, spec, _ = tiny_fashion_root(tmp_path, monkeypatch)
+    (root / spec.folder / "t10k-labels-idx1-ubyte").unlink()
+    monkeypatch.setitem(data_mod.SOURCES, "fashion-mnist", [data_mod.Source("must not run", lambda *a: 1 / 0)])
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte: missing; files are fetched implicitly only into "
+                                        r"the default data root .*fetch fashion-mnist --data-root"):
+        data_mod.prepare("fashion-mnist", root)
+    assert not (root / spec.folder / "t10k-labels-idx1-ubyte").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "fetch"])
+def test_train_and_fetch_give_the_one_line_that_check_gives(tmp_path, monkeypatch, capsys, command):
+    from experiments import train
+    root, spec, good = tiny_fashion_root(tmp_path, monkeypatch)
+    labels = root / spec.folder / "train-labels-idx1-ubyte"
+    labels.write_bytes(bytes(len(good[labels.name])))
+    if command == "train":
+        code = train.main(["--dataset", "fashion-mnist", "--data-root", str(root), "--out", str(tmp_path / "runs"),
+                           "--epochs", "1", "--no-progress"])
+    else:
+        code = data_mod.main(["fetch", "fashion-mnist", "--data-root", str(root)])
+    err = capsys.readouterr().err
+    assert code in (1, 2) and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: fashion-mnist: ") and "train-labels-idx1-ubyte: md5 mismatch" in err
+    assert labels.read_bytes() == bytes(len(good[labels.name]))
+
+
+def test_an_error_without_a_message_still_gives_a_line():
+    assert data_mod.first_line(AssertionError()) == "AssertionError"
+    assert data_mod.first_line(OSError("no route\nmore")) == "no route"

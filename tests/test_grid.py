@@ -184,9 +184,10 @@ def test_a_run_diverging_in_its_first_epoch_is_recorded_and_the_grid_goes_on(tmp
     assert grid.main(argv + grid_dirs(tmp_path)) == 0
     [row] = read_rows(tmp_path / "results" / "runs.csv")
     assert (row["status"], row["diverged_epoch"], row["epochs_done"]) == ("diverged", "1", "0")
-    assert row["device"] == "cpu (2 threads)" or row["device"].startswith("cpu")
+    assert row["device"].startswith("cpu (")
     assert read_rows(tmp_path / "results" / "epochs.csv") == []
-    assert "1 diverged" in (tmp_path / "results" / "table.md").read_text()
+    [line] = [x for x in (tmp_path / "results" / "table.md").read_text().splitlines() if "| xent | synthetic |" in x]
+    assert "| 0 (+1 diverged) | cpu (" in line  # the device of a group with no finished run is still shown
 
 
 def test_learning_curves_keep_every_group_apart_even_beyond_ten(tmp_path):
