@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from experiments.cli_types import positive_int
+from experiments.cli_types import HelpFormatter, non_negative_int, positive_int
 from experiments.config import RunConfig
 from experiments.data import available, epoch_batches
 from experiments.datasets import SPECS, default_data_root
@@ -32,6 +32,7 @@ from experiments.io import atomic_write_csv
 from experiments.provenance import code_version, device_name, resolve_device
 from experiments.train import load_data
 from experiments.trainer import Trainer
+from losses import LOSSES
 
 
 def sync(device: torch.device) -> None:
@@ -39,10 +40,10 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench_one(data, dataset: str, loss: str, mode: str, steps: int, device, feat_dim: int = 2,
-              batch_size: int = 128) -> dict:
+def bench_one(data, dataset: str, loss: str, mode: str, steps: int, device, precision: str = "fp32",
+              feat_dim: int = 2, batch_size: int = 128) -> dict:
     warmup = 5 if device.type == "cuda" else 1  # graph capture, cuDNN autotuning; nothing to warm on the CPU
-    cfg = RunConfig(dataset=dataset, loss=loss, feat_dim=feat_dim, batch_size=batch_size)
+    cfg = RunConfig(dataset=dataset, loss=loss, feat_dim=feat_dim, batch_size=batch_size, precision=precision)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, data, device, Path(tmp), progress=False, use_graph=mode == "graph")
         if device.type == "cuda":
@@ -66,7 +67,8 @@ def bench_one(data, dataset: str, loss: str, mode: str, steps: int, device, feat
         sync(device)
         eval_s = time.perf_counter() - t0
         finite = bool(torch.isfinite(sums))
-    return {"dataset": dataset, "loss": loss, "mode": mode, "feat_dim": feat_dim, "batch_size": batch_size,
+    return {"dataset": dataset, "loss": loss, "mode": mode, "precision": precision, "feat_dim": feat_dim,
+            "batch_size": batch_size,
             "steps_timed": steps, "ms_per_step": round(1000 * train_s, 3),
             "train_images_per_s": round(batch_size / train_s, 1),
             "s_per_epoch": round(per_epoch * train_s + eval_s, 3), "eval_s": round(eval_s, 3),
@@ -74,16 +76,17 @@ def bench_one(data, dataset: str, loss: str, mode: str, steps: int, device, feat
             if device.type == "cuda" else None, "finite": finite}
 
 
-def packed(k: int, dataset: str, steps: int, args) -> dict:
+def packed(k: int, dataset: str, steps: int, args, precision: str) -> dict:
     """K processes side by side; each waits until all are ready, then times its steps."""
     with tempfile.TemporaryDirectory() as barrier:
         cmd = [sys.executable, "-m", "experiments.bench", "--worker", barrier, str(k), "--datasets", dataset,
-               "--steps", str(steps), "--data-root", str(args.data_root), "--device", args.device]
+               "--steps", str(steps), "--data-root", str(args.data_root), "--device", args.device,
+               "--precisions", precision]
         procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(k)]
         outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
     rate = sum(o["train_images_per_s"] for o in outs)
     return {"dataset": dataset, "loss": "standalone", "mode": f"packed x{k} ({outs[0]['mode']})",
-            "feat_dim": 2, "batch_size": 128, "steps_timed": steps,
+            "precision": precision, "feat_dim": 2, "batch_size": 128, "steps_timed": steps,
             "ms_per_step": round(max(o["ms_per_step"] for o in outs), 3), "train_images_per_s": round(rate, 1),
             "s_per_epoch": None, "eval_s": None,
             "peak_gpu_mem_mb": max((o["peak_gpu_mem_mb"] or 0) for o in outs) or None, "finite": all(
@@ -94,30 +97,39 @@ def worker(barrier: str, k: int, args, device) -> None:
     dataset = args.datasets[0]
     data = load_data(RunConfig(dataset=dataset, train_size=args.train_size), args.data_root, device)
     mode = "graph" if device.type == "cuda" else "eager"
+    precision = args.precisions[0]
     if device.type == "cuda":
-        bench_one(data, dataset, "standalone", mode, 2, device)  # kernels chosen before the clock starts
+        bench_one(data, dataset, "standalone", mode, 2, device, precision)  # kernels chosen before the clock starts
     Path(barrier, f"ready-{os.getpid()}").touch()
     while len(list(Path(barrier).glob("ready-*"))) < k:
         time.sleep(0.05)
-    print(json.dumps(bench_one(data, dataset, "standalone", mode, args.steps, device)))
+    print(json.dumps(bench_one(data, dataset, "standalone", mode, args.steps, device, precision)))
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--datasets", nargs="+", choices=list(SPECS))
-    parser.add_argument("--losses", nargs="+", default=["xent", "cent", "standalone"])
+    parser = argparse.ArgumentParser(prog="python -m experiments.bench", description=__doc__,
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--datasets", nargs="+", choices=list(SPECS),
+                        help="default: every dataset present on CUDA, the synthetic set on the CPU")
+    parser.add_argument("--losses", nargs="+", choices=list(LOSSES), default=["xent", "cent", "standalone"],
+                        help="losses to time")
+    parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16", "fp16"],
+                        help="default: fp32 (the reference) and bf16 on CUDA, fp32 on the CPU; packed runs use the "
+                             "first")
     parser.add_argument("--steps", type=positive_int, help="timed steps per case (default 300 on CUDA, 5 on the CPU)")
-    parser.add_argument("--packed", type=int, help="processes side by side (default 4 on CUDA, 2 on the CPU; 0: skip)")
-    parser.add_argument("--train-size", type=positive_int, help="(CPU default: 1024 samples)")
-    parser.add_argument("--data-root", type=Path, default=default_data_root())
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", type=Path, default=Path("results/bench.csv"))
+    parser.add_argument("--packed", type=non_negative_int,
+                        help="processes side by side (default 4 on CUDA, 2 on the CPU; 0: skip)")
+    parser.add_argument("--train-size", type=positive_int, help="train on N samples (CPU default: 1024)")
+    parser.add_argument("--data-root", type=Path, default=default_data_root(), help="where the datasets live")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    parser.add_argument("--out", type=Path, default=Path("results/bench.csv"), help="the CSV written")
     parser.add_argument("--worker", nargs=2, metavar=("BARRIER", "K"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
     args.steps = args.steps or (300 if cuda else 5)
     args.train_size = args.train_size or (None if cuda else 1024)
+    args.precisions = args.precisions or (["fp32", "bf16"] if cuda else ["fp32"])
     if args.worker:
         worker(args.worker[0], int(args.worker[1]), args, device)
         return 0
@@ -126,17 +138,19 @@ def main(argv=None) -> int:
     modes = ["eager", "graph"] if cuda else ["eager"]
     rows = []
     print(f"bench on {device_name(device)}, torch {torch.__version__}, code {code_version()}")
-    print(f"{'dataset':14} {'loss':11} {'mode':18} {'ms/step':>8} {'img/s':>9} {'s/epoch':>8} {'peak MB':>8}")
+    print(f"{'dataset':14} {'loss':11} {'mode':18} {'prec':5} {'ms/step':>8} {'img/s':>9} {'s/epoch':>8} "
+          f"{'peak MB':>8}")
     for dataset in args.datasets:
         data = load_data(RunConfig(dataset=dataset, train_size=args.train_size), args.data_root, device)
         for loss in args.losses:
-            for mode in modes:
-                rows.append(bench_one(data, dataset, loss, mode, args.steps, device))
-                show(rows[-1])
+            for precision in args.precisions:
+                for mode in modes:
+                    rows.append(bench_one(data, dataset, loss, mode, args.steps, device, precision))
+                    show(rows[-1])
         del data
     k = args.packed if args.packed is not None else (4 if cuda else 2)
     if k > 0:
-        rows.append(packed(k, args.datasets[0], args.steps, args))
+        rows.append(packed(k, args.datasets[0], args.steps, args, args.precisions[0]))
         show(rows[-1])
     for row in rows:
         row.update(device=device_name(device), torch_version=torch.__version__, code_version=code_version())
@@ -148,7 +162,7 @@ def main(argv=None) -> int:
 def show(row: dict) -> None:
     def cell(v, width):
         return f"{'—' if v is None else v:>{width}}"
-    print(f"{row['dataset']:14} {row['loss']:11} {row['mode']:18} {cell(row['ms_per_step'], 8)} "
+    print(f"{row['dataset']:14} {row['loss']:11} {row['mode']:18} {row['precision']:5} {cell(row['ms_per_step'], 8)} "
           f"{cell(row['train_images_per_s'], 9)} {cell(row['s_per_epoch'], 8)} {cell(row['peak_gpu_mem_mb'], 8)}")
 
 

@@ -30,7 +30,7 @@ import torch
 
 from experiments.cli_types import HelpFormatter
 from experiments.datasets import (SPECS, DataError, DatasetSpec, default_data_root, file_problems, get_spec, load_split,
-                                  md5_of, torchvision_class)
+                                  md5_of, torchvision_class, verify_files)
 
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 DOWNLOAD_TIMEOUT_S = 5
@@ -45,13 +45,29 @@ def _write_atomically(dest: Path, write) -> None:
 
 
 def from_debian_dir(spec: DatasetSpec, root: Path, source_dir: Path = DEBIAN_FASHION_DIR) -> bool:
-    """Decompress the gzipped IDX files of Debian's dataset-fashion-mnist."""
-    if not all((source_dir / f"{name}.gz").is_file() for name in spec.files):
+    """Decompress the gzipped files (``NAME.gz``) in ``source_dir``: Debian's dataset-fashion-mnist,
+    or a folder made by ``python -m experiments.data pack``."""
+    if not spec.files or not all((source_dir / f"{name}.gz").is_file() for name in spec.files):
         return False
     for name in spec.files:
         with gzip.open(source_dir / f"{name}.gz", "rb") as src:
             _write_atomically(root / spec.folder / name, lambda f, src=src: shutil.copyfileobj(src, f))
     return True
+
+
+def pack(spec: DatasetSpec, root: Path, dest: Path) -> Path:
+    """Write the dataset's verified files gzipped into ``dest / name`` (to carry them to a machine
+    without network; ``fetch --from DEST`` takes them there)."""
+    verify_files(spec, root)
+    folder = Path(dest) / spec.name
+    def gzip_into(f, src):
+        with gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as out:
+            shutil.copyfileobj(src, out)
+
+    for name in spec.files:
+        with open(root / spec.folder / name, "rb") as src:
+            _write_atomically(folder / f"{name}.gz", lambda f, src=src: gzip_into(f, src))
+    return folder
 
 
 def from_cifar_archive(spec: DatasetSpec, root: Path) -> bool:
@@ -135,11 +151,13 @@ SOURCES: dict[str, list[Source]] = {
 }
 
 
-def ensure(name: str, root: Path, fetch: bool = True, repair: bool = False, log=print) -> None:
+def ensure(name: str, root: Path, fetch: bool = True, repair: bool = False, log=print,
+           sources: list[Source] | None = None) -> None:
     """Make the dataset's verified files present under ``root`` or raise DataError.
 
     ``fetch``: fetch missing files (else only verify); ``repair``: replace files
-    that are present but truncated or corrupt (else name them and stop)."""
+    that are present but truncated or corrupt (else name them and stop);
+    ``sources``: where to fetch from (default: the dataset's known sources)."""
     spec = get_spec(name)
     root = Path(root)
     problems = file_problems(spec, root)
@@ -155,7 +173,7 @@ def ensure(name: str, root: Path, fetch: bool = True, repair: bool = False, log=
     for problem in bad:
         Path(problem.split(": ", 1)[0]).unlink()
         log(f"{name}: removed {problem}")
-    for source in SOURCES[name]:
+    for source in SOURCES[name] if sources is None else sources:
         log(f"{name}: {problems[0]}; trying {source.description}")
         if source.fetch(spec, root):
             problems = file_problems(spec, root)
@@ -252,8 +270,9 @@ def epoch_batches(num_samples: int, batch_size: int, device: torch.device, gener
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m experiments.data", description=__doc__,
                                      formatter_class=HelpFormatter)
-    parser.add_argument("command", choices=["fetch", "check"],
-                        help="fetch: make the datasets present and verified; check: only verify")
+    parser.add_argument("command", choices=["fetch", "check", "pack"],
+                        help="fetch: make the datasets present and verified; check: only verify; pack: write their "
+                             "verified files gzipped into --to (to carry to a machine without network)")
     parser.add_argument("datasets", nargs="*", choices=[[], *SPECS], default=[], metavar="DATASET",
                         help=f"any of {', '.join(SPECS)} (default: all)")
     parser.add_argument("--data-root", type=Path, default=default_data_root(),
@@ -261,16 +280,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repair", action="store_true",
                         help="fetch: replace files that are present but truncated or corrupt (else they are named "
                              "and left as they are)")
+    parser.add_argument("--from", dest="source", type=Path,
+                        help="fetch: take the gzipped files from SOURCE/DATASET/ (a folder made by pack), no network")
+    parser.add_argument("--to", type=Path, help="pack: the folder to write into")
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "pack" and args.to is None:
+        parser.error("pack needs --to FOLDER")
     failed = 0
-    for name in args.datasets or list(SPECS):
+    for name in args.datasets or [n for n in SPECS if n != "synthetic"]:
         try:
+            if args.command == "pack":
+                print(f"{name}: packed into {pack(get_spec(name), args.data_root, args.to)}")
+                continue
             if args.command == "fetch":
-                ensure(name, args.data_root, repair=args.repair)
+                sources = None
+                if args.source is not None:
+                    sources = [Source(f"files in {args.source / name}",
+                                      lambda spec, root, d=args.source / name: from_debian_dir(spec, root, d))]
+                ensure(name, args.data_root, repair=args.repair, sources=sources)
             else:
                 problems = file_problems(get_spec(name), args.data_root)
                 if problems:

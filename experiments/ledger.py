@@ -60,3 +60,27 @@ def record(results_dir: Path, row: dict, epoch_rows: list[dict]) -> None:
     epochs += [{**e, "run_id": row["run_id"], "group_id": row["group_id"]} for e in epoch_rows]
     atomic_write_csv(epochs_path, epochs, EPOCH_COLUMNS)
     atomic_write_csv(runs_path, runs, RUN_COLUMNS)  # last: a row in runs.csv means the run is done
+
+
+DONE = ("finished", "diverged")
+
+
+def merge(results_dir: Path, incoming: list[dict], incoming_epochs: list[dict]) -> tuple[int, int]:
+    """Merge another ledger's rows into this one, keyed by run id: a run recorded here as finished or
+    diverged is kept; otherwise the incoming row (and its epochs) replaces it. ``(added, replaced)``."""
+    runs_path, epochs_path = Path(results_dir) / "runs.csv", Path(results_dir) / "epochs.csv"
+    runs = {r["run_id"]: r for r in read_rows(runs_path)}
+    taken, added = set(), 0
+    for row in incoming:
+        here = runs.get(row["run_id"])
+        if here is not None and (here["status"] in DONE or (row["status"] not in DONE
+                                                            and row["recorded_at"] < here["recorded_at"])):
+            continue
+        added += here is None
+        runs[row["run_id"]] = row
+        taken.add(row["run_id"])
+    epochs = [e for e in read_rows(epochs_path) if e["run_id"] not in taken]
+    epochs += [e for e in incoming_epochs if e["run_id"] in taken]
+    atomic_write_csv(epochs_path, epochs, EPOCH_COLUMNS)
+    atomic_write_csv(runs_path, list(runs.values()), RUN_COLUMNS)
+    return added, len(taken) - added

@@ -41,7 +41,7 @@ from losses import build_loss
 from models import build_model
 
 TRAIN_EVAL_SIZE = 10000  # training samples embedded each epoch (class means, 1-NN, 2-D plots)
-FRAME_POINTS = 5000  # points per split in a per-epoch 2-D frame (float16): a 100-epoch run's frames stay ~4 MB
+FRAME_POINTS = 5000  # points per split in a per-epoch 2-D frame (float16): a 100-epoch run's frames take ~5 MB
 
 
 class RunStopped(Exception):

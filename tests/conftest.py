@@ -14,13 +14,18 @@ def synthetic_data():
     return DeviceData(get_spec("synthetic"), Path("data"), torch.device("cpu"), train_size=1024, test_size=500)
 
 
-def fashion_mnist_root() -> Path | None:
-    """The data root with Fashion-MNIST, made from Debian's package if needed.
-    In CI (CI=true) the package is installed by .ci/run, so a missing dataset fails."""
+def dataset_root(name: str) -> Path | None:
+    """The default data root once it holds the dataset (fetched there if need be), or None.
+    In CI (CI=true) .ci/run installs Fashion-MNIST's package, so a missing Fashion-MNIST fails."""
     from experiments.data import available
-    root = Path(os.environ.get("CENTERLOSS_DATA", "data"))
-    if available("fashion-mnist", root):
+    from experiments.datasets import default_data_root
+    root = default_data_root()
+    if available(name, root):
         return root
-    if os.environ.get("CI"):
+    if os.environ.get("CI") and name == "fashion-mnist":
         pytest.fail("Fashion-MNIST is missing in CI: .ci/run must install dataset-fashion-mnist")
     return None
+
+
+def fashion_mnist_root() -> Path | None:
+    return dataset_root("fashion-mnist")

@@ -1,6 +1,5 @@
 """The command line rejects bad input with a clear message, and runs a tiny job."""
 import json
-import os
 import re
 from pathlib import Path
 

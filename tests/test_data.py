@@ -166,3 +166,15 @@ def test_train_and_fetch_give_the_one_line_that_check_gives(tmp_path, monkeypatc
 def test_an_error_without_a_message_still_gives_a_line():
     assert data_mod.first_line(AssertionError()) == "AssertionError"
     assert data_mod.first_line(OSError("no route\nmore")) == "no route"
+
+
+def test_pack_then_fetch_from_carries_a_dataset_without_network(tmp_path, monkeypatch, capsys):
+    root, spec, good = tiny_fashion_root(tmp_path, monkeypatch)
+    monkeypatch.setitem(data_mod.SOURCES, "fashion-mnist", [])  # no other source may be used
+    assert data_mod.main(["pack", "fashion-mnist", "--data-root", str(root), "--to", str(tmp_path / "carry")]) == 0
+    assert sorted(p.name for p in (tmp_path / "carry" / "fashion-mnist").iterdir()) == sorted(
+        f"{n}.gz" for n in spec.files)
+    there = tmp_path / "there"
+    assert data_mod.main(["fetch", "fashion-mnist", "--data-root", str(there), "--from", str(tmp_path / "carry")]) == 0
+    assert {n: (there / spec.folder / n).read_bytes() for n in spec.files} == good
+    assert "fashion-mnist: ok" in capsys.readouterr().out

@@ -139,12 +139,12 @@ def test_a_killed_grid_loses_nothing_and_repeats_nothing(tmp_path):
 
 @pytest.mark.parametrize("how", ["SIGTERM", "budget"])
 def test_a_stopped_grid_checkpoints_and_resumes_to_the_uninterrupted_result(tmp_path, how):
-    one = ["--datasets", "synthetic", "--losses", "standalone", "--feat-dims", "2", "--seeds", "0", "--epochs", "4",
-           "--train-size", "256", "--test-size", "100", "--batch-size", "32", "--no-progress", "--no-report"]
+    one = ["--datasets", "synthetic", "--losses", "standalone", "--feat-dims", "2", "--seeds", "0", "--epochs", "40",
+           "--train-size", "128", "--test-size", "100", "--batch-size", "32", "--no-progress", "--no-report"]
     stopped_dirs = ["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
     argv = [sys.executable, "-m", "experiments.grid", *one, *stopped_dirs]
-    if how == "budget":  # 0.001 minutes: expires during the first epoch
-        done = subprocess.run(argv + ["--max-minutes", "0.001"], cwd=REPO, env=ENV, capture_output=True, text=True,
+    if how == "budget":  # 1.2 s: the run starts at once (no estimate yet) and is stopped part-way
+        done = subprocess.run(argv + ["--max-minutes", "0.02"], cwd=REPO, env=ENV, capture_output=True, text=True,
                               timeout=600)
     else:
         proc = subprocess.Popen(argv, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

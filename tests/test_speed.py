@@ -119,7 +119,7 @@ def test_bench_runs_on_the_cpu_and_writes_its_figures(tmp_path, capsys):
                        "--out", str(out)]) == 0
     with open(out) as f:
         rows = list(csv.DictReader(f))
-    assert [r["mode"] for r in rows] == ["eager", "packed x2 (eager)"]
+    assert [(r["mode"], r["precision"]) for r in rows] == [("eager", "fp32"), ("packed x2 (eager)", "fp32")]
     assert all(float(r["train_images_per_s"]) > 0 and r["finite"] == "True" for r in rows)
     assert "img/s" in capsys.readouterr().out
 

@@ -1,0 +1,95 @@
+"""A grid carried between checkouts in a bundle finishes with what an uninterrupted grid records."""
+import tarfile
+
+import pytest
+import torch
+
+from experiments import bundle, grid
+from experiments.ledger import read_rows
+
+ONE = ["--datasets", "synthetic", "--losses", "standalone", "--feat-dims", "2", "--epochs", "3", "--train-size", "256",
+       "--test-size", "100", "--batch-size", "32", "--no-progress"]
+
+
+def checkout(root):
+    return ["--out", str(root / "runs"), "--results", str(root / "results")]
+
+
+def folders(root):
+    return dict(results=root / "results", imgs=root / "results" / "imgs", runs=root / "runs")
+
+
+def stop_after_first_epoch(monkeypatch):
+    """The grid's budget, as if it ran out during the first epoch (deterministic, unlike a clock)."""
+    monkeypatch.setattr(grid.Budget, "allows", lambda self, estimate_s: True)
+    monkeypatch.setattr(grid.Budget, "expired", lambda self: True)
+
+
+def test_a_grid_exported_mid_way_finishes_in_a_fresh_checkout(tmp_path, monkeypatch):
+    a, b, whole = tmp_path / "a", tmp_path / "b", tmp_path / "whole"
+    # checkout a: seed 0 stops after its first epoch (budget), seed 1 finishes
+    with monkeypatch.context() as m:
+        stop_after_first_epoch(m)
+        assert grid.main(ONE + ["--seeds", "0"] + checkout(a)) == 0
+    assert grid.main(ONE + ["--seeds", "1"] + checkout(a)) == 0
+    assert [r["seed"] for r in read_rows(a / "results" / "runs.csv")] == ["1"]
+    counts = bundle.export(tmp_path / "grid.tar", **folders(a), max_mb=16)
+    assert counts["runs"] >= 3  # config, metrics, checkpoint (+ frames) of the unfinished seed-0 run
+    with tarfile.open(tmp_path / "grid.tar") as tar:
+        names = tar.getnames()
+    assert "results/runs.csv" in names and any(n.endswith("/checkpoint.pt") for n in names)
+    assert not any(n.endswith("result.json") for n in names)
+    # checkout b: import, then the same grid command finishes there
+    assert bundle.import_bundle(tmp_path / "grid.tar", **folders(b))["runs taken"] == 1
+    assert grid.main(ONE + ["--seeds", "0", "1"] + checkout(b)) == 0
+    assert grid.main(ONE + ["--seeds", "0", "1"] + checkout(whole)) == 0
+    rows = {r["run_id"]: r for r in read_rows(b / "results" / "runs.csv")}
+    expected = {r["run_id"]: r for r in read_rows(whole / "results" / "runs.csv")}
+    assert len(read_rows(b / "results" / "runs.csv")) == 2 and rows.keys() == expected.keys()
+    for run_id, row in rows.items():
+        assert (row["final_test_acc"], row["best_test_acc"]) == (expected[run_id]["final_test_acc"],
+                                                                 expected[run_id]["best_test_acc"])
+    assert sorted(e["epoch"] for e in read_rows(b / "results" / "epochs.csv")) == ["1", "1", "2", "2", "3", "3"]
+    # importing the same bundle again doubles nothing and does not roll the finished run back
+    bundle.import_bundle(tmp_path / "grid.tar", **folders(b))
+    assert len(read_rows(b / "results" / "runs.csv")) == 2
+    [resumed] = [run_id for run_id, r in rows.items() if r["seed"] == "0"]
+    assert (b / "runs" / resumed / "result.json").exists()
+    assert len((b / "runs" / resumed / "metrics.csv").read_text().splitlines()) == 4  # header + 3 epochs
+
+
+def test_the_size_cap_and_an_existing_file_are_refused_with_the_reason(tmp_path, monkeypatch):
+    with monkeypatch.context() as m:
+        stop_after_first_epoch(m)
+        assert grid.main(ONE + ["--seeds", "0"] + checkout(tmp_path)) == 0
+    assert grid.main(ONE + ["--seeds", "1", "--epochs", "1"] + checkout(tmp_path)) == 0
+    with pytest.raises(bundle.BundleError, match=r"over the 0.01 MiB cap \(largest: .*checkpoint.pt"):
+        bundle.export(tmp_path / "small.tar", **folders(tmp_path), max_mb=0.01)
+    assert not (tmp_path / "small.tar").exists()
+    (tmp_path / "taken.tar").write_text("mine")
+    with pytest.raises(bundle.BundleError, match="taken.tar exists; give another file name, or --force"):
+        bundle.export(tmp_path / "taken.tar", **folders(tmp_path), max_mb=16)
+    assert (tmp_path / "taken.tar").read_text() == "mine"
+    (tmp_path / "broken.tar").write_bytes(b"not a tar")
+    assert bundle.main(["import", str(tmp_path / "broken.tar"), "--results", str(tmp_path / "elsewhere")]) == 2
+
+
+def test_a_two_dimensional_run_keeps_its_frames_small(tmp_path):
+    """Per-epoch frames are float16 on at most 5000 points per split: ~53 KB an epoch, ~5 MB for 100 epochs."""
+    from experiments.config import RunConfig
+    from experiments.trainer import FRAME_POINTS, Trainer
+    from experiments.data import DeviceData
+    from experiments.datasets import get_spec
+    cfg = RunConfig(dataset="synthetic", loss="standalone", epochs=1, batch_size=64, train_size=1024, test_size=500)
+    embeddings = (torch.randn(10000, 2), torch.randint(0, 10, (10000,)), torch.randn(6000, 2), None,
+                  torch.randint(0, 10, (6000,)))
+    data = DeviceData(get_spec("synthetic"), tmp_path, torch.device("cpu"), 1024, 500)
+    trainer = Trainer(cfg, data, torch.device("cpu"), tmp_path, progress=False)
+    trainer.history = [{"epoch": 1}]
+    frame = trainer.feature_frame(embeddings, 0.5, FRAME_POINTS)
+    assert frame["train_features"].shape == (5000, 2) and frame["test_features"].shape == (5000, 2)
+    assert frame["test_features"].dtype == torch.float16
+    torch.save(frame, tmp_path / "frame.pt")
+    assert (tmp_path / "frame.pt").stat().st_size * 100 < 5.5 * 2 ** 20
+    again = trainer.feature_frame(embeddings, 0.5, FRAME_POINTS)
+    assert torch.equal(frame["test_labels"], again["test_labels"])  # the same points every epoch

@@ -1,0 +1,38 @@
+"""What the repository ships is what the current code produces."""
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from experiments.ledger import read_rows
+from experiments.report import config_of
+from experiments.train import load_data
+from experiments.trainer import Trainer
+from tests.conftest import dataset_root
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = read_rows(REPO / "results" / "runs.csv")
+
+
+def test_every_shipped_row_is_a_config_of_the_current_code():
+    for row in SHIPPED:
+        assert config_of(row).run_id == row["run_id"], "run ids changed: regenerate the shipped rows"
+
+
+def test_the_cheapest_shipped_cpu_row_reproduces_exactly(tmp_path):
+    cpu_rows = [r for r in SHIPPED if r["status"] == "finished" and r["device"].startswith("cpu")]
+    if not cpu_rows:
+        pytest.skip("no CPU row is shipped")
+    row = min(cpu_rows, key=lambda r: float(r["wall_s"]))
+    threads = int(re.search(r"\((\d+) threads\)", row["device"])[1])
+    if threads != torch.get_num_threads():
+        pytest.skip(f"the row was made with {threads} CPU threads, this process has {torch.get_num_threads()}")
+    cfg = config_of(row)
+    root = dataset_root(cfg.dataset)
+    if root is None:
+        pytest.skip(f"{cfg.dataset} is not available here")
+    data = load_data(cfg, root, torch.device("cpu"))
+    result = Trainer(cfg, data, torch.device("cpu"), tmp_path, progress=False, log=lambda *_: None).fit()
+    assert (result["final_test_acc"], result["best_test_acc"]) == (float(row["final_test_acc"]),
+                                                                   float(row["best_test_acc"])), row["run_id"]
