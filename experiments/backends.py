@@ -1,36 +1,63 @@
-"""Where the grid's runs are trained. A backend maps "train this config" over the runs still
-to do and yields one ``Outcome`` per run as it ends; the grid records outcomes and never
-asks which backend made them.
+"""Where the grid's runs are trained: this machine, a Ray cluster, or SLURM (submitit).
 
-``LocalBackend(1)`` trains in this process; ``LocalBackend(k)`` trains k runs side by
-side in separate processes (one GPU shared, or CPU threads split). Workers ignore Ctrl-C
-and SIGTERM: the driver tells them to stop after their current epoch, so every run keeps
-a checkpoint of its last finished epoch.
+A backend maps ``train_run`` over the runs still to do and yields one ``Outcome``
+per run as it ends; the grid records the outcomes and never asks which backend
+made them. Every backend stops the same way: the driver creates a stop file in
+the run folder (``--out``, which on a cluster must be on a filesystem every
+worker sees) when its time budget ends or it gets SIGTERM or Ctrl-C, and each
+run checks for it after every epoch, checkpoints and returns.
+
+- ``local``: ``runs_at_once`` 1 trains in this process; more train side by side
+  in separate processes (one GPU shared, or the CPU threads split).
+- ``ray``: one Ray task per run with ``1 / runs_per_gpu`` of a GPU (when the
+  cluster has GPUs) and ``cpus_per_run`` CPUs; a local Ray instance, or the
+  cluster at ``--ray-address`` (``auto`` or ``host:port``, started with ``ray start``).
+- ``slurm``: one submitit job array (``--slurm-partition``, ``--slurm-time``,
+  ``--slurm-gpus-per-task``, ``--slurm-parallelism``); submitit runs the jobs
+  as local processes where there is no SLURM.
 """
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from experiments.data import DeviceData
-from experiments.provenance import resolve_device
+from experiments.provenance import REPO, resolve_device
 from experiments.train import load_data, run_one
 from experiments.trainer import RunStopped
+
+BACKENDS = ("local", "ray", "slurm")
 
 
 @dataclass
 class Outcome:
     """How one run ended: ``result`` (finished or diverged), ``error`` (failed: recorded, retried
-    next time) or ``stopped`` (epochs done when the budget ended; None otherwise: not recorded)."""
+    next time) or ``stopped`` (epochs done when told to stop; None otherwise: not recorded)."""
     cfg: object
     result: dict | None = None
     error: str | None = None
     stopped: int | None = None
+
+
+@dataclass(frozen=True)
+class Stop:
+    """What a run is told about stopping: the driver's stop file and its deadline (epoch seconds)."""
+    file: Path
+    deadline: float | None
+
+    def __call__(self) -> bool:
+        return self.file.exists() or (self.deadline is not None and time.time() >= self.deadline)
+
+    def allows(self, estimate_s: float | None) -> bool:
+        late = self.deadline is not None and estimate_s is not None and time.time() + estimate_s > self.deadline
+        return not (self() or late)
 
 
 _data_cache: dict[tuple, DeviceData] = {}
@@ -48,64 +75,55 @@ def train_cached(cfg, args, device, should_stop) -> dict:
     return result
 
 
-def train_outcome(cfg, args, device, should_stop) -> Outcome:
+def train_run(cfg, args, threads: int | None, stop: Stop, estimate_s: float | None) -> Outcome:
+    """Train one run wherever this is called (this process, a worker process, a Ray task, a SLURM job)."""
+    if not stop.allows(estimate_s):
+        return Outcome(cfg, stopped=0)
+    if threads:
+        torch.set_num_threads(threads)
     try:
-        return Outcome(cfg, result=train_cached(cfg, args, device, should_stop))
+        return Outcome(cfg, result=train_cached(cfg, args, resolve_device(args.device), stop))
     except RunStopped as e:
         return Outcome(cfg, stopped=e.epochs_done)
-    except Exception as e:  # recorded, and the grid goes on
+    except Exception as e:  # recorded as failed, and the grid goes on
         return Outcome(cfg, error=f"{type(e).__name__}: {e}")
 
 
+def error_outcome(cfg, error: BaseException) -> Outcome:
+    """A worker that died (or a task the cluster lost): recorded as failed, retried next time."""
+    return Outcome(cfg, error=f"{type(error).__name__}: {str(error).strip().splitlines()[-1:] or ''}")
+
+
 class LocalBackend:
-    def __init__(self, parallel: int = 1):
-        self.parallel = parallel
+    def __init__(self, runs_at_once: int, cpus_per_run: int | None):
+        self.runs_at_once, self.cpus_per_run = runs_at_once, cpus_per_run
 
-    def run(self, configs, args, budget, estimate_s):
-        """Yield an Outcome per config; a config the budget does not allow is yielded as stopped
-        without training. ``estimate_s(cfg)``: its expected seconds, or None."""
-        if self.parallel == 1:
-            device = resolve_device(args.device)
+    def run(self, configs, args, stop: Stop, estimate_s):
+        if self.runs_at_once == 1:
             for cfg in configs:
-                if not budget.allows(estimate_s(cfg)):
-                    yield Outcome(cfg, stopped=0)
-                    continue
-                yield train_outcome(cfg, args, device, budget.expired)
+                yield train_run(cfg, args, self.cpus_per_run, stop, estimate_s(cfg))
             return
-        yield from self.run_packed(configs, args, budget, estimate_s)
-
-    def run_packed(self, configs, args, budget, estimate_s):
-        context = multiprocessing.get_context("spawn")
-        stop = context.Event()
         args.no_progress = True  # per-epoch bars of parallel workers would interleave
-        threads = max(1, torch.get_num_threads() // self.parallel)
-        pool = ProcessPoolExecutor(self.parallel, mp_context=context, initializer=_init_worker, initargs=(stop,))
-        try:
-            pending = {pool.submit(_worker, cfg, args, threads, budget.deadline, estimate_s(cfg)): cfg
-                       for cfg in configs}
-            while pending:
-                done, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-                if budget.expired():
-                    stop.set()
-                for future in done:
-                    cfg = pending.pop(future)
-                    error = future.exception()
-                    yield Outcome(cfg, error=f"{type(error).__name__}: {error}") if error else future.result()
-        except KeyboardInterrupt:
-            stop.set()  # workers end their current epoch, checkpoint it and return
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        threads = self.cpus_per_run or max(1, torch.get_num_threads() // self.runs_at_once)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(self.runs_at_once, mp_context=context, initializer=_init_worker) as pool:
+            pending = {pool.submit(train_run, cfg, args, threads, stop, estimate_s(cfg)): cfg for cfg in configs}
+            try:
+                while pending:
+                    done, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        cfg = pending.pop(future)
+                        error = future.exception()
+                        yield error_outcome(cfg, error) if error else future.result()
+            except BaseException:  # Ctrl-C: the workers end their current epoch, checkpoint it and return
+                stop.file.touch()
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
 
 
-_stop_event = None
-
-
-def _init_worker(stop) -> None:
-    """Worker initialiser: stops only when the driver says so; dies with the driver (Linux)."""
-    global _stop_event
-    _stop_event = stop
+def _init_worker() -> None:
+    """Worker processes stop when the driver's stop file says so, and die with the driver (Linux)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
@@ -115,9 +133,83 @@ def _init_worker(stop) -> None:
         pass
 
 
-def _worker(cfg, args, threads: int, deadline: float | None, estimate_s: float | None) -> Outcome:
-    torch.set_num_threads(threads)
-    late = deadline is not None and estimate_s is not None and time.time() + estimate_s > deadline
-    if _stop_event.is_set() or late:
-        return Outcome(cfg, stopped=0)
-    return train_outcome(cfg, args, resolve_device(args.device), _stop_event.is_set)
+class RayBackend:
+    def __init__(self, address: str | None, runs_per_gpu: int, cpus_per_run: int | None):
+        self.address, self.runs_per_gpu, self.cpus_per_run = address, runs_per_gpu, cpus_per_run
+
+    def run(self, configs, args, stop: Stop, estimate_s):
+        import ray
+        handler = signal.getsignal(signal.SIGTERM)
+        ray.init(address=self.address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+        signal.signal(signal.SIGTERM, handler)  # ray.init replaces the driver's SIGTERM handler
+        try:
+            gpus = 1 / self.runs_per_gpu if ray.cluster_resources().get("GPU", 0) > 0 else 0
+            cpus = self.cpus_per_run or 1
+            task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(train_run)
+            args.no_progress = True
+            pending = {task.remote(cfg, args, cpus, stop, estimate_s(cfg)): cfg for cfg in configs}
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                for ref in done:
+                    cfg = pending.pop(ref)
+                    try:
+                        yield ray.get(ref)
+                    except Exception as e:  # the task's worker died
+                        yield error_outcome(cfg, e)
+        except BaseException:
+            stop.file.touch()
+            raise
+        finally:
+            ray.shutdown()
+
+
+class SlurmBackend:
+    def __init__(self, partition: str | None, minutes: int, gpus_per_task: int, parallelism: int,
+                 cpus_per_run: int | None):
+        self.partition, self.minutes, self.gpus_per_task = partition, minutes, gpus_per_task
+        self.parallelism, self.cpus_per_run = parallelism, cpus_per_run
+
+    def run(self, configs, args, stop: Stop, estimate_s):
+        import submitit
+        if not configs:
+            return
+        executor = submitit.AutoExecutor(folder=Path(args.out) / ".submitit" / "%j")
+        executor.update_parameters(name="centerloss-grid", timeout_min=self.minutes, cpus_per_task=self.cpus_per_run or 1,
+                                   gpus_per_node=self.gpus_per_task, slurm_array_parallelism=self.parallelism,
+                                   **({"slurm_partition": self.partition} if self.partition else {}))
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+        args.no_progress = True
+        n = len(configs)
+        jobs = executor.map_array(train_run, configs, [args] * n, [self.cpus_per_run] * n, [stop] * n,
+                                  [estimate_s(c) for c in configs])
+        pending = dict(zip(jobs, configs))
+        try:
+            while pending:
+                for job in [j for j in pending if j.done()]:
+                    cfg = pending.pop(job)
+                    try:
+                        yield job.result()
+                    except Exception as e:  # the job died: out of memory, cancelled, node failure
+                        yield error_outcome(cfg, e)
+                time.sleep(0.5)
+        except BaseException:  # Ctrl-C: running jobs end their current epoch, queued ones return at once
+            stop.file.touch()
+            raise
+
+
+def build_backend(args, device):
+    """The backend the grid's options name."""
+    if args.backend == "ray":
+        return RayBackend(args.ray_address, args.runs_per_gpu or 1, args.cpus_per_run)
+    if args.backend == "slurm":
+        return SlurmBackend(args.slurm_partition, args.slurm_time, args.slurm_gpus_per_task, args.slurm_parallelism,
+                            args.cpus_per_run)
+    return LocalBackend(args.runs_per_gpu or default_runs_per_device(device), args.cpus_per_run)
+
+
+def default_runs_per_device(device: torch.device) -> int:
+    """Small models leave a large GPU idle between kernels; a few runs side by side fill it."""
+    if device.type != "cuda":
+        return 1
+    return 4 if torch.cuda.get_device_properties(device).total_memory >= 40 * 2 ** 30 else 2

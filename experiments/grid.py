@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import signal
 import sys
 import time
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
 from experiments import report
-from experiments.backends import LocalBackend, Outcome
+from experiments.backends import BACKENDS, Outcome, Stop, build_backend
 from experiments.cli_types import HelpFormatter, non_negative_int, positive_float, positive_int
 from experiments.data import prepare
 from experiments.datasets import SPECS, DataError
@@ -70,9 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="time budget: no run is started that its estimate says cannot finish in time; when the "
                              "budget ends, running runs stop after their current epoch (checkpointed) and the grid "
                              "exits 0; the same command resumes them. SIGTERM does the same")
+    parser.add_argument("--backend", choices=BACKENDS, default="local",
+                        help="where runs train: local (this machine), ray (a Ray cluster), slurm (submitit job "
+                             "arrays); on a cluster --out must be on a filesystem every worker sees")
     parser.add_argument("--runs-per-gpu", type=positive_int, default=None,
-                        help="runs trained side by side in separate processes (default: 4 on a GPU of 40 GB "
-                             "or more, 2 below that, 1 on the CPU)")
+                        help="runs sharing one GPU (local: processes side by side; default 4 on a GPU of 40 GB or "
+                             "more, 2 below that, 1 on the CPU; ray: each task takes 1/N of a GPU, default 1)")
+    parser.add_argument("--cpus-per-run", type=positive_int,
+                        help="CPU threads of each run (default: this machine's split between the local runs; 1 for "
+                             "a Ray task or SLURM job)")
+    parser.add_argument("--ray-address", help="ray: 'auto' or host:port of a cluster started with `ray start` "
+                                              "(default: start a local Ray instance)")
+    parser.add_argument("--slurm-partition", help="slurm: the partition (default: the cluster's)")
+    parser.add_argument("--slurm-time", type=positive_int, default=240, help="slurm: minutes per job")
+    parser.add_argument("--slurm-gpus-per-task", type=non_negative_int, default=1, help="slurm: GPUs per job")
+    parser.add_argument("--slurm-parallelism", type=positive_int, default=16,
+                        help="slurm: jobs of the array running at once")
     parser.set_defaults(epochs=None, train_size=None, test_size=None)
     return parser
 
@@ -106,24 +119,21 @@ def ready_datasets(names: list[str], root: Path) -> list[str]:
 
 
 class Budget:
-    """When to stop: ``--max-minutes`` from now, or a SIGTERM (what SLURM and preemption send)."""
+    """When the runs are told to stop: ``--max-minutes`` from now, or at once on SIGTERM (what SLURM and
+    preemption send). The stop file lives in the run folder, which every worker sees."""
 
-    def __init__(self, max_minutes: float | None):
-        self.deadline = time.time() + 60 * max_minutes if max_minutes else None
+    def __init__(self, max_minutes: float | None, out: Path):
+        deadline = time.time() + 60 * max_minutes if max_minutes else None
+        self.stop = Stop(Path(out) / f".stop-{os.getpid()}-{time.time_ns()}", deadline)
         self.terminated = False
 
     def on_sigterm(self, *_):
         self.terminated = True
+        self.stop.file.touch()
         print("grid: SIGTERM: running runs stop after their current epoch", file=sys.stderr, flush=True)
 
-    def expired(self) -> bool:
-        return self.terminated or (self.deadline is not None and time.time() >= self.deadline)
-
-    def allows(self, estimate_s: float | None) -> bool:
-        """Whether a run of ``estimate_s`` seconds (None: unknown) can start now."""
-        if self.expired():
-            return False
-        return self.deadline is None or estimate_s is None or time.time() + estimate_s <= self.deadline
+    def close(self):
+        self.stop.file.unlink(missing_ok=True)
 
 
 def epochs_on_disk(run_dir: Path) -> int:
@@ -158,13 +168,6 @@ def record_outcome(args, outcome: Outcome, device: str) -> None:
     record(args.results, row_from_result(outcome.result), epoch_rows)
 
 
-def default_runs_per_device(device: torch.device) -> int:
-    """Small models leave a large GPU idle between kernels; a few runs side by side fill it."""
-    if device.type != "cuda":
-        return 1
-    return 4 if torch.cuda.get_device_properties(device).total_memory >= 40 * 2 ** 30 else 2
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     outputs = report.Outputs.for_ledger(args.results, args.imgs, args.readme)
@@ -184,17 +187,18 @@ def main(argv=None) -> int:
     todo = [c for c in configs if c.run_id not in done]
     print(f"grid: {len(configs)} runs, {len(configs) - len(todo)} already recorded, {len(todo)} to train "
           f"(ledger {args.results})")
-    budget = Budget(args.max_minutes)
+    budget = Budget(args.max_minutes, args.out)
     previous_sigterm = signal.signal(signal.SIGTERM, budget.on_sigterm)
-    parallel = min(args.runs_per_gpu or default_runs_per_device(device), max(1, len(todo)))
-    backend = LocalBackend(parallel)
+    backend = build_backend(args, device)
     here = device_name(device)
+
+    def estimate(cfg) -> float | None:  # the ledger is re-read: runs finished meanwhile inform the estimate
+        return estimate_seconds(cfg, args.out / cfg.run_id, read_rows(args.results / "runs.csv"), here)
+
     left = len(todo)
     bar = tqdm(total=len(todo), desc="grid", unit="run", disable=args.no_progress, dynamic_ncols=True)
     try:
-        for outcome in backend.run(todo, args, budget,
-                                   lambda cfg: estimate_seconds(cfg, args.out / cfg.run_id,
-                                                                read_rows(args.results / "runs.csv"), here)):
+        for outcome in backend.run(todo, args, budget.stop, estimate):
             if outcome.stopped is None:
                 record_outcome(args, outcome, here)
                 left -= 1
@@ -207,6 +211,7 @@ def main(argv=None) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
+        budget.close()
     bar.close()
     if left:
         why = "SIGTERM" if budget.terminated else "time budget"

@@ -4,7 +4,7 @@ import tarfile
 import pytest
 import torch
 
-from experiments import bundle, grid
+from experiments import backends, bundle, grid
 from experiments.ledger import read_rows
 
 ONE = ["--datasets", "synthetic", "--losses", "standalone", "--feat-dims", "2", "--epochs", "3", "--train-size", "256",
@@ -21,8 +21,8 @@ def folders(root):
 
 def stop_after_first_epoch(monkeypatch):
     """The grid's budget, as if it ran out during the first epoch (deterministic, unlike a clock)."""
-    monkeypatch.setattr(grid.Budget, "allows", lambda self, estimate_s: True)
-    monkeypatch.setattr(grid.Budget, "expired", lambda self: True)
+    monkeypatch.setattr(backends.Stop, "allows", lambda self, estimate_s: True)
+    monkeypatch.setattr(backends.Stop, "__call__", lambda self: True)
 
 
 def test_a_grid_exported_mid_way_finishes_in_a_fresh_checkout(tmp_path, monkeypatch):
