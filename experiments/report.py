@@ -48,7 +48,7 @@ DATASET_ORDER = list(SPECS)
 MAIN_LEDGER = Path("results")
 MARKERS = {"results": ("<!-- results:start -->", "<!-- results:end -->"),
            "figures": ("<!-- figures:start -->", "<!-- figures:end -->")}
-PAPER_COMMAND = "./suite grid --preset paper --datasets mnist fashion-mnist (a GPU: see \"Reproduce the paper table\")"
+PAPER_COMMAND = "./suite grid --preset paper --datasets mnist fashion-mnist"
 INT_FIELDS = ("feat_dim", "seed", "epochs", "batch_size", "lr_patience", "train_size", "test_size")
 FLOAT_FIELDS = ("lr", "momentum", "weight_decay", "lr_factor", "lr_threshold", "center_lr", "center_alpha")
 METRICS = ("best_test_acc", "final_test_acc", "final_train_acc", "final_test_acc_center",
@@ -188,7 +188,8 @@ def paper_table(df: pd.DataFrame) -> str:
     paper = on_recipe_finished(df)
     if paper.empty:
         return (f"**No run on the full reference recipe is recorded yet**, so there is no reference table, paired "
-                f"comparison or train-test gap to show: `{PAPER_COMMAND}` produces them.\n")
+                f"comparison or train-test gap to show: `{PAPER_COMMAND}` on a GPU produces them (see \"Reproduce the "
+                f"paper table on one GPU\").\n")
     head = "| dataset | feat_dim | " + " | ".join(MAIN_LOSSES) + " |\n| --- | --- |" + " --- |" * len(MAIN_LOSSES)
     acc, diff = [head], [head]
     for dataset, feat_dim, by_loss in cells_by_setting(paper):
@@ -346,9 +347,7 @@ def picture_split(row) -> str:
 
 def curve_label(row) -> str:
     """Names a group of runs by what tells it apart from another in the same panel."""
-    rule = centers_of(row)
-    return (f"{row['loss']}{'' if rule in ('—', 'joint') else ' ' + rule} [{row['departures'] or 'reference recipe'}]"
-            f" ({held_out_split(row)})")
+    return f"{row['loss']} [{row['departures'] or 'reference recipe'}] ({held_out_split(row)})"
 
 
 def curve_panels(df: pd.DataFrame, epochs: pd.DataFrame) -> dict[tuple, dict]:
