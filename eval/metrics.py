@@ -59,7 +59,7 @@ def accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def evaluate_embeddings(loss, train_features, train_labels, test_features, test_logits, test_labels) -> dict[str, torch.Tensor]:
     """Test accuracies of one model by every rule that applies.
 
-    - ``argmax``: argmax of the logits (NaN when the loss does not train the head);
+    - ``argmax``: argmax of the logits the loss classifies by (NaN for a loss that classifies by distance);
     - ``class_mean``: nearest mean of the training features of each class;
     - ``center``: nearest learned center, or the class means for a loss without centers;
     - ``headline``: the rule the loss declares (argmax or nearest learned center).
@@ -68,8 +68,9 @@ def evaluate_embeddings(loss, train_features, train_labels, test_features, test_
     means = class_means(train_features, train_labels, num_classes)
     centers = loss.centers.detach() if loss.centers is not None else means
     nan = torch.tensor(float("nan"), device=test_features.device)
+    class_logits = loss.class_logits(test_features, test_logits)
     out = {
-        "argmax": accuracy(test_logits.argmax(1), test_labels) if loss.uses_logits else nan,
+        "argmax": accuracy(class_logits.argmax(1), test_labels) if class_logits is not None else nan,
         "class_mean": accuracy(nearest_center(test_features, means), test_labels),
         "center": accuracy(nearest_center(test_features, centers), test_labels),
     }

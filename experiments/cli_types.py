@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -49,3 +50,19 @@ def positive_float(text: str) -> float:
 def non_negative_float(text: str) -> float:
     value = 0.0 if text.strip() in ("0", "0.0") else positive_float(text)
     return value
+
+
+def class_list(text: str) -> str:
+    """Class indices as ``0-5`` or ``0,2,4-6``, returned in that normal form (sorted ranges)."""
+    if not re.fullmatch(r"\s*\d+(-\d+)?(\s*,\s*\d+(-\d+)?)*\s*", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of classes like 0-5 or 0,2,4-6")
+    classes = sorted({c for part in text.replace(" ", "").split(",")
+                      for c in range(int(part.split("-")[0]), int(part.split("-")[-1]) + 1)})
+    if not classes:
+        raise argparse.ArgumentTypeError(f"{text!r} names no class")
+    ranges, start = [], classes[0]
+    for a, b in zip(classes, classes[1:] + [None]):
+        if b != a + 1:
+            ranges.append(str(start) if start == a else f"{start}-{a}")
+            start = b
+    return ",".join(ranges)

@@ -18,11 +18,12 @@ from losses import loss_options
 REFERENCE_RECIPE = {"model": "resnet", "epochs": 100, "batch_size": 128, "lr": 0.01, "momentum": 0.9,
                     "weight_decay": 0.0, "lr_factor": 0.2, "lr_patience": 10, "lr_threshold": 0.1,
                     "augment": "reference", "train_size": None, "test_size": None, "precision": "fp32",
-                    "center_rule": "joint", "protocol": "reference"}
+                    "center_rule": "joint", "protocol": "reference", "known_classes": ""}
 
 # Fields added after runs were first recorded enter the hash only when they differ
 # from these defaults, so the ids of earlier runs stay valid.
-ADDED_LATER = {"center_rule": "joint", "center_lr": 0.5, "center_alpha": 0.5, "protocol": "reference"}
+ADDED_LATER = {"center_rule": "joint", "center_lr": 0.5, "center_alpha": 0.5, "protocol": "reference",
+               "known_classes": ""}
 
 
 @dataclass
@@ -49,6 +50,7 @@ class RunConfig:
     center_lr: float = 0.5
     center_alpha: float = 0.5
     protocol: str = "reference"
+    known_classes: str = ""  # open-set recognition: train and test on these classes only, e.g. "0-5"
 
     def __post_init__(self):
         # Record every option of the loss, defaults included, so the id is explicit.

@@ -222,26 +222,67 @@ def stratified_split(labels: torch.Tensor, fraction: float, seed: int = 0) -> tu
     return mask.nonzero().squeeze(1), held_out
 
 
+OOD_PARTNERS = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}  # the same image shape, other content
+NOISE = "noise"  # where no partner is at hand: uniform uint8 noise of the run's image shape, seed 0
+
+
+def parse_classes(text: str) -> list[int]:
+    """``"0-5"`` or ``"0,2,4-6"`` -> sorted class indices."""
+    out = set()
+    for part in filter(None, text.replace(" ", "").split(",")):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return sorted(out)
+
+
+def noise_images(n: int, spec: DatasetSpec) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (n, spec.in_channels, spec.image_size, spec.image_size), generator=g,
+                         dtype=torch.uint8)
+
+
 class DeviceData:
     """A dataset held whole as uint8 tensors on the training device.
 
     With ``val_fraction`` > 0 a fixed stratified part of the training split
-    (seed 0, the same for every run) becomes the validation split.
+    (seed 0, the same for every run) becomes the validation split. With
+    ``known_classes`` (open-set recognition) only those classes are trained,
+    selected and tested on (relabelled 0..k-1); the test images of the other
+    classes are the out-of-distribution set. Otherwise the out-of-distribution
+    set is the test split of the partner dataset (MNIST <-> Fashion-MNIST), or
+    uniform noise where there is none, as many images as the test split.
     """
 
-    def __init__(self, spec: DatasetSpec, root: Path, device: torch.device,
-                 train_size: int | None = None, test_size: int | None = None, val_fraction: float = 0.0):
+    def __init__(self, spec: DatasetSpec, root: Path, device: torch.device, train_size: int | None = None,
+                 test_size: int | None = None, val_fraction: float = 0.0, known_classes: list[int] | None = None):
         self.spec = spec
         prepare(spec.name, root)
         train_images, train_labels = self._subset(*load_split(spec, root, train=True), train_size)
-        self.test_images, self.test_labels = (t.to(device) for t in
-                                              self._subset(*load_split(spec, root, train=False), test_size))
+        test_images, test_labels = self._subset(*load_split(spec, root, train=False), test_size)
+        self.class_names = spec.class_names
+        if known_classes:
+            unknown = [c for c in range(spec.num_classes) if c not in known_classes]
+            if not unknown or any(c >= spec.num_classes for c in known_classes):
+                raise ValueError(f"known classes {known_classes}: give a proper subset of 0..{spec.num_classes - 1}")
+            train_images, train_labels = self._known(train_images, train_labels, known_classes)
+            ood_mask = torch.isin(test_labels, torch.tensor(unknown))
+            self.ood_name, ood_images = "unknown classes", test_images[ood_mask]
+            test_images, test_labels = self._known(test_images, test_labels, known_classes)
+            self.class_names = tuple(spec.class_names[c] for c in known_classes)
+        else:
+            self.ood_name, ood_images = self._ood(spec, root, len(test_labels))
+        self.ood_images = ood_images.to(device)
+        self.test_images, self.test_labels = test_images.to(device), test_labels.to(device)
         self.val_images = self.val_labels = None
         if val_fraction > 0:
             keep, held = stratified_split(train_labels, val_fraction)
             self.val_images, self.val_labels = train_images[held].to(device), train_labels[held].to(device)
             train_images, train_labels = train_images[keep], train_labels[keep]
         self.train_images, self.train_labels = train_images.to(device), train_labels.to(device)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
 
     @staticmethod
     def _subset(images, labels, size):
@@ -250,6 +291,21 @@ class DeviceData:
             keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))[:size]
             images, labels = images[keep], labels[keep]
         return images, labels
+
+    @staticmethod
+    def _known(images, labels, known: list[int]):
+        """Only the known classes, relabelled 0..k-1 in the order given."""
+        mask = torch.isin(labels, torch.tensor(known))
+        relabel = torch.full((int(labels.max()) + 1,), -1, dtype=torch.int64)
+        relabel[torch.tensor(known)] = torch.arange(len(known))
+        return images[mask], relabel[labels[mask]]
+
+    def _ood(self, spec: DatasetSpec, root: Path, n: int) -> tuple[str, torch.Tensor]:
+        partner = OOD_PARTNERS.get(spec.name)
+        if partner is not None and available(partner, root):
+            images, _ = load_split(get_spec(partner), root, train=False)
+            return partner, self._subset(images, torch.zeros(len(images)), n)[0]
+        return NOISE, noise_images(n, spec)
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``(images, labels)`` of ``test`` or ``val``."""

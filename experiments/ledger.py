@@ -8,16 +8,19 @@ import json
 import time
 from pathlib import Path
 
+from eval.ood import METRICS as OOD_METRICS
+from eval.ood import SCORES as OOD_SCORES
 from experiments.io import atomic_write_csv
 
 CONFIG_COLUMNS = ["dataset", "loss", "feat_dim", "seed", "model", "loss_options", "epochs", "batch_size", "lr",
                   "momentum", "weight_decay", "lr_factor", "lr_patience", "lr_threshold", "augment", "train_size",
-                  "test_size", "precision", "center_rule", "center_lr", "center_alpha", "protocol"]
+                  "test_size", "precision", "center_rule", "center_lr", "center_alpha", "protocol", "known_classes"]
 ACCURACIES = [f"{split}_acc{rule}" for split in ("test", "val") for rule in ("", "_argmax", "_center", "_class_mean")]
 RUN_COLUMNS = (["run_id", "group_id", "status", "error", "headline_rule", *CONFIG_COLUMNS, "epochs_done",
                 "diverged_epoch", "best_epoch", "selected_epoch"]
                + [f"{w}_{m}" for m in [*ACCURACIES, "train_acc"] for w in ("final", "best")]
-               + ["final_knn1_acc", "final_map_at_r", "final_intra_inter_ratio"]
+               + ["final_knn1_acc", "final_map_at_r", "final_intra_inter_ratio", "ood_dataset"]
+               + [f"final_ood_{s}_{m}" for s in OOD_SCORES for m in OOD_METRICS]
                + ["wall_s", "device", "resolved_precision", "torch_version", "code_version", "recorded_at"])
 EPOCH_COLUMNS = ["run_id", "group_id", "epoch", "lr", *ACCURACIES, "train_acc", "seconds"]
 

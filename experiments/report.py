@@ -25,10 +25,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from eval.ood import METRICS as OOD_METRICS
+from eval.ood import SCORES as OOD_SCORES
+from eval.ood import natural_score
 from eval.plots import embedding_pngs, feature_gifs, learning_curve_png, write_if_changed
 from experiments.center_rules import CENTER_RULES
 from experiments.cli_types import HelpFormatter
 from experiments.config import RunConfig
+from experiments.data import parse_classes
 from experiments.datasets import SPECS
 from experiments.io import unwritable
 from experiments.stats import mean_ci, paired_difference
@@ -53,7 +57,7 @@ INT_FIELDS = ("feat_dim", "seed", "epochs", "batch_size", "lr_patience", "train_
 FLOAT_FIELDS = ("lr", "momentum", "weight_decay", "lr_factor", "lr_threshold", "center_lr", "center_alpha")
 METRICS = ("best_test_acc", "final_test_acc", "final_train_acc", "final_test_acc_center",
            "final_test_acc_class_mean", "final_knn1_acc", "final_map_at_r", "final_intra_inter_ratio", "wall_s",
-           "epochs_done")
+           "epochs_done", *(f"final_ood_{s}_{m}" for s in OOD_SCORES for m in OOD_METRICS))
 
 
 # ---- where a ledger's outputs go -------------------------------------------------
@@ -111,6 +115,9 @@ def departures_of(row: dict) -> str:
 def read_ledger(path: Path) -> pd.DataFrame:
     """runs.csv as a DataFrame with numbers parsed and, per row, what departs from the reference recipe."""
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for col in ("ood_dataset", "known_classes"):
+        if col not in df:
+            df[col] = ""
     for col in METRICS:
         df[col] = pd.to_numeric(df[col], errors="coerce") if col in df else np.nan
     df["departures"] = [departures_of(r) for r in df.to_dict("records")]
@@ -275,6 +282,35 @@ def other_runs_table(df: pd.DataFrame, ledger: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ood_table(df: pd.DataFrame) -> str:
+    """AUROC and FPR at 95% TPR of every score, per group; the loss's natural score marked *."""
+    groups = [g for g in run_groups(df[df["status"] == "finished"])
+              if "final_ood_center_auroc" in g and g["final_ood_center_auroc"].notna().any()]
+    if not groups:
+        return ""
+    head = " | ".join(f"{score} AUROC | {score} FPR95" for score in OOD_SCORES)
+    lines = ["**Out-of-distribution detection and open-set recognition**: the test split (positive) against the "
+             "out-of-distribution set (the other dataset of MNIST and Fashion-MNIST, uniform noise for the others, "
+             "or the unknown classes of an open-set run), by each score: distance to the nearest center (class "
+             "means without centers), maximum softmax probability and energy (losses that train the softmax "
+             "head), distance to the nearest training feature. Mean ± 95% t-interval over seeds; * marks the "
+             "score that matches how the loss classifies.", "",
+             f"| loss | dataset | feat_dim | departs from the reference in | OOD set | {head} |",
+             "|" + " --- |" * (5 + 2 * len(OOD_SCORES))]
+    for g in groups:
+        first = g.iloc[0]
+        natural = natural_score(LOSSES[first["loss"]]) if first["loss"] in LOSSES else None
+        cells = []
+        for score in OOD_SCORES:
+            mark = "*" if score == natural else ""
+            cells += [fmt_ci(g[f"final_ood_{score}_auroc"], 3) + mark if g[f"final_ood_{score}_auroc"].notna().any()
+                      else "—", fmt_ci(g[f"final_ood_{score}_fpr95"], 3)]
+        sets = ", ".join(sorted({d for d in g["ood_dataset"] if d}))
+        lines.append(f"| {first['loss']} | {first['dataset']} | {first['feat_dim']} | "
+                     f"{first['departures'] or '— (reference recipe)'} | {sets} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 # ---- table.md: every group ---------------------------------------------------------
 def group_cells(g: pd.DataFrame, columns: list[str]) -> str:
     first, finished = g.iloc[0], g[g["status"] == "finished"]
@@ -320,6 +356,8 @@ def full_table(df: pd.DataFrame, ledger: Path) -> str:
         "reference recipe (every field of it, the loss's default options, full splits, fp32).", "",
         "| " + " | ".join(FULL_HEADERS) + " |", "|" + " --- |" * len(FULL_HEADERS)]
     lines += [group_cells(g, FULL_COLUMNS) for g in run_groups(df)]
+    if ood := ood_table(df):
+        lines += ["", ood.rstrip()]
     embedding = [group_cells(g, ["loss", "dataset", "feat_dim", "departs", "centers"] + [n for n, _ in EMBEDDING_COLUMNS])
                  for g in run_groups(df) if (g["status"] == "finished").any()]
     if embedding:
@@ -395,6 +433,12 @@ def picture_runs(df: pd.DataFrame) -> list:
                                                              else 9, k[0]))]
 
 
+def class_names(row) -> tuple[str, ...]:
+    names = SPECS[row["dataset"]].class_names
+    known = parse_classes(row.get("known_classes") or "")
+    return tuple(names[c] for c in known) if known else names
+
+
 def picture_dir(imgs: Path, row) -> Path:
     return imgs / f"{row['loss']}-{row['dataset']}-feat={row['feat_dim']}"
 
@@ -404,7 +448,7 @@ def feature_pictures(df: pd.DataFrame, runs: Path, imgs: Path) -> list[tuple[dic
     made = []
     for row in picture_runs(df):
         run_dir, out_dir = runs / row["run_id"], picture_dir(imgs, row)
-        names, split = SPECS[row["dataset"]].class_names, picture_split(row)
+        names, split = class_names(row), picture_split(row)
         title = f"{row['loss']}, {row['dataset']}"
         frames = sorted((run_dir / "features").glob("epoch_*.pt"))
         if int(row["feat_dim"]) == 2 and frames:
@@ -459,6 +503,7 @@ def results_markdown(df: pd.DataFrame, ledger: Path, curves: list[Path], readme_
     if not on_recipe_finished(df).empty:
         parts += [paired_comparisons(df), train_test_gap(df)]
     parts.append(other_runs_table(df, ledger))
+    parts.append(ood_table(df))
     parts.append("\n".join(f"![]({relative(p, readme_dir)})" for p in curves))
     return "\n".join(p for p in parts if p)
 

@@ -15,9 +15,9 @@ import sys
 from pathlib import Path
 
 from experiments.center_rules import CENTER_RULES
-from experiments.cli_types import HelpFormatter, non_negative_float, non_negative_int, positive_float, positive_int
+from experiments.cli_types import HelpFormatter, class_list, non_negative_float, non_negative_int, positive_float, positive_int
 from experiments.config import RunConfig
-from experiments.data import DeviceData
+from experiments.data import DeviceData, parse_classes
 from experiments.datasets import SPECS, DataError, default_data_root, get_spec
 from experiments.provenance import resolve_device
 from experiments.io import unwritable
@@ -96,7 +96,11 @@ def warn_single_class_batches(batch_size: int, losses: list[str]) -> None:
               "(a batch needs samples of several classes)", file=sys.stderr)
 
 
-def config_from_args(args, dataset: str, loss: str, feat_dim: int, seed: int) -> RunConfig:
+KNOWN_CLASSES_HELP = ("open-set recognition: train and select on these classes only (e.g. 0-5 or 0,2,4-6); the test "
+                      "images of the others are the unknowns (default: every class)")
+
+
+def config_from_args(args, dataset: str, loss: str, feat_dim: int, seed: int, known_classes: str = "") -> RunConfig:
     given = {k: getattr(args, k) for k in LOSS_OPTION_FLAGS if getattr(args, k) is not None}
     return RunConfig(
         dataset=dataset, loss=loss, feat_dim=feat_dim, model=args.model,
@@ -105,7 +109,8 @@ def config_from_args(args, dataset: str, loss: str, feat_dim: int, seed: int) ->
         weight_decay=args.weight_decay, lr_factor=args.lr_factor, lr_patience=args.lr_patience,
         lr_threshold=args.lr_threshold, augment=args.augment, train_size=args.train_size,
         test_size=args.test_size, seed=seed, precision=args.precision, center_rule=args.center_rule,
-        center_lr=args.center_lr, center_alpha=args.center_alpha, protocol=args.protocol)
+        center_lr=args.center_lr, center_alpha=args.center_alpha, protocol=args.protocol,
+        known_classes=known_classes)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--loss", choices=list(LOSSES), default="standalone", help="the loss (see losses/)")
     parser.add_argument("--feat-dim", type=positive_int, default=2, help="feature dimension (2 for the plots)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initialisation and batches")
+    parser.add_argument("--known-classes", type=class_list, default="", help=KNOWN_CLASSES_HELP)
     add_recipe_arguments(parser)
     return parser
 
@@ -145,12 +151,13 @@ def run_one(cfg: RunConfig, args, data: DeviceData | None = None, device=None, s
 
 def load_data(cfg: RunConfig, data_root: Path, device) -> DeviceData:
     return DeviceData(get_spec(cfg.dataset), data_root, device, cfg.train_size, cfg.test_size,
-                      val_fraction=VAL_FRACTION if cfg.protocol == "fair" else 0.0)
+                      val_fraction=VAL_FRACTION if cfg.protocol == "fair" else 0.0,
+                      known_classes=parse_classes(cfg.known_classes) or None)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cfg = config_from_args(args, args.dataset, args.loss, args.feat_dim, args.seed)
+    cfg = config_from_args(args, args.dataset, args.loss, args.feat_dim, args.seed, args.known_classes)
     problem = unwritable(args.out)
     if problem:
         print(f"error: {problem}; choose another --out", file=sys.stderr)

@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from eval.embedding import embedding_metrics
+from eval.ood import detection_metrics, ood_scores
 from eval.metrics import embed, evaluate_embeddings
 from experiments.augment import Augment
 from experiments.center_rules import build_center_rule
@@ -78,9 +79,9 @@ class Trainer:
         spec = data.spec
 
         torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg.model, spec.in_channels, spec.num_classes, cfg.feat_dim, spec.image_size)
+        self.model = build_model(cfg.model, spec.in_channels, data.num_classes, cfg.feat_dim, spec.image_size)
         self.model = self.model.to(device, memory_format=self.memory_format)
-        self.loss = build_loss(cfg.loss, spec.num_classes, cfg.feat_dim, **cfg.loss_options).to(device)
+        self.loss = build_loss(cfg.loss, data.num_classes, cfg.feat_dim, **cfg.loss_options).to(device)
         self.center_rule = build_center_rule(cfg.center_rule, self.loss, cfg.center_lr, cfg.center_alpha)
         self.optimizer = torch.optim.SGD(self.center_rule.model_param_groups(self.model, cfg.weight_decay),
                                          lr=cfg.lr, momentum=cfg.momentum)
@@ -211,8 +212,14 @@ class Trainer:
             self.model.load_state_dict(self.best_state["model"])
             self.loss.load_state_dict(self.best_state["loss"])
         test_metrics, embeddings = self.evaluate("test")
-        train_features, train_labels, test_features, _, test_labels = embeddings
+        train_features, train_labels, test_features, test_logits, test_labels = embeddings
         extra = embedding_metrics(train_features, train_labels, test_features, test_labels, self.loss.num_classes)
+        ood_features, ood_logits = embed(self.model, self.data.ood_images, autocast_dtype=self.autocast_dtype)
+        scores_in = ood_scores(self.loss, train_features, train_labels, test_features, test_logits)
+        scores_out = ood_scores(self.loss, train_features, train_labels, ood_features, ood_logits)
+        for score in scores_in:
+            for metric, value in detection_metrics(scores_in[score], scores_out[score]).items():
+                extra[f"ood_{score}_{metric}"] = value
         atomic_torch_save(self.run_dir / "features" / "final.pt",
                           self.feature_frame(embeddings, test_metrics["test_acc"].item()))
         return {k: v.item() for k, v in {**test_metrics, **extra}.items()}
@@ -249,7 +256,7 @@ class Trainer:
             frame = self.feature_frame(embeddings, row[f"{self.selection_split}_acc"], FRAME_POINTS)
             atomic_torch_save(self.run_dir / "features" / f"epoch_{epoch:03d}.pt", frame)
             centers = None if frame["centers"] is None else frame["centers"].numpy()
-            self.tensorboard.log_epoch(row, self.data.spec.class_names, frame["test_features"].float().numpy(),
+            self.tensorboard.log_epoch(row, self.data.class_names, frame["test_features"].float().numpy(),
                                        frame["test_labels"].numpy(), centers)
         else:
             self.tensorboard.log_epoch(row)
@@ -289,6 +296,7 @@ class Trainer:
                "device": device_name(self.device), "precision": self.precision,
                "torch_version": torch.__version__, "code_version": code_version(),
                "headline_rule": "argmax" if self.loss.prediction == "logits" else "nearest_center",
+               "ood_dataset": self.data.ood_name,
                "config": self.cfg.to_dict()}
         for name in [f"{split}_acc{s}" for s in ("", "_argmax", "_center", "_class_mean")] + ["train_acc"]:
             values = [row[name] for row in self.history if math.isfinite(row[name])]

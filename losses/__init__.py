@@ -11,6 +11,7 @@ from losses.base import Loss
 from losses.cent import SoftmaxCenterLoss
 from losses.center_radius import CenterRadiusLoss
 from losses.centers_only import CentersOnlyLoss
+from losses.centers_softmax import CentersSoftmaxLoss
 from losses.contrastive_center import ContrastiveCenterLoss
 from losses.standalone import StandaloneCenterLoss
 from losses.standalone_variants import StandaloneLogLoss, StandaloneMarginLoss
@@ -25,6 +26,7 @@ LOSSES: dict[str, type[Loss]] = {
     "centers-only": CentersOnlyLoss,
     "center-radius": CenterRadiusLoss,
     "contrastive-center": ContrastiveCenterLoss,
+    "centers-softmax": CentersSoftmaxLoss,
 }
 
 

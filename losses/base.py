@@ -8,8 +8,10 @@ need to know:
 
 - ``uses_logits``: whether the loss trains the model's classifier head. When
   False, argmax accuracy is not reported (the head is untrained).
-- ``prediction``: ``"logits"`` (argmax of the logits) or ``"centers"``
-  (nearest center): how this loss classifies, i.e. its headline metric.
+- ``prediction``: ``"logits"`` (argmax of ``class_logits``) or ``"centers"``
+  (nearest center): how this loss classifies, i.e. its headline metric;
+  ``class_logits(features, logits)``: the logits it classifies by (the model
+  head's when it trains it; None for a loss that classifies by distance).
 - ``centers``: the ``num_classes x feat_dim`` centers, or None;
   ``learnable_centers``: the same when they are a trained parameter.
 - ``pairs_across_classes``: whether a term sums over pairs of samples with
@@ -60,11 +62,14 @@ class Loss(nn.Module):
             got = None if logits is None else tuple(logits.shape)
             raise ValueError(f"{type(self).__name__}: logits must be ({features.shape[0]}, {self.num_classes}), got {got}")
 
+    def class_logits(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor | None:
+        return logits if self.uses_logits else None
+
     @torch.no_grad()
     def predict(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """Class predictions by this loss's own rule."""
         if self.prediction == "logits":
-            return logits.argmax(1)
+            return self.class_logits(features, logits).argmax(1)
         return squared_distances(features, self.centers).argmin(1)
 
 

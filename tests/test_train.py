@@ -67,7 +67,8 @@ def test_an_interrupted_run_resumes_where_it_stopped(synthetic_data, tmp_path, m
     monkeypatch.setattr(Trainer, "train_epoch", real_epoch)
     messages = []
     result = Trainer(cfg, synthetic_data, CPU, tmp_path, progress=False, log=messages.append).fit()
-    assert messages == [f"run {cfg.run_id}: resuming after epoch 1"]
+    assert messages[0] == f"run {cfg.run_id}: resuming after epoch 1"
+    assert [m.split("epoch")[1].split()[0] for m in messages[1:]] == ["2", "3"]  # one line per epoch trained
     assert result["epochs_done"] == 3
     assert [r["epoch"] for r in json_rows(tmp_path / "metrics.csv")] == ["1", "2", "3"]
 
@@ -132,3 +133,38 @@ def test_fp16_trains_through_the_grad_scaler_on_the_cpu(tmp_path):
     result = trainer.fit()
     assert result["status"] == "finished" and result["precision"] == "fp16"
     assert trainer.scaler.is_enabled() and trainer.scaler.get_scale() > 0
+
+
+def test_centers_softmax_trains_and_classifies_by_its_own_logits(synthetic_data, tmp_path):
+    cfg = synthetic_config("centers-softmax", epochs=3)
+    result = Trainer(cfg, synthetic_data, CPU, tmp_path, progress=False).fit()
+    assert result["status"] == "finished" and result["final_test_acc"] > 0.9
+    assert result["final_test_acc"] == result["final_test_acc_argmax"]  # its own logits: z = x . c + b
+    assert result["final_ood_msp_auroc"] is not None  # the softmax scores come from those logits
+
+
+@pytest.mark.parametrize("loss, natural", [("standalone", "center"), ("xent", "msp")])
+def test_an_ood_score_separates_a_shifted_set(loss, natural, synthetic_data, tmp_path):
+    result = Trainer(synthetic_config(loss, epochs=4), synthetic_data, CPU, tmp_path, progress=False).fit()
+    assert result["ood_dataset"] == "noise"  # no partner dataset for the synthetic set: uniform noise
+    assert result[f"final_ood_{natural}_auroc"] > 0.8 and result["final_ood_knn_auroc"] > 0.8
+    for score in ("center", "knn", *(("msp", "energy") if loss == "xent" else ())):
+        assert 0 <= result[f"final_ood_{score}_fpr95"] <= 1 and 0 < result[f"final_ood_{score}_aupr"] <= 1
+    assert (result.get("final_ood_msp_auroc") is None) == (loss == "standalone")
+
+
+def test_known_classes_never_let_an_unknown_class_reach_training_or_selection(tmp_path):
+    from experiments.datasets import make_synthetic
+    from experiments.train import load_data
+    _, raw_test = make_synthetic(train=False)
+    cfg = synthetic_config("standalone", known_classes="0-5", protocol="fair", epochs=4)
+    data = load_data(cfg, tmp_path, CPU)
+    assert data.num_classes == 6 and data.class_names == tuple(f"patch {i}" for i in range(6))
+    for labels in (data.train_labels, data.val_labels, data.test_labels):
+        assert labels.min() >= 0 and labels.max() <= 5
+    assert len(data.ood_images) == int((raw_test[:500] >= 6).sum()) and data.ood_name == "unknown classes"
+    assert len(data.train_labels) + len(data.val_labels) < 1024 * 0.7  # about 6/10 of the 1024 samples
+    result = Trainer(cfg, data, CPU, tmp_path, progress=False).fit()
+    assert result["final_test_acc"] > 0.8  # closed-set accuracy on the known classes
+    assert result["final_ood_center_auroc"] > 0.6 and result["ood_dataset"] == "unknown classes"
+    assert {"protocol=fair", "known_classes=0-5"} <= set(cfg.departures())

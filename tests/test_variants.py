@@ -134,3 +134,20 @@ def test_grad_scaler_skips_both_steps_on_inf_and_updates_once():
     centers, scale = scaled_separate_step(init_scale=float("inf"))
     assert torch.equal(centers, torch.tensor(C))  # the center step was skipped
     assert scale == float("inf") * 0.5  # update ran once (backoff 0.5)
+
+
+def test_centers_softmax_by_hand():
+    # z_ij = x_i . c_j + b_j; L = mean_i -log softmax(z_i)[y_i]
+    loss = build_loss("centers-softmax", 2, 2)
+    with torch.no_grad():
+        loss.centers.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
+        loss.bias.copy_(torch.tensor([0.5, -0.5]))
+    x, y = torch.tensor([[1.0, 1.0], [2.0, -1.0]]), torch.tensor([1, 0])
+    # sample 0: z = (1 + 0.5, 2 - 0.5) = (1.5, 1.5) -> -log 1/2 ; sample 1: z = (2.5, -2.5) -> -log(e^2.5 / (e^2.5 + e^-2.5))
+    expected = (math.log(2) + math.log(1 + math.exp(-5.0))) / 2
+    total, terms = loss(x, None, y)
+    assert total.item() == pytest.approx(expected, abs=1e-6) and terms["xent"].item() == pytest.approx(expected, abs=1e-6)
+    assert loss.predict(x, None).tolist() == [0, 0]  # a tie goes to the first class; 2.5 > -2.5
+    total.backward()
+    assert loss.centers.grad is not None and loss.bias.grad is not None  # both learned
+    assert loss.learnable_centers is loss.centers and loss.uses_logits is False
