@@ -17,34 +17,26 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
-def positive_int(text: str) -> int:
+def _number(text: str, cast, what: str, ok, must: str):
     try:
-        value = int(text)
+        value = cast(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive whole number")
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"{text!r} must be {must}")
     return value
 
+
+def positive_int(text: str) -> int:
+    return _number(text, int, "a whole number", lambda v: v > 0, "a positive whole number")
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number, 0 or more")
-    return value
+    return _number(text, int, "a whole number", lambda v: v >= 0, "a whole number, 0 or more")
+
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite number")
-    return value
+    return _number(text, float, "a number", lambda v: 0 < v < float("inf"), "a positive finite number")
 
 
 def non_negative_float(text: str) -> float:

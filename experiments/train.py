@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--loss", choices=list(LOSSES), default="standalone", help="the loss (see losses/)")
     parser.add_argument("--feat-dim", type=positive_int, default=2, help="feature dimension (2 for the plots)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initialisation and batches")
-    parser.add_argument("--known-classes", type=class_list, default="", help=KNOWN_CLASSES_HELP)
+    parser.add_argument("--known-classes", type=class_list, help=KNOWN_CLASSES_HELP)
     add_recipe_arguments(parser)
     return parser
 
@@ -157,7 +157,7 @@ def load_data(cfg: RunConfig, data_root: Path, device) -> DeviceData:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cfg = config_from_args(args, args.dataset, args.loss, args.feat_dim, args.seed, args.known_classes)
+    cfg = config_from_args(args, args.dataset, args.loss, args.feat_dim, args.seed, args.known_classes or "")
     problem = unwritable(args.out)
     if problem:
         print(f"error: {problem}; choose another --out", file=sys.stderr)

@@ -139,7 +139,7 @@ def test_a_killed_grid_loses_nothing_and_repeats_nothing(tmp_path):
 
 @pytest.mark.parametrize("how", ["SIGTERM", "budget"])
 def test_a_stopped_grid_checkpoints_and_resumes_to_the_uninterrupted_result(tmp_path, how):
-    one = ["--datasets", "synthetic", "--losses", "standalone", "--feat-dims", "2", "--seeds", "0", "--epochs", "40",
+    one = ["--datasets", "synthetic", "--losses", "standalone", "--feat-dims", "2", "--seeds", "0", "--epochs", "20",
            "--train-size", "128", "--test-size", "100", "--batch-size", "32", "--no-progress", "--no-report"]
     stopped_dirs = ["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
     argv = [sys.executable, "-m", "experiments.grid", *one, *stopped_dirs]

@@ -37,7 +37,8 @@ def test_the_defaults_are_the_reference_recipe_and_any_departure_is_named():
     assert RunConfig(loss="cent").departures() == []
     changed = {"model": "lenet++", "epochs": 99, "batch_size": 64, "lr": 0.02, "momentum": 0.0, "weight_decay": 5e-4,
                "lr_factor": 0.5, "lr_patience": 5, "lr_threshold": 0.01, "augment": "none", "train_size": 1000,
-               "test_size": 1000, "precision": "bf16", "center_rule": "separate", "protocol": "fair"}
+               "test_size": 1000, "precision": "bf16", "center_rule": "separate", "protocol": "fair",
+               "known_classes": "0-5"}
     assert set(changed) == set(REFERENCE_RECIPE)
     for key, value in changed.items():
         assert RunConfig(loss="cent", **{key: value}).departures() == [f"{key}={value}"]
