@@ -23,7 +23,7 @@ REFERENCE_RECIPE = {"model": "resnet", "epochs": 100, "batch_size": 128, "lr": 0
 # Fields added after runs were first recorded enter the hash only when they differ
 # from these defaults, so the ids of earlier runs stay valid.
 ADDED_LATER = {"center_rule": "joint", "center_lr": 0.5, "center_alpha": 0.5, "protocol": "reference",
-               "known_classes": ""}
+               "known_classes": "", "ood_images": ""}
 
 
 @dataclass
@@ -51,6 +51,7 @@ class RunConfig:
     center_alpha: float = 0.5
     protocol: str = "reference"
     known_classes: str = ""  # open-set recognition: train and test on these classes only, e.g. "0-5"
+    ood_images: str = ""  # a .npy of uint8 images to score as out-of-distribution (default: partner dataset or noise)
 
     def __post_init__(self):
         # Record every option of the loss, defaults included, so the id is explicit.

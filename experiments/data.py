@@ -26,6 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from experiments.cli_types import HelpFormatter
@@ -241,6 +242,24 @@ def noise_images(n: int, spec: DatasetSpec) -> torch.Tensor:
                          dtype=torch.uint8)
 
 
+def load_images(path: Path, spec: DatasetSpec) -> torch.Tensor:
+    """uint8 images of ``spec``'s shape from a .npy file: N x H x W, N x H x W x C or N x C x H x W."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable .npy file ({first_line(e)}); save the images with numpy.save") from None
+    images = torch.from_numpy(array)
+    c, size = spec.in_channels, spec.image_size
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
+    elif images.dim() == 4 and images.shape[-1] == c and images.shape[1] != c:
+        images = images.permute(0, 3, 1, 2)
+    if images.dtype != torch.uint8 or tuple(images.shape[1:]) != (c, size, size):
+        raise DataError(f"{path}: {array.dtype} images of shape {tuple(array.shape)}; {spec.name} needs uint8 images "
+                        f"of {c} x {size} x {size} (N x H x W x C or N x C x H x W)")
+    return images.contiguous()
+
+
 class DeviceData:
     """A dataset held whole as uint8 tensors on the training device.
 
@@ -250,11 +269,13 @@ class DeviceData:
     selected and tested on (relabelled 0..k-1); the test images of the other
     classes are the out-of-distribution set. Otherwise the out-of-distribution
     set is the test split of the partner dataset (MNIST <-> Fashion-MNIST), or
-    uniform noise where there is none, as many images as the test split.
+    uniform noise where there is none, as many images as the test split, or
+    the images of a .npy file the user gives (``ood_images``).
     """
 
     def __init__(self, spec: DatasetSpec, root: Path, device: torch.device, train_size: int | None = None,
-                 test_size: int | None = None, val_fraction: float = 0.0, known_classes: list[int] | None = None):
+                 test_size: int | None = None, val_fraction: float = 0.0, known_classes: list[int] | None = None,
+                 ood_images: Path | None = None):
         self.spec = spec
         prepare(spec.name, root)
         train_images, train_labels = self._subset(*load_split(spec, root, train=True), train_size)
@@ -269,6 +290,8 @@ class DeviceData:
             self.ood_name, ood_images = "unknown classes", test_images[ood_mask]
             test_images, test_labels = self._known(test_images, test_labels, known_classes)
             self.class_names = tuple(spec.class_names[c] for c in known_classes)
+        elif ood_images:
+            self.ood_name, ood_images = Path(ood_images).name, load_images(ood_images, spec)
         else:
             self.ood_name, ood_images = self._ood(spec, root, len(test_labels))
         self.ood_images = ood_images.to(device)

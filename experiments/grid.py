@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from experiments import report
 from experiments.backends import BACKENDS, Outcome, Stop, build_backend
 from experiments.cli_types import HelpFormatter, class_list, non_negative_int, positive_float, positive_int
-from experiments.data import prepare
+from experiments.data import load_images, prepare
 from experiments.datasets import SPECS, DataError
 from experiments.io import unwritable
 from experiments.ledger import failed_row, read_rows, record, row_from_result
@@ -187,6 +187,12 @@ def main(argv=None) -> int:
             return 2
     device = resolve_device(args.device)
     args.datasets = ready_datasets(args.datasets, args.data_root)
+    try:
+        for name in args.datasets if args.ood_images else []:
+            load_images(args.ood_images, SPECS[name])
+    except DataError as e:
+        print(f"error: --ood-images {e}; nothing was trained", file=sys.stderr)
+        return 2
     if not args.datasets:
         print("error: no dataset can be used (the lines above say why and how to fix it); nothing was trained",
               file=sys.stderr)

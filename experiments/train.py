@@ -79,6 +79,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
             defaults = sorted({f"{loss_options(n)[option]:g}" for n in LOSSES if option in loss_options(n)})
             parser.add_argument(flag, type=non_negative_float, default=None, dest=option,
                                 help=f"loss option (losses: {takers}; default: {' or '.join(defaults)})")
+    parser.add_argument("--ood-images", default=d.ood_images,
+                        help="a .npy file of uint8 images of the dataset's shape, scored as out-of-distribution "
+                             "(default: the partner dataset, MNIST <-> Fashion-MNIST, or uniform noise)")
     parser.add_argument("--data-root", type=Path, default=default_data_root(),
                         help="where the datasets live (env CENTERLOSS_DATA); missing files are fetched only into "
                              "the default root, a root you name is only verified")
@@ -110,7 +113,7 @@ def config_from_args(args, dataset: str, loss: str, feat_dim: int, seed: int, kn
         lr_threshold=args.lr_threshold, augment=args.augment, train_size=args.train_size,
         test_size=args.test_size, seed=seed, precision=args.precision, center_rule=args.center_rule,
         center_lr=args.center_lr, center_alpha=args.center_alpha, protocol=args.protocol,
-        known_classes=known_classes)
+        known_classes=known_classes, ood_images=str(Path(args.ood_images).resolve()) if args.ood_images else "")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,7 +155,7 @@ def run_one(cfg: RunConfig, args, data: DeviceData | None = None, device=None, s
 def load_data(cfg: RunConfig, data_root: Path, device) -> DeviceData:
     return DeviceData(get_spec(cfg.dataset), data_root, device, cfg.train_size, cfg.test_size,
                       val_fraction=VAL_FRACTION if cfg.protocol == "fair" else 0.0,
-                      known_classes=parse_classes(cfg.known_classes) or None)
+                      known_classes=parse_classes(cfg.known_classes) or None, ood_images=cfg.ood_images or None)
 
 
 def main(argv=None) -> int:

@@ -109,3 +109,19 @@ def test_the_suite_wrapper_prints_its_usage_and_rejects_unknown_commands():
     assert usage.returncode == 2 and "./suite grid" in usage.stdout and "set -e" not in usage.stdout
     unknown = subprocess.run(["bash", str(REPO / "suite"), "fly"], capture_output=True, text=True)
     assert unknown.returncode == 2 and unknown.stderr.strip() == "unknown command 'fly' (see ./suite --help)"
+
+
+def test_a_users_own_ood_images_are_scored_and_bad_ones_refused(tmp_path, capsys):
+    import numpy as np
+    images = np.random.default_rng(0).integers(0, 256, (50, 16, 16), dtype=np.uint8)
+    np.save(tmp_path / "mine.npy", images)
+    argv = TINY + ["--loss", "standalone", "--epochs", "1", "--out", str(tmp_path / "runs")]
+    assert train.main(argv + ["--ood-images", str(tmp_path / "mine.npy")]) == 0
+    [run_dir] = (tmp_path / "runs").iterdir()
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["ood_dataset"] == "mine.npy" and 0 <= result["final_ood_center_auroc"] <= 1
+    np.save(tmp_path / "rgb.npy", np.zeros((5, 32, 32, 3), dtype=np.uint8))
+    capsys.readouterr()
+    assert train.main(argv + ["--ood-images", str(tmp_path / "rgb.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "synthetic needs uint8 images of 1 x 16 x 16" in err
