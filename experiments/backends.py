@@ -13,8 +13,8 @@ run checks for it after every epoch, checkpoints and returns.
   cluster has GPUs) and ``cpus_per_run`` CPUs; a local Ray instance, or the
   cluster at ``--ray-address`` (``auto`` or ``host:port``, started with ``ray start``).
 - ``slurm``: one submitit job array (``--slurm-partition``, ``--slurm-time``,
-  ``--slurm-gpus-per-task``, ``--slurm-parallelism``); submitit runs the jobs
-  as local processes where there is no SLURM.
+  ``--slurm-gpus-per-task``, ``--slurm-parallelism``); where there is no SLURM,
+  submitit runs the jobs as local processes, as many at once as the cores allow.
 """
 from __future__ import annotations
 
@@ -180,12 +180,20 @@ class SlurmBackend:
                                    **({"slurm_partition": self.partition} if self.partition else {}))
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
         args.no_progress = True
-        n = len(configs)
-        jobs = executor.map_array(train_run, configs, [args] * n, [self.cpus_per_run] * n, [stop] * n,
-                                  [estimate_s(c) for c in configs])
-        pending = dict(zip(jobs, configs))
+        cpus = self.cpus_per_run or 1
+        queue = list(configs)
+        if executor.cluster == "slurm":  # one job array; SLURM keeps --slurm-parallelism of them running
+            n = len(queue)
+            jobs = executor.map_array(train_run, queue, [args] * n, [cpus] * n, [stop] * n,
+                                      [estimate_s(c) for c in queue])
+            pending, queue, window = dict(zip(jobs, queue)), [], n
+        else:  # local processes: as many at once as the cores allow
+            pending, window = {}, max(1, (os.cpu_count() or 1) // cpus)
         try:
-            while pending:
+            while pending or queue:
+                while queue and len(pending) < window:
+                    cfg = queue.pop(0)
+                    pending[executor.submit(train_run, cfg, args, cpus, stop, estimate_s(cfg))] = cfg
                 for job in [j for j in pending if j.done()]:
                     cfg = pending.pop(job)
                     try:
