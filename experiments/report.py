@@ -292,8 +292,8 @@ def ood_table(df: pd.DataFrame) -> str:
     lines = ["**Out-of-distribution detection and open-set recognition**: the test split (positive) against the "
              "out-of-distribution set (the other dataset of MNIST and Fashion-MNIST, uniform noise for the others, "
              "or the unknown classes of an open-set run), by each score: distance to the nearest center (class "
-             "means without centers), maximum softmax probability and energy (losses that train the softmax "
-             "head), distance to the nearest training feature. Mean ± 95% t-interval over seeds; * marks the "
+             "means without centers), maximum softmax probability and energy (losses with a softmax), "
+             "distance to the nearest training feature. Mean ± 95% t-interval over seeds; * marks the "
              "score that matches how the loss classifies.", "",
              f"| loss | dataset | feat_dim | departs from the reference in | OOD set | {head} |",
              "|" + " --- |" * (5 + 2 * len(OOD_SCORES))]
