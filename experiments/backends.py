@@ -65,7 +65,7 @@ _data_cache: dict[tuple, DeviceData] = {}
 
 def train_cached(cfg, args, device, should_stop) -> dict:
     """Train one config, reusing the dataset already on the device when it fits."""
-    key = (cfg.dataset, cfg.train_size, cfg.test_size, cfg.protocol)
+    key = (cfg.dataset, cfg.train_size, cfg.test_size, cfg.protocol, cfg.known_classes, cfg.ood_images)
     if key not in _data_cache:
         _data_cache.clear()
         _data_cache[key] = load_data(cfg, args.data_root, device)
@@ -91,7 +91,8 @@ def train_run(cfg, args, threads: int | None, stop: Stop, estimate_s: float | No
 
 def error_outcome(cfg, error: BaseException) -> Outcome:
     """A worker that died (or a task the cluster lost): recorded as failed, retried next time."""
-    return Outcome(cfg, error=f"{type(error).__name__}: {str(error).strip().splitlines()[-1:] or ''}")
+    lines = str(error).strip().splitlines()
+    return Outcome(cfg, error=f"{type(error).__name__}: {lines[-1] if lines else ''}")
 
 
 class LocalBackend:
