@@ -18,8 +18,6 @@ and rebuilds the report of that ledger.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import os
 import shutil
 import sys
@@ -29,7 +27,7 @@ from pathlib import Path
 
 from experiments import report
 from experiments.cli_types import HelpFormatter, positive_float
-from experiments.ledger import merge
+from experiments.ledger import epochs_on_disk, merge, read_rows
 
 LEDGER_FILES = ("runs.csv", "epochs.csv")
 RUN_FILES = ("config.json", "metrics.csv", "checkpoint.pt")
@@ -76,20 +74,6 @@ def export(path: Path, results: Path, imgs: Path, runs: Path, max_mb: float, for
     return {part: len(files) for part, files in parts.items()}
 
 
-def checkpoint_epochs(metrics: bytes | None) -> int:
-    if metrics is None:
-        return 0
-    return sum(1 for _ in csv.DictReader(io.StringIO(metrics.decode())))
-
-
-def read_member(tar: tarfile.TarFile, name: str) -> bytes | None:
-    try:
-        member = tar.getmember(name)
-    except KeyError:
-        return None
-    return tar.extractfile(member).read()
-
-
 def import_bundle(path: Path, results: Path, imgs: Path, runs: Path, log=print) -> dict:
     """Merge the bundle into these folders; ``{what: count}``."""
     try:
@@ -103,7 +87,7 @@ def import_bundle(path: Path, results: Path, imgs: Path, runs: Path, log=print) 
             raise BundleError(f"{path}: no results/runs.csv inside; is it a bundle made by `experiments.bundle export`?")
         counts = {"runs taken": 0, "runs kept": 0, "pictures": 0, "files kept": 0}
         counts["rows added"], counts["rows replaced"] = merge(
-            results, read_csv(tmp / "results" / "runs.csv"), read_csv(tmp / "results" / "epochs.csv"))
+            results, read_rows(tmp / "results" / "runs.csv"), read_rows(tmp / "results" / "epochs.csv"))
         for f in sorted(p for p in (tmp / "results").glob("*") if p.is_file() and p.name not in LEDGER_FILES):
             target = Path(results) / f.name
             if f.name == "table.md" or not target.exists() or target.read_bytes() == f.read_bytes():
@@ -118,8 +102,7 @@ def import_bundle(path: Path, results: Path, imgs: Path, runs: Path, log=print) 
             counts["pictures"] += 1
         for run_dir in sorted(p for p in (tmp / "runs").glob("*") if p.is_dir()):
             here = Path(runs) / run_dir.name
-            ahead = checkpoint_epochs(read_bytes(run_dir / "metrics.csv")) > checkpoint_epochs(
-                read_bytes(here / "metrics.csv"))
+            ahead = epochs_on_disk(run_dir) > epochs_on_disk(here)
             if (here / "result.json").exists() or not ahead:
                 counts["runs kept"] += 1
                 continue
@@ -128,17 +111,6 @@ def import_bundle(path: Path, results: Path, imgs: Path, runs: Path, log=print) 
             shutil.copytree(run_dir, here)
             counts["runs taken"] += 1
     return counts
-
-
-def read_bytes(path: Path) -> bytes | None:
-    return path.read_bytes() if path.exists() else None
-
-
-def read_csv(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def build_parser() -> argparse.ArgumentParser:

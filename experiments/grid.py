@@ -32,7 +32,7 @@ from experiments.cli_types import HelpFormatter, class_list, non_negative_int, p
 from experiments.data import load_images, prepare
 from experiments.datasets import SPECS, DataError
 from experiments.io import unwritable
-from experiments.ledger import failed_row, read_rows, record, row_from_result
+from experiments.ledger import epochs_on_disk, failed_row, read_rows, record, row_from_result
 from experiments.provenance import device_name, resolve_device
 from experiments.train import (DATASET_HELP, KNOWN_CLASSES_HELP, add_recipe_arguments, config_from_args,
                                warn_single_class_batches)
@@ -144,14 +144,6 @@ class Budget:
 
     def close(self):
         self.stop.file.unlink(missing_ok=True)
-
-
-def epochs_on_disk(run_dir: Path) -> int:
-    try:
-        with open(run_dir / "metrics.csv", newline="") as f:
-            return sum(1 for _ in csv.DictReader(f))
-    except OSError:
-        return 0
 
 
 def estimate_seconds(cfg, run_dir: Path, rows: list[dict], device: str) -> float | None:

@@ -32,6 +32,15 @@ def read_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def epochs_on_disk(run_dir: Path) -> int:
+    """Epochs a run directory has checkpointed (rows of its metrics.csv)."""
+    try:
+        with open(run_dir / "metrics.csv", newline="") as f:
+            return sum(1 for _ in csv.DictReader(f))
+    except OSError:
+        return 0
+
+
 def group_id(config: dict) -> str:
     """The run id without the seed: runs that differ only by seed share it."""
     from experiments.config import RunConfig
