@@ -35,8 +35,7 @@ def map_at_r(features, labels, num_classes: int, chunk: int = 1024) -> torch.Ten
     for start in range(0, n, chunk):
         q, q_labels = features[start:start + chunk], labels[start:start + chunk]
         d = squared_distances(q, features)
-        rows = torch.arange(len(q), device=d.device)
-        d[rows, rows + start] = float("inf")  # not its own neighbour
+        d.diagonal(start).fill_(float("inf"))  # not its own neighbour: (i, start + i); fill_, no host-made tensor
         r = r_per_class[q_labels]
         neighbours = d.topk(r_max, dim=1, largest=False).indices
         within_r = ranks[None, :] <= r[:, None]

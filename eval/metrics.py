@@ -67,7 +67,7 @@ def evaluate_embeddings(loss, train_features, train_labels, test_features, test_
     num_classes = loss.num_classes
     means = class_means(train_features, train_labels, num_classes)
     centers = loss.centers.detach() if loss.centers is not None else means
-    nan = torch.tensor(float("nan"), device=test_features.device)
+    nan = torch.full((), float("nan"), device=test_features.device)
     class_logits = loss.class_logits(test_features, test_logits)
     out = {
         "argmax": accuracy(class_logits.argmax(1), test_labels) if class_logits is not None else nan,

@@ -167,9 +167,16 @@ class RayBackend:
 
 class SlurmBackend:
     def __init__(self, partition: str | None, minutes: int, gpus_per_task: int, parallelism: int,
-                 cpus_per_run: int | None):
+                 cpus_per_run: int | None, runs_per_gpu: int):
         self.partition, self.minutes, self.gpus_per_task = partition, minutes, gpus_per_task
-        self.parallelism, self.cpus_per_run = parallelism, cpus_per_run
+        self.parallelism, self.cpus_per_run, self.runs_per_gpu = parallelism, cpus_per_run, runs_per_gpu
+
+    def local_window(self) -> int:
+        """Jobs at once without SLURM (submitit's local processes): ``runs_per_gpu`` per visible GPU,
+        or as many as the cores allow on a machine without CUDA."""
+        if torch.cuda.is_available():
+            return self.runs_per_gpu * torch.cuda.device_count()
+        return max(1, (os.cpu_count() or 1) // (self.cpus_per_run or 1))
 
     def run(self, configs, args, stop: Stop, estimate_s):
         import submitit
@@ -188,8 +195,8 @@ class SlurmBackend:
             jobs = executor.map_array(train_run, queue, [args] * n, [cpus] * n, [stop] * n,
                                       [estimate_s(c) for c in queue])
             pending, queue, window = dict(zip(jobs, queue)), [], n
-        else:  # local processes: as many at once as the cores allow
-            pending, window = {}, max(1, (os.cpu_count() or 1) // cpus)
+        else:  # local processes
+            pending, window = {}, self.local_window()
         try:
             while pending or queue:
                 while queue and len(pending) < window:
@@ -209,12 +216,13 @@ class SlurmBackend:
 
 def build_backend(args, device):
     """The backend the grid's options name."""
+    runs_per_gpu = args.runs_per_gpu or default_runs_per_device(device)
     if args.backend == "ray":
-        return RayBackend(args.ray_address, args.runs_per_gpu or 1, args.cpus_per_run)
+        return RayBackend(args.ray_address, runs_per_gpu, args.cpus_per_run)
     if args.backend == "slurm":
         return SlurmBackend(args.slurm_partition, args.slurm_time, args.slurm_gpus_per_task, args.slurm_parallelism,
-                            args.cpus_per_run)
-    return LocalBackend(args.runs_per_gpu or default_runs_per_device(device), args.cpus_per_run)
+                            args.cpus_per_run, runs_per_gpu)
+    return LocalBackend(runs_per_gpu, args.cpus_per_run)
 
 
 def default_runs_per_device(device: torch.device) -> int:

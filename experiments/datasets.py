@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -192,4 +193,9 @@ def load_split(spec: DatasetSpec, root: Path, train: bool) -> tuple[torch.Tensor
 
 
 def default_data_root() -> Path:
-    return Path(os.environ.get("CENTERLOSS_DATA", "data"))
+    """``SUITE_DATA``, else ``data``; the old name ``CENTERLOSS_DATA`` still works, with a warning."""
+    if "SUITE_DATA" not in os.environ and "CENTERLOSS_DATA" in os.environ:
+        warnings.warn("CENTERLOSS_DATA is now SUITE_DATA (the suite's variables all start with SUITE_); "
+                      "rename it", FutureWarning, stacklevel=2)
+        return Path(os.environ["CENTERLOSS_DATA"])
+    return Path(os.environ.get("SUITE_DATA", "data"))

@@ -84,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where runs train: local (this machine), ray (a Ray cluster), slurm (submitit job "
                              "arrays); on a cluster --out must be on a filesystem every worker sees")
     parser.add_argument("--runs-per-gpu", type=positive_int, default=None,
-                        help="runs sharing one GPU (local: processes side by side; default 4 on a GPU of 40 GB or "
-                             "more, 2 below that, 1 on the CPU; ray: each task takes 1/N of a GPU, default 1)")
+                        help="runs sharing one GPU, the same default for every backend: 4 on a GPU of 40 GB or more, "
+                             "2 below that, 1 on the CPU (local: processes side by side; ray: each task takes 1/N "
+                             "of a GPU; slurm without SLURM: N local jobs per visible GPU)")
     parser.add_argument("--cpus-per-run", type=positive_int,
                         help="CPU threads of each run (default: this machine's split between the local runs; 1 for "
                              "a Ray task or SLURM job)")

@@ -17,7 +17,7 @@ from pathlib import Path
 from experiments.center_rules import CENTER_RULES
 from experiments.cli_types import HelpFormatter, class_list, non_negative_float, non_negative_int, positive_float, positive_int
 from experiments.config import RunConfig
-from experiments.data import DeviceData, parse_classes
+from experiments.data import DeviceData, add_offline_flag, parse_classes
 from experiments.datasets import SPECS, DataError, default_data_root, get_spec
 from experiments.provenance import resolve_device
 from experiments.io import unwritable
@@ -83,10 +83,12 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a .npy file of uint8 images of the dataset's shape, scored as out-of-distribution "
                              "(default: the partner dataset, MNIST <-> Fashion-MNIST, or uniform noise)")
     parser.add_argument("--data-root", type=Path, default=default_data_root(),
-                        help="where the datasets live (env CENTERLOSS_DATA); missing files are fetched only into "
+                        help="where the datasets live (env SUITE_DATA); missing files are fetched only into "
                              "the default root, a root you name is only verified")
+    add_offline_flag(parser)
     parser.add_argument("--out", type=Path, default=Path("runs"), help="where run directories go")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    parser.add_argument("--device", default="auto", help="auto (SUITE_DEVICE if set, else CUDA if present), cpu, "
+                                                         "cuda, cuda:N")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bars (one line per epoch is still printed)")
 

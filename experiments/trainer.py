@@ -62,6 +62,19 @@ class RunInterrupted(KeyboardInterrupt):
         self.run_id, self.epochs_done = run_id, epochs_done
 
 
+def rng_state(device: torch.device) -> dict:
+    """The CPU generator's state, and the state of the one GPU the run trains on (not of every
+    visible GPU: a checkpoint resumes under another GPU count or CUDA_VISIBLE_DEVICES)."""
+    return {"rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def restore_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["rng_cpu"].cpu())
+    if state["rng_cuda"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["rng_cuda"].cpu(), device)
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, data: DeviceData, device: torch.device, run_dir: Path,
                  progress: bool = True, log=print, use_graph: bool | None = None):
@@ -130,6 +143,13 @@ class Trainer:
             return GraphedStep(self.train_step, self.cfg.batch_size, self.device, self.current_lrs)
         return self.train_step
 
+    def release_step(self) -> None:
+        """Break the step <-> trainer cycle (the step calls the bound ``train_step``) so that a finished,
+        stopped or failed run frees its graph, pool and tensors without waiting for the cycle collector."""
+        if isinstance(self.step, GraphedStep):
+            self.step.release()
+        self.step = None
+
     def train_epoch(self, epoch: int) -> dict[str, torch.Tensor]:
         """Mean loss terms and train accuracy, as device tensors (no host sync)."""
         self.model.train()
@@ -175,6 +195,7 @@ class Trainer:
             raise RunInterrupted(self.cfg.run_id, self.start_epoch - 1 + self.epochs_saved) from None
         finally:
             self.tensorboard.close()
+            self.release_step()
         final = self.final_evaluation() if status == "finished" else {}
         result = self.result(status, diverged_epoch, time.perf_counter() - t0, final)
         atomic_write_json(self.run_dir / "result.json", result)
@@ -264,8 +285,7 @@ class Trainer:
             "epoch": epoch, "model": self.model.state_dict(), "loss": self.loss.state_dict(),
             "optimizer": self.optimizer.state_dict(), "center_rule": self.center_rule.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-            "best_state": self.best_state, "history": self.history, "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            "best_state": self.best_state, "history": self.history, **rng_state(self.device),
         })
         self.epochs_saved += 1
 
@@ -282,9 +302,7 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.best_state = state["best_state"]
         self.history = state["history"]
-        torch.set_rng_state(state["rng_cpu"].cpu())
-        if state["rng_cuda"] is not None:
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["rng_cuda"]])
+        restore_rng_state(state, self.device)
         self.start_epoch = state["epoch"] + 1
         self.log(f"run {self.cfg.run_id}: resuming after epoch {state['epoch']}")
 

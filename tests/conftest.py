@@ -7,6 +7,22 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def pytest_collection_modifyitems(config, items):
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a GPU")
+        for item in items:
+            if item.get_closest_marker("gpu"):
+                item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def cpu_unless_marked_gpu(request, monkeypatch):
+    """Every test not marked ``gpu`` trains on the CPU whatever the machine has: the device
+    ``auto`` resolves to (here and in the processes a test starts) is pinned to ``cpu``."""
+    if request.node.get_closest_marker("gpu") is None:
+        monkeypatch.setenv("SUITE_DEVICE", "cpu")
+
+
 @pytest.fixture(scope="session")
 def synthetic_data():
     from experiments.data import DeviceData

@@ -118,7 +118,7 @@ def test_a_bad_file_in_a_data_root_is_named_and_never_replaced_unless_asked(tmp_
     labels.write_bytes(np.random.default_rng(0).integers(0, 256, len(good[labels.name]), dtype=np.uint8).tobytes())
     fetched = []
 
-    def restore(spec, root):
+    def restore(spec, root, seconds):
         fetched.append(root)
         for name, raw in good.items():
             (root / spec.folder / name).write_bytes(raw)

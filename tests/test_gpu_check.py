@@ -1,5 +1,4 @@
 """gpu-check: its summary from a test report and bench rows, and its no-CUDA path."""
-import pytest
 import torch
 
 from experiments import gpu_check
@@ -24,21 +23,27 @@ def test_the_summary_names_every_check_and_figure(tmp_path):
                         ("test_graph_and_eager_runs_reach_the_same_accuracy", "failed"),
                         ("test_packed", "skipped")]
     rows = [bench_row("graph", "fp32", "41000.5"), bench_row("packed x4 (graph)", "fp32", "120000.0")]
-    text, ok = gpu_check.summary(outcomes, rows, "NVIDIA H100")
+    steps = {"probe": (True, "probe: exit code 0"), "tests": (False, "tests: exit code 1"),
+             "bench": (True, "bench: exit code 0")}
+    text, ok = gpu_check.summary(steps, outcomes, rows, "NVIDIA H100")
     assert not ok
+    assert "  PASS    probe: exit code 0" in text and "  FAIL    tests: exit code 1" in text
     assert "  PASS    test_graph_step_gives_the_eager_losses[fp32-0.001]" in text
     assert "  FAILED  test_graph_and_eager_runs_reach_the_same_accuracy" in text
     assert "  SKIPPED test_packed" in text
-    assert "graph                fp32    41000.5      1.5    812.0" in text
-    assert text.endswith("gpu-check: FAILED (see above)")
-    text, ok = gpu_check.summary(outcomes[:1], rows, "NVIDIA H100")
-    assert ok and text.endswith("gpu-check: all checks passed")
-    assert not gpu_check.summary(outcomes[:1], [bench_row("eager", "bf16", "1", finite="False")], "x")[1]
-    assert not gpu_check.summary([], rows, "x")[1]  # no test ran: not a pass
+    assert "graph                    fp32    41000.5      1.5    812.0" in text
+    assert text.endswith("gpu-check: FAIL (see above)")
+    passing = {k: (True, v[1]) for k, v in steps.items()}
+    text, ok = gpu_check.summary(passing, outcomes[:1], rows, "NVIDIA H100")
+    assert ok and text.endswith("gpu-check: PASS (all checks passed)")
+    assert not gpu_check.summary(steps, outcomes[:1], rows, "x")[1]  # a step's exit code counts
+    assert not gpu_check.summary(passing, outcomes[:1], [bench_row("eager", "bf16", "1", finite="False")], "x")[1]
+    assert not gpu_check.summary(passing, [], rows, "x")[1]  # no test ran: not a pass
+    assert not gpu_check.summary(passing, outcomes[:1], [], "x")[1]  # no figure: not a pass
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="the no-CUDA path")
-def test_without_cuda_it_says_so_in_one_line(capsys):
+def test_without_cuda_it_says_so_in_one_line(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gpu_check.main([]) == 0
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and out.startswith("gpu-check: no CUDA device here")

@@ -18,8 +18,6 @@ from experiments.trainer import Trainer
 from losses import LOSSES
 from tests.test_grid import grid_dirs
 
-CUDA = torch.cuda.is_available()
-
 
 def first_losses(data, device, use_graph, steps=8, precision="fp32"):
     cfg = RunConfig(dataset="synthetic", loss="standalone", feat_dim=16, batch_size=64, lr=0.05,
@@ -39,9 +37,11 @@ def test_eager_steps_are_reproducible_from_the_seed(synthetic_data):
 
 class HostSyncs(TorchDispatchMode):
     """Records the ops that make a CUDA stream wait for the host (and so break graph capture):
-    reading a value (``.item()``, ``bool()``), and ops whose output shape depends on the data."""
+    reading a value (``.item()``, ``bool()``), ops whose output shape depends on the data, and
+    ``lift_fresh``: a tensor made from a Python value (``torch.tensor(x, device=...)``), a blocking
+    host-to-device copy on CUDA."""
 
-    SYNCING = ("_local_scalar_dense", "nonzero", "masked_select", "_unique", "unique_dim", "unique_consecutive",
+    SYNCING = ("_local_scalar_dense", "lift_fresh", "nonzero", "masked_select", "_unique", "unique_dim", "unique_consecutive",
                "bincount", "repeat_interleave", "is_nonzero", "equal")
 
     def __init__(self):
@@ -84,10 +84,12 @@ def test_the_host_sync_detector_sees_a_sync():
         x = torch.arange(6.0)
         x[x > 4] = 0.0
         x[x > 2].sum().item()
-    assert syncs.seen == ["index_put_.default", "index.Tensor", "_local_scalar_dense.default"]
+        torch.tensor(float("nan"))
+    assert syncs.seen == ["lift_fresh.default", "index_put_.default", "index.Tensor", "_local_scalar_dense.default",
+                          "lift_fresh.default"]  # x[m] = 0.0 lifts 0.0 too
 
 
-@pytest.mark.skipif(not CUDA, reason="needs a GPU")
+@pytest.mark.gpu
 @pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-3), ("bf16", 3e-2)])
 def test_graph_step_gives_the_eager_losses(synthetic_data, precision, tolerance):
     from experiments.data import DeviceData
@@ -98,7 +100,7 @@ def test_graph_step_gives_the_eager_losses(synthetic_data, precision, tolerance)
     assert torch.allclose(eager, graphed, rtol=tolerance, atol=tolerance), (eager, graphed)
 
 
-@pytest.mark.skipif(not CUDA, reason="needs a GPU")
+@pytest.mark.gpu
 def test_graph_and_eager_runs_reach_the_same_accuracy(tmp_path):
     from experiments.data import DeviceData
     from experiments.datasets import get_spec
@@ -115,7 +117,7 @@ def test_graph_and_eager_runs_reach_the_same_accuracy(tmp_path):
 
 def test_bench_runs_on_the_cpu_and_writes_its_figures(tmp_path, capsys):
     out = tmp_path / "bench.csv"
-    assert bench.main(["--steps", "2", "--packed", "2", "--losses", "standalone", "--train-size", "512",
+    assert bench.main(["--device", "cpu", "--steps", "2", "--packed", "2", "--losses", "standalone", "--train-size", "512",
                        "--out", str(out)]) == 0
     with open(out) as f:
         rows = list(csv.DictReader(f))
