@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 
 from experiments import grid, report
+from experiments.report import figures
+from experiments.report.rows import centers_of
 from experiments.ledger import read_rows
 
 REPO = Path(__file__).resolve().parent.parent
@@ -197,10 +199,10 @@ def test_learning_curves_keep_every_group_apart_even_beyond_ten(tmp_path):
     df = ledger(tmp_path, rows)
     epochs = pd.DataFrame([{"run_id": r["run_id"], "epoch": e, "test_acc": 0.1 * e + 0.01 * k}
                            for k, r in enumerate(rows) for e in (1, 2)])
-    [(key, panel)] = report.curve_panels(df, epochs).items()
+    [(key, panel)] = figures.curve_panels(df, epochs).items()
     assert key == ("mnist", 2) and len(panel) == 12
     assert panel["cent [lr=0.02] (test)"][1] == pytest.approx([0.11, 0.21])
-    [path] = report.learning_curves(df, epochs, tmp_path)
+    [path] = figures.learning_curves(df, epochs, tmp_path)
     assert path == tmp_path / "curves" / "mnist-feat=2.png"
     assert iio.imread(path).shape[1] > 500
 
@@ -208,7 +210,7 @@ def test_learning_curves_keep_every_group_apart_even_beyond_ten(tmp_path):
 def test_the_center_rule_is_shown_only_where_the_loss_has_learnable_centers():
     def row(loss, options):
         return {"loss": loss, "feat_dim": "128", "loss_options": options, "center_rule": "separate"}
-    assert report.centers_of(row("xent", "{}")) == "—"
-    assert report.centers_of(row("cent", '{"weight_cent": 1.0}')) == "separate"
-    assert report.centers_of(row("center-radius", '{"fixed_centers": false}')) == "separate"
-    assert report.centers_of(row("center-radius", '{"fixed_centers": true}')) == "—"
+    assert centers_of(row("xent", "{}")) == "—"
+    assert centers_of(row("cent", '{"weight_cent": 1.0}')) == "separate"
+    assert centers_of(row("center-radius", '{"fixed_centers": false}')) == "separate"
+    assert centers_of(row("center-radius", '{"fixed_centers": true}')) == "—"

@@ -1,10 +1,13 @@
 """The report on a synthetic ledger: the paper-shaped table, departures, paired comparisons, the gap."""
 import json
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 
 from experiments import report
+from experiments.report import figures, readme, tables
 from experiments.config import REFERENCE_RECIPE, RunConfig
 from experiments.io import atomic_write_csv
 from experiments.ledger import CONFIG_COLUMNS, RUN_COLUMNS, group_id
@@ -48,7 +51,7 @@ def test_the_defaults_are_the_reference_recipe_and_any_departure_is_named():
 def test_paper_table_cells_by_hand(tmp_path):
     rows = (three_seeds("xent", [0.990, 0.992, 0.994], [0.989, 0.991, 0.993])
             + [ledger_row("standalone", best=0.995, final=0.994)])
-    table = report.paper_table(ledger(tmp_path, rows))
+    table = tables.paper_table(ledger(tmp_path, rows))
     half = T975_DF2 * 0.002 / 3 ** 0.5
     assert (f"| mnist | 2 | 0.9920 ± {half:.4f} / 0.9910 ± {half:.4f} (0.991), 3 seeds | — (0.990) | "
             "0.9950 / 0.9940 (0.994), 1 seed |") in table
@@ -65,14 +68,14 @@ def test_rows_departing_from_the_recipe_get_no_diff_and_stay_out_of_the_paper_ta
             ledger_row("cent", epochs=3, train_size=2048, test_size=1000, best=0.9, final=0.9)]
     df = ledger(tmp_path, rows)
     assert not df["on_recipe"].any()
-    assert report.paper_table(df).startswith("**No run on the full reference recipe is recorded yet**")
-    full = report.full_table(df, tmp_path)
+    assert tables.paper_table(df).startswith("**No run on the full reference recipe is recorded yet**")
+    full = tables.full_table(df, tmp_path)
     for departs, acc in (("precision=bf16", "0.5000"), ("augment=none", "0.6000"), ("center_rule=separate", "0.7000"),
                          ("weight_cent=0.1", "0.8000"), ("epochs=3, train_size=2048, test_size=1000", "0.9000")):
         [line] = [line for line in full.splitlines() if f"| {departs} |" in line and f"| {acc} |" in line]
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[8:10] == ["", ""], line  # diff best, diff last
-    others = report.other_runs_table(df, tmp_path)
+    others = tables.other_runs_table(df, tmp_path)
     assert "**Not the reference recipe** (5 runs)" in others and "| xent | mnist | 2 | precision=bf16 |" in others
 
 
@@ -80,7 +83,7 @@ def test_paired_comparison_by_hand(tmp_path):
     rows = (three_seeds("xent", [0.99] * 3, [0.980, 0.982, 0.984])
             + three_seeds("standalone", [0.99] * 3, [0.984, 0.984, 0.990])
             + [ledger_row("cent", seed=0, final=0.985)])
-    text = report.paired_comparisons(ledger(tmp_path, rows))
+    text = tables.paired_comparisons(ledger(tmp_path, rows))
     # differences 0.004, 0.002, 0.006: mean 0.4 points, sd 0.2 points, t = 0.4 / (0.2 / sqrt 3) = 3.4641 on 2 df;
     # two-sided p = 1 - t / sqrt(2 + t^2) = 0.074180 (the t distribution with 2 df in closed form)
     half = T975_DF2 * 0.2 / 3 ** 0.5
@@ -89,23 +92,23 @@ def test_paired_comparison_by_hand(tmp_path):
     assert "one pair: no interval (standalone − cent = -0.10 points)" in text
     assert "one pair: no interval (cent − xent = +0.50 points)" in text
     rows = three_seeds("xent", [0.99] * 3, [0.98] * 3)
-    assert "| mnist | 2 | no pair yet | no pair yet | no pair yet |" in report.paired_comparisons(ledger(tmp_path, rows))
+    assert "| mnist | 2 | no pair yet | no pair yet | no pair yet |" in tables.paired_comparisons(ledger(tmp_path, rows))
 
 
 def test_train_test_gap_by_hand(tmp_path):
     rows = three_seeds("standalone", [0.99] * 3, [0.97, 0.98, 0.99], trains=[0.99, 0.99, 0.99])
-    gap = report.train_test_gap(ledger(tmp_path, rows))
+    gap = tables.train_test_gap(ledger(tmp_path, rows))
     half = T975_DF2 * 1.0 / 3 ** 0.5  # gaps 2, 1, 0 points: mean 1, sd 1
     assert f"| mnist | 2 | — | — | 1.00 ± {half:.2f} (3) |" in gap
 
 
 def test_results_section_order_and_the_empty_case(tmp_path):
     rows = three_seeds("xent", [0.99] * 3, [0.98] * 3) + [ledger_row("cent", epochs=3, best=0.5, final=0.5)]
-    text = report.results_markdown(ledger(tmp_path, rows), tmp_path, [], tmp_path)
+    text = readme.results_markdown(ledger(tmp_path, rows), tmp_path, [], tmp_path)
     order = [text.index(s) for s in ("**Test accuracy on the reference recipe**", "**Paired comparisons**",
                                      "**Train-test gap**", "**Not the reference recipe** (1 runs)")]
     assert order == sorted(order)
-    empty = report.results_markdown(ledger(tmp_path, [ledger_row("cent", epochs=3)]), tmp_path, [], tmp_path)
+    empty = readme.results_markdown(ledger(tmp_path, [ledger_row("cent", epochs=3)]), tmp_path, [], tmp_path)
     assert "No run on the full reference recipe" in empty and "Paired comparisons" not in empty
 
 
@@ -115,9 +118,9 @@ def test_figure_table_names_hyphenated_losses_and_the_run_shown(tmp_path):
     df = ledger(tmp_path, rows)
     made = []
     for row in df.to_dict("records"):
-        folder = report.picture_dir(tmp_path / "imgs", row)
+        folder = figures.picture_dir(tmp_path / "imgs", row)
         made.append((row, folder, "png"))
-    text = report.figures_markdown(made, tmp_path)
+    text = readme.figures_markdown(made, tmp_path)
     assert re.search(r"\| standalone-log \| fashion-mnist \| 128 \| `standalone-log-fashion-mnist-d128-s0-\w+` "
                      r"\(epochs=3\) \| !\[\]\(imgs/standalone-log-fashion-mnist-feat=128/train.png\) \| "
                      r"test: !\[\]\(imgs/standalone-log-fashion-mnist-feat=128/test.png\) \|", text)
@@ -126,5 +129,17 @@ def test_figure_table_names_hyphenated_losses_and_the_run_shown(tmp_path):
 
 @pytest.mark.parametrize("protocol, split", [("reference", "test"), ("fair", "val")])
 def test_frames_are_labelled_by_the_split_they_hold(protocol, split):
-    assert report.picture_split({"protocol": protocol, "feat_dim": 2}) == split
-    assert report.picture_split({"protocol": protocol, "feat_dim": 128}) == "test"  # final features: always test
+    assert figures.picture_split({"protocol": protocol, "feat_dim": 2}) == split
+    assert figures.picture_split({"protocol": protocol, "feat_dim": 128}) == "test"  # final features: always test
+
+
+def test_the_report_rebuilds_the_committed_readme_text_unchanged(tmp_path, monkeypatch):
+    # from the committed ledger and pictures alone, as on a clean clone (no run directories)
+    repo = Path(__file__).resolve().parent.parent
+    for name in ("results", "imgs"):
+        shutil.copytree(repo / name, tmp_path / name, ignore=shutil.ignore_patterns("quick", "bench.csv"))
+    shutil.copy(repo / "README.md", tmp_path / "README.md")
+    monkeypatch.chdir(tmp_path)
+    assert report.main(["--runs", str(tmp_path / "runs")]) == 0
+    assert (tmp_path / "README.md").read_text() == (repo / "README.md").read_text()
+    assert (tmp_path / "results" / "table.md").read_text() == (repo / "results" / "table.md").read_text()

@@ -1,0 +1,98 @@
+"""The pictures: learning curves per dataset and feat_dim, and the feature pictures of one run per loss
+(2-D gifs over the epochs, PCA of the final features otherwise)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from eval.plots import embedding_pngs, feature_gifs, learning_curve_png
+from experiments.data import parse_classes
+from experiments.datasets import SPECS
+from experiments.report.rows import DATASET_ORDER, MAIN_LOSSES, held_out_split, run_groups
+from experiments.stats import mean_ci
+
+
+def picture_split(row) -> str:
+    """The held-out split a run's pictures show: the per-epoch frames (feat_dim 2) hold the split that
+    chose the epoch; the final features (wider) are always the test split's."""
+    return held_out_split(row) if int(row["feat_dim"]) == 2 else "test"
+
+
+def curve_label(row) -> str:
+    """Names a group of runs by what tells it apart from another in the same panel."""
+    return f"{row['loss']} [{row['departures'] or 'reference recipe'}] ({held_out_split(row)})"
+
+
+def curve_panels(df: pd.DataFrame, epochs: pd.DataFrame) -> dict[tuple, dict]:
+    """``{(dataset, feat_dim): {label: (epochs, mean, half_width)}}``, one curve per group of finished runs."""
+    panels: dict[tuple, dict] = {}
+    by_run = {run_id: e.sort_values("epoch") for run_id, e in epochs.groupby("run_id")} if len(epochs) else {}
+    for g in run_groups(df[df["status"] == "finished"]):
+        first = g.iloc[0]
+        split = held_out_split(first)
+        curves = [by_run[r][f"{split}_acc"].to_numpy(float) for r in g["run_id"] if r in by_run]
+        if not curves:
+            continue
+        n = min(len(c) for c in curves)
+        acc = np.stack([c[:n] for c in curves])
+        half = np.array([mean_ci(col)[1] or 0.0 for col in acc.T])
+        panel = panels.setdefault((first["dataset"], int(first["feat_dim"])), {})
+        label = curve_label(first)
+        if label in panel:
+            label += f" {first['group_id']}"
+        panel[label] = (np.arange(1, n + 1), acc.mean(0), half)
+    return panels
+
+
+def learning_curves(df: pd.DataFrame, epochs: pd.DataFrame, imgs: Path) -> list[Path]:
+    paths = []
+    for (dataset, feat_dim), curves in sorted(curve_panels(df, epochs).items(),
+                                              key=lambda kv: (DATASET_ORDER.index(kv[0][0]), kv[0][1])):
+        path = imgs / "curves" / f"{dataset}-feat={feat_dim}.png"
+        learning_curve_png(curves, f"{dataset}, feat_dim {feat_dim}: held-out accuracy per epoch (band: 95% CI)", path)
+        paths.append(path)
+    return paths
+
+
+def picture_runs(df: pd.DataFrame) -> list:
+    """For each (loss, dataset, feat_dim): one finished run, preferring the reference recipe, then the
+    reference protocol and center rule, then the longest, largest, lowest-seed run."""
+    chosen = {}
+    finished = df[df["status"] == "finished"].to_dict("records")
+    for row in sorted(finished, key=lambda r: (r["on_recipe"], held_out_split(r) == "test",
+                                               (r.get("center_rule") or "joint") == "joint", int(r["epochs"]),
+                                               int(r["train_size"] or 10 ** 9), -int(r["seed"]), r["run_id"])):
+        chosen[(row["loss"], row["dataset"], int(row["feat_dim"]))] = row
+    return [chosen[k] for k in sorted(chosen, key=lambda k: (DATASET_ORDER.index(k[1]) if k[1] in DATASET_ORDER
+                                                             else 99, MAIN_LOSSES.index(k[0]) if k[0] in MAIN_LOSSES
+                                                             else 9, k[0]))]
+
+
+def class_names(row) -> tuple[str, ...]:
+    names = SPECS[row["dataset"]].class_names
+    known = parse_classes(row.get("known_classes") or "")
+    return tuple(names[c] for c in known) if known else names
+
+
+def picture_dir(imgs: Path, row) -> Path:
+    return imgs / f"{row['loss']}-{row['dataset']}-feat={row['feat_dim']}"
+
+
+def feature_pictures(df: pd.DataFrame, runs: Path, imgs: Path) -> list[tuple[dict, Path, str]]:
+    """Make the pictures of each picture run; ``(row, folder, extension)`` for those that exist."""
+    made = []
+    for row in picture_runs(df):
+        run_dir, out_dir = runs / row["run_id"], picture_dir(imgs, row)
+        names, split = class_names(row), picture_split(row)
+        title = f"{row['loss']}, {row['dataset']}"
+        frames = sorted((run_dir / "features").glob("epoch_*.pt"))
+        if int(row["feat_dim"]) == 2 and frames:
+            feature_gifs(frames, names, out_dir, title, split)
+        elif int(row["feat_dim"]) != 2 and (run_dir / "features" / "final.pt").exists():
+            embedding_pngs(run_dir / "features" / "final.pt", names, out_dir, title)
+        ext = "gif" if int(row["feat_dim"]) == 2 else "png"
+        if (out_dir / f"train.{ext}").exists() and (out_dir / f"{split}.{ext}").exists():
+            made.append((row, out_dir, ext))
+    return made

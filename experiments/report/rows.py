@@ -1,0 +1,129 @@
+"""The ledger as a table: rows parsed, what each run departs from the reference recipe, groups of
+runs that differ only by seed, and the reference study's own figures to compare with."""
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from eval.ood import METRICS as OOD_METRICS
+from eval.ood import SCORES as OOD_SCORES
+from experiments.center_rules import CENTER_RULES
+from experiments.config import RunConfig
+from experiments.datasets import SPECS
+from losses import LOSSES, build_loss, loss_options
+
+REFERENCE = {  # the reference study's table (test accuracy, one run each)
+    ("mnist", 2): {"xent": 0.991, "cent": 0.990, "standalone": 0.994},
+    ("mnist", 128): {"xent": 0.994, "cent": 0.996, "standalone": 0.996},
+    ("fashion-mnist", 2): {"xent": 0.913, "cent": 0.913, "standalone": 0.921},
+    ("fashion-mnist", 128): {"xent": 0.926, "cent": 0.932, "standalone": 0.922},
+    ("cifar-10", 2): {"xent": 0.815, "cent": 0.775, "standalone": 0.787},
+    ("cifar-10", 128): {"xent": 0.866, "cent": 0.858, "standalone": 0.806},
+}
+
+
+MAIN_LOSSES = ["xent", "cent", "standalone"]
+
+
+DATASET_ORDER = list(SPECS)
+
+
+INT_FIELDS = ("feat_dim", "seed", "epochs", "batch_size", "lr_patience", "train_size", "test_size")
+
+
+FLOAT_FIELDS = ("lr", "momentum", "weight_decay", "lr_factor", "lr_threshold", "center_lr", "center_alpha")
+
+
+METRICS = ("best_test_acc", "final_test_acc", "final_train_acc", "final_test_acc_center",
+           "final_test_acc_class_mean", "final_knn1_acc", "final_map_at_r", "final_intra_inter_ratio", "wall_s",
+           "epochs_done", *(f"final_ood_{s}_{m}" for s in OOD_SCORES for m in OOD_METRICS))
+
+
+def config_of(row: dict) -> RunConfig | None:
+    """The run's config from its ledger row (None for a loss this version no longer has)."""
+    if row["loss"] not in LOSSES:
+        return None
+    known = loss_options(row["loss"])
+    d = {k: v for k, v in row.items() if k in RunConfig.__dataclass_fields__ and k != "loss_options"}
+    for k in INT_FIELDS:
+        d[k] = int(float(d[k])) if d.get(k) not in ("", None) else None
+    for k in FLOAT_FIELDS:
+        d[k] = float(d[k])
+    if d.get("precision") == "auto":  # rows from before fp32 was the default everywhere
+        d["precision"] = row.get("resolved_precision") or "fp32"
+    options = {k: v for k, v in json.loads(row["loss_options"] or "{}").items() if k in known}
+    return RunConfig.from_dict({**d, "loss_options": options})
+
+
+def departures_of(row: dict) -> str:
+    cfg = config_of(row)
+    return "loss no longer exists" if cfg is None else ", ".join(cfg.departures())
+
+
+def read_ledger(path: Path) -> pd.DataFrame:
+    """runs.csv as a DataFrame with numbers parsed and, per row, what departs from the reference recipe."""
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    for col in ("ood_dataset", "known_classes"):
+        if col not in df:
+            df[col] = ""
+    for col in METRICS:
+        df[col] = pd.to_numeric(df[col], errors="coerce") if col in df else np.nan
+    df["departures"] = [departures_of(r) for r in df.to_dict("records")]
+    df["on_recipe"] = df["departures"] == ""
+    df["feat_dim"] = df["feat_dim"].astype(int)
+    df["seed"] = df["seed"].astype(int)
+    return df
+
+
+def sort_key(row) -> tuple:
+    """Dataset, feat_dim, loss (the reference three first), protocol, center rule, options, length, size."""
+    return (DATASET_ORDER.index(row["dataset"]) if row["dataset"] in DATASET_ORDER else 99, int(row["feat_dim"]),
+            MAIN_LOSSES.index(row["loss"]) if row["loss"] in MAIN_LOSSES else 9, row["loss"],
+            not row["on_recipe"], (row.get("protocol") or "reference") != "reference",
+            CENTER_RULES.index(row.get("center_rule") or "joint"), row["loss_options"], -int(row["epochs"]),
+            -int(row["train_size"] or 10 ** 9), row["group_id"])
+
+
+def run_groups(df: pd.DataFrame) -> list[pd.DataFrame]:
+    """Runs that differ only by seed, in display order."""
+    groups = [g for _, g in df.groupby("group_id", sort=False)]
+    return sorted(groups, key=lambda g: sort_key(g.iloc[0]))
+
+
+@functools.lru_cache(maxsize=None)
+def has_learnable_centers(loss: str, feat_dim: int, options: str) -> bool:
+    if loss not in LOSSES:
+        return False
+    known = loss_options(loss)
+    kept = {k: v for k, v in json.loads(options or "{}").items() if k in known}
+    return build_loss(loss, 10, int(feat_dim), **kept).learnable_centers is not None  # any class count answers
+
+
+def centers_of(row) -> str:
+    """The center update rule, or a dash for a run without learnable centers (asked of the loss itself)."""
+    rule = row.get("center_rule") or "joint"
+    return rule if has_learnable_centers(row["loss"], int(row["feat_dim"]), row["loss_options"]) else "—"
+
+
+def reference_of(dataset: str, feat_dim: int, loss: str) -> float | None:
+    return REFERENCE.get((dataset, int(feat_dim)), {}).get(loss)
+
+
+def on_recipe_finished(df: pd.DataFrame) -> pd.DataFrame:
+    return df[(df["status"] == "finished") & df["on_recipe"] & df["loss"].isin(MAIN_LOSSES)]
+
+
+def cells_by_setting(df: pd.DataFrame):
+    """``(dataset, feat_dim, {loss: runs})`` for every setting of the reference table."""
+    for (dataset, feat_dim) in REFERENCE:
+        runs = df[(df["dataset"] == dataset) & (df["feat_dim"] == feat_dim)]
+        yield dataset, feat_dim, {loss: runs[runs["loss"] == loss] for loss in MAIN_LOSSES}
+
+
+def held_out_split(row) -> str:
+    """The split the per-epoch frames show: test under the reference protocol, val under fair."""
+    return "test" if (row.get("protocol") or "reference") == "reference" else "val"
