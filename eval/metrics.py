@@ -11,25 +11,33 @@ from losses.distances import squared_distances
 
 
 @torch.no_grad()
-def embed(model, images: torch.Tensor, batch_size: int | None = None, autocast_dtype=None):
-    """``(features, logits)`` of uint8 images in eval mode, in large batches, float32.
+def embed(model, images: torch.Tensor, batch_size: int | None = None, autocast_dtype=None,
+          memory_format=torch.contiguous_format, forward=None):
+    """``(features, logits)`` of uint8 images in eval mode, in fixed-size chunks, float32.
 
-    Default batch: 4096 on CUDA; 256 on the CPU, where large batches fall out of cache.
+    Default chunk: 4096 on CUDA; 256 on the CPU, where large batches fall out of cache. Each chunk is
+    scaled into one input buffer that is reused, and the outputs are written into tensors allocated
+    once, so an evaluation allocates the same few blocks whatever the number of images. ``forward``:
+    a compiled forward of ``model`` (static shapes: every chunk, the last too, runs on the full buffer).
     """
-    batch_size = batch_size or (4096 if images.is_cuda else 256)
+    batch_size = min(batch_size or (4096 if images.is_cuda else 256), max(len(images), 1))
     was_training = model.training
     model.eval()
-    features, logits = [], []
+    x = torch.empty((batch_size, *images.shape[1:]), device=images.device).contiguous(memory_format=memory_format)
+    features = logits = None
     for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].float().div_(255.0)
-        if x.is_cuda:  # the model is channels_last on CUDA
-            x = x.contiguous(memory_format=torch.channels_last)
+        chunk = images[start:start + batch_size]
+        xb = x[:len(chunk)]
+        xb.copy_(chunk).div_(255.0)
         with torch.autocast(x.device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
-            f, z = model(x)
-        features.append(f.float())
-        logits.append(z.float())
+            f, z = (model(xb) if forward is None else [out[:len(chunk)] for out in forward(x)])
+        if features is None:
+            features = torch.empty(len(images), f.shape[1], device=images.device)
+            logits = torch.empty(len(images), z.shape[1], device=images.device)
+        features[start:start + len(chunk)] = f
+        logits[start:start + len(chunk)] = z
     model.train(was_training)
-    return torch.cat(features), torch.cat(logits)
+    return features, logits
 
 
 def nearest_center(features: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
@@ -62,17 +70,18 @@ def evaluate_embeddings(loss, train_features, train_labels, test_features, test_
     - ``argmax``: argmax of the logits the loss classifies by (NaN for a loss that classifies by distance);
     - ``class_mean``: nearest mean of the training features of each class;
     - ``center``: nearest learned center, or the class means for a loss without centers;
+    (``class_mean``, and ``center`` without learned centers, are NaN when no train features are given)
     - ``headline``: the rule the loss declares (argmax or nearest learned center).
     """
     num_classes = loss.num_classes
-    means = class_means(train_features, train_labels, num_classes)
-    centers = loss.centers.detach() if loss.centers is not None else means
     nan = torch.full((), float("nan"), device=test_features.device)
+    means = class_means(train_features, train_labels, num_classes) if train_features is not None else None
+    centers = loss.centers.detach() if loss.centers is not None else means
     class_logits = loss.class_logits(test_features, test_logits)
     out = {
         "argmax": accuracy(class_logits.argmax(1), test_labels) if class_logits is not None else nan,
-        "class_mean": accuracy(nearest_center(test_features, means), test_labels),
-        "center": accuracy(nearest_center(test_features, centers), test_labels),
+        "class_mean": accuracy(nearest_center(test_features, means), test_labels) if means is not None else nan,
+        "center": accuracy(nearest_center(test_features, centers), test_labels) if centers is not None else nan,
     }
     out["headline"] = out["argmax"] if loss.prediction == "logits" else out["center"]
     return out

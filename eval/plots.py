@@ -73,6 +73,8 @@ def feature_gifs(frame_files: list[Path], class_names, out_dir: Path, title: str
     for split, key in (("train", "train"), (held_out, "test")):
         feats = [f[f"{key}_features"].float().numpy() for f in frames]
         labels = [f[f"{key}_labels"].numpy() for f in frames]
+        if not any(len(a) for a in feats):  # a run that embedded no train subset per epoch has no train gif
+            continue
         if split == "train":
             feats, labels = map(list, zip(*(subsample(a, b) for a, b in zip(feats, labels))))
         limits = fixed_limits(feats)

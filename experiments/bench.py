@@ -1,21 +1,26 @@
-"""Speed and memory of the training step, per dataset, loss and mode.
+"""Speed and memory of the training step, per dataset, loss, mode and precision, against a plain loop.
 
-    python -m experiments.bench                       # every dataset present, xent/cent/standalone
-    python -m experiments.bench --datasets fashion-mnist --steps 300 --packed 4
+    python -m experiments.bench --device cpu          # Fashion-MNIST if present: xent, eager and compiled, fp32 and bf16
+    python -m experiments.bench --datasets fashion-mnist --steps 300 --packed 4   # on CUDA
 
-For each (dataset, loss, mode) it times ``--steps`` training steps after a
-warm-up (eager steps; on CUDA also the CUDA-graph step), one evaluation
-(train subset + test split), and reports train images/s, s/epoch (a full
-epoch's steps plus one evaluation) and peak GPU memory. ``--packed K`` then
-runs K bench processes side by side (graph mode on CUDA) and reports their
-summed images/s. Figures are printed and written to a CSV. On the CPU it runs
-small (the synthetic set, a few steps) so CI exercises it.
+For each case it times ``--steps`` training steps after a warm-up (cuDNN
+autotuning and graph capture on CUDA, compilation on the CPU: its seconds in
+``warmup_s``), then one evaluation (train subset + test split; its wall and
+system seconds), and reports train images/s, s/epoch (a full epoch's steps
+plus one evaluation) and peak GPU memory. Before and after every case it
+times the same model trained by a plain PyTorch loop (torchvision transforms
+on PIL images, a DataLoader, eager fp32: ``experiments/plain_loop.py``), so
+every row says ``x plain``: its speed over the plain loop's, measured in the
+same process, alternately. ``--packed K`` then runs K bench processes side
+by side (graph mode on CUDA) and reports their summed images/s. Figures are
+printed and written to a CSV, rewritten after each case.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -29,19 +34,24 @@ from experiments.config import RunConfig
 from experiments.data import add_offline_flag, epoch_batches
 from experiments.datasets import SPECS, default_data_root, file_problems, get_spec
 from experiments.io import atomic_write_csv
+from experiments.plain_loop import PlainLoop
 from experiments.provenance import code_version, device_name, resolve_device
 from experiments.train import load_data
 from experiments.trainer import Trainer
 from losses import LOSSES
 
 
+PLAIN = "plain loop (DataLoader, eager)"
 FP16_EAGER = "eager (fp16: no graph)"  # GradScaler syncs with the host every step and cannot be captured:
 # asked for the graph mode in fp16, the bench runs eager steps and says so in the mode column
 
 
 def default_datasets(cuda: bool, root: Path) -> list[str]:
-    """Every dataset present on CUDA (nothing is fetched), else the synthetic set."""
-    present = [d for d in SPECS if d != "synthetic" and not file_problems(get_spec(d), root)] if cuda else []
+    """Every dataset present on CUDA, one on the CPU (Fashion-MNIST first), else the synthetic set; nothing
+    is fetched."""
+    present = [d for d in SPECS if d != "synthetic" and not file_problems(get_spec(d), root)]
+    if not cuda:
+        present = sorted(present, key=lambda d: d != "fashion-mnist")[:1]
     return present or ["synthetic"]
 
 
@@ -52,12 +62,15 @@ def sync(device: torch.device) -> None:
 
 def bench_one(data, dataset: str, loss: str, mode: str, steps: int, device, precision: str = "fp32",
               feat_dim: int = 2, batch_size: int = 128) -> dict:
-    warmup = 5 if device.type == "cuda" else 1  # graph capture, cuDNN autotuning; nothing to warm on the CPU
+    """Time ``steps`` training steps and one evaluation of one case; ``mode``: eager, compile (CPU) or graph
+    (CUDA). Warm-up first: graph capture and cuDNN autotuning, or compilation (its seconds in ``warmup_s``)."""
+    warmup = 5 if device.type == "cuda" else 2
     cfg = RunConfig(dataset=dataset, loss=loss, feat_dim=feat_dim, batch_size=batch_size, precision=precision)
     if mode == "graph" and precision == "fp16":
         mode = FP16_EAGER
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(cfg, data, device, Path(tmp), progress=False, use_graph=mode == "graph")
+        trainer = Trainer(cfg, data, device, Path(tmp), progress=False, log=lambda *_: None,
+                          use_graph=mode == "graph", compile=mode == "compile")
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         step = trainer.step = trainer.make_step()
@@ -65,28 +78,49 @@ def bench_one(data, dataset: str, loss: str, mode: str, steps: int, device, prec
         batches = epoch_batches(len(data.train_labels), batch_size, device)
         while len(batches) < warmup + steps:
             batches = torch.cat([batches, epoch_batches(len(data.train_labels), batch_size, device)])
+        t0 = time.perf_counter()
         for i in range(warmup):
             step(batches[i])
+        if mode == "compile":
+            trainer.evaluate("test")  # its evaluation graph is compiled before the clock too
         sync(device)
+        warmup_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         sums = torch.zeros((), device=device)
         for i in range(warmup, warmup + steps):
             sums += step(batches[i])[0]
         sync(device)
         train_s = (time.perf_counter() - t0) / steps
-        t0 = time.perf_counter()
+        t0, sys0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_stime
         trainer.evaluate("test")
         sync(device)
         eval_s = time.perf_counter() - t0
+        eval_sys_s = resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys0
         finite = bool(torch.isfinite(sums))
         trainer.release_step()  # the next case starts with this one's graph and tensors freed
     return {"dataset": dataset, "loss": loss, "mode": mode, "precision": precision, "feat_dim": feat_dim,
             "batch_size": batch_size,
             "steps_timed": steps, "ms_per_step": round(1000 * train_s, 3),
-            "train_images_per_s": round(batch_size / train_s, 1),
+            "train_images_per_s": round(batch_size / train_s, 1), "x_plain": None,
             "s_per_epoch": round(per_epoch * train_s + eval_s, 3), "eval_s": round(eval_s, 3),
+            "eval_images": len(data.split("test")[1]) + min(cfg.eval_train_size, len(data.train_labels)),
+            "eval_system_s": round(eval_sys_s, 3), "warmup_s": round(warmup_s, 1),
             "peak_gpu_mem_mb": round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)
             if device.type == "cuda" else None, "finite": finite}
+
+
+def case_modes(modes: list[str], precision: str) -> list[str]:
+    """fp16 has no graph mode: one eager case stands for eager and graph (bench_one labels it FP16_EAGER)."""
+    if precision == "fp16" and "graph" in modes:
+        return [m for m in modes if m not in ("eager", "graph")] + ["graph"]
+    return modes
+
+
+def plain_row(dataset: str, rate: float, steps: int, device) -> dict:
+    return {"dataset": dataset, "loss": "xent", "mode": PLAIN, "precision": "fp32", "feat_dim": 2,
+            "batch_size": 128, "steps_timed": steps, "ms_per_step": round(1000 * 128 / rate, 3),
+            "train_images_per_s": round(rate, 1), "x_plain": 1.0, "s_per_epoch": None, "eval_s": None,
+            "eval_images": None, "eval_system_s": None, "warmup_s": None, "peak_gpu_mem_mb": None, "finite": True}
 
 
 def packed(k: int, dataset: str, steps: int, args, precision: str) -> dict:
@@ -123,16 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m experiments.bench", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--datasets", nargs="+", choices=list(SPECS),
-                        help="default: every dataset present on CUDA, the synthetic set on the CPU")
-    parser.add_argument("--losses", nargs="+", choices=list(LOSSES), default=["xent", "cent", "standalone"],
-                        help="losses to time")
+                        help="default: every dataset present on CUDA, Fashion-MNIST (else the first present, else "
+                             "the synthetic set) on the CPU; nothing is fetched")
+    parser.add_argument("--losses", nargs="+", choices=list(LOSSES),
+                        help="losses to time (default: xent, cent, standalone on CUDA; xent on the CPU)")
+    parser.add_argument("--modes", nargs="+", choices=["eager", "compile", "graph"],
+                        help="step modes (default: eager and graph on CUDA, eager and compile on the CPU; compile "
+                             "counts its compilation in warmup_s)")
     parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16", "fp16"],
-                        help="default: fp32 (the reference) and bf16 on CUDA, fp32 on the CPU; packed runs use the "
-                             "first")
-    parser.add_argument("--steps", type=positive_int, help="timed steps per case (default 300 on CUDA, 5 on the CPU)")
+                        help="default: fp32 (the reference) and bf16; packed runs use the first")
+    parser.add_argument("--steps", type=positive_int, help="timed steps per case (default 300 on CUDA, 40 on the CPU)")
     parser.add_argument("--packed", type=non_negative_int,
-                        help="processes side by side (default 4 on CUDA, 2 on the CPU; 0: skip)")
-    parser.add_argument("--train-size", type=positive_int, help="train on N samples (CPU default: 1024)")
+                        help="processes side by side (default 4 on CUDA, 0 on the CPU; 0: skip)")
+    parser.add_argument("--train-size", type=positive_int, help="train on N samples (CPU default: 4096)")
     parser.add_argument("--data-root", type=Path, default=default_data_root(), help="where the datasets live")
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     parser.add_argument("--out", type=Path, default=Path("results/bench.csv"), help="the CSV written")
@@ -145,27 +182,34 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
-    args.steps = args.steps or (300 if cuda else 5)
-    args.train_size = args.train_size or (None if cuda else 1024)
-    args.precisions = args.precisions or (["fp32", "bf16"] if cuda else ["fp32"])
+    args.steps = args.steps or (300 if cuda else 40)
+    args.train_size = args.train_size or (None if cuda else 4096)
+    args.precisions = args.precisions or ["fp32", "bf16"]
+    args.losses = args.losses or (["xent", "cent", "standalone"] if cuda else ["xent"])
+    modes = args.modes or (["eager", "graph"] if cuda else ["eager", "compile"])
     if args.worker:
         worker(args.worker[0], int(args.worker[1]), args, device)
         return 0
     if not args.datasets:
         args.datasets = default_datasets(cuda, args.data_root)
-    modes = ["eager", "graph"] if cuda else ["eager"]
     rows = []
     print(f"bench on {device_name(device)}, torch {torch.__version__}, code {code_version()}")
-    print(f"{'dataset':14} {'loss':11} {'mode':18} {'prec':5} {'ms/step':>8} {'img/s':>9} {'s/epoch':>8} "
-          f"{'peak MB':>8}")
+    print(f"{'dataset':14} {'loss':11} {'mode':32} {'prec':5} {'ms/step':>8} {'img/s':>9} {'x plain':>7} "
+          f"{'s/epoch':>8} {'eval s':>7} {'peak MB':>8}")
     for dataset in args.datasets:
         data = load_data(RunConfig(dataset=dataset, train_size=args.train_size), args.data_root, device)
+        plain = PlainLoop(data, dataset, device, workers=4 if cuda else 0)
+        plain_rates = [plain.images_per_s(args.steps)]
+        record(rows, plain_row(dataset, plain_rates[0], args.steps, device), args.out, device)
         for loss in args.losses:
             for precision in args.precisions:
-                for mode in (["graph"] if precision == "fp16" and "graph" in modes else modes):  # fp16: eager once
-                    record(rows, bench_one(data, dataset, loss, mode, args.steps, device, precision), args.out, device)
-        del data
-    k = args.packed if args.packed is not None else (4 if cuda else 2)
+                for mode in case_modes(modes, precision):
+                    row = bench_one(data, dataset, loss, mode, args.steps, device, precision)
+                    plain_rates.append(plain.images_per_s(args.steps))  # alternately: before and after each case
+                    row["x_plain"] = round(row["train_images_per_s"] / (sum(plain_rates[-2:]) / 2), 2)
+                    record(rows, row, args.out, device)
+        del data, plain
+    k = args.packed if args.packed is not None else (4 if cuda else 0)
     if k > 0:
         record(rows, packed(k, args.datasets[0], args.steps, args, args.precisions[0]), args.out, device)
     print(f"written: {args.out}")
@@ -183,8 +227,9 @@ def record(rows: list[dict], row: dict, out: Path, device) -> None:
 def show(row: dict) -> None:
     def cell(v, width):
         return f"{'—' if v is None else v:>{width}}"
-    print(f"{row['dataset']:14} {row['loss']:11} {row['mode']:18} {row['precision']:5} {cell(row['ms_per_step'], 8)} "
-          f"{cell(row['train_images_per_s'], 9)} {cell(row['s_per_epoch'], 8)} {cell(row['peak_gpu_mem_mb'], 8)}")
+    print(f"{row['dataset']:14} {row['loss']:11} {row['mode']:32} {row['precision']:5} {cell(row['ms_per_step'], 8)} "
+          f"{cell(row['train_images_per_s'], 9)} {cell(row.get('x_plain'), 7)} {cell(row['s_per_epoch'], 8)} "
+          f"{cell(row.get('eval_s'), 7)} {cell(row['peak_gpu_mem_mb'], 8)}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ REFERENCE_RECIPE = {"model": "resnet", "epochs": 100, "batch_size": 128, "lr": 0
 # Fields added after runs were first recorded enter the hash only when they differ
 # from these defaults, so the ids of earlier runs stay valid.
 ADDED_LATER = {"center_rule": "joint", "center_lr": 0.5, "center_alpha": 0.5, "protocol": "reference",
-               "known_classes": "", "ood_images": ""}
+               "known_classes": "", "ood_images": "", "eval_train_size": 10000}
 
 
 @dataclass
@@ -52,6 +52,7 @@ class RunConfig:
     protocol: str = "reference"
     known_classes: str = ""  # open-set recognition: train and test on these classes only, e.g. "0-5"
     ood_images: str = ""  # a .npy of uint8 images to score as out-of-distribution (default: partner dataset or noise)
+    eval_train_size: int = 10000  # training images embedded each epoch (class-mean accuracy, train frames); 0: none
 
     def __post_init__(self):
         # Record every option of the loss, defaults included, so the id is explicit.

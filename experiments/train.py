@@ -58,6 +58,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train on a fixed subset of N samples (default: the whole split)")
     parser.add_argument("--test-size", type=positive_int, default=None,
                         help="test on a fixed subset of N samples (default: the whole split)")
+    parser.add_argument("--eval-train-size", type=non_negative_int, default=d.eval_train_size,
+                        help="training images embedded after each epoch (the class-mean accuracy, the train "
+                             "frames of 2-D runs); 0: none. The final evaluation always embeds 10,000")
     parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=d.precision,
                         help="fp32: the reference (TF32 convolutions as PyTorch allows by default); bf16: autocast, "
                              "a named departure; fp16: autocast with a GradScaler")
@@ -113,8 +116,8 @@ def config_from_args(args, dataset: str, loss: str, feat_dim: int, seed: int, kn
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay, lr_factor=args.lr_factor, lr_patience=args.lr_patience,
         lr_threshold=args.lr_threshold, augment=args.augment, train_size=args.train_size,
-        test_size=args.test_size, seed=seed, precision=args.precision, center_rule=args.center_rule,
-        center_lr=args.center_lr, center_alpha=args.center_alpha, protocol=args.protocol,
+        test_size=args.test_size, eval_train_size=args.eval_train_size, seed=seed, precision=args.precision,
+        center_rule=args.center_rule, center_lr=args.center_lr, center_alpha=args.center_alpha, protocol=args.protocol,
         known_classes=known_classes, ood_images=str(Path(args.ood_images).resolve()) if args.ood_images else "")
 
 

@@ -115,15 +115,20 @@ def test_graph_and_eager_runs_reach_the_same_accuracy(tmp_path):
     assert abs(eager["final_test_acc"] - graphed["final_test_acc"]) < 0.05
 
 
-def test_bench_runs_on_the_cpu_and_writes_its_figures(tmp_path, capsys):
+def test_bench_runs_on_the_cpu_and_writes_its_figures_beside_the_plain_loop(tmp_path, capsys):
     out = tmp_path / "bench.csv"
-    assert bench.main(["--device", "cpu", "--steps", "2", "--packed", "2", "--losses", "standalone", "--train-size", "512",
+    assert bench.main(["--device", "cpu", "--datasets", "synthetic", "--modes", "eager", "--precisions", "fp32",
+                       "--steps", "2", "--packed", "2", "--losses", "standalone", "--train-size", "512",
                        "--out", str(out)]) == 0
     with open(out) as f:
         rows = list(csv.DictReader(f))
-    assert [(r["mode"], r["precision"]) for r in rows] == [("eager", "fp32"), ("packed x2 (eager)", "fp32")]
+    assert [(r["mode"], r["precision"]) for r in rows] == [(bench.PLAIN, "fp32"), ("eager", "fp32"),
+                                                           ("packed x2 (eager)", "fp32")]
     assert all(float(r["train_images_per_s"]) > 0 and r["finite"] == "True" for r in rows)
-    assert "img/s" in capsys.readouterr().out
+    plain, eager = rows[0], rows[1]
+    assert float(plain["x_plain"]) == 1.0 and float(eager["x_plain"]) > 0
+    assert float(eager["eval_s"]) > 0 and float(eager["eval_system_s"]) >= 0 and int(eager["eval_images"]) == 500 + 512
+    assert "x plain" in capsys.readouterr().out
 
 
 def test_packed_runs_record_what_sequential_runs_record(tmp_path):

@@ -1,0 +1,114 @@
+"""The CPU's fast paths give what the plain path gives: chunked evaluation, the compile fallback,
+bf16 and channels_last, glibc's thresholds, the per-epoch train-subset size."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from eval.metrics import embed
+from experiments.compiled import CompiledForward
+from experiments.config import RunConfig
+from experiments.data import DeviceData
+from experiments.datasets import get_spec
+from experiments.trainer import Trainer
+from models import build_model
+
+CPU = torch.device("cpu")
+
+
+def tiny(loss="cent", **kw):
+    base = dict(dataset="synthetic", loss=loss, feat_dim=8, epochs=3, batch_size=64, lr=0.05, train_size=1024,
+                test_size=500)
+    return RunConfig(**{**base, **kw})
+
+
+def test_chunked_evaluation_gives_the_features_of_one_big_batch():
+    torch.manual_seed(0)
+    model = build_model("resnet", 1, 10, 4, 28).eval()
+    images = torch.randint(0, 256, (150, 1, 28, 28), dtype=torch.uint8)
+    with torch.no_grad():
+        whole = model(images.float() / 255)
+    for batch, fmt in ((64, torch.contiguous_format), (64, torch.channels_last), (150, torch.contiguous_format)):
+        features, logits = embed(model.to(memory_format=fmt), images, batch_size=batch, memory_format=fmt)
+        assert features.shape == (150, 4) and logits.shape == (150, 10)
+        assert torch.allclose(features, whole[0], atol=1e-4) and torch.allclose(logits, whole[1], atol=1e-4)
+    # a static-shape forward sees the full buffer every time, the last partial chunk too
+    shapes = []
+
+    def forward(x):
+        shapes.append(tuple(x.shape))
+        return model(x)
+
+    features, _ = embed(model, images, batch_size=64, forward=forward)
+    assert shapes == [(64, 1, 28, 28)] * 3 and torch.allclose(features, whole[0], atol=1e-4)
+
+
+def test_a_compiler_that_fails_leaves_the_run_eager_after_one_warning_line():
+    model = build_model("resnet", 1, 10, 2, 28)
+    lines = []
+
+    def broken_compile(module, dynamic):
+        def compiled(x):
+            raise RuntimeError("InductorError: no C++ compiler\nlong trace")
+        return compiled
+
+    forward = CompiledForward(model, lines.append, compile_fn=broken_compile)
+    x = torch.rand(4, 1, 28, 28)
+    torch.manual_seed(0)
+    out = forward(x)[0]
+    assert torch.equal(out, model(x)[0]) and torch.equal(forward(x)[0], out)
+    assert lines == ["warning: torch.compile failed (InductorError: no C++ compiler); going on eagerly"]
+
+
+def test_compilation_is_left_out_where_it_does_not_pay(synthetic_data, tmp_path):
+    short = Trainer(tiny(), synthetic_data, CPU, tmp_path, progress=False)
+    assert short.forward is None  # 48 steps: eager
+    long = Trainer(tiny(epochs=200), synthetic_data, CPU, tmp_path, progress=False)
+    assert isinstance(long.forward, CompiledForward)  # 3,200 steps: compiled
+
+
+@pytest.mark.parametrize("variant", [{"precision": "bf16"}, {"eval_train_size": 0}])
+def test_each_cpu_variant_trains_to_what_fp32_eager_reaches(variant, tmp_path):
+    data = DeviceData(get_spec("synthetic"), "data", CPU, train_size=512, test_size=200)  # bf16 is slow without AVX512-BF16
+    base = Trainer(tiny(train_size=512, test_size=200), data, CPU, tmp_path / "base", progress=False,
+                   log=lambda *_: None).fit()
+    other = Trainer(tiny(train_size=512, test_size=200, **variant), data, CPU, tmp_path / "other", progress=False,
+                    log=lambda *_: None).fit()
+    assert other["status"] == "finished" and base["final_test_acc"] > 0.9
+    assert abs(other["final_test_acc"] - base["final_test_acc"]) < 0.05
+    assert other["final_knn1_acc"] > 0.9  # the final evaluation embeds the train subset in any case
+
+
+def test_without_a_per_epoch_train_subset_the_class_mean_accuracy_is_not_made_up(synthetic_data, tmp_path):
+    trainer = Trainer(tiny(eval_train_size=0, loss="xent"), synthetic_data, CPU, tmp_path, progress=False)
+    metrics, embeddings = trainer.evaluate("test")
+    assert embeddings[0] is None
+    assert torch.isnan(metrics["test_acc_class_mean"]) and torch.isnan(metrics["test_acc_center"])
+    assert torch.isfinite(metrics["test_acc"])
+
+
+def test_raised_glibc_thresholds_remove_the_page_faults_of_an_evaluation():
+    child = textwrap.dedent("""
+        import resource, torch
+        from eval.metrics import embed
+        from experiments.cpu_memory import keep_freed_memory
+        from models import build_model
+        torch.set_num_threads(1)
+        model = build_model("resnet", 1, 10, 2, 28)
+        images = torch.randint(0, 256, (768, 1, 28, 28), dtype=torch.uint8)
+        def faults():
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            embed(model, images)
+            return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        faults()
+        plain = faults()
+        assert keep_freed_memory()
+        faults()
+        print(plain, faults())
+    """)
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    plain, kept = map(int, done.stdout.split())
+    assert plain > 20000 and kept < plain / 20  # every batch's activations faulted in anew, then reused
