@@ -109,6 +109,11 @@ def bench_one(data, dataset: str, loss: str, mode: str, steps: int, device, prec
             if device.type == "cuda" else None, "finite": finite}
 
 
+def native_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX)."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def case_modes(modes: list[str], precision: str) -> list[str]:
     """fp16 has no graph mode: one eager case stands for eager and graph (bench_one labels it FP16_EAGER)."""
     if precision == "fp16" and "graph" in modes:
@@ -165,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="step modes (default: eager and graph on CUDA, eager and compile on the CPU; compile "
                              "counts its compilation in warmup_s)")
     parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16", "fp16"],
-                        help="default: fp32 (the reference) and bf16; packed runs use the first")
+                        help="default: fp32 (the reference) and bf16 (on the CPU only where it is native); packed "
+                             "runs use the first")
     parser.add_argument("--steps", type=positive_int, help="timed steps per case (default 300 on CUDA, 40 on the CPU)")
     parser.add_argument("--packed", type=non_negative_int,
                         help="processes side by side (default 4 on CUDA, 0 on the CPU; 0: skip)")
@@ -184,7 +190,11 @@ def main(argv=None) -> int:
     cuda = device.type == "cuda"
     args.steps = args.steps or (300 if cuda else 40)
     args.train_size = args.train_size or (None if cuda else 4096)
-    args.precisions = args.precisions or ["fp32", "bf16"]
+    if args.precisions is None:
+        args.precisions = ["fp32", "bf16"] if cuda or native_bf16() else ["fp32"]
+        if not (cuda or native_bf16()):
+            print(f"bf16 left out: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16, so "
+                  "autocast emulates it (about 10x slower than fp32); --precisions fp32 bf16 times it anyway")
     args.losses = args.losses or (["xent", "cent", "standalone"] if cuda else ["xent"])
     modes = args.modes or (["eager", "graph"] if cuda else ["eager", "compile"])
     if args.worker:

@@ -1,8 +1,10 @@
 """The model's forward through ``torch.compile`` on the CPU, with a fallback to eager.
 
-Inductor turns the forward and backward into fused C++ kernels (about 1.7x
-a plain fp32 step on 2 cores, measured by the bench). Compiling costs time
-once, counted in the first epoch and logged; where it fails (no C++
+Inductor turns the forward and backward into fused C++ kernels. Asked for
+with ``--compile``: whether it pays depends on the CPU (on a 2-core AVX2
+machine the bench measured it slower than eager channels_last; the issue
+that asked for it measured 1.7x on an AVX-512 one). Compiling costs about
+40 s once, counted in the first epoch and logged; where it fails (no C++
 compiler, an unsupported torch) the run goes on eagerly after one warning
 line. Shapes are static: training batches have a fixed size, and
 evaluation runs every chunk through one full-size buffer.

@@ -14,7 +14,8 @@ from experiments.io import atomic_write_csv
 
 CONFIG_COLUMNS = ["dataset", "loss", "feat_dim", "seed", "model", "loss_options", "epochs", "batch_size", "lr",
                   "momentum", "weight_decay", "lr_factor", "lr_patience", "lr_threshold", "augment", "train_size",
-                  "test_size", "precision", "center_rule", "center_lr", "center_alpha", "protocol", "known_classes", "ood_images"]
+                  "test_size", "precision", "center_rule", "center_lr", "center_alpha", "protocol", "known_classes", "ood_images",
+                  "eval_train_size"]
 ACCURACIES = [f"{split}_acc{rule}" for split in ("test", "val") for rule in ("", "_argmax", "_center", "_class_mean")]
 RUN_COLUMNS = (["run_id", "group_id", "status", "error", "headline_rule", *CONFIG_COLUMNS, "epochs_done",
                 "diverged_epoch", "best_epoch", "selected_epoch"]

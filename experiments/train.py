@@ -69,6 +69,10 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                              "stratified 10%% validation split of the training set, test evaluated once at the end")
     parser.add_argument("--no-graph", action="store_true",
                         help="eager steps on CUDA instead of one replayed CUDA graph per step")
+    parser.add_argument("--compile", action="store_true",
+                        help="CPU: torch.compile the model's forward (about 40 s to compile on 2 cores, one warning "
+                             "line and eager steps if it fails); not the default: on a 2-core AVX2 CPU the bench "
+                             "measured it slower than eager channels_last. Run `bench --device cpu` on yours")
     parser.add_argument("--center-rule", choices=CENTER_RULES, default=d.center_rule,
                         help="how centers are updated: joint (reference), separate, wen")
     parser.add_argument("--center-lr", type=positive_float, default=d.center_lr, help="lr of the separate rule")
@@ -154,7 +158,8 @@ def run_one(cfg: RunConfig, args, data: DeviceData | None = None, device=None, s
     device = device or resolve_device(args.device)
     data = data or load_data(cfg, args.data_root, device)
     use_graph = False if args.no_graph else None
-    return Trainer(cfg, data, device, run_dir, progress=not args.no_progress, use_graph=use_graph).fit(should_stop)
+    return Trainer(cfg, data, device, run_dir, progress=not args.no_progress, use_graph=use_graph,
+                   compile=args.compile).fit(should_stop)
 
 
 def load_data(cfg: RunConfig, data_root: Path, device) -> DeviceData:

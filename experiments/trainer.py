@@ -44,7 +44,6 @@ from losses import build_loss
 from models import build_model
 
 TRAIN_EVAL_SIZE = 10000  # training samples embedded at the end (class means, 1-NN, OOD kNN); per epoch: eval_train_size
-COMPILE_MIN_STEPS = 2000  # CPU runs with fewer training steps run eagerly (compiling costs about a minute)
 FRAME_POINTS = 5000  # points per split in a per-epoch 2-D frame (float16): a 100-epoch run's frames take ~5 MB
 
 
@@ -80,7 +79,7 @@ def restore_rng_state(state: dict, device: torch.device) -> None:
 
 class Trainer:
     def __init__(self, cfg: RunConfig, data: DeviceData, device: torch.device, run_dir: Path,
-                 progress: bool = True, log=print, use_graph: bool | None = None, compile: bool | None = None):
+                 progress: bool = True, log=print, use_graph: bool | None = None, compile: bool = False):
         self.cfg, self.data, self.device, self.run_dir = cfg, data, device, Path(run_dir)
         self.progress, self.log = progress, log
         self.precision = cfg.precision
@@ -89,8 +88,8 @@ class Trainer:
         self.use_graph = (on_cuda and self.precision != "fp16") if use_graph is None else use_graph
         if self.use_graph and (not on_cuda or self.precision == "fp16"):
             raise ValueError("CUDA graph mode needs a CUDA device and bf16 or fp32 (GradScaler cannot be captured)")
-        if compile is None:  # pays on the CPU once a run is long enough to earn its compilation back
-            compile = not on_cuda and cfg.epochs * (len(data.train_labels) // cfg.batch_size) >= COMPILE_MIN_STEPS
+        if compile and on_cuda:
+            raise ValueError("--compile is for the CPU; on CUDA the step is one replayed CUDA graph")
         # channels_last: cuDNN's and oneDNN's fast layout for eager convolutions (1.3x on a 2-core CPU);
         # the compiled CPU forward is fastest on contiguous tensors (measured by the bench)
         self.memory_format = torch.contiguous_format if compile else torch.channels_last

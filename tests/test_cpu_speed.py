@@ -62,11 +62,11 @@ def test_a_compiler_that_fails_leaves_the_run_eager_after_one_warning_line():
     assert lines == ["warning: torch.compile failed (InductorError: no C++ compiler); going on eagerly"]
 
 
-def test_compilation_is_left_out_where_it_does_not_pay(synthetic_data, tmp_path):
-    short = Trainer(tiny(), synthetic_data, CPU, tmp_path, progress=False)
-    assert short.forward is None  # 48 steps: eager
-    long = Trainer(tiny(epochs=200), synthetic_data, CPU, tmp_path, progress=False)
-    assert isinstance(long.forward, CompiledForward)  # 3,200 steps: compiled
+def test_compilation_is_asked_for_and_changes_the_layout(synthetic_data, tmp_path):
+    eager = Trainer(tiny(), synthetic_data, CPU, tmp_path, progress=False)
+    assert eager.forward is None and eager.memory_format == torch.channels_last
+    compiled = Trainer(tiny(), synthetic_data, CPU, tmp_path, progress=False, compile=True)
+    assert isinstance(compiled.forward, CompiledForward) and compiled.memory_format == torch.contiguous_format
 
 
 @pytest.mark.parametrize("variant", [{"precision": "bf16"}, {"eval_train_size": 0}])
@@ -112,3 +112,15 @@ def test_raised_glibc_thresholds_remove_the_page_faults_of_an_evaluation():
     assert done.returncode == 0, done.stderr[-500:]
     plain, kept = map(int, done.stdout.split())
     assert plain > 20000 and kept < plain / 20  # every batch's activations faulted in anew, then reused
+
+
+def test_the_per_epoch_train_subset_size_goes_through_the_ledger(tmp_path):
+    from experiments.ledger import failed_row, read_rows, record
+    from experiments.report import config_of
+    for cfg in (tiny(eval_train_size=0), tiny()):
+        record(tmp_path, failed_row(cfg.to_dict(), cfg.run_id, "x", "cpu"), [])
+    rows = read_rows(tmp_path / "runs.csv")
+    assert [r["eval_train_size"] for r in rows] == ["0", "10000"]
+    assert [config_of(r).run_id for r in rows] == [tiny(eval_train_size=0).run_id, tiny().run_id]
+    older = {**rows[1], "eval_train_size": ""}  # a row recorded before the column existed
+    assert config_of(older).run_id == tiny().run_id

@@ -12,7 +12,7 @@ import pandas as pd
 from eval.ood import METRICS as OOD_METRICS
 from eval.ood import SCORES as OOD_SCORES
 from experiments.center_rules import CENTER_RULES
-from experiments.config import RunConfig
+from experiments.config import ADDED_LATER, RunConfig
 from experiments.datasets import SPECS
 from losses import LOSSES, build_loss, loss_options
 
@@ -32,7 +32,7 @@ MAIN_LOSSES = ["xent", "cent", "standalone"]
 DATASET_ORDER = list(SPECS)
 
 
-INT_FIELDS = ("feat_dim", "seed", "epochs", "batch_size", "lr_patience", "train_size", "test_size")
+INT_FIELDS = ("feat_dim", "seed", "epochs", "batch_size", "lr_patience", "train_size", "test_size", "eval_train_size")
 
 
 FLOAT_FIELDS = ("lr", "momentum", "weight_decay", "lr_factor", "lr_threshold", "center_lr", "center_alpha")
@@ -48,11 +48,14 @@ def config_of(row: dict) -> RunConfig | None:
     if row["loss"] not in LOSSES:
         return None
     known = loss_options(row["loss"])
-    d = {k: v for k, v in row.items() if k in RunConfig.__dataclass_fields__ and k != "loss_options"}
+    d = {k: v for k, v in row.items() if k in RunConfig.__dataclass_fields__ and k != "loss_options"
+         and not (k in ADDED_LATER and v in ("", None))}  # a column added later is empty in older rows: its default
     for k in INT_FIELDS:
-        d[k] = int(float(d[k])) if d.get(k) not in ("", None) else None
+        if k in d:
+            d[k] = int(float(d[k])) if d[k] not in ("", None) else None
     for k in FLOAT_FIELDS:
-        d[k] = float(d[k])
+        if k in d:
+            d[k] = float(d[k])
     if d.get("precision") == "auto":  # rows from before fp32 was the default everywhere
         d["precision"] = row.get("resolved_precision") or "fp32"
     options = {k: v for k, v in json.loads(row["loss_options"] or "{}").items() if k in known}
