@@ -18,9 +18,11 @@ run checks for it after every epoch, checkpoints and returns.
 """
 from __future__ import annotations
 
+import csv
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -28,8 +30,10 @@ from pathlib import Path
 
 import torch
 
+from experiments.claims import Claim
 from experiments.data import DeviceData
-from experiments.provenance import REPO, resolve_device
+from experiments.ledger import failed_row, is_done, record, row_from_result
+from experiments.provenance import REPO, device_name, resolve_device
 from experiments.train import load_data, run_one
 from experiments.trainer import RunStopped
 
@@ -39,11 +43,14 @@ BACKENDS = ("local", "ray", "slurm")
 @dataclass
 class Outcome:
     """How one run ended: ``result`` (finished or diverged), ``error`` (failed: recorded, retried
-    next time) or ``stopped`` (epochs done when told to stop; None otherwise: not recorded)."""
+    next time), ``stopped`` (epochs done when told to stop; None otherwise: not recorded) or
+    ``skipped`` (another runner trains it or has recorded it)."""
     cfg: object
     result: dict | None = None
     error: str | None = None
     stopped: int | None = None
+    skipped: str | None = None  # why another runner has it (claimed, or recorded meanwhile): not counted here
+    recorded: bool = False  # the process that trained it recorded its row
 
 
 @dataclass(frozen=True)
@@ -76,17 +83,44 @@ def train_cached(cfg, args, device, should_stop) -> dict:
 
 
 def train_run(cfg, args, threads: int | None, stop: Stop, estimate_s: float | None) -> Outcome:
-    """Train one run wherever this is called (this process, a worker process, a Ray task, a SLURM job)."""
+    """Train one run wherever this is called (this process, a worker process, a Ray task, a SLURM job),
+    holding its claim (experiments/claims.py) until its row is recorded in the ledger."""
     if not stop.allows(estimate_s):
         return Outcome(cfg, stopped=0)
-    if threads:
-        torch.set_num_threads(threads)
+    claim = Claim(args.out, cfg.run_id)
+    if not claim.take():
+        return Outcome(cfg, skipped=f"trained by another runner ({claim.describe_holder()})")
     try:
-        return Outcome(cfg, result=train_cached(cfg, args, resolve_device(args.device), stop))
-    except RunStopped as e:
-        return Outcome(cfg, stopped=e.epochs_done)
-    except Exception as e:  # recorded as failed, and the grid goes on
-        return Outcome(cfg, error=f"{type(e).__name__}: {e}")
+        if is_done(args.results, cfg.run_id):
+            return Outcome(cfg, skipped="recorded by another runner meanwhile")
+        if threads:
+            torch.set_num_threads(threads)
+        device = resolve_device(args.device)
+        try:
+            outcome = Outcome(cfg, result=train_cached(cfg, args, device, stop))
+        except RunStopped as e:
+            return Outcome(cfg, stopped=e.epochs_done)
+        except Exception as e:  # recorded as failed, and the grid goes on
+            outcome = Outcome(cfg, error=f"{type(e).__name__}: {e}")
+        record_outcome(args, outcome, device_name(device))
+        outcome.recorded = True
+        return outcome
+    finally:
+        claim.release()
+
+
+def record_outcome(args, outcome: Outcome, device: str) -> None:
+    """The run's row (and its epochs) into the ledger: finished, diverged or failed."""
+    cfg = outcome.cfg
+    if outcome.error is not None:
+        print(f"run {cfg.run_id} failed: {outcome.error}", file=sys.stderr)
+        record(args.results, failed_row(cfg.to_dict(), cfg.run_id, outcome.error, device), [])
+        return
+    epoch_rows = []
+    if outcome.result["epochs_done"]:  # a run that diverged in its first epoch wrote no metrics.csv
+        with open(Path(args.out) / cfg.run_id / "metrics.csv", newline="") as f:
+            epoch_rows = list(csv.DictReader(f))
+    record(args.results, row_from_result(outcome.result), epoch_rows)
 
 
 def error_outcome(cfg, error: BaseException) -> Outcome:

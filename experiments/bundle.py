@@ -50,7 +50,7 @@ def unfinished_run_files(runs: Path) -> list[Path]:
 
 def export(path: Path, results: Path, imgs: Path, runs: Path, max_mb: float, force: bool = False) -> dict:
     """Write the bundle; ``{part: number of files}``."""
-    parts = {"results": sorted(p for p in Path(results).glob("*") if p.is_file()),
+    parts = {"results": sorted(p for p in Path(results).glob("*") if p.is_file() and not p.name.startswith(".")),
              "imgs": sorted(p for p in Path(imgs).rglob("*") if p.is_file()),
              "runs": unfinished_run_files(runs)}
     roots = {"results": Path(results), "imgs": Path(imgs), "runs": Path(runs)}

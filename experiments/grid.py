@@ -17,7 +17,6 @@ results/quick/ (not tracked by git).
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import signal
 import sys
@@ -27,12 +26,12 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from experiments import report
-from experiments.backends import BACKENDS, Outcome, Stop, build_backend
+from experiments.backends import BACKENDS, Stop, build_backend, record_outcome
 from experiments.cli_types import HelpFormatter, class_list, non_negative_int, positive_float, positive_int
 from experiments.data import load_images, prepare
 from experiments.datasets import SPECS, DataError
 from experiments.io import unwritable
-from experiments.ledger import epochs_on_disk, failed_row, read_rows, record, row_from_result
+from experiments.ledger import epochs_on_disk, read_rows
 from experiments.provenance import device_name, resolve_device
 from experiments.train import (DATASET_HELP, KNOWN_CLASSES_HELP, add_recipe_arguments, config_from_args,
                                warn_single_class_batches)
@@ -158,19 +157,6 @@ def estimate_seconds(cfg, run_dir: Path, rows: list[dict], device: str) -> float
     return rates[len(rates) // 2] * (cfg.epochs - epochs_on_disk(run_dir))
 
 
-def record_outcome(args, outcome: Outcome, device: str) -> None:
-    cfg = outcome.cfg
-    if outcome.error is not None:
-        print(f"run {cfg.run_id} failed: {outcome.error}", file=sys.stderr)
-        record(args.results, failed_row(cfg.to_dict(), cfg.run_id, outcome.error, device), [])
-        return
-    epoch_rows = []
-    if outcome.result["epochs_done"]:  # a run that diverged in its first epoch wrote no metrics.csv
-        with open(args.out / cfg.run_id / "metrics.csv", newline="") as f:
-            epoch_rows = list(csv.DictReader(f))
-    record(args.results, row_from_result(outcome.result), epoch_rows)
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     outputs = report.Outputs.for_ledger(args.results, args.imgs, args.readme)
@@ -204,12 +190,17 @@ def main(argv=None) -> int:
     def estimate(cfg) -> float | None:  # the ledger is re-read: runs finished meanwhile inform the estimate
         return estimate_seconds(cfg, args.out / cfg.run_id, read_rows(args.results / "runs.csv"), here)
 
-    left = len(todo)
+    left, elsewhere = len(todo), 0
     bar = tqdm(total=len(todo), desc="grid", unit="run", disable=args.no_progress, dynamic_ncols=True)
     try:
         for outcome in backend.run(todo, args, budget.stop, estimate):
-            if outcome.stopped is None:
-                record_outcome(args, outcome, here)
+            if outcome.skipped is not None:
+                print(f"run {outcome.cfg.run_id}: {outcome.skipped}")
+                elsewhere += 1
+                left -= 1
+            elif outcome.stopped is None:
+                if not outcome.recorded:  # a worker that died, or a job the cluster lost
+                    record_outcome(args, outcome, here)
                 left -= 1
             bar.set_postfix_str(outcome.cfg.run_id)
             bar.update()
@@ -222,6 +213,8 @@ def main(argv=None) -> int:
         signal.signal(signal.SIGTERM, previous_sigterm)
         budget.close()
     bar.close()
+    if elsewhere:
+        print(f"grid: {elsewhere} runs were trained or recorded by another runner on this folder")
     if left:
         why = "SIGTERM" if budget.terminated else "time budget"
         print(f"grid: stopped by the {why} with {left} runs left (checkpointed or not started); the same command "

@@ -1,12 +1,16 @@
 """The recorded results: ``results/runs.csv`` (one row per run) and
 ``results/epochs.csv`` (one row per run and epoch, for learning curves).
-Both are rewritten atomically, keyed by run id, so no row is ever lost or doubled."""
+Both are rewritten atomically, keyed by run id, under a file lock
+(``.ledger.lock`` beside them), so any number of processes may record at
+once and no row is ever lost or doubled."""
 from __future__ import annotations
 
 import csv
 import json
 import time
 from pathlib import Path
+
+from filelock import FileLock
 
 from eval.ood import METRICS as OOD_METRICS
 from eval.ood import SCORES as OOD_SCORES
@@ -65,14 +69,25 @@ def failed_row(config: dict, run_id: str, error: str, device: str) -> dict:
             "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
+def ledger_lock(results_dir: Path) -> FileLock:
+    """The lock every read-modify-write of a ledger holds."""
+    Path(results_dir).mkdir(parents=True, exist_ok=True)
+    return FileLock(str(Path(results_dir) / ".ledger.lock"))
+
+
 def record(results_dir: Path, row: dict, epoch_rows: list[dict]) -> None:
     """Add or replace the run's rows in runs.csv and epochs.csv."""
     runs_path, epochs_path = Path(results_dir) / "runs.csv", Path(results_dir) / "epochs.csv"
-    runs = [r for r in read_rows(runs_path) if r["run_id"] != row["run_id"]] + [row]
-    epochs = [r for r in read_rows(epochs_path) if r["run_id"] != row["run_id"]]
-    epochs += [{**e, "run_id": row["run_id"], "group_id": row["group_id"]} for e in epoch_rows]
-    atomic_write_csv(epochs_path, epochs, EPOCH_COLUMNS)
-    atomic_write_csv(runs_path, runs, RUN_COLUMNS)  # last: a row in runs.csv means the run is done
+    with ledger_lock(results_dir):
+        runs = [r for r in read_rows(runs_path) if r["run_id"] != row["run_id"]] + [row]
+        epochs = [r for r in read_rows(epochs_path) if r["run_id"] != row["run_id"]]
+        epochs += [{**e, "run_id": row["run_id"], "group_id": row["group_id"]} for e in epoch_rows]
+        atomic_write_csv(epochs_path, epochs, EPOCH_COLUMNS)
+        atomic_write_csv(runs_path, runs, RUN_COLUMNS)  # last: a row in runs.csv means the run is done
+
+
+def is_done(results_dir: Path, run_id: str) -> bool:
+    return any(r["run_id"] == run_id and r["status"] in DONE for r in read_rows(Path(results_dir) / "runs.csv"))
 
 
 DONE = ("finished", "diverged")
@@ -82,18 +97,19 @@ def merge(results_dir: Path, incoming: list[dict], incoming_epochs: list[dict]) 
     """Merge another ledger's rows into this one, keyed by run id: a run recorded here as finished or
     diverged is kept; otherwise the incoming row (and its epochs) replaces it. ``(added, replaced)``."""
     runs_path, epochs_path = Path(results_dir) / "runs.csv", Path(results_dir) / "epochs.csv"
-    runs = {r["run_id"]: r for r in read_rows(runs_path)}
-    taken, added = set(), 0
-    for row in incoming:
-        here = runs.get(row["run_id"])
-        if here is not None and (here["status"] in DONE or (row["status"] not in DONE
-                                                            and row["recorded_at"] < here["recorded_at"])):
-            continue
-        added += here is None
-        runs[row["run_id"]] = row
-        taken.add(row["run_id"])
-    epochs = [e for e in read_rows(epochs_path) if e["run_id"] not in taken]
-    epochs += [e for e in incoming_epochs if e["run_id"] in taken]
-    atomic_write_csv(epochs_path, epochs, EPOCH_COLUMNS)
-    atomic_write_csv(runs_path, list(runs.values()), RUN_COLUMNS)
-    return added, len(taken) - added
+    with ledger_lock(results_dir):
+        runs = {r["run_id"]: r for r in read_rows(runs_path)}
+        taken, added = set(), 0
+        for row in incoming:
+            here = runs.get(row["run_id"])
+            if here is not None and (here["status"] in DONE or (row["status"] not in DONE
+                                                                and row["recorded_at"] < here["recorded_at"])):
+                continue
+            added += here is None
+            runs[row["run_id"]] = row
+            taken.add(row["run_id"])
+        epochs = [e for e in read_rows(epochs_path) if e["run_id"] not in taken]
+        epochs += [e for e in incoming_epochs if e["run_id"] in taken]
+        atomic_write_csv(epochs_path, epochs, EPOCH_COLUMNS)
+        atomic_write_csv(runs_path, list(runs.values()), RUN_COLUMNS)
+        return added, len(taken) - added

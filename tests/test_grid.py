@@ -156,7 +156,7 @@ def test_a_stopped_grid_checkpoints_and_resumes_to_the_uninterrupted_result(tmp_
         done = subprocess.CompletedProcess(argv, proc.returncode, out, err)
     assert done.returncode == 0, done.stderr
     assert "with 1 runs left" in done.stdout
-    [run_dir] = list((tmp_path / "runs").iterdir())
+    [run_dir] = [p for p in (tmp_path / "runs").iterdir() if not p.name.startswith(".")]  # not .claims
     assert (run_dir / "checkpoint.pt").exists() and not (run_dir / "result.json").exists()
     assert read_rows(tmp_path / "results" / "runs.csv") == []
     resumed = subprocess.run(argv, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
