@@ -1,6 +1,8 @@
 """The command line rejects bad input with a clear message, and runs a tiny job."""
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -125,3 +127,14 @@ def test_a_users_own_ood_images_are_scored_and_bad_ones_refused(tmp_path, capsys
     assert train.main(argv + ["--ood-images", str(tmp_path / "rgb.npy")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "synthetic needs uint8 images of 1 x 16 x 16" in err
+
+
+def test_data_and_venv_are_ignored_also_as_symbolic_links(tmp_path):
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    shutil.copy(REPO / ".gitignore", clone / ".gitignore")  # the working tree's, committed or not
+    (clone / ".venv").symlink_to(tmp_path)
+    (clone / "data").symlink_to(tmp_path)
+    status = subprocess.run(["git", "status", "--porcelain", "--", ".venv", "data"], cwd=clone, capture_output=True,
+                            text=True, check=True)
+    assert status.stdout == ""

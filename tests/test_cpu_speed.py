@@ -71,7 +71,8 @@ def test_compilation_is_asked_for_and_changes_the_layout(synthetic_data, tmp_pat
 
 @pytest.mark.parametrize("variant", [{"precision": "bf16"}, {"eval_train_size": 0}])
 def test_each_cpu_variant_trains_to_what_fp32_eager_reaches(variant, tmp_path):
-    data = DeviceData(get_spec("synthetic"), "data", CPU, train_size=512, test_size=200)  # bf16 is slow without AVX512-BF16
+    data = DeviceData(get_spec("synthetic"), "data", CPU, train_size=512, test_size=200)  # bf16 is slow without
+    # native bf16 (AVX512-BF16, AMX): a small run
     base = Trainer(tiny(train_size=512, test_size=200), data, CPU, tmp_path / "base", progress=False,
                    log=lambda *_: None).fit()
     other = Trainer(tiny(train_size=512, test_size=200, **variant), data, CPU, tmp_path / "other", progress=False,
