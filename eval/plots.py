@@ -113,14 +113,17 @@ def embedding_pngs(final_file: Path, class_names, out_dir: Path, title: str) -> 
 
 
 def learning_curve_png(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], title: str, path: Path) -> None:
-    """``curves[label] = (epochs, mean, half_width)``: one line per group of runs with a band over seeds.
+    """``curves[label] = (epochs, mean, half_width)``: one line per group of runs with a band over seeds,
+    clipped to [0, 1] (an accuracy), and no band for a single seed (half width 0).
 
     Beyond ten lines the colors repeat with another line style; the legend sits beside the plot."""
     fig, ax = plt.subplots(figsize=(5.5, 3.4 + 0.12 * max(0, len(curves) - 14)), dpi=90)
     for k, (label, (epochs, mean, half)) in enumerate(sorted(curves.items())):
         color, style = COLORS[k % len(COLORS)], LINE_STYLES[k // len(COLORS) % len(LINE_STYLES)]
         ax.plot(epochs, mean, color=color, linestyle=style, label=label, linewidth=1.2)
-        ax.fill_between(epochs, mean - half, mean + half, color=color, alpha=0.2, linewidth=0)
+        if np.any(half > 0):
+            ax.fill_between(epochs, np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1), color=color, alpha=0.2,
+                            linewidth=0)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy (headline rule)")

@@ -63,3 +63,21 @@ def test_embedding_metrics_by_hand():
     m0, m1 = 3.5 / 3, 25.7 / 3
     intra = (abs(0 - m0) + abs(1 - m0) + abs(2.5 - m0) + abs(10 - m1) + abs(11.5 - m1) + abs(4.2 - m1)) / 6
     assert intra_inter_ratio(f2, y, 2).item() == pytest.approx(intra / (m1 - m0), rel=1e-5)
+
+
+def test_curve_bands_are_clipped_to_accuracies_and_left_out_for_one_seed(tmp_path, monkeypatch):
+    import matplotlib.axes
+    import numpy as np
+
+    from eval.plots import learning_curve_png
+    bands = []
+    original = matplotlib.axes.Axes.fill_between
+    monkeypatch.setattr(matplotlib.axes.Axes, "fill_between",
+                        lambda self, x, lo, hi, **kw: bands.append((np.asarray(lo), np.asarray(hi)))
+                        or original(self, x, lo, hi, **kw))
+    epochs = np.arange(1, 4)
+    learning_curve_png({"three seeds": (epochs, np.array([0.05, 0.5, 0.97]), np.array([0.1, 0.1, 0.1])),
+                        "one seed": (epochs, np.array([0.2, 0.4, 0.6]), np.zeros(3))}, "t", tmp_path / "c.png")
+    [(lo, hi)] = bands  # one band: the single seed has none
+    assert np.allclose(lo, [0.0, 0.4, 0.87]) and np.allclose(hi, [0.15, 0.6, 1.0])
+    assert (tmp_path / "c.png").exists()
