@@ -105,7 +105,18 @@ class WenRule(CenterRule):
 CENTER_RULES = ("joint", "separate", "wen")
 
 
+def rule_problem(rule: str, loss_name: str, loss) -> str | None:
+    """Why ``rule`` does not fit the loss (None when it does): ``separate`` and ``wen`` replace the update of
+    the pull-to-center term, so they would silently change a loss whose centers other terms move too."""
+    if rule == "joint" or loss.learnable_centers is None or loss.centers_only_pulled:
+        return None
+    return (f"--center-rule {rule} does not fit the loss {loss_name}: terms other than a pull to the centers move its "
+            "centers, which that rule would replace; use --center-rule joint")
+
+
 def build_center_rule(name: str, loss, center_lr: float = 0.5, center_alpha: float = 0.5) -> CenterRule:
+    if name in CENTER_RULES and (problem := rule_problem(name, type(loss).__name__, loss)) is not None:
+        raise ValueError(problem)
     if name == "joint":
         return JointRule(loss)
     if name == "separate":

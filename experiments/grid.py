@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from experiments import report
 from experiments.backends import BACKENDS, Stop, build_backend, record_outcome
+from experiments.center_rules import rule_problem
 from experiments.cli_types import HelpFormatter, class_list, non_negative_int, positive_float, positive_int
 from experiments.data import load_images, prepare
 from experiments.datasets import SPECS, DataError
@@ -35,7 +36,7 @@ from experiments.ledger import epochs_on_disk, read_rows
 from experiments.provenance import device_name, resolve_device
 from experiments.train import (DATASET_HELP, KNOWN_CLASSES_HELP, add_recipe_arguments, config_from_args,
                                warn_single_class_batches)
-from losses import LOSSES
+from losses import LOSSES, build_loss
 
 PRESETS = {
     "paper": dict(datasets=["mnist", "fashion-mnist", "cifar-10"], feat_dims=[2, 128],
@@ -176,9 +177,14 @@ def main(argv=None) -> int:
         print("error: no dataset can be used (the lines above say why and how to fix it); nothing was trained",
               file=sys.stderr)
         return 1
+    configs = planned_configs(args)
+    for cfg in configs:
+        problem = rule_problem(cfg.center_rule, cfg.loss, build_loss(cfg.loss, 10, cfg.feat_dim, **cfg.loss_options))
+        if problem is not None:
+            print(f"error: {problem}; nothing was trained", file=sys.stderr)
+            return 2
     rows = read_rows(args.results / "runs.csv")
     done = {r["run_id"] for r in rows if r["status"] in ("finished", "diverged")}
-    configs = planned_configs(args)
     todo = [c for c in configs if c.run_id not in done]
     print(f"grid: {len(configs)} runs, {len(configs) - len(todo)} already recorded, {len(todo)} to train "
           f"(ledger {args.results})")

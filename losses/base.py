@@ -18,8 +18,13 @@ need to know:
   different labels, so a batch holding one class (batch size 1) makes it 0.
 - ``center_weight``: the weight in front of the term that pulls features to
   the centers (the ``separate`` center rule divides the center gradient by it).
+- ``centers_only_pulled``: whether the pull term is the only one that moves
+  the centers; the ``separate`` and ``wen`` rules replace exactly that
+  term's update, so they are refused for a loss where other terms move them.
 """
 from __future__ import annotations
+
+import inspect
 
 import torch
 from torch import nn
@@ -31,6 +36,7 @@ class Loss(nn.Module):
     uses_logits: bool = True
     prediction: str = "logits"
     pairs_across_classes: bool = False
+    centers_only_pulled: bool = True
 
     def __init__(self, num_classes: int, feat_dim: int):
         super().__init__()
@@ -82,10 +88,16 @@ class CenterParameters(nn.Module):
 
 
 class LossWithCenters(Loss):
-    """A loss that owns learnable centers; ``pull_weight`` names the option that
-    weighs its pull-to-center term (the ``separate`` rule divides by it)."""
+    """A loss that owns learnable centers. Every subclass declares ``pull_weight``: the option that
+    weighs its pull-to-center term (the ``separate`` rule divides by it), or None where no term pulls
+    features to the centers; a subclass that forgets it is refused when it is defined."""
 
-    pull_weight: str = ""
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        declared = next((c.__dict__["pull_weight"] for c in cls.__mro__ if "pull_weight" in c.__dict__), "missing")
+        if declared == "missing" or (declared is not None and declared not in inspect.signature(cls.__init__).parameters):
+            raise TypeError(f"loss {cls.__name__}: it has learnable centers, so it must declare pull_weight, the name "
+                            "of the option that weighs its pull-to-center term (or None when it has none)")
 
     def __init__(self, num_classes: int, feat_dim: int):
         super().__init__(num_classes, feat_dim)
@@ -96,5 +108,5 @@ class LossWithCenters(Loss):
         return self.center_params.weight
 
     @property
-    def center_weight(self) -> float:
-        return getattr(self, self.pull_weight)
+    def center_weight(self) -> float | None:
+        return None if self.pull_weight is None else getattr(self, self.pull_weight)

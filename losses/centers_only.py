@@ -19,6 +19,7 @@ class CentersOnlyLoss(LossWithCenters):
     uses_logits = False
     prediction = "centers"
     pull_weight = "weight_intra"
+    centers_only_pulled = False  # the inter-center term moves them too
 
     def __init__(self, num_classes, feat_dim, alpha: float = 0.01, weight_intra: float = 1.0,
                  weight_inter: float = 0.1):

@@ -16,6 +16,8 @@ class CentersSoftmaxLoss(LossWithCenters):
     """
 
     uses_logits = False  # the model's head is not trained; the logits come from the centers
+    pull_weight = None  # no term pulls features to the centers: the classifier moves them
+    centers_only_pulled = False
 
     def __init__(self, num_classes: int, feat_dim: int):
         super().__init__(num_classes, feat_dim)

@@ -1,0 +1,66 @@
+"""Losses and center rules that do not fit together are refused; every other pair trains."""
+import pytest
+import torch
+
+from experiments import grid
+from experiments.center_rules import CENTER_RULES
+from experiments.config import RunConfig
+from experiments.data import epoch_batches
+from experiments.trainer import Trainer
+from losses import LOSSES
+from losses.base import LossWithCenters
+
+CPU = torch.device("cpu")
+MOVED_BY_OTHER_TERMS = {"centers-only", "centers-softmax"}  # the inter-center term; the classifier
+
+
+@pytest.mark.parametrize("rule", CENTER_RULES)
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_every_loss_and_center_rule_pair_trains_a_step_or_is_refused_in_one_line(loss, rule, synthetic_data,
+                                                                                  tmp_path):
+    cfg = RunConfig(dataset="synthetic", loss=loss, center_rule=rule, feat_dim=8, batch_size=64, train_size=1024,
+                    test_size=500)
+    if loss in MOVED_BY_OTHER_TERMS and rule != "joint":
+        with pytest.raises(ValueError, match=f"--center-rule {rule} does not fit the loss") as e:
+            Trainer(cfg, synthetic_data, CPU, tmp_path, progress=False)
+        assert "\n" not in str(e.value)
+        return
+    trainer = Trainer(cfg, synthetic_data, CPU, tmp_path, progress=False)
+    out = trainer.train_step(epoch_batches(1024, 64, CPU)[0])
+    assert torch.isfinite(out).all()
+
+
+def test_the_grid_refuses_a_pair_that_does_not_fit_before_training(tmp_path, capsys):
+    code = grid.main(["--datasets", "synthetic", "--losses", "standalone", "centers-only", "--center-rule", "wen",
+                      "--epochs", "1", "--train-size", "256", "--test-size", "100", "--no-progress", "--no-report",
+                      "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: --center-rule wen does not fit the loss centers-only: terms other than a pull to the "
+                   "centers move its centers, which that rule would replace; use --center-rule joint; nothing was "
+                   "trained")
+    assert not (tmp_path / "results" / "runs.csv").exists()
+
+
+def test_a_loss_with_centers_that_declares_no_pull_weight_is_refused_when_defined():
+    with pytest.raises(TypeError, match="loss Forgetful: it has learnable centers, so it must declare pull_weight"):
+        class Forgetful(LossWithCenters):
+            def __init__(self, num_classes, feat_dim, weight: float = 1.0):
+                super().__init__(num_classes, feat_dim)
+                self.weight = weight
+
+    with pytest.raises(TypeError, match="must declare pull_weight"):
+        class Misnamed(LossWithCenters):
+            pull_weight = "weigth"
+
+            def __init__(self, num_classes, feat_dim, weight: float = 1.0):
+                super().__init__(num_classes, feat_dim)
+
+    class Declared(LossWithCenters):
+        pull_weight = "weight"
+
+        def __init__(self, num_classes, feat_dim, weight: float = 2.0):
+            super().__init__(num_classes, feat_dim)
+            self.weight = weight
+
+    assert Declared(3, 2).center_weight == 2.0
