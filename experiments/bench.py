@@ -191,8 +191,9 @@ def main(argv=None) -> int:
     args.steps = args.steps or (300 if cuda else 40)
     args.train_size = args.train_size or (None if cuda else 4096)
     if args.precisions is None:
-        args.precisions = ["fp32", "bf16"] if cuda or native_bf16() else ["fp32"]
-        if not (cuda or native_bf16()):
+        bf16_pays = cuda or native_bf16()
+        args.precisions = ["fp32", "bf16"] if bf16_pays else ["fp32"]
+        if not bf16_pays:
             print(f"bf16 left out: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16, so "
                   "autocast emulates it (about 10x slower than fp32); --precisions fp32 bf16 times it anyway")
     args.losses = args.losses or (["xent", "cent", "standalone"] if cuda else ["xent"])

@@ -25,6 +25,7 @@ import argparse
 import gzip
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -67,14 +68,15 @@ def add_offline_flag(parser: argparse.ArgumentParser) -> None:
                              f"brings it (also {OFFLINE_ENV}=1)")
 
 
-def run_limited(cmd: list[str], seconds: float, **kwargs) -> subprocess.CompletedProcess | None:
-    """Run ``cmd`` (output captured) and kill its whole process group after ``seconds``; None on time-out."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            **kwargs)
+def run_limited(cmd: list[str], seconds: float, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                **kwargs) -> subprocess.CompletedProcess | None:
+    """Run ``cmd`` (output captured unless ``stdout``/``stderr`` say otherwise) and kill its whole process
+    group after ``seconds``; None on time-out."""
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, text=True, start_new_session=True, **kwargs)
     try:
         out, err = proc.communicate(timeout=max(seconds, 0.1))
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         return None
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

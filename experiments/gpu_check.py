@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,6 +35,7 @@ from pathlib import Path
 import torch
 
 from experiments.cli_types import HelpFormatter, positive_float, positive_int
+from experiments.data import run_limited
 from experiments.datasets import SPECS, default_data_root, file_problems, get_spec
 from experiments.provenance import REPO
 
@@ -56,14 +55,11 @@ def test_outcomes(junit_xml: Path) -> list[tuple[str, str]]:
 def run_step(name: str, cmd: list[str], seconds: float, log: Path) -> tuple[bool, str]:
     """Run one step's process into ``log`` within ``seconds``; ``(passed, one line)``."""
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            rc = proc.wait(timeout=seconds)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return False, f"{name}: stopped when its share of the budget ({seconds:.0f} s) ran out; " \
-                          f"raise --max-minutes (log: {log})"
+        done = run_limited(cmd, seconds, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    if done is None:
+        return False, f"{name}: stopped when its share of the budget ({seconds:.0f} s) ran out; " \
+                      f"raise --max-minutes (log: {log})"
+    rc = done.returncode
     if rc != 0:
         tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()][-1:]
         return False, f"{name}: exit code {rc}{': ' + tail[0][:160] if tail else ''} (log: {log})"
