@@ -32,9 +32,11 @@ import torch
 
 from experiments.claims import Claim
 from experiments.data import DeviceData
+from experiments.fingerprint import code_fingerprint
 from experiments.ledger import failed_row, is_done, record, row_from_result
 from experiments.provenance import REPO, device_name, resolve_device
-from experiments.train import load_data, run_one
+from experiments.data import load_data
+from experiments.train import run_one
 from experiments.trainer import RunStopped
 
 BACKENDS = ("local", "ray", "slurm")
@@ -82,6 +84,11 @@ def train_cached(cfg, args, device, should_stop) -> dict:
     return result
 
 
+def current_fingerprint(args, cfg) -> str | None:
+    """The fingerprint a recorded run must have to count as done: the code's now, or any under --reuse-stale."""
+    return None if getattr(args, "reuse_stale", False) else code_fingerprint(cfg.loss, cfg.model)
+
+
 def train_run(cfg, args, threads: int | None, stop: Stop, estimate_s: float | None) -> Outcome:
     """Train one run wherever this is called (this process, a worker process, a Ray task, a SLURM job),
     holding its claim (experiments/claims.py) until its row is recorded in the ledger."""
@@ -91,7 +98,7 @@ def train_run(cfg, args, threads: int | None, stop: Stop, estimate_s: float | No
     if not claim.take():
         return Outcome(cfg, skipped=f"trained by another runner ({claim.describe_holder()})")
     try:
-        if is_done(args.results, cfg.run_id):
+        if is_done(args.results, cfg.run_id, current_fingerprint(args, cfg)):
             return Outcome(cfg, skipped="recorded by another runner meanwhile")
         if threads:
             torch.set_num_threads(threads)

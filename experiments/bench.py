@@ -36,7 +36,7 @@ from experiments.datasets import SPECS, default_data_root, file_problems, get_sp
 from experiments.io import atomic_write_csv
 from experiments.plain_loop import PlainLoop
 from experiments.provenance import code_version, device_name, resolve_device
-from experiments.train import load_data
+from experiments.data import load_data
 from experiments.trainer import Trainer
 from losses import LOSSES
 

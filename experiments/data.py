@@ -305,6 +305,16 @@ def parse_classes(text: str) -> list[int]:
     return sorted(out)
 
 
+VAL_FRACTION = 0.1  # the fair protocol's validation split of the training set
+
+
+def load_data(cfg, data_root: Path, device) -> "DeviceData":
+    """The data of the run ``cfg`` (a RunConfig), on ``device``."""
+    return DeviceData(get_spec(cfg.dataset), data_root, device, cfg.train_size, cfg.test_size,
+                      val_fraction=VAL_FRACTION if cfg.protocol == "fair" else 0.0,
+                      known_classes=parse_classes(cfg.known_classes) or None, ood_images=cfg.ood_images or None)
+
+
 def noise_images(n: int, spec: DatasetSpec) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
     return torch.randint(0, 256, (n, spec.in_channels, spec.image_size, spec.image_size), generator=g,

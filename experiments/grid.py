@@ -32,34 +32,42 @@ from experiments.cli_types import HelpFormatter, class_list, non_negative_int, p
 from experiments.data import load_images, prepare
 from experiments.datasets import SPECS, DataError
 from experiments.io import unwritable
-from experiments.ledger import epochs_on_disk, read_rows
+from experiments.fingerprint import code_fingerprint
+from experiments.ledger import DONE, epochs_on_disk, read_rows
 from experiments.provenance import device_name, resolve_device
 from experiments.train import (DATASET_HELP, KNOWN_CLASSES_HELP, add_recipe_arguments, config_from_args,
                                warn_single_class_batches)
 from losses import LOSSES, build_loss
+from models import MODELS
 
 PRESETS = {
     "paper": dict(datasets=["mnist", "fashion-mnist", "cifar-10"], feat_dims=[2, 128],
                   losses=["xent", "cent", "standalone"], seeds=[0], epochs=100, train_size=None, test_size=None,
-                  results=Path("results"), known_classes=[""]),
+                  eval_train_size=10000, results=Path("results"), known_classes=[""]),
     "quick": dict(datasets=["mnist", "fashion-mnist"], feat_dims=[2, 128], losses=["xent", "cent", "standalone"],
-                  seeds=[0], epochs=3, train_size=2048, test_size=1000, results=Path("results/quick"),
+                  seeds=[0], epochs=3, train_size=2048, test_size=1000, eval_train_size=10000,
+                  results=Path("results/quick"),
                   known_classes=[""]),
+    "demo": dict(datasets=["mnist", "fashion-mnist"], feat_dims=[2], losses=["xent", "cent", "standalone"],
+                 seeds=[0], epochs=5, train_size=16000, test_size=2000, eval_train_size=0, results=Path("results"),
+                 known_classes=[""]),
     "openset": dict(datasets=["mnist", "cifar-10"], feat_dims=[128], losses=["xent", "cent", "standalone"],
-                    seeds=[0], epochs=100, train_size=None, test_size=None, results=Path("results"),
-                    known_classes=["0-5", "4-9", "0,2,4,6,8-9"]),
+                    seeds=[0], epochs=100, train_size=None, test_size=None, eval_train_size=10000,
+                    results=Path("results"), known_classes=["0-5", "4-9", "0,2,4,6,8-9"]),
 }
-PRESET_KEYS = ("datasets", "feat_dims", "losses", "seeds", "epochs", "train_size", "test_size", "results",
-               "known_classes")
+PRESET_KEYS = ("datasets", "feat_dims", "losses", "seeds", "epochs", "train_size", "test_size", "eval_train_size",
+               "results", "known_classes")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m experiments.grid", description=__doc__,
                                      formatter_class=HelpFormatter)
-    parser.add_argument("--preset", choices=list(PRESETS), default="quick",
-                        help="quick: 2 datasets x {2, 128} x 3 losses, 3 epochs on 2048/1000 images, into "
-                             "results/quick/; paper: the reference grid (3 datasets, 100 epochs, full splits), into "
-                             "results/; openset: the three losses on MNIST and CIFAR-10 with 6 known classes in 3 "
+    parser.add_argument("--preset", choices=list(PRESETS), default="paper",
+                        help="paper: the reference grid (3 datasets, 100 epochs, full splits), into results/; quick: "
+                             "2 datasets x {2, 128} x 3 losses, 3 epochs on 2048/1000 images, into results/quick/ "
+                             "(a first run on a CPU); demo: the three losses at feat_dim 2 on MNIST and Fashion-MNIST, "
+                             "5 epochs on 16,000/2,000 images, into results/ (the README's 2-D feature gifs when no "
+                             "full-recipe runs exist; about 35 minutes on 2 CPU cores); openset: the three losses on MNIST and CIFAR-10 with 6 known classes in 3 "
                              "splits (the open-set recognition protocol), into results/. Every option below overrides "
                              "the preset")
     parser.add_argument("--datasets", nargs="+", choices=list(SPECS), help=DATASET_HELP)
@@ -76,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--readme", type=Path, help="the README whose marked sections are rewritten (default: "
                                                     "README.md for the main ledger, none otherwise)")
     parser.add_argument("--no-report", action="store_true", help="do not rebuild the report at the end")
+    parser.add_argument("--reuse-stale", action="store_true",
+                        help="count runs recorded by other code (another code fingerprint: a loss, the trainer, "
+                             "the model, the data or the metrics changed since) as done, instead of retraining "
+                             "them; the report marks them stale")
+    parser.add_argument("--retrain-stale", action="store_true",
+                        help="train again, by the code as it is now, every run of the ledger (--results) recorded "
+                             "by other code, instead of the preset's grid; the old rows stay, superseded")
     parser.add_argument("--max-minutes", type=positive_float,
                         help="time budget: no run is started that its estimate says cannot finish in time; when the "
                              "budget ends, running runs stop after their current epoch (checkpointed) and the grid "
@@ -97,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--slurm-gpus-per-task", type=non_negative_int, default=1, help="slurm: GPUs per job")
     parser.add_argument("--slurm-parallelism", type=positive_int, default=16,
                         help="slurm: jobs of the array running at once")
-    parser.set_defaults(epochs=None, train_size=None, test_size=None)
+    parser.set_defaults(epochs=None, train_size=None, test_size=None, eval_train_size=None)
     return parser
 
 
@@ -115,6 +130,27 @@ def planned_configs(args) -> list:
     return [config_from_args(args, dataset, loss, feat_dim, seed, known)
             for dataset in args.datasets for known in args.known_classes for feat_dim in args.feat_dims
             for loss in args.losses for seed in args.seeds]
+
+
+def recorded_runs(rows: list[dict], reuse_stale: bool) -> tuple[set[str], set[str]]:
+    """``(done, stale)`` run ids: recorded finished or diverged by the code as it is now (by any code under
+    ``reuse_stale``), and recorded only by other code."""
+    current = {(r["loss"], r["model"]): code_fingerprint(r["loss"], r["model"]) for r in rows
+               if r["loss"] in LOSSES and r["model"] in MODELS}
+    done, stale = set(), set()
+    for r in rows:
+        if r["status"] not in DONE or r.get("superseded_by"):
+            continue
+        fresh = r.get("code_fingerprint") == current.get((r["loss"], r["model"]))
+        (done if fresh or reuse_stale else stale).add(r["run_id"])
+    return done, stale - done
+
+
+def stale_configs(rows: list[dict]) -> list:
+    """The configs of the ledger's current rows recorded by other code (for --retrain-stale)."""
+    _, stale = recorded_runs(rows, reuse_stale=False)
+    configs = {r["run_id"]: report.config_of(r) for r in rows if r["run_id"] in stale}
+    return [c for c in configs.values() if c is not None]
 
 
 def ready_datasets(names: list[str], root: Path) -> list[str]:
@@ -166,6 +202,9 @@ def main(argv=None) -> int:
             print(f"error: {problem}; nothing was trained", file=sys.stderr)
             return 2
     device = resolve_device(args.device)
+    to_retrain = stale_configs(read_rows(args.results / "runs.csv")) if args.retrain_stale else []
+    if args.retrain_stale:
+        args.datasets = sorted({c.dataset for c in to_retrain}, key=list(SPECS).index)
     args.datasets = ready_datasets(args.datasets, args.data_root)
     try:
         for name in args.datasets if args.ood_images else []:
@@ -173,21 +212,25 @@ def main(argv=None) -> int:
     except DataError as e:
         print(f"error: --ood-images {e}; nothing was trained", file=sys.stderr)
         return 2
+    if args.retrain_stale and not to_retrain:
+        print(f"grid: no run of {args.results / 'runs.csv'} was recorded by other code; nothing to retrain")
+        return 0
     if not args.datasets:
         print("error: no dataset can be used (the lines above say why and how to fix it); nothing was trained",
               file=sys.stderr)
         return 1
-    configs = planned_configs(args)
+    configs = [c for c in to_retrain if c.dataset in args.datasets] if args.retrain_stale else planned_configs(args)
     for cfg in configs:
         problem = rule_problem(cfg.center_rule, cfg.loss, build_loss(cfg.loss, 10, cfg.feat_dim, **cfg.loss_options))
         if problem is not None:
             print(f"error: {problem}; nothing was trained", file=sys.stderr)
             return 2
-    rows = read_rows(args.results / "runs.csv")
-    done = {r["run_id"] for r in rows if r["status"] in ("finished", "diverged")}
+    done, stale = recorded_runs(read_rows(args.results / "runs.csv"), args.reuse_stale)
     todo = [c for c in configs if c.run_id not in done]
+    retrain = sum(c.run_id in stale for c in todo)
     print(f"grid: {len(configs)} runs, {len(configs) - len(todo)} already recorded, {len(todo)} to train "
-          f"(ledger {args.results})")
+          + (f"({retrain} of them recorded by other code: retrained from scratch, --reuse-stale keeps them) "
+             if retrain else "") + f"(ledger {args.results})")
     budget = Budget(args.max_minutes, args.out)
     previous_sigterm = signal.signal(signal.SIGTERM, budget.on_sigterm)
     backend = build_backend(args, device)

@@ -1,8 +1,13 @@
 """The recorded results: ``results/runs.csv`` (one row per run) and
 ``results/epochs.csv`` (one row per run and epoch, for learning curves).
-Both are rewritten atomically, keyed by run id, under a file lock
-(``.ledger.lock`` beside them), so any number of processes may record at
-once and no row is ever lost or doubled."""
+Both are rewritten atomically, keyed by run id and code fingerprint, under a
+file lock (``.ledger.lock`` beside them), so any number of processes may
+record at once and no row is ever lost or doubled.
+
+A run recorded again by other code (another fingerprint, see
+experiments/fingerprint.py) does not erase its old row: the old row stays,
+its ``superseded_by`` naming the fingerprint of the newer one, and the
+report leaves it out."""
 from __future__ import annotations
 
 import csv
@@ -14,6 +19,7 @@ from filelock import FileLock
 
 from eval.ood import METRICS as OOD_METRICS
 from eval.ood import SCORES as OOD_SCORES
+from experiments.fingerprint import code_fingerprint
 from experiments.io import atomic_write_csv
 
 CONFIG_COLUMNS = ["dataset", "loss", "feat_dim", "seed", "model", "loss_options", "epochs", "batch_size", "lr",
@@ -21,13 +27,15 @@ CONFIG_COLUMNS = ["dataset", "loss", "feat_dim", "seed", "model", "loss_options"
                   "test_size", "precision", "center_rule", "center_lr", "center_alpha", "protocol", "known_classes", "ood_images",
                   "eval_train_size"]
 ACCURACIES = [f"{split}_acc{rule}" for split in ("test", "val") for rule in ("", "_argmax", "_center", "_class_mean")]
-RUN_COLUMNS = (["run_id", "group_id", "status", "error", "headline_rule", *CONFIG_COLUMNS, "epochs_done",
+RUN_COLUMNS = (["run_id", "group_id", "status", "error", "headline_rule", *CONFIG_COLUMNS, "train_images",
+                "test_images", "epochs_done",
                 "diverged_epoch", "best_epoch", "selected_epoch"]
                + [f"{w}_{m}" for m in [*ACCURACIES, "train_acc"] for w in ("final", "best")]
                + ["final_knn1_acc", "final_map_at_r", "final_intra_inter_ratio", "ood_dataset"]
                + [f"final_ood_{s}_{m}" for s in OOD_SCORES for m in OOD_METRICS]
-               + ["wall_s", "device", "resolved_precision", "torch_version", "code_version", "recorded_at"])
-EPOCH_COLUMNS = ["run_id", "group_id", "epoch", "lr", *ACCURACIES, "train_acc", "seconds"]
+               + ["wall_s", "device", "resolved_precision", "torch_version", "code_version", "code_fingerprint",
+                  "superseded_by", "recorded_at"])
+EPOCH_COLUMNS = ["run_id", "group_id", "code_fingerprint", "epoch", "lr", *ACCURACIES, "train_acc", "seconds"]
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -66,7 +74,25 @@ def row_from_result(result: dict) -> dict:
 def failed_row(config: dict, run_id: str, error: str, device: str) -> dict:
     return {**{k: config[k] for k in CONFIG_COLUMNS}, "loss_options": json.dumps(config["loss_options"]),
             "run_id": run_id, "group_id": group_id(config), "status": "failed", "error": error[:300], "device": device,
-            "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "code_fingerprint": code_fingerprint(config["loss"], config["model"]), "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def key(row: dict) -> tuple[str, str]:
+    """What identifies a row: the run and the code that recorded it."""
+    return row["run_id"], row.get("code_fingerprint") or ""
+
+
+def mark_superseded(runs: list[dict]) -> list[dict]:
+    """Per run id, the most recently recorded row is current; every row of it with another fingerprint
+    gets ``superseded_by`` that row's fingerprint (a row is never dropped)."""
+    latest = {}
+    for row in runs:
+        if row["run_id"] not in latest or row["recorded_at"] >= latest[row["run_id"]]["recorded_at"]:
+            latest[row["run_id"]] = row
+    for row in runs:
+        current = latest[row["run_id"]]
+        row["superseded_by"] = "" if key(row) == key(current) else (current.get("code_fingerprint") or "unknown")
+    return runs
 
 
 def ledger_lock(results_dir: Path) -> FileLock:
@@ -79,37 +105,41 @@ def record(results_dir: Path, row: dict, epoch_rows: list[dict]) -> None:
     """Add or replace the run's rows in runs.csv and epochs.csv."""
     runs_path, epochs_path = Path(results_dir) / "runs.csv", Path(results_dir) / "epochs.csv"
     with ledger_lock(results_dir):
-        runs = [r for r in read_rows(runs_path) if r["run_id"] != row["run_id"]] + [row]
-        epochs = [r for r in read_rows(epochs_path) if r["run_id"] != row["run_id"]]
-        epochs += [{**e, "run_id": row["run_id"], "group_id": row["group_id"]} for e in epoch_rows]
+        runs = mark_superseded([r for r in read_rows(runs_path) if key(r) != key(row)] + [row])
+        epochs = [r for r in read_rows(epochs_path) if key(r) != key(row)]
+        epochs += [{**e, "run_id": row["run_id"], "group_id": row["group_id"],
+                    "code_fingerprint": row.get("code_fingerprint") or ""} for e in epoch_rows]
         atomic_write_csv(epochs_path, epochs, EPOCH_COLUMNS)
         atomic_write_csv(runs_path, runs, RUN_COLUMNS)  # last: a row in runs.csv means the run is done
 
 
-def is_done(results_dir: Path, run_id: str) -> bool:
-    return any(r["run_id"] == run_id and r["status"] in DONE for r in read_rows(Path(results_dir) / "runs.csv"))
+def is_done(results_dir: Path, run_id: str, fingerprint: str | None) -> bool:
+    """Whether the run is recorded finished or diverged by the code of ``fingerprint`` (None: by any code)."""
+    return any(r["run_id"] == run_id and r["status"] in DONE and fingerprint in (None, r.get("code_fingerprint"))
+               for r in read_rows(Path(results_dir) / "runs.csv"))
 
 
 DONE = ("finished", "diverged")
 
 
 def merge(results_dir: Path, incoming: list[dict], incoming_epochs: list[dict]) -> tuple[int, int]:
-    """Merge another ledger's rows into this one, keyed by run id: a run recorded here as finished or
-    diverged is kept; otherwise the incoming row (and its epochs) replaces it. ``(added, replaced)``."""
+    """Merge another ledger's rows into this one, keyed by run id and fingerprint: a row recorded here
+    as finished or diverged is kept; otherwise the incoming row (and its epochs) replaces it. Rows of
+    one run by other code are kept, the older superseded. ``(added, replaced)``."""
     runs_path, epochs_path = Path(results_dir) / "runs.csv", Path(results_dir) / "epochs.csv"
     with ledger_lock(results_dir):
-        runs = {r["run_id"]: r for r in read_rows(runs_path)}
+        runs = {key(r): r for r in read_rows(runs_path)}
         taken, added = set(), 0
         for row in incoming:
-            here = runs.get(row["run_id"])
+            here = runs.get(key(row))
             if here is not None and (here["status"] in DONE or (row["status"] not in DONE
                                                                 and row["recorded_at"] < here["recorded_at"])):
                 continue
             added += here is None
-            runs[row["run_id"]] = row
-            taken.add(row["run_id"])
-        epochs = [e for e in read_rows(epochs_path) if e["run_id"] not in taken]
-        epochs += [e for e in incoming_epochs if e["run_id"] in taken]
+            runs[key(row)] = row
+            taken.add(key(row))
+        epochs = [e for e in read_rows(epochs_path) if key(e) not in taken]
+        epochs += [e for e in incoming_epochs if key(e) in taken]
         atomic_write_csv(epochs_path, epochs, EPOCH_COLUMNS)
-        atomic_write_csv(runs_path, list(runs.values()), RUN_COLUMNS)
+        atomic_write_csv(runs_path, mark_superseded(list(runs.values())), RUN_COLUMNS)
         return added, len(taken) - added

@@ -37,5 +37,3 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise ValueError(f"device {name!r} asked for, but CUDA is not available; use --device cpu")
     return torch.device(name)
 
-
-AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

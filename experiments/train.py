@@ -17,16 +17,16 @@ from pathlib import Path
 from experiments.center_rules import CENTER_RULES
 from experiments.cli_types import HelpFormatter, class_list, non_negative_float, non_negative_int, positive_float, positive_int
 from experiments.config import RunConfig
-from experiments.data import DeviceData, add_offline_flag, parse_classes
-from experiments.datasets import SPECS, DataError, default_data_root, get_spec
+from experiments.data import DeviceData, add_offline_flag, load_data
+from experiments.datasets import SPECS, DataError, default_data_root
 from experiments.provenance import resolve_device
 from experiments.io import unwritable
-from experiments.trainer import RunInterrupted, Trainer
+from experiments.fingerprint import code_fingerprint
+from experiments.trainer import RunInterrupted, Trainer, run_fingerprint
 from losses import LOSSES, loss_options
 from models import MODELS
 
 # Every option of every registered loss gets a flag: weight_cent -> --weight-cent.
-VAL_FRACTION = 0.1  # the fair protocol's validation split of the training set
 LOSS_OPTION_DEFAULTS = {k: v for name in LOSSES for k, v in loss_options(name).items()}
 LOSS_OPTION_FLAGS = {option: "--" + option.replace("_", "-") for option in LOSS_OPTION_DEFAULTS}
 
@@ -153,19 +153,13 @@ def parse_args(argv=None):
 def run_one(cfg: RunConfig, args, data: DeviceData | None = None, device=None, should_stop=lambda: False) -> dict:
     """Train ``cfg`` (or return its finished result) in ``args.out / run_id``."""
     run_dir = Path(args.out) / cfg.run_id
-    if (run_dir / "result.json").exists():
+    if (run_dir / "result.json").exists() and run_fingerprint(run_dir) == code_fingerprint(cfg.loss, cfg.model):
         return json.loads((run_dir / "result.json").read_text())
     device = device or resolve_device(args.device)
     data = data or load_data(cfg, args.data_root, device)
     use_graph = False if args.no_graph else None
     return Trainer(cfg, data, device, run_dir, progress=not args.no_progress, use_graph=use_graph,
                    compile=args.compile).fit(should_stop)
-
-
-def load_data(cfg: RunConfig, data_root: Path, device) -> DeviceData:
-    return DeviceData(get_spec(cfg.dataset), data_root, device, cfg.train_size, cfg.test_size,
-                      val_fraction=VAL_FRACTION if cfg.protocol == "fair" else 0.0,
-                      known_classes=parse_classes(cfg.known_classes) or None, ood_images=cfg.ood_images or None)
 
 
 def main(argv=None) -> int:

@@ -16,10 +16,12 @@ A run directory holds: config.json, metrics.csv (one row per epoch),
 checkpoint.pt (rewritten atomically after every epoch, so an interrupted run
 resumes where it stopped), result.json (written last), features/final.pt (the
 final or selected model's train-subset and test features), for feat_dim 2
-features/epoch_NNN.pt, and TensorBoard event files in tensorboard/.
+features/epoch_NNN.pt (and epoch_000.125.pt ... within epoch 1), and
+TensorBoard event files in tensorboard/.
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -38,13 +40,16 @@ from experiments.cpu_memory import keep_freed_memory
 from experiments.cuda_graph import GraphedStep
 from experiments.data import DeviceData, epoch_batches
 from experiments.io import atomic_torch_save, atomic_write_csv, atomic_write_json
-from experiments.provenance import AUTOCAST_DTYPES, code_version, device_name
+from experiments.fingerprint import code_fingerprint
+from experiments.provenance import code_version, device_name
 from experiments.tensorboard_log import TensorBoardLog
 from losses import build_loss
 from models import build_model
 
 TRAIN_EVAL_SIZE = 10000  # training samples embedded at the end (class means, 1-NN, OOD kNN); per epoch: eval_train_size
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 FRAME_POINTS = 5000  # points per split in a per-epoch 2-D frame (float16): a 100-epoch run's frames take ~5 MB
+EARLY_FRAMES = (1 / 8, 1 / 4, 1 / 2)  # fractions of epoch 1 where a 2-D run saves extra frames: most structure forms then
 
 
 class RunStopped(Exception):
@@ -77,10 +82,35 @@ def restore_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["rng_cuda"].cpu(), device)
 
 
+def run_fingerprint(run_dir: Path) -> str | None:
+    """The code fingerprint a run directory was trained with ("" from before fingerprints; None: no run)."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text()).get("code_fingerprint", "")
+
+
+def set_aside_other_code(run_dir: Path, fingerprint: str, log=print) -> None:
+    """A run directory trained by other code is never resumed nor reused: it is renamed
+    ``<run id>.stale-<its fingerprint>`` (kept, not deleted) so that the run starts afresh."""
+    old = run_fingerprint(run_dir)
+    if old is None or old == fingerprint:
+        return
+    target = run_dir.with_name(f"{run_dir.name}.stale-{old or 'unknown'}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = run_dir.with_name(f"{run_dir.name}.stale-{old or 'unknown'}-{n}")
+    run_dir.rename(target)
+    log(f"run {run_dir.name}: trained by other code (fingerprint {old or 'none'}, now {fingerprint}); "
+        f"kept as {target.name}, training afresh")
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, data: DeviceData, device: torch.device, run_dir: Path,
                  progress: bool = True, log=print, use_graph: bool | None = None, compile: bool = False):
         self.cfg, self.data, self.device, self.run_dir = cfg, data, device, Path(run_dir)
+        self.fingerprint = code_fingerprint(cfg.loss, cfg.model)
         self.progress, self.log = progress, log
         self.precision = cfg.precision
         self.autocast_dtype = AUTOCAST_DTYPES[self.precision]
@@ -167,9 +197,12 @@ class Trainer:
         sums = None
         bar = tqdm(batches, desc=f"epoch {epoch}/{self.cfg.epochs}", leave=False, disable=not self.progress,
                    unit="step", dynamic_ncols=True)
-        for index in bar:
+        early = {max(1, round(f * len(batches))): f for f in EARLY_FRAMES} if epoch == 1 and self.cfg.feat_dim == 2 else {}
+        for step, index in enumerate(bar, 1):
             out = self.step(index)
             sums = out.clone() if sums is None else sums.add_(out)
+            if step in early:
+                self.save_early_frame(early[step])
         means = sums / len(batches)
         out = dict(zip(["loss", *self.term_names], means[:-1]))
         out["train_acc"] = sums[-1] / (len(batches) * self.cfg.batch_size)
@@ -200,8 +233,9 @@ class Trainer:
     def fit(self, should_stop=lambda: False) -> dict:
         """Train to the last epoch and write result.json. ``should_stop()`` is asked after each
         epoch's checkpoint: when it says yes, RunStopped is raised; on Ctrl-C, RunInterrupted."""
+        set_aside_other_code(self.run_dir, self.fingerprint, self.log)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.run_dir / "config.json", self.cfg.to_dict())
+        atomic_write_json(self.run_dir / "config.json", {**self.cfg.to_dict(), "code_fingerprint": self.fingerprint})
         self.resume_if_interrupted()
         self.tensorboard = TensorBoardLog(self.run_dir, self.start_epoch)
         t0 = time.perf_counter() - sum(row["seconds"] for row in self.history)
@@ -269,7 +303,15 @@ class Trainer:
         terms = " ".join(f"{k}={row[k]:.4g}" for k in row if k not in ("epoch", "lr", "seconds"))
         return f"[{self.cfg.run_id}] epoch {row['epoch']:3d} lr={row['lr']:.2g} {terms} ({row['seconds']:.1f}s)"
 
-    def feature_frame(self, embeddings, accuracy: float, points: int | None = None) -> dict:
+    def save_early_frame(self, fraction: float) -> None:
+        """A 2-D frame within epoch 1 (``features/epoch_000.125.pt``): the held-out split's features and accuracy
+        after that fraction of the epoch's steps. It only observes: the training's numbers do not change."""
+        metrics, embeddings = self.evaluate(self.selection_split)
+        frame = self.feature_frame(embeddings, metrics[f"{self.selection_split}_acc"].item(), FRAME_POINTS, fraction)
+        atomic_torch_save(self.run_dir / "features" / f"epoch_{fraction:07.3f}.pt", frame)
+
+    def feature_frame(self, embeddings, accuracy: float, points: int | None = None,
+                      epoch: float | None = None) -> dict:
         """Features of an evaluation in float16, on the CPU, for plots; ``points``: at most that many
         per split (the train subset is already a random one; the held-out split gets a fixed random one)."""
         train_features, train_labels, features, _, labels = embeddings
@@ -285,7 +327,7 @@ class Trainer:
             "train_labels": train_labels[:points].to(torch.uint8).cpu(),
             "test_features": features[keep].half().cpu(), "test_labels": labels[keep].to(torch.uint8).cpu(),
             "centers": None if centers is None else centers.detach().float().cpu(),
-            "test_acc": accuracy, "epoch": self.history[-1]["epoch"],
+            "test_acc": accuracy, "epoch": self.history[-1]["epoch"] if epoch is None else epoch,
         }
 
     def save_epoch(self, epoch: int, embeddings) -> None:
@@ -331,8 +373,10 @@ class Trainer:
                "epochs_done": len(self.history), "wall_s": round(wall_s, 2),
                "device": device_name(self.device), "precision": self.precision,
                "torch_version": torch.__version__, "code_version": code_version(),
+               "code_fingerprint": self.fingerprint,
                "headline_rule": "argmax" if self.loss.prediction == "logits" else "nearest_center",
-               "ood_dataset": self.data.ood_name,
+               "ood_dataset": self.data.ood_name, "train_images": len(self.data.train_labels),
+               "test_images": len(self.data.split("test")[1]),
                "config": self.cfg.to_dict()}
         for name in [f"{split}_acc{s}" for s in ("", "_argmax", "_center", "_class_mean")] + ["train_acc"]:
             values = [row[name] for row in self.history if math.isfinite(row[name])]

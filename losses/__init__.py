@@ -5,9 +5,8 @@ loss does not take are rejected with a clear message.
 """
 from __future__ import annotations
 
-import inspect
-
 from losses.base import Loss
+from losses.options import Option
 from losses.cent import SoftmaxCenterLoss
 from losses.center_radius import CenterRadiusLoss
 from losses.centers_only import CentersOnlyLoss
@@ -32,8 +31,18 @@ LOSSES: dict[str, type[Loss]] = {
 
 def loss_options(name: str) -> dict[str, object]:
     """The options a loss takes, with their defaults."""
-    params = inspect.signature(LOSSES[name].__init__).parameters
-    return {k: p.default for k, p in params.items() if k not in ("self", "num_classes", "feat_dim")}
+    return {o.name: o.default for o in LOSSES[name].options}
+
+
+def option_definitions() -> dict[str, Option]:
+    """Every option of every registered loss, by name (one definition each)."""
+    found: dict[str, Option] = {}
+    for loss in LOSSES.values():
+        for option in loss.options:
+            if found.setdefault(option.name, option) != option:
+                raise TypeError(f"two losses define the option {option.name!r} differently; define it once in "
+                                "losses/options.py and use it in both")
+    return found
 
 
 def build_loss(name: str, num_classes: int, feat_dim: int, **options) -> Loss:

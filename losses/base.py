@@ -18,6 +18,9 @@ need to know:
   different labels, so a batch holding one class (batch size 1) makes it 0.
 - ``center_weight``: the weight in front of the term that pulls features to
   the centers (the ``separate`` center rule divides the center gradient by it).
+- ``options``: the options it takes (losses/options.py: each defined once,
+  with its default and search range), the parameters of its ``__init__``,
+  whose defaults are the options' defaults (checked when the class is defined).
 - ``centers_only_pulled``: whether the pull term is the only one that moves
   the centers; the ``separate`` and ``wen`` rules replace exactly that
   term's update, so they are refused for a loss where other terms move them.
@@ -30,6 +33,7 @@ import torch
 from torch import nn
 
 from losses.distances import squared_distances
+from losses.options import Option
 
 
 class Loss(nn.Module):
@@ -37,6 +41,16 @@ class Loss(nn.Module):
     prediction: str = "logits"
     pairs_across_classes: bool = False
     centers_only_pulled: bool = True
+    options: tuple[Option, ...] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        params = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
+                  if k not in ("self", "num_classes", "feat_dim")}
+        declared = {o.name: o.default for o in cls.options}
+        if params != declared:
+            raise TypeError(f"loss {cls.__name__}: its options {declared} (class attribute options, see "
+                            f"losses/options.py) must be its __init__ parameters with their defaults, {params}")
 
     def __init__(self, num_classes: int, feat_dim: int):
         super().__init__()
@@ -93,11 +107,11 @@ class LossWithCenters(Loss):
     features to the centers; a subclass that forgets it is refused when it is defined."""
 
     def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
         declared = next((c.__dict__["pull_weight"] for c in cls.__mro__ if "pull_weight" in c.__dict__), "missing")
         if declared == "missing" or (declared is not None and declared not in inspect.signature(cls.__init__).parameters):
             raise TypeError(f"loss {cls.__name__}: it has learnable centers, so it must declare pull_weight, the name "
                             "of the option that weighs its pull-to-center term (or None when it has none)")
+        super().__init_subclass__(**kwargs)
 
     def __init__(self, num_classes: int, feat_dim: int):
         super().__init__(num_classes, feat_dim)

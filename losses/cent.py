@@ -4,6 +4,7 @@ import torch.nn.functional as F
 
 from losses.base import LossWithCenters
 from losses.distances import distance_to_own_center
+from losses.options import WEIGHT_CENT
 
 
 class SoftmaxCenterLoss(LossWithCenters):
@@ -15,8 +16,9 @@ class SoftmaxCenterLoss(LossWithCenters):
     """
 
     pull_weight = "weight_cent"
+    options = (WEIGHT_CENT,)
 
-    def __init__(self, num_classes: int, feat_dim: int, weight_cent: float = 1.0):
+    def __init__(self, num_classes: int, feat_dim: int, weight_cent: float = WEIGHT_CENT.default):
         super().__init__(num_classes, feat_dim)
         self.weight_cent = weight_cent
 

@@ -5,6 +5,7 @@ from torch import nn
 
 from losses.base import CenterParameters, Loss
 from losses.distances import distance_to_own_center
+from losses.options import CENTER_SCALE, FIXED_CENTERS, RADIUS
 
 
 class CenterRadiusLoss(Loss):
@@ -19,9 +20,10 @@ class CenterRadiusLoss(Loss):
 
     uses_logits = False
     prediction = "centers"
+    options = (RADIUS, FIXED_CENTERS, CENTER_SCALE)
 
-    def __init__(self, num_classes, feat_dim, radius: float = 1.0, fixed_centers: bool = False,
-                 center_scale: float = 10.0):
+    def __init__(self, num_classes, feat_dim, radius: float = RADIUS.default,
+                 fixed_centers: bool = FIXED_CENTERS.default, center_scale: float = CENTER_SCALE.default):
         super().__init__(num_classes, feat_dim)
         self.radius, self.fixed_centers, self.center_scale = radius, fixed_centers, center_scale
         if fixed_centers:

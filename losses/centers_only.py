@@ -4,6 +4,7 @@ import torch
 
 from losses.base import LossWithCenters
 from losses.distances import distance_to_own_center, squared_distances
+from losses.options import ALPHA, WEIGHT_INTER, WEIGHT_INTRA
 
 
 class CentersOnlyLoss(LossWithCenters):
@@ -20,9 +21,10 @@ class CentersOnlyLoss(LossWithCenters):
     prediction = "centers"
     pull_weight = "weight_intra"
     centers_only_pulled = False  # the inter-center term moves them too
+    options = (ALPHA, WEIGHT_INTRA, WEIGHT_INTER)
 
-    def __init__(self, num_classes, feat_dim, alpha: float = 0.01, weight_intra: float = 1.0,
-                 weight_inter: float = 0.1):
+    def __init__(self, num_classes, feat_dim, alpha: float = ALPHA.default, weight_intra: float = WEIGHT_INTRA.default,
+                 weight_inter: float = WEIGHT_INTER.default):
         super().__init__(num_classes, feat_dim)
         self.alpha, self.weight_intra, self.weight_inter = alpha, weight_intra, weight_inter
 

@@ -4,6 +4,7 @@ import torch.nn.functional as F
 
 from losses.base import LossWithCenters
 from losses.distances import squared_distances
+from losses.options import DELTA, WEIGHT_CONTRASTIVE
 
 
 class ContrastiveCenterLoss(LossWithCenters):
@@ -14,8 +15,10 @@ class ContrastiveCenterLoss(LossWithCenters):
     """
 
     pull_weight = "weight"
+    options = (WEIGHT_CONTRASTIVE, DELTA)
 
-    def __init__(self, num_classes, feat_dim, weight: float = 1.0, delta: float = 1.0):
+    def __init__(self, num_classes, feat_dim, weight: float = WEIGHT_CONTRASTIVE.default,
+                 delta: float = DELTA.default):
         super().__init__(num_classes, feat_dim)
         self.weight, self.delta = weight, delta
 

@@ -4,6 +4,7 @@ import torch
 
 from losses.base import LossWithCenters
 from losses.distances import distance_to_own_center, squared_distances
+from losses.options import WEIGHT_INTER, WEIGHT_INTRA
 
 
 class StandaloneCenterLoss(LossWithCenters):
@@ -20,8 +21,10 @@ class StandaloneCenterLoss(LossWithCenters):
     prediction = "centers"
     pairs_across_classes = True
     pull_weight = "weight_intra"
+    options = (WEIGHT_INTRA, WEIGHT_INTER)
 
-    def __init__(self, num_classes: int, feat_dim: int, weight_intra: float = 1.0, weight_inter: float = 0.1):
+    def __init__(self, num_classes: int, feat_dim: int, weight_intra: float = WEIGHT_INTRA.default,
+                 weight_inter: float = WEIGHT_INTER.default):
         super().__init__(num_classes, feat_dim)
         self.weight_intra = weight_intra
         self.weight_inter = weight_inter

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import torch
 
+from losses.options import MARGIN, WEIGHT_INTER, WEIGHT_INTRA
 from losses.standalone import StandaloneCenterLoss
 
 
@@ -23,8 +24,10 @@ class StandaloneMarginLoss(StandaloneCenterLoss):
     the logged ``inter`` term is the negated hinge sum (what is subtracted).
     """
 
-    def __init__(self, num_classes, feat_dim, weight_intra: float = 1.0, weight_inter: float = 0.1,
-                 margin: float = 10.0):
+    options = (WEIGHT_INTRA, WEIGHT_INTER, MARGIN)
+
+    def __init__(self, num_classes, feat_dim, weight_intra: float = WEIGHT_INTRA.default,
+                 weight_inter: float = WEIGHT_INTER.default, margin: float = MARGIN.default):
         super().__init__(num_classes, feat_dim, weight_intra, weight_inter)
         self.margin = margin
 

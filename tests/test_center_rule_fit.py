@@ -9,6 +9,7 @@ from experiments.data import epoch_batches
 from experiments.trainer import Trainer
 from losses import LOSSES
 from losses.base import LossWithCenters
+from losses.options import Option
 
 CPU = torch.device("cpu")
 MOVED_BY_OTHER_TERMS = {"centers-only", "centers-softmax"}  # the inter-center term; the classifier
@@ -56,11 +57,30 @@ def test_a_loss_with_centers_that_declares_no_pull_weight_is_refused_when_define
             def __init__(self, num_classes, feat_dim, weight: float = 1.0):
                 super().__init__(num_classes, feat_dim)
 
+    weight_option = Option("weight", 2.0, "the pull's weight")
+
     class Declared(LossWithCenters):
         pull_weight = "weight"
+        options = (weight_option,)
 
-        def __init__(self, num_classes, feat_dim, weight: float = 2.0):
+        def __init__(self, num_classes, feat_dim, weight: float = weight_option.default):
             super().__init__(num_classes, feat_dim)
             self.weight = weight
 
     assert Declared(3, 2).center_weight == 2.0
+
+
+def test_a_loss_whose_options_are_not_its_parameters_is_refused_when_defined():
+    with pytest.raises(TypeError, match=r"loss Undeclared: its options \{\} .* must be its __init__ parameters"):
+        class Undeclared(LossWithCenters):
+            pull_weight = None
+
+            def __init__(self, num_classes, feat_dim, weight: float = 2.0):
+                super().__init__(num_classes, feat_dim)
+    with pytest.raises(TypeError, match="loss OtherDefault"):
+        class OtherDefault(LossWithCenters):
+            pull_weight = None
+            options = (Option("weight", 1.0, "a weight"),)
+
+            def __init__(self, num_classes, feat_dim, weight: float = 2.0):
+                super().__init__(num_classes, feat_dim)

@@ -7,7 +7,7 @@ import torch
 from experiments.ledger import read_rows
 from experiments.provenance import device_name
 from experiments.report import config_of
-from experiments.train import load_data
+from experiments.data import load_data
 from experiments.trainer import Trainer
 from tests.conftest import dataset_root
 

@@ -37,10 +37,25 @@ def test_two_dimensional_features_are_saved_per_epoch(synthetic_data, tmp_path):
     cfg = synthetic_config("standalone", feat_dim=2, epochs=2)
     Trainer(cfg, synthetic_data, CPU, tmp_path, progress=False).fit()
     frames = sorted((tmp_path / "features").glob("epoch_*.pt"))
-    assert [f.name for f in frames] == ["epoch_001.pt", "epoch_002.pt"]
+    assert [f.name for f in frames] == ["epoch_000.125.pt", "epoch_000.250.pt", "epoch_000.500.pt", "epoch_001.pt",
+                                        "epoch_002.pt"]
     frame = torch.load(frames[-1])
     assert frame["test_features"].shape == (500, 2) and frame["centers"].shape == (10, 2)
     assert frame["train_features"].shape == (1024, 2) and frame["epoch"] == 2
+    early = torch.load(frames[0])
+    assert early["epoch"] == 0.125 and early["test_features"].shape == (500, 2) and 0 <= early["test_acc"] <= 1
+
+
+def test_frames_within_the_first_epoch_do_not_change_the_training(synthetic_data, tmp_path, monkeypatch):
+    import experiments.trainer as trainer_module
+    cfg = synthetic_config("standalone", feat_dim=2, epochs=1)
+    with_frames = Trainer(cfg, synthetic_data, CPU, tmp_path / "a", progress=False).fit()
+    monkeypatch.setattr(trainer_module, "EARLY_FRAMES", ())
+    without = Trainer(cfg, synthetic_data, CPU, tmp_path / "b", progress=False).fit()
+    assert len(list((tmp_path / "a" / "features").glob("epoch_000.*.pt"))) == 3
+    assert not list((tmp_path / "b" / "features").glob("epoch_000.*.pt"))
+    assert with_frames["final_test_acc"] == without["final_test_acc"]
+    assert with_frames["final_train_acc"] == without["final_train_acc"]
 
 
 def test_a_diverging_loss_is_recorded_not_raised(synthetic_data, tmp_path):
@@ -110,7 +125,7 @@ def test_every_variant_and_center_rule_trains_in_the_same_trainer(loss, rule, sy
 
 
 def test_fair_protocol_selects_on_validation_and_tests_once(tmp_path):
-    from experiments.train import load_data
+    from experiments.data import load_data
     cfg = synthetic_config("standalone", protocol="fair", epochs=3)
     data = load_data(cfg, tmp_path, CPU)
     # 10% of each class of the 1024 training samples held out, disjoint from the rest
@@ -155,7 +170,7 @@ def test_an_ood_score_separates_a_shifted_set(loss, natural, synthetic_data, tmp
 
 def test_known_classes_never_let_an_unknown_class_reach_training_or_selection(tmp_path):
     from experiments.datasets import make_synthetic
-    from experiments.train import load_data
+    from experiments.data import load_data
     _, raw_test = make_synthetic(train=False)
     cfg = synthetic_config("standalone", known_classes="0-5", protocol="fair", epochs=4)
     data = load_data(cfg, tmp_path, CPU)
