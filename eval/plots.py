@@ -3,6 +3,7 @@ learning curves. Output is deterministic, so regenerating changes no byte."""
 from __future__ import annotations
 
 import io
+from fractions import Fraction
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -132,5 +133,97 @@ def learning_curve_png(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarra
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None}, bbox_inches="tight")  # the legend is outside
+    plt.close(fig)
+    write_if_changed(path, buf.getvalue())
+
+
+MAX_FRAMES = 40  # a README gif: at most this many frames, chosen evenly (the first and last kept)
+GIF_FRAME_MS = 400
+
+
+def even_subset(n: int, most: int = MAX_FRAMES) -> list[int]:
+    """Indices of at most ``most`` of ``n`` items, evenly spread, first and last included."""
+    if n <= most:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (most - 1)) for i in range(most)})
+
+
+def training_point(epoch: float) -> str:
+    """A frame's point of training: ``epoch 3``, or ``1/8 of epoch 1`` for a frame within the first epoch."""
+    if float(epoch) >= 1 and float(epoch) == int(epoch):
+        return f"epoch {int(epoch)}"
+    return f"{Fraction(float(epoch)).limit_denominator(64)} of epoch 1"
+
+
+def _panel(ax, features, labels, n_classes, centers, limits, title):
+    for k in range(n_classes):
+        pts = features[labels == k]
+        ax.scatter(pts[:, 0], pts[:, 1], s=2, color=COLORS[k % 10], alpha=0.6, linewidths=0)
+    if centers is not None:
+        c = np.asarray(centers)
+        ax.scatter(c[:, 0], c[:, 1], s=60, c=[COLORS[k % 10] for k in range(len(c))], marker="X",
+                   edgecolors="black", linewidths=0.8)
+    if limits is not None:
+        ax.set_xlim(limits[0], limits[1])
+        ax.set_ylim(limits[2], limits[3])
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(labelsize=7)
+
+
+def _composite_figure(n_panels: int, class_names):
+    fig, axes = plt.subplots(1, n_panels, figsize=(3.3 * n_panels, 3.9), dpi=80, squeeze=False)
+    handles = [matplotlib.lines.Line2D([], [], marker="o", linestyle="", color=COLORS[k % 10], markersize=4)
+               for k in range(len(class_names))]
+    fig.legend(handles, class_names, loc="lower center", ncol=min(len(class_names), 10), fontsize=7,
+               frameon=False, handletextpad=0.1, columnspacing=0.8)
+    return fig, axes[0]
+
+
+def composite_gif(panels: list[dict], class_names, title: str, gif_path: Path, png_path: Path) -> None:
+    """Losses side by side over training: ``panels[i] = {"name", "frames"}``, each frame a dict with
+    ``epoch``, ``test_acc``, ``test_features`` (n, 2), ``test_labels`` and ``centers`` (or None); every
+    panel holds the same points of training. Each panel keeps its axes over the frames (fixed limits);
+    the last frame is also written as a PNG."""
+    count = min(len(p["frames"]) for p in panels)
+    chosen = even_subset(count)
+    limits = [fixed_limits([f["test_features"].float().numpy() for f in p["frames"][:count]]) for p in panels]
+    images = []
+    for i in chosen:
+        fig, axes = _composite_figure(len(panels), class_names)
+        for ax, panel, lim in zip(axes, panels, limits):
+            f = panel["frames"][i]
+            _panel(ax, f["test_features"].float().numpy(), f["test_labels"].numpy(), len(class_names),
+                   None if f["centers"] is None else f["centers"].numpy(), lim,
+                   f"{panel['name']}: acc {f['test_acc']:.3f}")
+        fig.suptitle(f"{title}, {training_point(panels[0]['frames'][i]['epoch'])}", fontsize=10)
+        fig.tight_layout(rect=(0, 0.07, 1, 1))
+        if i == chosen[-1]:
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", metadata={"Software": None})
+            write_if_changed(png_path, buf.getvalue())
+        images.append(figure_to_array(fig))
+    write_if_changed(gif_path, iio.imwrite("<bytes>", np.stack(images), extension=".gif", duration=GIF_FRAME_MS,
+                                           loop=0))
+
+
+def project_2d(features: np.ndarray, method: str) -> np.ndarray:
+    """PCA (deterministic signs), or t-SNE (scikit-learn, seed 0) of wide features."""
+    if method == "pca":
+        return pca_2d(features)
+    from sklearn.manifold import TSNE
+    return TSNE(n_components=2, init="pca", random_state=0, perplexity=30).fit_transform(features)
+
+
+def composite_projection_png(panels: list[dict], class_names, title: str, method: str, path: Path) -> None:
+    """Wide features of several losses side by side, each projected to 2-D by the same method:
+    ``panels[i] = {"name", "features" (n, d), "labels"}``."""
+    fig, axes = _composite_figure(len(panels), class_names)
+    for ax, panel in zip(axes, panels):
+        _panel(ax, project_2d(panel["features"], method), panel["labels"], len(class_names), None, None,
+               panel["name"])
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
     plt.close(fig)
     write_if_changed(path, buf.getvalue())

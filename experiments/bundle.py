@@ -5,7 +5,8 @@
 
 Made for GPU time that comes in slots (the machine wiped in between, files
 carried in and out), cluster walltime, or moving results from a server to a
-laptop. Export takes the ledger folder, the pictures, and for each run
+laptop. Export takes the ledger folder (with its compact frames, from which
+the README's pictures are drawn), the pictures, and for each run
 directory without a result.json its config, metrics, checkpoint and
 per-epoch 2-D frames (finished runs are in the ledger and the pictures). It
 refuses a bundle over ``--max-mb`` and never overwrites an existing file
@@ -50,7 +51,8 @@ def unfinished_run_files(runs: Path) -> list[Path]:
 
 def export(path: Path, results: Path, imgs: Path, runs: Path, max_mb: float, force: bool = False) -> dict:
     """Write the bundle; ``{part: number of files}``."""
-    parts = {"results": sorted(p for p in Path(results).glob("*") if p.is_file() and not p.name.startswith(".")),
+    parts = {"results": sorted(p for p in Path(results).rglob("*") if p.is_file() and not p.name.startswith(".")
+                               and not p.relative_to(results).parts[0].startswith(".")),
              "imgs": sorted(p for p in Path(imgs).rglob("*") if p.is_file()),
              "runs": unfinished_run_files(runs)}
     roots = {"results": Path(results), "imgs": Path(imgs), "runs": Path(runs)}
@@ -88,13 +90,16 @@ def import_bundle(path: Path, results: Path, imgs: Path, runs: Path, log=print) 
         counts = {"runs taken": 0, "runs kept": 0, "pictures": 0, "files kept": 0}
         counts["rows added"], counts["rows replaced"] = merge(
             results, read_rows(tmp / "results" / "runs.csv"), read_rows(tmp / "results" / "epochs.csv"))
-        for f in sorted(p for p in (tmp / "results").glob("*") if p.is_file() and p.name not in LEDGER_FILES):
-            target = Path(results) / f.name
+        for f in sorted(p for p in (tmp / "results").rglob("*") if p.is_file() and p.name not in LEDGER_FILES):
+            name = f.relative_to(tmp / "results")
+            target = Path(results) / name
             if f.name == "table.md" or not target.exists() or target.read_bytes() == f.read_bytes():
+                target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(f, target)
             else:
                 counts["files kept"] += 1
-                log(f"bundle: kept your {target} (the bundle's differs; `tar -xf {path} results/{f.name}` has it)")
+                log(f"bundle: kept your {target} (the bundle's differs; `tar -xf {path} results/{name.as_posix()}` "
+                    "has it)")
         for f in sorted(p for p in (tmp / "imgs").rglob("*") if p.is_file()):
             target = Path(imgs) / f.relative_to(tmp / "imgs")
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         text = action.help or ""
         no_default = action.default is None or action.default is False or action.default == argparse.SUPPRESS
         if action.option_strings and not no_default and "%(default)" not in text:
-            text += " (default: %(default)s)"
+            shown = " ".join(map(str, action.default)) if isinstance(action.default, list) else "%(default)s"
+            text += f" (default: {shown})"
         return text
 
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from losses import loss_options
 
 
-# The reference study's recipe (../shared/REFERENCE.md): a run that departs from it in any of these
+# The reference study's recipe (docs/reference.md): a run that departs from it in any of these
 # fields, or in its loss's options, is not a reproduction of the study's table.
 REFERENCE_RECIPE = {"model": "resnet", "epochs": 100, "batch_size": 128, "lr": 0.01, "momentum": 0.9,
                     "weight_decay": 0.0, "lr_factor": 0.2, "lr_patience": 10, "lr_threshold": 0.1,

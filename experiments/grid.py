@@ -34,30 +34,13 @@ from experiments.datasets import SPECS, DataError
 from experiments.io import unwritable
 from experiments.fingerprint import code_fingerprint
 from experiments.ledger import DONE, epochs_on_disk, read_rows
+from experiments.presets import PRESET_KEYS, PRESETS
 from experiments.provenance import device_name, resolve_device
+from experiments.sweep import SweepError, check_flags, parse_set, sweep_points
 from experiments.train import (DATASET_HELP, KNOWN_CLASSES_HELP, add_recipe_arguments, config_from_args,
                                warn_single_class_batches)
 from losses import LOSSES, build_loss
 from models import MODELS
-
-PRESETS = {
-    "paper": dict(datasets=["mnist", "fashion-mnist", "cifar-10"], feat_dims=[2, 128],
-                  losses=["xent", "cent", "standalone"], seeds=[0], epochs=100, train_size=None, test_size=None,
-                  eval_train_size=10000, results=Path("results"), known_classes=[""]),
-    "quick": dict(datasets=["mnist", "fashion-mnist"], feat_dims=[2, 128], losses=["xent", "cent", "standalone"],
-                  seeds=[0], epochs=3, train_size=2048, test_size=1000, eval_train_size=10000,
-                  results=Path("results/quick"),
-                  known_classes=[""]),
-    "demo": dict(datasets=["mnist", "fashion-mnist"], feat_dims=[2], losses=["xent", "cent", "standalone"],
-                 seeds=[0], epochs=5, train_size=16000, test_size=2000, eval_train_size=0, results=Path("results"),
-                 known_classes=[""]),
-    "openset": dict(datasets=["mnist", "cifar-10"], feat_dims=[128], losses=["xent", "cent", "standalone"],
-                    seeds=[0], epochs=100, train_size=None, test_size=None, eval_train_size=10000,
-                    results=Path("results"), known_classes=["0-5", "4-9", "0,2,4,6,8-9"]),
-}
-PRESET_KEYS = ("datasets", "feat_dims", "losses", "seeds", "epochs", "train_size", "test_size", "eval_train_size",
-               "results", "known_classes")
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m experiments.grid", description=__doc__,
@@ -76,7 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", nargs="+", type=non_negative_int, help="seeds (runs of one seed are paired)")
     parser.add_argument("--known-classes", nargs="+", type=class_list,
                         help=KNOWN_CLASSES_HELP.replace("these classes", "each of these splits of the classes"))
-    add_recipe_arguments(parser)
+    add_recipe_arguments(parser, sweep=True)
+    parser.add_argument("--set", action="append", default=[], metavar="LOSS.OPTION=V1,V2",
+                        help="sweep a loss option for one loss only, e.g. --set standalone.weight_inter=0.01,0.1,1 "
+                             "(a flag such as --weight-inter sweeps it for every loss of --losses that takes it; "
+                             "--set wins for its loss); repeatable")
+    parser.add_argument("--dry-run", action="store_true", help="list the planned runs (and how many) and train nothing")
     parser.add_argument("--results", type=Path, help="the ledger folder: runs.csv, epochs.csv, table.md "
                                                      "(default: the preset's)")
     parser.add_argument("--imgs", type=Path, help="where the pictures go (default: imgs/ for the main ledger "
@@ -117,19 +105,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     preset = PRESETS[args.preset]
     for key in PRESET_KEYS:
         if getattr(args, key) is None:
             setattr(args, key, preset[key])
+    try:
+        args.scoped = [parse_set(text) for text in args.set]
+        check_flags(args, args.losses, args.scoped)
+    except SweepError as e:
+        parser.error(str(e))
     warn_single_class_batches(args.batch_size, args.losses)
     return args
 
 
 def planned_configs(args) -> list:
-    return [config_from_args(args, dataset, loss, feat_dim, seed, known)
+    """datasets x known classes x feat_dims x losses x swept values x seeds."""
+    return [config_from_args(argparse.Namespace(**{**vars(args), **point}), dataset, loss, feat_dim, seed, known)
             for dataset in args.datasets for known in args.known_classes for feat_dim in args.feat_dims
-            for loss in args.losses for seed in args.seeds]
+            for loss in args.losses for point in sweep_points(args, loss, args.scoped) for seed in args.seeds]
 
 
 def recorded_runs(rows: list[dict], reuse_stale: bool) -> tuple[set[str], set[str]]:
@@ -225,6 +220,11 @@ def main(argv=None) -> int:
         if problem is not None:
             print(f"error: {problem}; nothing was trained", file=sys.stderr)
             return 2
+    if args.dry_run:
+        for cfg in configs:
+            print(f"{cfg.run_id}  {', '.join(cfg.departures()) or 'reference recipe'}")
+        print(f"grid: {len(configs)} runs planned (dry run: nothing trained)")
+        return 0
     done, stale = recorded_runs(read_rows(args.results / "runs.csv"), args.reuse_stale)
     todo = [c for c in configs if c.run_id not in done]
     retrain = sum(c.run_id in stale for c in todo)

@@ -3,7 +3,8 @@
     python -m experiments.train --dataset fashion-mnist --loss standalone --feat-dim 2
 
 Writes runs/<run id>/ (config.json, metrics.csv, checkpoint.pt, result.json,
-features/ for feat_dim 2). Defaults are the reference study's recipe; every
+features/, and pictures/: the 2-D gifs over training, or the PCA of the final
+features). Defaults are the reference study's recipe; every
 departure is a named option. Running the same command again resumes an
 interrupted run, or prints the result of a finished one.
 """
@@ -17,18 +18,19 @@ from pathlib import Path
 from experiments.center_rules import CENTER_RULES
 from experiments.cli_types import HelpFormatter, class_list, non_negative_float, non_negative_int, positive_float, positive_int
 from experiments.config import RunConfig
-from experiments.data import DeviceData, add_offline_flag, load_data
-from experiments.datasets import SPECS, DataError, default_data_root
+from experiments.data import DeviceData, add_offline_flag, load_data, parse_classes
+from experiments.datasets import SPECS, DataError, default_data_root, get_spec
 from experiments.provenance import resolve_device
 from experiments.io import unwritable
 from experiments.fingerprint import code_fingerprint
 from experiments.trainer import RunInterrupted, Trainer, run_fingerprint
-from losses import LOSSES, loss_options
+from losses import LOSSES, loss_options, option_definitions
 from models import MODELS
 
-# Every option of every registered loss gets a flag: weight_cent -> --weight-cent.
-LOSS_OPTION_DEFAULTS = {k: v for name in LOSSES for k, v in loss_options(name).items()}
-LOSS_OPTION_FLAGS = {option: "--" + option.replace("_", "-") for option in LOSS_OPTION_DEFAULTS}
+# Every option of every registered loss gets a flag, from its one definition (losses/options.py).
+LOSS_OPTIONS = option_definitions()
+LOSS_OPTION_FLAGS = {name: option.flag for name, option in LOSS_OPTIONS.items()}
+SWEEPABLE = ("lr", "center_lr", "center_alpha", "weight_decay")  # recipe fields a grid may sweep
 
 
 DATASET_HELP = ("mnist, fashion-mnist, cifar-10 (see `python -m experiments.data`), or synthetic: a generated "
@@ -36,18 +38,33 @@ DATASET_HELP = ("mnist, fashion-mnist, cifar-10 (see `python -m experiments.data
                 "test), for tests and smoke runs, nothing to fetch")
 
 
-def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
-    """The reference recipe as options (shared with the grid runner); the defaults are the study's."""
+def option_type(option):
+    """An argparse type from an option's definition (its parse, with argparse's message)."""
+    def parse(text: str):
+        try:
+            return option.parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e).split(": ", 1)[1]) from None
+    parse.__name__ = option.name
+    return parse
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
+    """The reference recipe as options (shared with the grid runner); the defaults are the study's.
+    ``sweep``: the SWEEPABLE fields and the loss options take several values (the grid's axes)."""
     d = RunConfig()
+    several = {"nargs": "+"} if sweep else {}
+    values = " (several: one group each)" if sweep else ""
     parser.add_argument("--model", choices=list(MODELS), default=d.model,
                         help="resnet: the reference pre-activation ResNet; lenet++: the center-loss demo's LeNet++")
     parser.add_argument("--epochs", type=positive_int, default=d.epochs, help="training epochs")
     parser.add_argument("--batch-size", type=positive_int, default=d.batch_size,
                         help="training batch (the last partial batch is dropped)")
-    parser.add_argument("--lr", type=positive_float, default=d.lr, help="SGD learning rate (centers too, under joint)")
+    parser.add_argument("--lr", type=positive_float, default=[d.lr] if sweep else d.lr, **several,
+                        help="SGD learning rate (centers too, under joint)" + values)
     parser.add_argument("--momentum", type=non_negative_float, default=d.momentum, help="SGD momentum")
-    parser.add_argument("--weight-decay", type=non_negative_float, default=d.weight_decay,
-                        help="SGD weight decay (never on centers)")
+    parser.add_argument("--weight-decay", type=non_negative_float, default=[d.weight_decay] if sweep else d.weight_decay,
+                        **several, help="SGD weight decay (never on centers)" + values)
     parser.add_argument("--lr-factor", type=positive_float, default=d.lr_factor, help="ReduceLROnPlateau factor")
     parser.add_argument("--lr-patience", type=positive_int, default=d.lr_patience, help="ReduceLROnPlateau patience")
     parser.add_argument("--lr-threshold", type=non_negative_float, default=d.lr_threshold,
@@ -75,17 +92,19 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
                              "measured it slower than eager channels_last. Run `bench --device cpu` on yours")
     parser.add_argument("--center-rule", choices=CENTER_RULES, default=d.center_rule,
                         help="how centers are updated: joint (reference), separate, wen")
-    parser.add_argument("--center-lr", type=positive_float, default=d.center_lr, help="lr of the separate rule")
-    parser.add_argument("--center-alpha", type=positive_float, default=d.center_alpha, help="alpha of the wen rule")
-    for option, flag in LOSS_OPTION_FLAGS.items():
-        takers = ", ".join(n for n in LOSSES if option in loss_options(n))
-        if isinstance(LOSS_OPTION_DEFAULTS[option], bool):
-            parser.add_argument(flag, action="store_const", const=True, default=None, dest=option,
-                                help=f"loss option (losses: {takers}; default: off)")
+    parser.add_argument("--center-lr", type=positive_float, default=[d.center_lr] if sweep else d.center_lr,
+                        **several, help="lr of the separate rule" + values)
+    parser.add_argument("--center-alpha", type=positive_float, default=[d.center_alpha] if sweep else d.center_alpha,
+                        **several, help="alpha of the wen rule" + values)
+    for name, option in LOSS_OPTIONS.items():
+        takers = ", ".join(n for n in LOSSES if name in loss_options(n))
+        if option.is_switch:
+            parser.add_argument(option.flag, action="store_const", const=[True] if sweep else True, default=None,
+                                dest=name, help=f"loss option: {option.help} (losses: {takers}; default: off)")
         else:
-            defaults = sorted({f"{loss_options(n)[option]:g}" for n in LOSSES if option in loss_options(n)})
-            parser.add_argument(flag, type=non_negative_float, default=None, dest=option,
-                                help=f"loss option (losses: {takers}; default: {' or '.join(defaults)})")
+            parser.add_argument(option.flag, type=option_type(option), default=None, dest=name, **several,
+                                help=f"loss option: {option.help} (losses: {takers}; default: {option.default:g})"
+                                     + values)
     parser.add_argument("--ood-images", default=d.ood_images,
                         help="a .npy file of uint8 images of the dataset's shape, scored as out-of-distribution "
                              "(default: the partner dataset, MNIST <-> Fashion-MNIST, or uniform noise)")
@@ -162,6 +181,24 @@ def run_one(cfg: RunConfig, args, data: DeviceData | None = None, device=None, s
                    compile=args.compile).fit(should_stop)
 
 
+def draw_pictures(cfg: RunConfig, run_dir: Path) -> Path | None:
+    """The run's own pictures in ``run_dir/pictures``: 2-D gifs over training (train and held-out split), or
+    the PCA of the final wide features; None when the run has no features (it diverged)."""
+    from eval.plots import embedding_pngs, feature_gifs
+    names, out = get_spec(cfg.dataset).class_names, run_dir / "pictures"
+    known = parse_classes(cfg.known_classes)
+    names = tuple(names[c] for c in known) if known else names
+    frames = sorted((run_dir / "features").glob("epoch_*.pt"))
+    title = f"{cfg.loss}, {cfg.dataset}"
+    if cfg.feat_dim == 2 and frames:
+        feature_gifs(frames, names, out, title, "test" if cfg.protocol == "reference" else "val")
+    elif cfg.feat_dim != 2 and (run_dir / "features" / "final.pt").exists():
+        embedding_pngs(run_dir / "features" / "final.pt", names, out, title)
+    else:
+        return None
+    return out
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = config_from_args(args, args.dataset, args.loss, args.feat_dim, args.seed, args.known_classes or "")
@@ -184,6 +221,8 @@ def main(argv=None) -> int:
                                       "final_test_acc_argmax", "final_test_acc_center", "wall_s")}
     print(json.dumps(summary, indent=2))
     print(f"run directory: {Path(args.out) / cfg.run_id}")
+    if (pictures := draw_pictures(cfg, Path(args.out) / cfg.run_id)) is not None:
+        print(f"pictures: {pictures}")
     return 0 if result["status"] == "finished" else 1
 
 

@@ -98,8 +98,9 @@ def test_a_two_dimensional_run_keeps_its_frames_small(tmp_path):
 def test_the_worker_data_cache_tells_known_class_splits_apart(tmp_path):
     """A worker reuses the dataset on its device only for the same split: open-set runs differ by known classes."""
     args = grid.parse_args(ONE + ["--seeds", "0", "--epochs", "1"] + checkout(tmp_path))
-    a = grid.config_from_args(args, "synthetic", "standalone", 2, 0, "0-5")
-    b = grid.config_from_args(args, "synthetic", "standalone", 2, 0, "")
+    args.known_classes = ["0-5", ""]
+    a, b = grid.planned_configs(args)
+    assert (a.known_classes, b.known_classes) == ("0-5", "")
     stop = backends.Stop(tmp_path / "no-stop", None)
     assert backends.train_run(a, args, None, stop, None).result["ood_dataset"] == "unknown classes"
     assert backends.train_run(b, args, None, stop, None).result["ood_dataset"] == "noise"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from experiments import data, train
+from experiments.ledger import read_rows
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,6 +52,33 @@ def test_a_tiny_run_from_the_command_line(tmp_path, capsys):
     # without progress bars, each epoch still gets its line
     [line] = [x for x in out.splitlines() if " epoch " in x]
     assert line.startswith(f"[{summary['run_id']}] epoch   1 lr=0.01 loss=") and "test_acc=" in line
+    # its own picture: the PCA of its final 4-D features
+    assert f"pictures: {tmp_path / summary['run_id'] / 'pictures'}" in out
+    assert (tmp_path / summary["run_id"] / "pictures" / "test.png").stat().st_size > 1000
+
+
+def test_a_two_dimensional_run_writes_its_gifs(tmp_path, capsys):
+    assert train.main(["--dataset", "synthetic", "--loss", "xent", "--epochs", "2", "--train-size", "256",
+                       "--test-size", "100", "--batch-size", "64", "--out", str(tmp_path), "--no-progress"]) == 0
+    [pictures] = [p for p in tmp_path.glob("*/pictures")]
+    assert sorted(p.name for p in pictures.iterdir()) == ["test.gif", "train.gif"]
+
+
+def test_the_grid_defaults_to_the_reference_recipe_and_records_the_images_used(tmp_path):
+    from experiments import grid
+    args = grid.parse_args([])
+    assert (args.preset, args.epochs, args.train_size, args.test_size) == ("paper", 100, None, None)
+    assert grid.main(["--datasets", "synthetic", "--losses", "xent", "--feat-dims", "2", "--epochs", "1",
+                      "--train-size", "2048", "--test-size", "100", "--batch-size", "256", "--no-progress",
+                      "--no-report", "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]) == 0
+    [row] = read_rows(tmp_path / "results" / "runs.csv")
+    assert (row["train_size"], row["train_images"], row["test_images"]) == ("2048", "2000", "100")  # 2000 exist
+
+
+def test_the_readme_points_to_no_file_outside_the_repository():
+    text = (REPO / "README.md").read_text()
+    assert "../" not in text
+    assert (REPO / "docs" / "reference.md").is_file() and "docs/reference.md" in text
 
 
 TINY = ["--dataset", "synthetic", "--feat-dim", "2", "--batch-size", "64", "--train-size", "256", "--test-size", "100",
@@ -81,7 +109,7 @@ def test_help_describes_every_option_and_shows_defaults(module):
     if module == "train":
         assert "need batches holding several classes" in text
     if module == "grid":
-        assert "(default: quick)" in text and "the README whose marked sections are rewritten" in text
+        assert "(default: paper)" in text and "the README whose marked sections are rewritten" in text
 
 
 def test_ctrl_c_stops_a_run_with_one_line_and_the_same_command_resumes(tmp_path):

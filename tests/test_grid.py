@@ -44,12 +44,17 @@ def test_mini_grid_writes_rows_table_gifs_and_readme(tmp_path):
     for loss in ("xent", "standalone"):
         for split in ("train", "test"):
             frames = iio.imread(tmp_path / "imgs" / f"{loss}-synthetic-feat=2" / f"{split}.gif", index=None)
-            assert frames.shape[0] == 3  # one frame per epoch
+            assert frames.shape[0] == 5  # one frame per epoch, and two within the first (4 steps: 1/4, 1/2)
+    assert "test: ![](../imgs/standalone-synthetic-feat=2/test.gif)" in table  # every run's own pictures
     readme = (tmp_path / "README.md").read_text()
-    assert "test: ![](imgs/standalone-synthetic-feat=2/test.gif)" in readme
+    assert "![](imgs/composite/synthetic-feat=2.gif) ![](imgs/composite/synthetic-feat=2.png)" in readme
+    assert len(iio.imread(tmp_path / "imgs" / "composite" / "synthetic-feat=2.gif", index=None)) == 5
     # every picture the README shows exists
     images = re.findall(r"!\[\]\(([^)]+)\)", readme)
-    assert len(images) >= 5 and all((tmp_path / p).is_file() for p in images), images
+    assert len(images) >= 3 and all((tmp_path / p).is_file() for p in images), images
+    # the compact frames the composite is drawn from are in the ledger folder
+    assert sorted(p.name for p in (tmp_path / "results" / "frames").iterdir()) == sorted(
+        f"{r['run_id']}.pt" for r in rows if r["seed"] == "0")
     # a second report changes nothing
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and "runs" not in p.parts}
     report.main(["--results", str(tmp_path / "results"), "--runs", str(tmp_path / "runs"),

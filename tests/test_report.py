@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from experiments import report
-from experiments.report import figures, readme, tables
+from experiments.report import compare, figures, readme, tables
 from experiments.config import REFERENCE_RECIPE, RunConfig
+from experiments.fingerprint import code_fingerprint
 from experiments.io import atomic_write_csv
 from experiments.ledger import CONFIG_COLUMNS, RUN_COLUMNS, group_id
 
@@ -20,6 +21,7 @@ def ledger_row(loss, seed=0, best=0.99, final=0.98, train=0.995, status="finishe
     c = RunConfig(dataset=dataset, loss=loss, feat_dim=feat_dim, seed=seed, **cfg)
     row = {k: ("" if v is None else v) for k, v in c.to_dict().items() if k in CONFIG_COLUMNS}
     row.update(loss_options=json.dumps(c.loss_options, sort_keys=True), run_id=c.run_id, group_id=group_id(c.to_dict()),
+               code_fingerprint=code_fingerprint(c.loss, c.model), recorded_at="2026-11-28T00:00:00",
                status=status, best_test_acc=best, final_test_acc=final, final_train_acc=train, device="NVIDIA H100",
                code_version="abc123", resolved_precision=c.precision, epochs_done=c.epochs, wall_s=100)
     return row
@@ -79,20 +81,46 @@ def test_rows_departing_from_the_recipe_get_no_diff_and_stay_out_of_the_paper_ta
     assert "**Not the reference recipe** (5 runs)" in others and "| xent | mnist | 2 | precision=bf16 |" in others
 
 
-def test_paired_comparison_by_hand(tmp_path):
+def test_every_loss_against_xent_by_hand_with_holm(tmp_path):
     rows = (three_seeds("xent", [0.99] * 3, [0.980, 0.982, 0.984])
             + three_seeds("standalone", [0.99] * 3, [0.984, 0.984, 0.990])
-            + [ledger_row("cent", seed=0, final=0.985)])
-    text = tables.paired_comparisons(ledger(tmp_path, rows))
-    # differences 0.004, 0.002, 0.006: mean 0.4 points, sd 0.2 points, t = 0.4 / (0.2 / sqrt 3) = 3.4641 on 2 df;
-    # two-sided p = 1 - t / sqrt(2 + t^2) = 0.074180 (the t distribution with 2 df in closed form)
+            + three_seeds("cent", [0.99] * 3, [0.981, 0.984, 0.985])
+            + [ledger_row("center-radius", seed=0, final=0.985)]
+            + three_seeds("standalone", [0.99] * 3, [0.9] * 3, epochs=3))  # no xent on its recipe: not shown
+    text = compare.against_xent(ledger(tmp_path, rows))
+    # standalone: differences 0.004, 0.002, 0.006: mean 0.4 points, sd 0.2, t = 0.4 / (0.2 / sqrt 3) = 3.4641 on
+    # 2 df; two-sided p = 1 - t / sqrt(2 + t^2) = 0.074180 (the t distribution with 2 df in closed form).
+    # cent: 0.001, 0.002, 0.001: mean 0.1333 points, sd 0.0577, t = 4, p = 1 - 4 / sqrt(18) = 0.057191.
+    # Holm over the two tests: 2 x 0.057191 = 0.114382 for the smaller, max(0.114382, 0.074180) for the other.
+    half_s, half_c = T975_DF2 * 0.2 / 3 ** 0.5, T975_DF2 * (0.1 / 3 ** 0.5) / 3 ** 0.5
+    assert f"| standalone | mnist | 2 | — (reference recipe) | +0.40 ± {half_s:.2f} | 3 | 0.0742 | 0.114 |" in text
+    assert f"| cent | mnist | 2 | — (reference recipe) | +0.13 ± {half_c:.2f} | 3 | 0.0572 | 0.114 |" in text
+    assert "| center-radius | mnist | 2 | — (reference recipe) | +0.50 | 1 | — | — |" in text
+    assert "Holm-corrected over the 2 tests" in text and "epochs=3" not in text
+    assert compare.against_xent(ledger(tmp_path, three_seeds("cent", [0.99] * 3, [0.98] * 3))) == ""
+
+
+def test_compare_any_two_groups(tmp_path):
+    rows = (three_seeds("xent", [0.99] * 3, [0.980, 0.982, 0.984])
+            + three_seeds("standalone", [0.99] * 3, [0.984, 0.984, 0.990], loss_options={"weight_inter": 0.01})
+            + three_seeds("standalone", [0.99] * 3, [0.97] * 3)
+            + [ledger_row("cent", seed=5, final=0.985), ledger_row("cent", seed=0, final=0.9, dataset="fashion-mnist")]
+            + three_seeds("xent", [0.9] * 3, [0.9] * 3, epochs=3))
+    df = ledger(tmp_path, rows)
+    text = compare.compare(df, "loss=standalone,weight_inter=0.01", "loss=xent,epochs=100")
     half = T975_DF2 * 0.2 / 3 ** 0.5
-    assert f"standalone is 0.40 ± {half:.2f} points above xent over 3 seeds (paired t-test p = 0.0742)" in text
-    assert f"{half:.2f} points above xent over 3 seeds (paired t-test p = 0.0742); the interval includes 0" in text
-    assert "one pair: no interval (standalone − cent = -0.10 points)" in text
-    assert "one pair: no interval (cent − xent = +0.50 points)" in text
-    rows = three_seeds("xent", [0.99] * 3, [0.98] * 3)
-    assert "| mnist | 2 | no pair yet | no pair yet | no pair yet |" in tables.paired_comparisons(ledger(tmp_path, rows))
+    assert f"A is 0.40 ± {half:.2f} points above B over 3 seeds (paired t-test p = 0.0742)" in text
+    assert "A: standalone on mnist, feat_dim 2 [weight_inter=0.01], seeds [0, 1, 2]" in text
+    with pytest.raises(compare.CompareError, match="'loss=standalone' matches 2 groups, name more fields"):
+        compare.compare(df, "loss=standalone", "loss=xent,epochs=100")
+    with pytest.raises(compare.CompareError, match="the groups differ also in epochs"):
+        compare.compare(df, "loss=standalone,weight_inter=0.01", "loss=xent,epochs=3")
+    assert compare.compare(df, "loss=cent,dataset=mnist", "loss=xent,epochs=100").endswith(
+        "no pair: the two groups share no seed, so they cannot be compared by seed")
+    with pytest.raises(compare.CompareError, match="'colour=red' is not FIELD=VALUE"):
+        compare.compare(df, "colour=red", "loss=xent")
+    two = compare.compare(ledger(tmp_path, rows[:2] + rows[3:5]), "loss=standalone", "loss=xent,epochs=100")
+    assert "over 2 seeds" in two and "p =" not in two  # no test under 3 pairs
 
 
 def test_train_test_gap_by_hand(tmp_path):
@@ -105,11 +133,11 @@ def test_train_test_gap_by_hand(tmp_path):
 def test_results_section_order_and_the_empty_case(tmp_path):
     rows = three_seeds("xent", [0.99] * 3, [0.98] * 3) + [ledger_row("cent", epochs=3, best=0.5, final=0.5)]
     text = readme.results_markdown(ledger(tmp_path, rows), tmp_path, [], tmp_path)
-    order = [text.index(s) for s in ("**Test accuracy on the reference recipe**", "**Paired comparisons**",
-                                     "**Train-test gap**", "**Not the reference recipe** (1 runs)")]
-    assert order == sorted(order)
+    order = [text.index(s) for s in ("**Test accuracy on the reference recipe**", "**Train-test gap**",
+                                     "**Not the reference recipe** (1 runs)")]
+    assert order == sorted(order) and "against `xent`" not in text  # cent has no xent on its recipe
     empty = readme.results_markdown(ledger(tmp_path, [ledger_row("cent", epochs=3)]), tmp_path, [], tmp_path)
-    assert "No run on the full reference recipe" in empty and "Paired comparisons" not in empty
+    assert "No run on the full reference recipe" in empty and "against `xent`" not in empty
 
 
 def test_figure_table_names_hyphenated_losses_and_the_run_shown(tmp_path):
@@ -120,9 +148,9 @@ def test_figure_table_names_hyphenated_losses_and_the_run_shown(tmp_path):
     for row in df.to_dict("records"):
         folder = figures.picture_dir(tmp_path / "imgs", row)
         made.append((row, folder, "png"))
-    text = readme.figures_markdown(made, tmp_path)
+    text = readme.pictures_markdown(made, tmp_path)
     assert re.search(r"\| standalone-log \| fashion-mnist \| 128 \| `standalone-log-fashion-mnist-d128-s0-\w+` "
-                     r"\(epochs=3\) \| !\[\]\(imgs/standalone-log-fashion-mnist-feat=128/train.png\) \| "
+                     r"\(epochs=3\) \| — \| "
                      r"test: !\[\]\(imgs/standalone-log-fashion-mnist-feat=128/test.png\) \|", text)
     assert "| center-radius | fashion-mnist | 128 |" in text and "| center |" not in text
 

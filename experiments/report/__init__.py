@@ -31,7 +31,9 @@ from eval.plots import write_if_changed
 from experiments.cli_types import HelpFormatter
 from experiments.io import unwritable
 from experiments.report.figures import feature_pictures, learning_curves
-from experiments.report.readme import MARKERS, figures_markdown, replace_section, results_markdown
+from experiments.report.composites import composite_pictures
+from experiments.report.readme import (MARKERS, pictures_markdown, relative, replace_section, results_markdown,
+                                       visualisations_markdown)
 from experiments.report.rows import config_of, read_ledger
 from experiments.report.tables import full_table
 
@@ -69,7 +71,10 @@ class Outputs:
         return None
 
 
-def build(outputs: Outputs, runs: Path) -> str | None:
+FRAMES = "frames"  # the compact frames the composites are drawn from, in the ledger folder (committed)
+
+
+def build(outputs: Outputs, runs: Path, projection: str = "pca") -> str | None:
     """Write table.md, the pictures and (main ledger) the README sections; the table's text, or None."""
     runs_csv = outputs.results / "runs.csv"
     if not runs_csv.exists() or runs_csv.stat().st_size == 0:
@@ -78,16 +83,23 @@ def build(outputs: Outputs, runs: Path) -> str | None:
     if df.empty:
         return None
     table = full_table(df, outputs.results)
-    write_if_changed(outputs.results / "table.md", table.encode())
     epochs_csv = outputs.results / "epochs.csv"
-    epochs = pd.read_csv(epochs_csv) if epochs_csv.exists() and epochs_csv.stat().st_size else pd.DataFrame()
+    epochs = pd.read_csv(epochs_csv, dtype={"code_fingerprint": str}, keep_default_na=False) \
+        if epochs_csv.exists() and epochs_csv.stat().st_size else pd.DataFrame()
+    if not epochs.empty:  # the epochs of the rows shown (not of superseded ones)
+        shown = set(zip(df["run_id"], df["code_fingerprint"]))
+        fingerprints = epochs["code_fingerprint"] if "code_fingerprint" in epochs else [""] * len(epochs)
+        epochs = epochs[[k in shown for k in zip(epochs["run_id"], fingerprints)]]
     curves = learning_curves(df, epochs, outputs.imgs)
     made = feature_pictures(df, runs, outputs.imgs)
+    composites = composite_pictures(df, epochs, runs, outputs.results / FRAMES, outputs.imgs, projection)
+    write_if_changed(outputs.results / "table.md", (table + pictures_markdown(made, outputs.results)).encode())
     if outputs.readme is not None:
         readme_dir = outputs.readme.parent
         text = outputs.readme.read_text()
         text = replace_section(text, "results", results_markdown(df, outputs.results, curves, readme_dir))
-        text = replace_section(text, "figures", figures_markdown(made, readme_dir))
+        text = replace_section(text, "figures", visualisations_markdown(
+            composites, readme_dir, Path(relative(outputs.results / FRAMES, readme_dir))))
         write_if_changed(outputs.readme, text.encode())
     return table
 
@@ -101,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the run directories (their per-epoch features make the gifs and PNGs)")
     parser.add_argument("--imgs", type=Path, default=None,
                         help="where the pictures go (default: imgs/ for the main ledger, RESULTS/imgs otherwise)")
+    parser.add_argument("--projection", choices=["pca", "tsne"], default="pca",
+                        help="how the side-by-side still of wide (feat_dim > 2) features is projected to 2-D: PCA, or "
+                             "t-SNE (scikit-learn; slower, and its picture depends on the library's version)")
     parser.add_argument("--readme", type=Path, default=None,
                         help="the README whose marked sections are rewritten (default: README.md for the main "
                              "ledger, none otherwise)")
@@ -113,7 +128,7 @@ def main(argv=None) -> int:
     if (problem := outputs.problem()) is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    table = build(outputs, args.runs)
+    table = build(outputs, args.runs, args.projection)
     if table is None:
         print(f"no runs recorded in {args.results / 'runs.csv'}: run python -m experiments.grid first", file=sys.stderr)
         return 1

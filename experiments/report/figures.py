@@ -57,17 +57,17 @@ def learning_curves(df: pd.DataFrame, epochs: pd.DataFrame, imgs: Path) -> list[
 
 
 def picture_runs(df: pd.DataFrame) -> list:
-    """For each (loss, dataset, feat_dim): one finished run, preferring the reference recipe, then the
+    """For each (loss, dataset, feat_dim, swept values): one finished run, preferring the reference recipe, then the
     reference protocol and center rule, then the longest, largest, lowest-seed run."""
     chosen = {}
     finished = df[df["status"] == "finished"].to_dict("records")
     for row in sorted(finished, key=lambda r: (r["on_recipe"], held_out_split(r) == "test",
                                                (r.get("center_rule") or "joint") == "joint", int(r["epochs"]),
                                                int(r["train_size"] or 10 ** 9), -int(r["seed"]), r["run_id"])):
-        chosen[(row["loss"], row["dataset"], int(row["feat_dim"]))] = row
+        chosen[(row["loss"], row["dataset"], int(row["feat_dim"]), row["variant"])] = row
     return [chosen[k] for k in sorted(chosen, key=lambda k: (DATASET_ORDER.index(k[1]) if k[1] in DATASET_ORDER
                                                              else 99, MAIN_LOSSES.index(k[0]) if k[0] in MAIN_LOSSES
-                                                             else 9, k[0]))]
+                                                             else 9, k[0], k[2], k[3]))]
 
 
 def class_names(row) -> tuple[str, ...]:
@@ -77,7 +77,9 @@ def class_names(row) -> tuple[str, ...]:
 
 
 def picture_dir(imgs: Path, row) -> Path:
-    return imgs / f"{row['loss']}-{row['dataset']}-feat={row['feat_dim']}"
+    """``imgs/standalone-mnist-feat=2``, with the swept values for a sweep's group: ``...-feat=2-weight_inter=0.01``."""
+    variant = row["variant"].replace(", ", "-")
+    return imgs / (f"{row['loss']}-{row['dataset']}-feat={row['feat_dim']}" + (f"-{variant}" if variant else ""))
 
 
 def feature_pictures(df: pd.DataFrame, runs: Path, imgs: Path) -> list[tuple[dict, Path, str]]:
@@ -86,13 +88,13 @@ def feature_pictures(df: pd.DataFrame, runs: Path, imgs: Path) -> list[tuple[dic
     for row in picture_runs(df):
         run_dir, out_dir = runs / row["run_id"], picture_dir(imgs, row)
         names, split = class_names(row), picture_split(row)
-        title = f"{row['loss']}, {row['dataset']}"
+        title = f"{row['loss']}" + (f" ({row['variant']})" if row["variant"] else "") + f", {row['dataset']}"
         frames = sorted((run_dir / "features").glob("epoch_*.pt"))
         if int(row["feat_dim"]) == 2 and frames:
             feature_gifs(frames, names, out_dir, title, split)
         elif int(row["feat_dim"]) != 2 and (run_dir / "features" / "final.pt").exists():
             embedding_pngs(run_dir / "features" / "final.pt", names, out_dir, title)
         ext = "gif" if int(row["feat_dim"]) == 2 else "png"
-        if (out_dir / f"train.{ext}").exists() and (out_dir / f"{split}.{ext}").exists():
+        if (out_dir / f"{split}.{ext}").exists():
             made.append((row, out_dir, ext))
     return made

@@ -14,7 +14,9 @@ from eval.ood import SCORES as OOD_SCORES
 from experiments.center_rules import CENTER_RULES
 from experiments.config import ADDED_LATER, RunConfig
 from experiments.datasets import SPECS
+from experiments.fingerprint import code_fingerprint
 from losses import LOSSES, build_loss, loss_options
+from models import MODELS
 
 REFERENCE = {  # the reference study's table (test accuracy, one run each)
     ("mnist", 2): {"xent": 0.991, "cent": 0.990, "standalone": 0.994},
@@ -67,15 +69,50 @@ def departures_of(row: dict) -> str:
     return "loss no longer exists" if cfg is None else ", ".join(cfg.departures())
 
 
+def is_stale(row: dict) -> bool:
+    """Recorded by other code than the code as it is now (experiments/fingerprint.py)."""
+    if row["loss"] not in LOSSES or row["model"] not in MODELS:
+        return True
+    return row.get("code_fingerprint", "") != code_fingerprint(row["loss"], row["model"])
+
+
+def stale_note(row: dict) -> str:
+    recorded = row.get("code_fingerprint") or ""
+    return f"stale: code changed since (fingerprint {recorded})" if recorded else "stale: recorded before fingerprints"
+
+
+SWEEPABLE = ("lr", "center_lr", "center_alpha", "weight_decay")
+
+
+def variant_of(row: dict) -> str:
+    """The swept values that set this group apart (loss options and SWEEPABLE fields off their defaults),
+    ``weight_inter=0.01, lr=0.1``; empty for the defaults. Pictures' titles and file names carry it."""
+    cfg = config_of(row)
+    if cfg is None:
+        return ""
+    defaults = RunConfig(loss=cfg.loss)
+    parts = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(cfg.loss_options.items())
+             if defaults.loss_options.get(k) != v]
+    return ", ".join(parts + [f"{k}={getattr(cfg, k):g}" for k in SWEEPABLE if getattr(cfg, k) != getattr(defaults, k)])
+
+
 def read_ledger(path: Path) -> pd.DataFrame:
-    """runs.csv as a DataFrame with numbers parsed and, per row, what departs from the reference recipe."""
+    """runs.csv as a DataFrame with numbers parsed and, per row, what departs from the reference recipe.
+    Superseded rows (recorded again by newer code) are left out; stale rows (recorded by other code than
+    this) say so in their departures, so every table and caption marks them, and they form their own groups."""
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    for col in ("ood_dataset", "known_classes"):
+    for col in ("ood_dataset", "known_classes", "code_fingerprint", "superseded_by"):
         if col not in df:
             df[col] = ""
+    df = df[df["superseded_by"] == ""].reset_index(drop=True)
     for col in METRICS:
         df[col] = pd.to_numeric(df[col], errors="coerce") if col in df else np.nan
-    df["departures"] = [departures_of(r) for r in df.to_dict("records")]
+    records = df.to_dict("records")
+    df["stale"] = [is_stale(r) for r in records]
+    df["departures"] = [", ".join(p for p in (departures_of(r), stale_note(r) if s else "") if p)
+                        for r, s in zip(records, df["stale"])]
+    df["variant"] = [variant_of(r) for r in records]
+    df.loc[df["stale"], "group_id"] = df.loc[df["stale"], "group_id"] + "-stale"
     df["on_recipe"] = df["departures"] == ""
     df["feat_dim"] = df["feat_dim"].astype(int)
     df["seed"] = df["seed"].astype(int)

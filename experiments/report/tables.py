@@ -1,4 +1,4 @@
-"""The tables: the reference table in the study's shape, paired comparisons, train-test gap, the runs
+"""The tables: the reference table in the study's shape, the train-test gap, the runs
 off the recipe, OOD detection (the README's results section), and table.md with every group."""
 from __future__ import annotations
 
@@ -8,14 +8,10 @@ import pandas as pd
 
 from eval.ood import SCORES as OOD_SCORES
 from eval.ood import natural_score
-from experiments.report.cells import comparison_sentence, fmt_ci, points, seeds_text
+from experiments.report.cells import fmt_ci, points, seeds_text
 from experiments.report.rows import (MAIN_LOSSES, cells_by_setting, centers_of, on_recipe_finished, reference_of,
                                      run_groups)
-from experiments.stats import paired_difference
 from losses import LOSSES
-
-COMPARISONS = [("standalone", "xent"), ("standalone", "cent"), ("cent", "xent")]
-
 
 PAPER_COMMAND = "./suite grid --preset paper --datasets mnist fashion-mnist"
 
@@ -48,24 +44,6 @@ def paper_table(df: pd.DataFrame) -> str:
         "t-interval over seeds. Under the reference protocol the best epoch is chosen on the test split itself, "
         "so it is optimistic; the last epoch is not.", "", *acc, "",
         "Difference to the reference in points (best epoch / last epoch, means):", "", *diff]) + "\n"
-
-
-def paired_comparisons(df: pd.DataFrame) -> str:
-    """``a − b`` of last-epoch test accuracy, paired by seed, per dataset x feat_dim."""
-    paper = on_recipe_finished(df)
-    head = "| dataset | feat_dim | " + " | ".join(f"{a} − {b}" for a, b in COMPARISONS) + " |"
-    lines = ["**Paired comparisons** (last-epoch test accuracy, the runs of one seed paired; mean difference with "
-             "its 95% t-interval):", "", head, "| --- | --- |" + " --- |" * len(COMPARISONS)]
-    for dataset, feat_dim, by_loss in cells_by_setting(paper):
-        if all(r.empty for r in by_loss.values()):
-            continue
-        cells = []
-        for a, b in COMPARISONS:
-            pairs = by_loss[a][["seed", "final_test_acc"]].merge(by_loss[b][["seed", "final_test_acc"]], on="seed")
-            cells.append(comparison_sentence(a, b, paired_difference(pairs["final_test_acc_x"],
-                                                                     pairs["final_test_acc_y"])))
-        lines.append(f"| {dataset} | {feat_dim} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
 
 
 def train_test_gap(df: pd.DataFrame) -> str:

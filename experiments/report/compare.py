@@ -1,0 +1,140 @@
+"""Paired comparisons of groups of runs: runs of one seed paired, last-epoch test accuracy.
+
+``report --compare 'loss=standalone,weight_inter=0.01' 'loss=xent'`` compares any two groups; the
+README's section compares every loss with ``xent`` on the same recipe, Holm-corrected over the
+section's tests (statsmodels).
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from experiments.config import RunConfig
+from experiments.report.cells import comparison_sentence, points
+from experiments.report.rows import config_of, run_groups
+from experiments.stats import paired_difference
+from losses import option_definitions
+
+METRIC = "final_test_acc"
+
+
+class CompareError(ValueError):
+    """The comparison cannot be made; the message says why and what to write instead."""
+
+
+def group_fields(row) -> dict[str, str]:
+    """A group's config as ``field -> text``, loss options flattened, without the seed."""
+    cfg = config_of(row)
+    if cfg is None:
+        return {"loss": row["loss"]}
+    d = {k: v for k, v in cfg.to_dict().items() if k not in ("seed", "loss_options")}
+    d.update(cfg.loss_options)
+    return {k: normal(v) for k, v in d.items()} | {"stale": normal(bool(row["stale"]))}
+
+
+def normal(value) -> str:
+    """One text per value: 0.01, 1e-2 and 0.010 are the same number; None is empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    try:
+        return repr(float(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def parse_selector(text: str) -> dict[str, str]:
+    known = set(RunConfig.__dataclass_fields__) - {"seed", "loss_options"} | set(option_definitions())
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in known:
+            raise CompareError(f"selector {text!r}: {part!r} is not FIELD=VALUE with a config field or loss option "
+                               f"(fields: {', '.join(sorted(known))})")
+        out[key] = normal(value.strip()) if value.strip().lower() not in ("true", "false") else value.strip().lower()
+    if not out:
+        raise CompareError(f"selector {text!r} names nothing; write e.g. loss=xent,dataset=mnist")
+    return out
+
+
+def describe(g: pd.DataFrame) -> str:
+    first = g.iloc[0]
+    return f"{first['loss']} on {first['dataset']}, feat_dim {first['feat_dim']} [{first['departures'] or 'reference recipe'}]"
+
+
+def select(groups: list[pd.DataFrame], text: str) -> pd.DataFrame:
+    wanted = parse_selector(text)
+    found = [g for g in groups if all(group_fields(g.iloc[0]).get(k) == v for k, v in wanted.items())]
+    if not found:
+        raise CompareError(f"no finished runs match {text!r}")
+    if len(found) > 1:
+        listing = "; ".join(describe(g) for g in found)
+        raise CompareError(f"{text!r} matches {len(found)} groups, name more fields to pick one: {listing}")
+    return found[0]
+
+
+def compare(df: pd.DataFrame, a_text: str, b_text: str) -> str:
+    """The paired difference of two groups, in words."""
+    groups = run_groups(df[df["status"] == "finished"])
+    a, b = select(groups, a_text), select(groups, b_text)
+    named = set(parse_selector(a_text)) & set(parse_selector(b_text))  # differences asked for in both
+    fa, fb = group_fields(a.iloc[0]), group_fields(b.iloc[0])
+    other = sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k) and k not in named
+                   and k not in option_definitions())
+    if other:
+        raise CompareError(f"the groups differ also in {', '.join(other)}, which would confound the comparison; "
+                           "name those fields in both selectors")
+    pairs = a[["seed", METRIC]].merge(b[["seed", METRIC]], on="seed")
+    d = paired_difference(pairs[f"{METRIC}_x"], pairs[f"{METRIC}_y"])
+    head = f"A: {describe(a)}, seeds {sorted(a['seed'])}\nB: {describe(b)}, seeds {sorted(b['seed'])}\n"
+    if d.pairs == 0:
+        return head + "no pair: the two groups share no seed, so they cannot be compared by seed"
+    return head + "last-epoch test accuracy, paired by seed: " + comparison_sentence("A", "B", d)
+
+
+def holm_corrected(p_values: list[float]) -> tuple[list[float] | None, str]:
+    """Holm's step-down correction (statsmodels), and how the table names it. Without statsmodels (a GPU
+    machine with only the training libraries) the column stays empty and the table says why."""
+    try:
+        from statsmodels.stats.multitest import multipletests
+    except ImportError:
+        return None, "not corrected: statsmodels is not installed here, rebuild the report where it is"
+    corrected = list(multipletests(p_values, method="holm")[1]) if p_values else []
+    return corrected, "Holm-corrected over the {n} tests of this table"
+
+
+def against_xent(df: pd.DataFrame) -> str:
+    """Every group that has an ``xent`` group on the same recipe (all other fields equal), paired by seed,
+    with Holm-corrected p-values; empty when there is none."""
+    groups = run_groups(df[df["status"] == "finished"])
+    by_recipe = {}
+    for g in groups:
+        fields = group_fields(g.iloc[0])
+        recipe = tuple(sorted((k, v) for k, v in fields.items() if k != "loss" and k not in option_definitions()))
+        by_recipe.setdefault(recipe, []).append(g)
+    rows = []
+    for recipe_groups in by_recipe.values():
+        xent = next((g for g in recipe_groups if g.iloc[0]["loss"] == "xent"), None)
+        for g in recipe_groups if xent is not None else []:
+            if g is xent:
+                continue
+            pairs = g[["seed", METRIC]].merge(xent[["seed", METRIC]], on="seed")
+            rows.append((g, paired_difference(pairs[f"{METRIC}_x"], pairs[f"{METRIC}_y"])))
+    if not rows:
+        return ""
+    tested = [i for i, (_, d) in enumerate(rows) if d.p_value is not None]
+    holm, correction = holm_corrected([rows[i][1].p_value for i in tested])
+    lines = ["**Each loss against `xent` on the same recipe** (last-epoch test accuracy, runs of one seed paired; "
+             "mean difference in points with its 95% t-interval; paired t-test from 3 pairs, its p-value "
+             f"{correction.format(n=len(tested))}):", "",
+             "| loss | dataset | feat_dim | recipe (departs from the reference in) | loss − xent | pairs | p | p (Holm) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for i, (g, d) in enumerate(rows):
+        first = g.iloc[0]
+        diff = "—" if d.pairs == 0 else points(d.mean) + (f" ± {100 * d.half_width:.2f}" if d.half_width else "")
+        p = "—" if d.p_value is None else f"{d.p_value:.3g}"
+        lines.append(f"| {first['loss']} | {first['dataset']} | {first['feat_dim']} | "
+                     f"{first['departures'] or '— (reference recipe)'} | {diff} | {d.pairs} | {p} | "
+                     f"{'—' if i not in tested or holm is None else f'{holm[tested.index(i)]:.3g}'} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,123 @@
+"""Results follow the code: fingerprints by syntax tree, stale runs retrained, old rows superseded."""
+from pathlib import Path
+
+import pytest
+
+from experiments import fingerprint, grid
+from experiments.fingerprint import NO_EFFECT, SHARED, code_fingerprint
+from experiments.ledger import merge, read_rows, record
+from losses import LOSSES
+
+REPO = Path(__file__).resolve().parent.parent
+STANDALONE_FAMILY = {"standalone", "standalone-log", "standalone-margin"}
+
+
+def module_names(package: str) -> set[str]:
+    return {".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+            for p in (REPO / package).rglob("*.py")}
+
+
+def test_every_module_is_listed_as_shared_or_without_effect():
+    listed = set(SHARED) | set(NO_EFFECT)
+    for name in sorted((module_names("experiments") | module_names("eval")) - {"experiments", "eval"}):  # empty inits
+        owner = next((m for m in listed if name == m or name.startswith(m + ".")), None)
+        assert owner is not None, f"{name}: add it to SHARED or NO_EFFECT in experiments/fingerprint.py"
+    for name in listed:
+        fingerprint.module_file(name)  # every listed module exists
+
+
+def test_comments_and_docstrings_do_not_count_and_code_does(tmp_path):
+    a, b, c = tmp_path / "a.py", tmp_path / "b.py", tmp_path / "c.py"
+    a.write_text('"""Doc."""\ndef f(x):\n    """Twice."""\n    return x + 1  # one\n')
+    b.write_text('"""Other words."""\n\n# a comment\ndef f(x):\n    return x + 1\n')
+    c.write_text('"""Doc."""\ndef f(x):\n    """Twice."""\n    return x + 2  # one\n')
+    assert fingerprint._tree(a) == fingerprint._tree(b) != fingerprint._tree(c)
+
+
+def edited(monkeypatch, filename: str):
+    """Make the fingerprint see ``filename`` as edited (its tree changed)."""
+    original = fingerprint._tree
+    monkeypatch.setattr(fingerprint, "_tree", lambda path: original(path) + ("edit" if path.name == filename else ""))
+
+
+def test_editing_the_standalone_module_changes_its_family_and_no_other_loss(monkeypatch):
+    before = {loss: code_fingerprint(loss, "resnet") for loss in LOSSES}
+    edited(monkeypatch, "standalone.py")
+    after = {loss: code_fingerprint(loss, "resnet") for loss in LOSSES}
+    assert {loss for loss in LOSSES if before[loss] != after[loss]} == STANDALONE_FAMILY
+    monkeypatch.undo()
+    edited(monkeypatch, "trainer.py")
+    assert all(code_fingerprint(loss, "resnet") != before[loss] for loss in LOSSES)
+    monkeypatch.undo()
+    edited(monkeypatch, "lenet.py")  # another model's file: resnet runs stay fresh
+    assert code_fingerprint("xent", "resnet") == before["xent"] != code_fingerprint("xent", "lenet++")
+
+
+def test_a_loss_defined_outside_losses_counts_its_own_file():
+    from tests.example_loss import HingeToCenter
+    assert [p.name for p in fingerprint.loss_files(HingeToCenter)] == ["base.py", "distances.py", "example_loss.py"]
+
+
+MINI = ["--datasets", "synthetic", "--losses", "xent", "standalone", "--feat-dims", "2", "--seeds", "0",
+        "--epochs", "1", "--train-size", "256", "--test-size", "100", "--batch-size", "64", "--no-progress",
+        "--no-report", "--runs-per-gpu", "1"]
+
+
+def test_an_edited_loss_makes_the_grid_retrain_its_runs_only(tmp_path, monkeypatch, capsys):
+    dirs = ["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    assert grid.main(MINI + dirs) == 0
+    first = {r["loss"]: r for r in read_rows(tmp_path / "results" / "runs.csv")}
+    edited(monkeypatch, "standalone.py")
+    capsys.readouterr()
+    assert grid.main(MINI + dirs + ["--reuse-stale"]) == 0  # kept: nothing trained
+    assert "0 to train" in capsys.readouterr().out
+    assert grid.main(MINI + dirs) == 0
+    assert "1 to train (1 of them recorded by other code" in capsys.readouterr().out
+    rows = read_rows(tmp_path / "results" / "runs.csv")
+    assert len(rows) == 3
+    old, new = (sorted((r for r in rows if r["loss"] == "standalone"), key=lambda r: r["superseded_by"] == ""))
+    assert old["code_fingerprint"] == first["standalone"]["code_fingerprint"]
+    assert old["superseded_by"] == new["code_fingerprint"] != old["code_fingerprint"] and new["superseded_by"] == ""
+    xent = [r for r in rows if r["loss"] == "xent"]
+    assert len(xent) == 1 and xent[0]["recorded_at"] == first["xent"]["recorded_at"]  # not retrained
+    # the old run directory was kept aside, the new one trained from scratch
+    run_id = new["run_id"]
+    assert (tmp_path / "runs" / f"{run_id}.stale-{old['code_fingerprint']}" / "result.json").exists()
+    epochs = read_rows(tmp_path / "results" / "epochs.csv")
+    assert sorted(e["code_fingerprint"] for e in epochs if e["run_id"] == run_id) == sorted(
+        [old["code_fingerprint"], new["code_fingerprint"]])
+
+
+def test_an_interrupted_checkpoint_of_other_code_is_not_resumed(tmp_path, monkeypatch):
+    from experiments.config import RunConfig
+    from experiments.data import load_data
+    from experiments.trainer import RunStopped, Trainer
+    import torch
+    cfg = RunConfig(dataset="synthetic", loss="standalone", epochs=2, train_size=256, test_size=100, batch_size=64)
+    data = load_data(cfg, tmp_path, torch.device("cpu"))
+    with pytest.raises(RunStopped):
+        Trainer(cfg, data, torch.device("cpu"), tmp_path / cfg.run_id, progress=False).fit(lambda: True)
+    edited(monkeypatch, "standalone.py")
+    logs = []
+    result = Trainer(cfg, data, torch.device("cpu"), tmp_path / cfg.run_id, progress=False, log=logs.append).fit()
+    assert result["epochs_done"] == 2 and not any("resuming" in line for line in logs)
+    assert any("trained by other code" in line for line in logs)
+
+
+def row(run_id, fp, recorded_at, status="finished"):
+    return {"run_id": run_id, "group_id": "g", "status": status, "code_fingerprint": fp, "recorded_at": recorded_at}
+
+
+def test_the_ledger_keys_rows_by_run_and_fingerprint(tmp_path):
+    record(tmp_path, row("r1", "aaa", "2026-01-01T00:00:00"), [{"epoch": 1}])
+    record(tmp_path, row("r1", "bbb", "2026-01-02T00:00:00"), [{"epoch": 1}])
+    record(tmp_path, row("r1", "bbb", "2026-01-03T00:00:00"), [{"epoch": 1}])  # same code: replaced
+    rows = read_rows(tmp_path / "runs.csv")
+    assert [(r["code_fingerprint"], r["superseded_by"]) for r in rows] == [("aaa", "bbb"), ("bbb", "")]
+    assert len(read_rows(tmp_path / "epochs.csv")) == 2
+    other = tmp_path / "other"
+    record(other, row("r1", "ccc", "2026-01-04T00:00:00"), [{"epoch": 1}])
+    assert merge(tmp_path, read_rows(other / "runs.csv"), read_rows(other / "epochs.csv")) == (1, 0)
+    rows = read_rows(tmp_path / "runs.csv")
+    assert [(r["code_fingerprint"], r["superseded_by"]) for r in rows] == [("aaa", "ccc"), ("bbb", "ccc"),
+                                                                           ("ccc", "")]
