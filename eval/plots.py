@@ -29,20 +29,7 @@ def fixed_limits(arrays: list[np.ndarray], margin: float = 0.05) -> tuple[float,
 
 def scatter_figure(features, labels, class_names, title, centers=None, limits=None, size=4.2):
     fig, ax = plt.subplots(figsize=(size, size), dpi=80)
-    features, labels = np.asarray(features), np.asarray(labels)
-    for k, name in enumerate(class_names):
-        pts = features[labels == k]
-        ax.scatter(pts[:, 0], pts[:, 1], s=2, color=COLORS[k % 10], label=name, alpha=0.6, linewidths=0)
-    if centers is not None:
-        c = np.asarray(centers)
-        ax.scatter(c[:, 0], c[:, 1], s=60, c=[COLORS[k % 10] for k in range(len(c))], marker="X",
-                   edgecolors="black", linewidths=0.8)
-    if limits is not None:
-        ax.set_xlim(limits[0], limits[1])
-        ax.set_ylim(limits[2], limits[3])
-    ax.set_title(title, fontsize=9)
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=6, markerscale=3, loc="upper right", framealpha=0.7)
+    _panel(ax, np.asarray(features), np.asarray(labels), class_names, centers, limits, title, legend=True)
     fig.tight_layout()
     return fig
 
@@ -155,10 +142,11 @@ def training_point(epoch: float) -> str:
     return f"{Fraction(float(epoch)).limit_denominator(64)} of epoch 1"
 
 
-def _panel(ax, features, labels, n_classes, centers, limits, title):
-    for k in range(n_classes):
+def _panel(ax, features, labels, class_names, centers, limits, title, legend=False):
+    """One scatter of 2-D features coloured by class, the centers marked X, on ``limits`` when given."""
+    for k, name in enumerate(class_names):
         pts = features[labels == k]
-        ax.scatter(pts[:, 0], pts[:, 1], s=2, color=COLORS[k % 10], alpha=0.6, linewidths=0)
+        ax.scatter(pts[:, 0], pts[:, 1], s=2, color=COLORS[k % 10], label=name, alpha=0.6, linewidths=0)
     if centers is not None:
         c = np.asarray(centers)
         ax.scatter(c[:, 0], c[:, 1], s=60, c=[COLORS[k % 10] for k in range(len(c))], marker="X",
@@ -168,6 +156,8 @@ def _panel(ax, features, labels, n_classes, centers, limits, title):
         ax.set_ylim(limits[2], limits[3])
     ax.set_title(title, fontsize=9)
     ax.tick_params(labelsize=7)
+    if legend:
+        ax.legend(fontsize=6, markerscale=3, loc="upper right", framealpha=0.7)
 
 
 def _composite_figure(n_panels: int, class_names):
@@ -192,7 +182,7 @@ def composite_gif(panels: list[dict], class_names, title: str, gif_path: Path, p
         fig, axes = _composite_figure(len(panels), class_names)
         for ax, panel, lim in zip(axes, panels, limits):
             f = panel["frames"][i]
-            _panel(ax, f["test_features"].float().numpy(), f["test_labels"].numpy(), len(class_names),
+            _panel(ax, f["test_features"].float().numpy(), f["test_labels"].numpy(), class_names,
                    None if f["centers"] is None else f["centers"].numpy(), lim,
                    f"{panel['name']}: acc {f['test_acc']:.3f}")
         fig.suptitle(f"{title}, {training_point(panels[0]['frames'][i]['epoch'])}", fontsize=10)
@@ -219,8 +209,7 @@ def composite_projection_png(panels: list[dict], class_names, title: str, method
     ``panels[i] = {"name", "features" (n, d), "labels"}``."""
     fig, axes = _composite_figure(len(panels), class_names)
     for ax, panel in zip(axes, panels):
-        _panel(ax, project_2d(panel["features"], method), panel["labels"], len(class_names), None, None,
-               panel["name"])
+        _panel(ax, project_2d(panel["features"], method), panel["labels"], class_names, None, None, panel["name"])
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     buf = io.BytesIO()

@@ -48,9 +48,9 @@ def record_panels(monkeypatch) -> list:
     calls = []
     original = plots._panel
 
-    def spy(ax, features, labels, n_classes, centers, limits, title):
+    def spy(ax, features, labels, class_names, centers, limits, title, legend=False):
         calls.append({"title": title, "limits": limits, "centers": centers is not None, "points": len(features)})
-        return original(ax, features, labels, n_classes, centers, limits, title)
+        return original(ax, features, labels, class_names, centers, limits, title, legend)
     monkeypatch.setattr(plots, "_panel", spy)
     return calls
 
