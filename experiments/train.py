@@ -18,8 +18,8 @@ from pathlib import Path
 from experiments.center_rules import CENTER_RULES
 from experiments.cli_types import HelpFormatter, class_list, non_negative_float, non_negative_int, positive_float, positive_int
 from experiments.config import RunConfig
-from experiments.data import DeviceData, add_offline_flag, load_data, parse_classes
-from experiments.datasets import SPECS, DataError, default_data_root, get_spec
+from experiments.data import DeviceData, add_offline_flag, load_data
+from experiments.datasets import SPECS, DataError, default_data_root
 from experiments.provenance import resolve_device
 from experiments.io import unwritable
 from experiments.fingerprint import code_fingerprint
@@ -185,9 +185,8 @@ def draw_pictures(cfg: RunConfig, run_dir: Path) -> Path | None:
     """The run's own pictures in ``run_dir/pictures``: 2-D gifs over training (train and held-out split), or
     the PCA of the final wide features; None when the run has no features (it diverged)."""
     from eval.plots import embedding_pngs, feature_gifs
-    names, out = get_spec(cfg.dataset).class_names, run_dir / "pictures"
-    known = parse_classes(cfg.known_classes)
-    names = tuple(names[c] for c in known) if known else names
+    from experiments.report.figures import class_names
+    names, out = class_names(cfg.to_dict()), run_dir / "pictures"
     frames = sorted((run_dir / "features").glob("epoch_*.pt"))
     title = f"{cfg.loss}, {cfg.dataset}"
     if cfg.feat_dim == 2 and frames:

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
 from eval.plots import composite_gif, composite_projection_png, even_subset, learning_curve_png
 from experiments.presets import is_preset_run
-from experiments.report.figures import class_names
+from experiments.report.figures import class_names, group_curve
 from experiments.report.rows import DATASET_ORDER, MAIN_LOSSES, config_of, held_out_split
-from experiments.stats import mean_ci
 
 STILL_POINTS = 2000  # held-out points kept per wide run for its projection
 
@@ -89,21 +87,6 @@ def stored(row, runs: Path, store: Path) -> dict | None:
     return made
 
 
-def group_curve(df: pd.DataFrame, epochs: pd.DataFrame, row) -> tuple | None:
-    """Held-out accuracy by epoch of the row's group (mean and 95% half width over its seeds)."""
-    if epochs.empty:
-        return None
-    split = held_out_split(row)
-    run_ids = df[(df["group_id"] == row["group_id"]) & (df["status"] == "finished")]["run_id"]
-    curves = [e.sort_values("epoch")[f"{split}_acc"].to_numpy(float)
-              for run_id, e in epochs[epochs["run_id"].isin(run_ids)].groupby("run_id")]
-    if not curves:
-        return None
-    n = min(len(c) for c in curves)
-    acc = np.stack([c[:n] for c in curves])
-    return np.arange(1, n + 1), acc.mean(0), np.array([mean_ci(col)[1] or 0.0 for col in acc.T])
-
-
 def composite_pictures(df: pd.DataFrame, epochs: pd.DataFrame, runs: Path, store: Path, imgs: Path,
                        projection: str = "pca") -> list[dict]:
     """Draw every composite; one entry per setting drawn: ``dataset``, ``feat_dim``, ``rows`` (loss -> row),
@@ -129,7 +112,10 @@ def composite_pictures(df: pd.DataFrame, epochs: pd.DataFrame, runs: Path, store
             composite_projection_png(panels, names, f"{dataset}, feat_dim {feat_dim}: test features, "
                                                     f"{projection.upper() if projection == 'pca' else 't-SNE'}",
                                      projection, pictures[0])
-        curves = {loss: c for loss, row in rows.items() if (c := group_curve(df, epochs, row)) is not None}
+        by_run = {run_id: e.sort_values("epoch") for run_id, e in epochs.groupby("run_id")} if len(epochs) else {}
+        finished = df[df["status"] == "finished"]
+        curves = {loss: c for loss, row in rows.items()
+                  if (c := group_curve(finished[finished["group_id"] == row["group_id"]], by_run)) is not None}
         if curves:
             pictures.append(imgs / "composite" / f"{dataset}-feat={feat_dim}-curves.png")
             learning_curve_png(curves, f"{dataset}, feat_dim {feat_dim}: {held_out_split(first)} accuracy per epoch",

@@ -31,19 +31,27 @@ def curve_panels(df: pd.DataFrame, epochs: pd.DataFrame) -> dict[tuple, dict]:
     by_run = {run_id: e.sort_values("epoch") for run_id, e in epochs.groupby("run_id")} if len(epochs) else {}
     for g in run_groups(df[df["status"] == "finished"]):
         first = g.iloc[0]
-        split = held_out_split(first)
-        curves = [by_run[r][f"{split}_acc"].to_numpy(float) for r in g["run_id"] if r in by_run]
-        if not curves:
+        curve = group_curve(g, by_run)
+        if curve is None:
             continue
-        n = min(len(c) for c in curves)
-        acc = np.stack([c[:n] for c in curves])
-        half = np.array([mean_ci(col)[1] or 0.0 for col in acc.T])
         panel = panels.setdefault((first["dataset"], int(first["feat_dim"])), {})
         label = curve_label(first)
         if label in panel:
             label += f" {first['group_id']}"
-        panel[label] = (np.arange(1, n + 1), acc.mean(0), half)
+        panel[label] = curve
     return panels
+
+
+def group_curve(g: pd.DataFrame, by_run: dict) -> tuple | None:
+    """Held-out accuracy by epoch of a group's runs (``by_run``: run id -> its epoch rows): epochs, mean and
+    95% half width over seeds (0 for one seed); None when no run of it has epoch rows."""
+    split = held_out_split(g.iloc[0])
+    curves = [by_run[r][f"{split}_acc"].to_numpy(float) for r in g["run_id"] if r in by_run]
+    if not curves:
+        return None
+    n = min(len(c) for c in curves)
+    acc = np.stack([c[:n] for c in curves])
+    return np.arange(1, n + 1), acc.mean(0), np.array([mean_ci(col)[1] or 0.0 for col in acc.T])
 
 
 def learning_curves(df: pd.DataFrame, epochs: pd.DataFrame, imgs: Path) -> list[Path]:

@@ -15,6 +15,7 @@ from experiments.center_rules import CENTER_RULES
 from experiments.config import ADDED_LATER, RunConfig
 from experiments.datasets import SPECS
 from experiments.fingerprint import code_fingerprint
+from experiments.train import SWEEPABLE
 from losses import LOSSES, build_loss, loss_options
 from models import MODELS
 
@@ -79,9 +80,6 @@ def is_stale(row: dict) -> bool:
 def stale_note(row: dict) -> str:
     recorded = row.get("code_fingerprint") or ""
     return f"stale: code changed since (fingerprint {recorded})" if recorded else "stale: recorded before fingerprints"
-
-
-SWEEPABLE = ("lr", "center_lr", "center_alpha", "weight_decay")
 
 
 def variant_of(row: dict) -> str:
