@@ -216,3 +216,26 @@ def composite_projection_png(panels: list[dict], class_names, title: str, method
     fig.savefig(buf, format="png", metadata={"Software": None})
     plt.close(fig)
     write_if_changed(path, buf.getvalue())
+
+
+def best_so_far_png(series: dict[str, list[float | None]], title: str, path: Path) -> None:
+    """``series[label]``: one score per trial in the order the trials were started (None: pruned or failed);
+    one line per label of the best score so far, by trial."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.4), dpi=90)
+    for k, (label, scores) in enumerate(series.items()):
+        best = np.maximum.accumulate([-np.inf if s is None else s for s in scores])
+        shown = np.where(np.isfinite(best), best, np.nan)
+        ax.step(np.arange(1, len(scores) + 1), shown, where="post", color=COLORS[k % len(COLORS)], label=label,
+                linewidth=1.4)
+        ax.scatter(np.arange(1, len(scores) + 1), [np.nan if s is None else s for s in scores], s=9,
+                   color=COLORS[k % len(COLORS)], alpha=0.5)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_xlabel("trial")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(f"{title}\n(lines: best so far; dots: each trial)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None}, bbox_inches="tight")
+    plt.close(fig)
+    write_if_changed(path, buf.getvalue())

@@ -1,7 +1,7 @@
 """Where the grid's runs are trained: this machine, a Ray cluster, or SLURM (submitit).
 
-A backend maps ``train_run`` over the runs still to do and yields one ``Outcome``
-per run as it ends; the grid records the outcomes and never asks which backend
+A backend maps a task (``train_run`` by default; the tuner's workers too) over
+the runs still to do and yields one ``Outcome`` per run as it ends; the grid records the outcomes and never asks which backend
 made them. Every backend stops the same way: the driver creates a stop file in
 the run folder (``--out``, which on a cluster must be on a filesystem every
 worker sees) when its time budget ends or it gets SIGTERM or Ctrl-C, and each
@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from experiments.claims import Claim
+from experiments.cli_types import non_negative_int, positive_int
 from experiments.data import DeviceData
 from experiments.fingerprint import code_fingerprint
 from experiments.ledger import failed_row, is_done, record, row_from_result
@@ -140,16 +141,16 @@ class LocalBackend:
     def __init__(self, runs_at_once: int, cpus_per_run: int | None):
         self.runs_at_once, self.cpus_per_run = runs_at_once, cpus_per_run
 
-    def run(self, configs, args, stop: Stop, estimate_s):
+    def run(self, configs, args, stop: Stop, estimate_s, task=train_run):
         if self.runs_at_once == 1:
             for cfg in configs:
-                yield train_run(cfg, args, self.cpus_per_run, stop, estimate_s(cfg))
+                yield task(cfg, args, self.cpus_per_run, stop, estimate_s(cfg))
             return
         args.no_progress = True  # per-epoch bars of parallel workers would interleave
         threads = self.cpus_per_run or max(1, torch.get_num_threads() // self.runs_at_once)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(self.runs_at_once, mp_context=context, initializer=_init_worker) as pool:
-            pending = {pool.submit(train_run, cfg, args, threads, stop, estimate_s(cfg)): cfg for cfg in configs}
+            pending = {pool.submit(task, cfg, args, threads, stop, estimate_s(cfg)): cfg for cfg in configs}
             try:
                 while pending:
                     done, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
@@ -179,7 +180,7 @@ class RayBackend:
     def __init__(self, address: str | None, runs_per_gpu: int, cpus_per_run: int | None):
         self.address, self.runs_per_gpu, self.cpus_per_run = address, runs_per_gpu, cpus_per_run
 
-    def run(self, configs, args, stop: Stop, estimate_s):
+    def run(self, configs, args, stop: Stop, estimate_s, task=train_run):
         import ray
         handler = signal.getsignal(signal.SIGTERM)
         ray.init(address=self.address, include_dashboard=False, log_to_driver=False, configure_logging=False,
@@ -188,9 +189,9 @@ class RayBackend:
         try:
             gpus = 1 / self.runs_per_gpu if ray.cluster_resources().get("GPU", 0) > 0 else 0
             cpus = self.cpus_per_run or 1
-            task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(train_run)
+            remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(task)
             args.no_progress = True
-            pending = {task.remote(cfg, args, cpus, stop, estimate_s(cfg)): cfg for cfg in configs}
+            pending = {remote.remote(cfg, args, cpus, stop, estimate_s(cfg)): cfg for cfg in configs}
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
                 for ref in done:
@@ -219,7 +220,7 @@ class SlurmBackend:
             return self.runs_per_gpu * torch.cuda.device_count()
         return max(1, (os.cpu_count() or 1) // (self.cpus_per_run or 1))
 
-    def run(self, configs, args, stop: Stop, estimate_s):
+    def run(self, configs, args, stop: Stop, estimate_s, task=train_run):
         import submitit
         if not configs:
             return
@@ -233,7 +234,7 @@ class SlurmBackend:
         queue = list(configs)
         if executor.cluster == "slurm":  # one job array; SLURM keeps --slurm-parallelism of them running
             n = len(queue)
-            jobs = executor.map_array(train_run, queue, [args] * n, [cpus] * n, [stop] * n,
+            jobs = executor.map_array(task, queue, [args] * n, [cpus] * n, [stop] * n,
                                       [estimate_s(c) for c in queue])
             pending, queue, window = dict(zip(jobs, queue)), [], n
         else:  # local processes
@@ -242,7 +243,7 @@ class SlurmBackend:
             while pending or queue:
                 while queue and len(pending) < window:
                     cfg = queue.pop(0)
-                    pending[executor.submit(train_run, cfg, args, cpus, stop, estimate_s(cfg))] = cfg
+                    pending[executor.submit(task, cfg, args, cpus, stop, estimate_s(cfg))] = cfg
                 for job in [j for j in pending if j.done()]:
                     cfg = pending.pop(job)
                     try:
@@ -253,6 +254,24 @@ class SlurmBackend:
         except BaseException:  # Ctrl-C: running jobs end their current epoch, queued ones return at once
             stop.file.touch()
             raise
+
+
+def add_backend_arguments(parser) -> None:
+    """Where the work runs: the same flags for the grid and the tuner."""
+    parser.add_argument("--backend", choices=BACKENDS, default="local",
+                        help="where runs train (or the tuner's workers run): local (this machine), ray (a Ray "
+                             "cluster), slurm (submitit job arrays); on a cluster --out must be on a filesystem every "
+                             "worker sees")
+    parser.add_argument("--cpus-per-run", type=positive_int,
+                        help="CPU threads of each run (default: this machine's split between the local runs; 1 for "
+                             "a Ray task or SLURM job)")
+    parser.add_argument("--ray-address", help="ray: 'auto' or host:port of a cluster started with `ray start` "
+                                              "(default: start a local Ray instance)")
+    parser.add_argument("--slurm-partition", help="slurm: the partition (default: the cluster's)")
+    parser.add_argument("--slurm-time", type=positive_int, default=240, help="slurm: minutes per job")
+    parser.add_argument("--slurm-gpus-per-task", type=non_negative_int, default=1, help="slurm: GPUs per job")
+    parser.add_argument("--slurm-parallelism", type=positive_int, default=16,
+                        help="slurm: jobs of the array running at once")
 
 
 def build_backend(args, device):

@@ -15,6 +15,8 @@ recorded by other code is known as *stale*. The grain is the syntax tree
 
 Every other module of the suite is listed in ``NO_EFFECT`` (reports, runners,
 ledgers, command-line plumbing): a test fails when a module is in neither list.
+The tuner's trials (``experiments.trial``) record no ledger rows: a study's
+identity carries their code's fingerprint instead (``modules_fingerprint``).
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ NO_EFFECT = ("experiments.report", "experiments.grid", "experiments.backends", "
              "experiments.fingerprint", "experiments.gpu_check", "experiments.graph_pool_probe", "experiments.io",
              "experiments.ledger", "experiments.plain_loop", "experiments.presets", "experiments.provenance",
              "experiments.stats", "experiments.sweep", "experiments.tensorboard_log", "experiments.train",
+             "experiments.trial", "experiments.tune",
              "eval.plots", "losses", "losses.options")
 
 
@@ -111,6 +114,11 @@ def _digest(paths: list[Path]) -> str:
         label = path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else path.name
         h.update(label.encode() + b"\0" + _tree(path).encode() + b"\0")
     return h.hexdigest()[:12]
+
+
+def modules_fingerprint(*names: str) -> str:
+    """The fingerprint of the named modules' code as it is now (12 hex digits)."""
+    return _digest([module_file(m).resolve() for m in names])
 
 
 def code_fingerprint(loss: str, model: str) -> str:

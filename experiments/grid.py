@@ -26,7 +26,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from experiments import report
-from experiments.backends import BACKENDS, Stop, build_backend, record_outcome
+from experiments.backends import Stop, add_backend_arguments, build_backend, record_outcome
 from experiments.center_rules import rule_problem
 from experiments.cli_types import HelpFormatter, class_list, non_negative_int, positive_float, positive_int
 from experiments.data import load_images, prepare
@@ -37,8 +37,8 @@ from experiments.ledger import DONE, epochs_on_disk, read_rows
 from experiments.presets import PRESET_KEYS, PRESETS
 from experiments.provenance import device_name, resolve_device
 from experiments.sweep import SweepError, check_flags, parse_set, sweep_points
-from experiments.train import (DATASET_HELP, KNOWN_CLASSES_HELP, add_recipe_arguments, config_from_args,
-                               warn_single_class_batches)
+from experiments.train import (DATASET_HELP, KNOWN_CLASSES_HELP, add_recipe_arguments, apply_model_recipe,
+                               config_from_args, warn_single_class_batches)
 from losses import LOSSES, build_loss
 from models import MODELS
 
@@ -83,23 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="time budget: no run is started that its estimate says cannot finish in time; when the "
                              "budget ends, running runs stop after their current epoch (checkpointed) and the grid "
                              "exits 0; the same command resumes them. SIGTERM does the same")
-    parser.add_argument("--backend", choices=BACKENDS, default="local",
-                        help="where runs train: local (this machine), ray (a Ray cluster), slurm (submitit job "
-                             "arrays); on a cluster --out must be on a filesystem every worker sees")
     parser.add_argument("--runs-per-gpu", type=positive_int, default=None,
                         help="runs sharing one GPU, the same default for every backend: 4 on a GPU of 40 GB or more, "
                              "2 below that, 1 on the CPU (local: processes side by side; ray: each task takes 1/N "
                              "of a GPU; slurm without SLURM: N local jobs per visible GPU)")
-    parser.add_argument("--cpus-per-run", type=positive_int,
-                        help="CPU threads of each run (default: this machine's split between the local runs; 1 for "
-                             "a Ray task or SLURM job)")
-    parser.add_argument("--ray-address", help="ray: 'auto' or host:port of a cluster started with `ray start` "
-                                              "(default: start a local Ray instance)")
-    parser.add_argument("--slurm-partition", help="slurm: the partition (default: the cluster's)")
-    parser.add_argument("--slurm-time", type=positive_int, default=240, help="slurm: minutes per job")
-    parser.add_argument("--slurm-gpus-per-task", type=non_negative_int, default=1, help="slurm: GPUs per job")
-    parser.add_argument("--slurm-parallelism", type=positive_int, default=16,
-                        help="slurm: jobs of the array running at once")
+    add_backend_arguments(parser)
     parser.set_defaults(epochs=None, train_size=None, test_size=None, eval_train_size=None)
     return parser
 
@@ -111,6 +99,7 @@ def parse_args(argv=None):
     for key in PRESET_KEYS:
         if getattr(args, key) is None:
             setattr(args, key, preset[key])
+    apply_model_recipe(args, sweep=True)
     try:
         args.scoped = [parse_set(text) for text in args.set]
         check_flags(args, args.losses, args.scoped)

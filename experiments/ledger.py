@@ -34,7 +34,7 @@ RUN_COLUMNS = (["run_id", "group_id", "status", "error", "headline_rule", *CONFI
                + ["final_knn1_acc", "final_map_at_r", "final_intra_inter_ratio", "ood_dataset"]
                + [f"final_ood_{s}_{m}" for s in OOD_SCORES for m in OOD_METRICS]
                + ["wall_s", "device", "resolved_precision", "torch_version", "code_version", "code_fingerprint",
-                  "superseded_by", "recorded_at"])
+                  "superseded_by", "tuned_by", "recorded_at"])
 EPOCH_COLUMNS = ["run_id", "group_id", "code_fingerprint", "epoch", "lr", *ACCURACIES, "train_acc", "seconds"]
 
 
@@ -111,6 +111,18 @@ def record(results_dir: Path, row: dict, epoch_rows: list[dict]) -> None:
                     "code_fingerprint": row.get("code_fingerprint") or ""} for e in epoch_rows]
         atomic_write_csv(epochs_path, epochs, EPOCH_COLUMNS)
         atomic_write_csv(runs_path, runs, RUN_COLUMNS)  # last: a row in runs.csv means the run is done
+
+
+def mark_tuned(results_dir: Path, run_ids: set[str], study: str) -> None:
+    """Name the tuning study in the ``tuned_by`` column of the current rows of ``run_ids`` (the runs that
+    reproduce its winners)."""
+    runs_path = Path(results_dir) / "runs.csv"
+    with ledger_lock(results_dir):
+        runs = read_rows(runs_path)
+        for row in runs:
+            if row["run_id"] in run_ids and not row.get("superseded_by"):
+                row["tuned_by"] = study
+        atomic_write_csv(runs_path, runs, RUN_COLUMNS)
 
 
 def is_done(results_dir: Path, run_id: str, fingerprint: str | None) -> bool:

@@ -1,5 +1,5 @@
 """TensorBoard event files of one run: per epoch, every loss term, the
-accuracies and the lr as scalars; for feat_dim 2 the test features as an image.
+accuracies and the lr as scalars; for feat_dim 2 the held-out split's features as an image.
 
     tensorboard --logdir runs
 """
@@ -24,10 +24,11 @@ class TensorBoardLog:
                 continue
             group = "acc" if "acc" in name else "time" if name == "seconds" else "lr" if name == "lr" else "loss"
             self.writer.add_scalar(f"{group}/{name}", value, epoch)
-        if test_features is not None:
+        if test_features is not None:  # the held-out split's: test (reference protocol) or val (fair)
+            split = "test" if "test_acc" in row else "val"
             fig = scatter_figure(test_features, test_labels, class_names,
-                                 f"test features, epoch {epoch}, acc {row['test_acc']:.3f}", centers=centers)
-            self.writer.add_figure("features/test", fig, epoch)
+                                 f"{split} features, epoch {epoch}, acc {row[f'{split}_acc']:.3f}", centers=centers)
+            self.writer.add_figure(f"features/{split}", fig, epoch)
         self.writer.flush()
 
     def close(self) -> None:

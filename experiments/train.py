@@ -11,6 +11,7 @@ interrupted run, or prints the result of a finished one.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -60,11 +61,13 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -
     parser.add_argument("--epochs", type=positive_int, default=d.epochs, help="training epochs")
     parser.add_argument("--batch-size", type=positive_int, default=d.batch_size,
                         help="training batch (the last partial batch is dropped)")
-    parser.add_argument("--lr", type=positive_float, default=[d.lr] if sweep else d.lr, **several,
-                        help="SGD learning rate (centers too, under joint)" + values)
+    parser.add_argument("--lr", type=positive_float, default=None, **several,
+                        help=f"SGD learning rate (centers too, under joint); a model with its own recipe has its own "
+                             f"default: {model_defaults('lr')}{values} (default: {d.lr:g})")
     parser.add_argument("--momentum", type=non_negative_float, default=d.momentum, help="SGD momentum")
-    parser.add_argument("--weight-decay", type=non_negative_float, default=[d.weight_decay] if sweep else d.weight_decay,
-                        **several, help="SGD weight decay (never on centers)" + values)
+    parser.add_argument("--weight-decay", type=non_negative_float, default=None, **several,
+                        help=f"SGD weight decay (never on centers); a model with its own recipe has its own default: "
+                             f"{model_defaults('weight_decay')}{values} (default: {d.weight_decay:g})")
     parser.add_argument("--lr-factor", type=positive_float, default=d.lr_factor, help="ReduceLROnPlateau factor")
     parser.add_argument("--lr-patience", type=positive_int, default=d.lr_patience, help="ReduceLROnPlateau patience")
     parser.add_argument("--lr-threshold", type=non_negative_float, default=d.lr_threshold,
@@ -119,6 +122,26 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -
                         help="no progress bars (one line per epoch is still printed)")
 
 
+def model_recipe(model: str) -> dict:
+    """A model's own departures from the reference recipe: its class's ``RECIPE`` (LeNet++: the lr and weight
+    decay of the PyTorch center-loss port); empty for the reference ResNet."""
+    used = inspect.getclosurevars(MODELS[model]).globals.values()
+    return next((dict(c.RECIPE) for c in used if inspect.isclass(c) and hasattr(c, "RECIPE")), {})
+
+
+def model_defaults(field: str) -> str:
+    return ", ".join(f"{m} {model_recipe(m)[field]:g}" for m in MODELS if field in model_recipe(m)) or "none"
+
+
+def apply_model_recipe(args, sweep: bool = False) -> None:
+    """--lr and --weight-decay where not given: the model's own value, else the reference recipe's."""
+    d, recipe = RunConfig(), model_recipe(args.model)
+    for name in ("lr", "weight_decay"):
+        if getattr(args, name) is None:
+            value = recipe.get(name, getattr(d, name))
+            setattr(args, name, [value] if sweep else value)
+
+
 def warn_single_class_batches(batch_size: int, losses: list[str]) -> None:
     """A loss with a term over pairs of different labels gets 0 from a batch of one sample."""
     paired = [n for n in losses if LOSSES[n].pairs_across_classes]
@@ -161,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    apply_model_recipe(args)
     for option, flag in LOSS_OPTION_FLAGS.items():
         if getattr(args, option) is not None and option not in loss_options(args.loss):
             parser.error(f"{flag} does not apply to --loss {args.loss} (it takes: "

@@ -42,7 +42,7 @@ class Option:
 
     def describe_search(self) -> str:
         if self.search is None:
-            return f"{self.name} fixed at {self.default:g}"
+            return f"{self.name} fixed at {('on' if self.default else 'off') if self.is_switch else f'{self.default:g}'}"
         return f"{self.name} {'log-' if self.log else ''}uniform over [{self.search[0]:g}, {self.search[1]:g}]"
 
 

@@ -139,6 +139,8 @@ def test_the_suite_wrapper_prints_its_usage_and_rejects_unknown_commands():
     assert usage.returncode == 2 and "./suite grid" in usage.stdout and "set -e" not in usage.stdout
     unknown = subprocess.run(["bash", str(REPO / "suite"), "fly"], capture_output=True, text=True)
     assert unknown.returncode == 2 and unknown.stderr.strip() == "unknown command 'fly' (see ./suite --help)"
+    report = subprocess.run(["bash", str(REPO / "suite"), "report", "--help"], capture_output=True, text=True)
+    assert report.returncode == 0 and "python -m experiments.report" in report.stdout  # a package's __main__
 
 
 def test_a_users_own_ood_images_are_scored_and_bad_ones_refused(tmp_path, capsys):

@@ -183,3 +183,19 @@ def test_known_classes_never_let_an_unknown_class_reach_training_or_selection(tm
     assert result["final_test_acc"] > 0.8  # closed-set accuracy on the known classes
     assert result["final_ood_center_auroc"] > 0.6 and result["ood_dataset"] == "unknown classes"
     assert {"protocol=fair", "known_classes=0-5"} <= set(cfg.departures())
+
+
+def test_lenet_trains_at_its_own_recipe_where_the_reference_lr_diverges(synthetic_data, tmp_path):
+    from experiments import grid, train
+    args = train.parse_args(["--model", "lenet++", "--dataset", "synthetic", "--loss", "standalone", "--epochs", "2",
+                             "--train-size", "512", "--test-size", "500"])
+    assert (args.lr, args.weight_decay) == (0.001, 5e-4)  # LeNet++'s RECIPE, applied where no flag is given
+    cfg = train.config_from_args(args, "synthetic", "standalone", 2, 0)
+    assert "lr=0.001" in cfg.departures() and "weight_decay=0.0005" in cfg.departures()
+    assert grid.parse_args(["--model", "lenet++", "--preset", "quick"]).lr == [0.001]
+    assert train.parse_args(["--model", "lenet++", "--lr", "0.01"]).lr == 0.01  # a given flag wins
+    assert train.parse_args([]).lr == 0.01  # the ResNet: the reference recipe
+    result = Trainer(cfg, synthetic_data, CPU, tmp_path / "own", progress=False).fit()
+    assert result["status"] == "finished"
+    reference = RunConfig.from_dict({**cfg.to_dict(), "lr": 0.01, "weight_decay": 0.0})
+    assert Trainer(reference, synthetic_data, CPU, tmp_path / "ref", progress=False).fit()["status"] == "diverged"

@@ -6,7 +6,8 @@
 Reads runs.csv and epochs.csv of a ledger (and, for the pictures, the run
 directories in runs/) and writes table.md, the learning curves, the feature
 gifs and PNGs and, for the main ledger only, the README's sections between
-the marker comments. Deterministic: running it twice changes nothing.
+the marker comments (the results, the feature visualisations, and the tuned
+comparison of every study in RESULTS/tune/, see experiments/tune.py). Deterministic: running it twice changes nothing.
 
 The README's results section, in order: the reference table in the study's
 own shape (runs on the full reference recipe only), the paired comparisons
@@ -34,10 +35,12 @@ from experiments.report.figures import feature_pictures, learning_curves
 from experiments.report.composites import composite_pictures
 from experiments.report.readme import (MARKERS, pictures_markdown, relative, replace_section, results_markdown,
                                        visualisations_markdown)
+from experiments.report import tuned
 from experiments.report.rows import config_of, read_ledger
 from experiments.report.tables import full_table
+from experiments.report.tuned import tuned_markdown
 
-__all__ = ["MAIN_LEDGER", "Outputs", "build", "build_parser", "config_of", "main", "read_ledger"]
+__all__ = ["MAIN_LEDGER", "Outputs", "build", "build_parser", "config_of", "main", "read_ledger", "tuned"]
 
 MAIN_LEDGER = Path("results")
 
@@ -93,10 +96,13 @@ def build(outputs: Outputs, runs: Path, projection: str = "pca") -> str | None:
     curves = learning_curves(df, epochs, outputs.imgs)
     made = feature_pictures(df, runs, outputs.imgs)
     composites = composite_pictures(df, epochs, runs, outputs.results / FRAMES, outputs.imgs, projection)
-    write_if_changed(outputs.results / "table.md", (table + pictures_markdown(made, outputs.results)).encode())
+    tuned_table = ("\n## Tuned comparison\n\n" + tuned_markdown(df, outputs.results, outputs.imgs, outputs.results,
+                                                                 relative) + "\n") if tuned.summaries(outputs.results) else ""
+    write_if_changed(outputs.results / "table.md", (table + pictures_markdown(made, outputs.results) + tuned_table).encode())
     if outputs.readme is not None:
         readme_dir = outputs.readme.parent
         text = outputs.readme.read_text()
+        text = replace_section(text, "tuned", tuned_markdown(df, outputs.results, outputs.imgs, readme_dir, relative))
         text = replace_section(text, "results", results_markdown(df, outputs.results, curves, readme_dir))
         text = replace_section(text, "figures", visualisations_markdown(
             composites, readme_dir, Path(relative(outputs.results / FRAMES, readme_dir))))

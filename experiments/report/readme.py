@@ -13,7 +13,8 @@ from experiments.report.compare import against_xent
 from experiments.report.tables import PAPER_COMMAND, ood_table, other_runs_table, paper_table, train_test_gap
 
 MARKERS = {"results": ("<!-- results:start -->", "<!-- results:end -->"),
-           "figures": ("<!-- figures:start -->", "<!-- figures:end -->")}
+           "figures": ("<!-- figures:start -->", "<!-- figures:end -->"),
+           "tuned": ("<!-- tuned:start -->", "<!-- tuned:end -->")}
 
 
 def relative(path: Path, base: Path) -> str:

@@ -1,0 +1,161 @@
+"""One tuning trial: a run trained and selected on a validation split, with no test split at all.
+
+The data of every trial of a study (``TrialData``) is the training subset and,
+beside it, a validation split held out of the training split (``val_size``
+images, stratified: each class gives its share, rounded, so the count is
+within a few images of ``val_size``; the same for every trial and every loss). Where the test
+split and the out-of-distribution images would be, it holds a stand-in
+(``NoTestSplit``) that raises when touched in any way, so a trial cannot see them.
+
+The trial trainer is the shared Trainer under the fair protocol (the schedule and
+the epoch chosen on the validation split) without its final evaluation: no test
+accuracy, no OOD scores, no early 2-D frames. After each epoch it reports the
+validation accuracy to Optuna, whose pruner may stop the trial.
+
+The objective: the best epoch's validation accuracy by the loss's own prediction
+rule (argmax of the logits, or the nearest center). A trial that diverges scores 0.
+
+The search space of a loss: the shared knobs (``LR``, and ``CENTER_LR`` under
+the separate center rule) and every option of the loss that has a search range
+(losses/options.py); options without one stay at their defaults.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from experiments.config import RunConfig
+from experiments.data import DeviceData, prepare, stratified_split
+from experiments.datasets import DataError, DatasetSpec, load_split
+from experiments.trainer import RunStopped, Trainer
+from losses import LOSSES
+from losses.options import Option
+
+LR = Option("lr", 0.01, "SGD learning rate (of the centers too, under the joint rule)", (1e-3, 1e-1), True)
+CENTER_LR = Option("center_lr", 0.5, "SGD learning rate of the centers under the separate rule", (1e-2, 1.0), True)
+
+
+def search_space(loss: str, center_rule: str, fixed: dict | None = None) -> list[Option]:
+    """What a study of ``loss`` searches: the shared knobs, then the loss's options with a search range that
+    are not ``fixed`` (the user's ``--set``)."""
+    shared = [LR] + ([CENTER_LR] if center_rule == "separate" else [])
+    return shared + [o for o in LOSSES[loss].options if o.search is not None and o.name not in (fixed or {})]
+
+
+def describe_space(loss: str, center_rule: str, fixed: dict | None = None) -> str:
+    searched = [o.describe_search() for o in search_space(loss, center_rule, fixed)]
+    kept = [f"{name} fixed at {value:g}" for name, value in sorted((fixed or {}).items())]
+    kept += [o.describe_search() for o in LOSSES[loss].options
+             if o.search is None and o.name not in (fixed or {})]
+    return "; ".join(searched + kept)
+
+
+def suggest(trial, space: list[Option]) -> dict:
+    """One point of the space, drawn by the trial's sampler."""
+    return {o.name: trial.suggest_float(o.name, *o.search, log=o.log) for o in space}
+
+
+class TestSplitTouched(RuntimeError):
+    """Something in a tuning trial reached for the test split or the out-of-distribution images."""
+
+
+class NoTestSplit:
+    """Where a split that tuning must never see would be: any use of it raises TestSplitTouched."""
+
+    def __init__(self, what: str):
+        object.__setattr__(self, "what", what)
+
+    def refuse(self, *_args, **_kwargs):
+        raise TestSplitTouched(f"a tuning trial touched the {self.what}: trials must never see it")
+
+    def __getattr__(self, name):
+        self.refuse()
+
+    __len__ = __getitem__ = __iter__ = __bool__ = __array__ = __setattr__ = refuse
+
+
+class TrialData:
+    """The training subset (the first ``train_size + val_size`` images of the training split's fixed
+    permutation, as ``DeviceData`` takes them, less the validation part) and the validation split
+    (``val_size`` of them, stratified by class), on ``device``; no test split, no OOD images."""
+
+    def __init__(self, spec: DatasetSpec, root: Path, device: torch.device, train_size: int, val_size: int):
+        prepare(spec.name, root)
+        images, labels = load_split(spec, root, train=True)
+        if train_size + val_size > len(labels):
+            raise DataError(f"{spec.name}: --train-size {train_size} + --val-size {val_size} is more than its "
+                            f"{len(labels)} training images; lower one of them")
+        images, labels = DeviceData._subset(images, labels, train_size + val_size)
+        keep, held = stratified_split(labels, val_size / (train_size + val_size))
+        self.spec, self.class_names = spec, spec.class_names
+        self.train_images, self.train_labels = images[keep].to(device), labels[keep].to(device)
+        self.val_images, self.val_labels = images[held].to(device), labels[held].to(device)
+        self.test_images = self.test_labels = NoTestSplit("test split")
+        self.ood_images, self.ood_name = NoTestSplit("out-of-distribution images"), "none"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def split(self, name: str):
+        if name != "val":
+            self.test_images.refuse()
+        return self.val_images, self.val_labels
+
+
+class TrialTrainer(Trainer):
+    """The shared trainer, selecting on the validation split, without a final evaluation."""
+
+    def save_early_frame(self, fraction: float) -> None:
+        """Trials keep no frames within epoch 1 (nobody draws a trial)."""
+
+    def final_evaluation(self) -> dict:
+        return {}
+
+    def result(self, status: str, diverged_epoch: int | None, wall_s: float, final: dict) -> dict:
+        return {"run_id": self.cfg.run_id, "status": status, "diverged_epoch": diverged_epoch,
+                "epochs_done": len(self.history), "wall_s": round(wall_s, 2), "code_fingerprint": self.fingerprint,
+                "val_acc": [row["val_acc"] for row in self.history]}
+
+
+class TrialStopped(Exception):
+    """The trial was told to stop (time budget, SIGTERM, Ctrl-C of a parallel driver) after an epoch; its
+    checkpoint holds the epochs done, so the same point trained again resumes there."""
+
+
+def trial_config(base: RunConfig, params: dict) -> RunConfig:
+    """The run of one point of the space: ``base`` (the study's recipe and budget) with the point's values."""
+    recipe = {k: v for k, v in params.items() if k in (LR.name, CENTER_LR.name)}
+    options = {k: v for k, v in params.items() if k not in recipe}
+    return RunConfig.from_dict({**base.to_dict(), **recipe, "loss_options": {**base.loss_options, **options}})
+
+
+def run_trial(trial, cfg: RunConfig, data: TrialData, device: torch.device, run_dir: Path, should_stop,
+              progress: bool = True, log=print) -> dict:
+    """Train the trial's run; after every epoch report its validation accuracy to Optuna. Returns the trial
+    trainer's result; raises optuna.TrialPruned when the pruner stops it, TrialStopped when told to stop."""
+    import optuna
+    trainer = TrialTrainer(cfg, data, device, run_dir, progress=progress, log=log)
+    reported, pruned = set(), []
+
+    def after_epoch() -> bool:
+        for row in trainer.history:
+            if row["epoch"] not in reported:
+                trial.report(row["val_acc"], row["epoch"])
+                reported.add(row["epoch"])
+        if trial.should_prune():
+            pruned.append(trainer.history[-1]["epoch"])
+        return bool(pruned) or should_stop()
+
+    try:
+        return trainer.fit(after_epoch)
+    except RunStopped:
+        if pruned:
+            raise optuna.TrialPruned() from None
+        raise TrialStopped() from None
+
+
+def objective(result: dict) -> float:
+    """The best epoch's validation accuracy; 0 for a run that diverged (at any epoch)."""
+    return 0.0 if result["status"] == "diverged" or not result["val_acc"] else max(result["val_acc"])

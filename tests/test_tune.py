@@ -1,0 +1,223 @@
+"""Equal-budget tuning (experiments/tune.py, experiments/trial.py) on tiny synthetic data."""
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+optuna = pytest.importorskip("optuna")  # in requirements.txt; a GPU machine's own Python may lack it
+from optuna.trial import TrialState  # noqa: E402
+
+from experiments import tune
+from experiments.config import RunConfig
+from experiments.datasets import get_spec
+from experiments.provenance import REPO
+from experiments.report import tuned
+from experiments.trainer import Trainer
+from experiments import trial as trial_module
+from experiments.trial import CENTER_LR, LR, NoTestSplit, TrialData, run_trial, search_space, suggest, trial_config
+from losses import LOSSES
+
+TINY = ["--datasets", "synthetic", "--epochs", "2", "--train-size", "384", "--val-size", "128", "--no-progress",
+        "--device", "cpu"]
+
+
+def dirs(tmp_path):
+    return ["--results", str(tmp_path / "results"), "--out", str(tmp_path / "runs")]
+
+
+def load(tmp_path, study="tuned", loss="xent"):
+    store = tune.storage(tune.parse_args(["--study", study] + dirs(tmp_path)))
+    return optuna.load_study(study_name=f"{study}/synthetic/d2/{loss}", storage=store)
+
+
+@pytest.mark.parametrize("center_rule", ["joint", "separate"])
+def test_every_loss_space_is_sampled_within_its_bounds(center_rule):
+    for loss, cls in LOSSES.items():
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        space = search_space(loss, center_rule)
+        seen = []
+        for _ in range(40):
+            params = suggest(study.ask(), space)
+            seen.append(params)
+            cfg = trial_config(RunConfig(loss=loss, center_rule=center_rule), params)
+            assert cfg.lr == params["lr"] and LR.search[0] <= cfg.lr <= LR.search[1]
+            assert ("center_lr" in params) == (center_rule == "separate")
+            if center_rule == "separate":
+                assert cfg.center_lr == params["center_lr"] and CENTER_LR.search[0] <= cfg.center_lr <= CENTER_LR.search[1]
+            for option in cls.options:
+                if option.search is None:  # weight_intra, fixed_centers: kept at the default
+                    assert option.name not in params and cfg.loss_options[option.name] == option.default
+                else:
+                    assert option.search[0] <= params[option.name] <= option.search[1]
+                    assert cfg.loss_options[option.name] == params[option.name]
+        for name in seen[0]:  # a log-uniform draw puts about half its points below the geometric middle
+            o = next(o for o in space if o.name == name)
+            middle = math.sqrt(o.search[0] * o.search[1]) if o.log else sum(o.search) / 2
+            assert 8 <= sum(p[name] < middle for p in seen) <= 32, (loss, name)
+
+
+def test_the_stand_in_refuses_every_use():
+    stand_in = NoTestSplit("test split")
+    for use in (len, lambda s: s[0], lambda s: s.to("cpu"), lambda s: list(s), bool, lambda s: s.shape):
+        with pytest.raises(trial_module.TestSplitTouched, match="test split"):
+            use(stand_in)
+
+
+def test_a_trial_trains_and_selects_without_the_test_split(tmp_path):
+    data = TrialData(get_spec("synthetic"), Path("data"), torch.device("cpu"), train_size=384, val_size=128)
+    # each class gives its share of the 128, rounded; the rest trains
+    assert abs(len(data.val_labels) - 128) <= 5 and len(data.train_labels) + len(data.val_labels) == 512
+    assert set(data.val_labels.tolist()) == set(range(10))
+    cfg = RunConfig(dataset="synthetic", loss="cent", epochs=2, train_size=384, protocol="fair", eval_train_size=0,
+                    batch_size=64)
+    reported = {}
+
+    class Trial:  # what run_trial asks of an Optuna trial
+        def report(self, value, step):
+            reported[step] = value
+
+        def should_prune(self):
+            return False
+
+    result = run_trial(Trial(), cfg, data, torch.device("cpu"), tmp_path / "trial", lambda: False, progress=False)
+    # every epoch but the last is reported to the pruner (a last epoch has nothing left to prune)
+    assert result["status"] == "finished" and len(result["val_acc"]) == 2 and reported == {1: result["val_acc"][0]}
+    assert not (tmp_path / "trial" / "features" / "final.pt").exists()  # no final evaluation
+    # the shared trainer's final evaluation would have reached for the test split: the stand-in stops it
+    with pytest.raises(trial_module.TestSplitTouched):
+        Trainer(cfg, data, torch.device("cpu"), tmp_path / "plain", progress=False).fit()
+
+
+def test_workers_share_the_budget_and_the_winners_are_reproduced_into_the_ledger(tmp_path):
+    args = TINY + dirs(tmp_path) + ["--losses", "xent", "standalone", "--trials", "3", "--workers", "2",
+                                    "--reproductions", "2"]
+    assert tune.main(args) == 0
+    workers, ledger = set(), pd.read_csv(tmp_path / "results" / "runs.csv")
+    for loss in ("xent", "standalone"):
+        study = load(tmp_path, loss=loss)
+        trials = study.get_trials()
+        assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+        workers |= {t.user_attrs["worker"] for t in trials}
+        best = max(trials, key=lambda t: t.value)
+        rows = ledger[ledger["loss"] == loss]
+        assert sorted(rows["seed"]) == [0, 1] and set(rows["tuned_by"]) == {"tuned"}
+        assert set(rows["status"]) == {"finished"} and set(rows["train_size"]) == {384 + 128}
+        assert set(rows["lr"]) == {best.params["lr"]}
+        options = [json.loads(o) for o in rows["loss_options"]]
+        assert all(o.get("weight_inter") == best.params.get("weight_inter", None) or loss == "xent" for o in options)
+    assert len(workers) == 2  # both workers ran trials
+    summary = json.loads((tmp_path / "results" / "tune" / "tuned.json").read_text())
+    assert {e["loss"]: len(e["reproductions"]) for e in summary["studies"]} == {"xent": 2, "standalone": 2}
+    table = (tmp_path / "results" / "table.md").read_text()
+    assert "## Tuned comparison" in table and "(2 seeds)" in table
+    assert (tmp_path / "results" / "imgs" / "tuned" / "tuned-synthetic-d2.png").exists()
+
+
+def test_a_killed_study_resumes_without_losing_or_repeating_trials(tmp_path):
+    args = TINY + dirs(tmp_path) + ["--losses", "xent", "--trials", "4", "--epochs", "3", "--reproductions", "0",
+                                    "--no-report"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SUITE_DEVICE": "cpu", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.tune", *args], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:  # kill it while a trial runs, after one has finished
+            time.sleep(0.2)
+            try:
+                states = [t.state for t in load(tmp_path).get_trials()]
+            except KeyError:  # the study is not made yet
+                continue
+            if TrialState.COMPLETE in states and states[-1] == TrialState.RUNNING:
+                break
+        else:
+            pytest.fail("the study never had a finished and a running trial")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    before = load(tmp_path).get_trials()
+    finished = {t.number: (t.params, t.value) for t in before if t.state == TrialState.COMPLETE}
+    killed = [t for t in before if t.state == TrialState.RUNNING]
+    assert len(killed) == 1
+
+    assert tune.main(args) == 0  # the same command
+    after = load(tmp_path).get_trials()
+    assert {t.number: (t.params, t.value) for t in after if t.number in finished} == finished
+    complete = [t for t in after if t.state == TrialState.COMPLETE]
+    assert len(complete) == 4  # the killed trial counted once
+    assert [t.number for t in after if t.state == TrialState.FAIL] == [killed[0].number]
+    retry = [t for t in complete if t.user_attrs.get("retry_of") == killed[0].number]
+    assert len(retry) == 1 and retry[0].params == killed[0].params
+    points = [tuple(sorted(t.params.items())) for t in complete]
+    assert len(set(points)) == 4  # no point trained twice
+    assert tune.main(args) == 0  # once more: nothing to do
+    assert len(load(tmp_path).get_trials()) == len(after)
+
+
+def test_a_study_of_the_same_name_with_another_budget_or_space_is_refused(tmp_path, capsys):
+    base = TINY + dirs(tmp_path) + ["--losses", "xent", "--trials", "1", "--reproductions", "0", "--no-report"]
+    assert tune.main(base) == 0
+    for change, what in ((["--epochs", "3"], "epochs"), (["--val-size", "100"], "val_size"),
+                         (["--center-rule", "separate"], "center_rule")):
+        capsys.readouterr()
+        assert tune.main(base + change) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and what in err and "--study" in err
+    assert tune.main(base + ["--study", "other", "--epochs", "3"]) == 0
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "xent.weight_inter=0.1"], "takes no option"),
+    (["--set", "standalone.weight_inter=0.1,0.2"], "one value"),
+    (["--set", "cent.weight_cent=0.1"], "not among --losses"),
+    (["--losses", "nope"], "invalid choice"),
+    (["--trials", "0"], "positive whole number"),
+])
+def test_bad_options_are_refused_in_one_line(tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit):
+        tune.main(TINY + dirs(tmp_path) + (["--losses", "standalone", "xent"] if "--losses" not in extra else []) + extra)
+    assert message in capsys.readouterr().err
+
+
+def test_a_budget_the_data_cannot_hold_or_an_unwritable_folder_is_refused_before_any_trial(tmp_path, capsys):
+    assert tune.main(TINY + dirs(tmp_path) + ["--train-size", "1990", "--val-size", "100"]) == 2
+    assert "more than its 2000 training images" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")  # a results folder inside a file cannot be made
+    assert tune.main(TINY + ["--results", str(tmp_path / "file" / "results"), "--out", str(tmp_path / "runs")]) == 2
+    assert "cannot write there" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "tune").exists()
+
+
+def test_the_tuned_section_computes_the_paired_difference_by_hand(tmp_path):
+    summary = {"study": "s", "command": "python -m experiments.tune", "trials_per_loss": 2, "reproductions": 3,
+               "test_size": None, "wall_s": 600.0,
+               "identity": {"epochs": 3, "train_size": 100, "val_size": 50, "seed": 0, "startup_trials": 10,
+                            "pruner": "median"},
+               "studies": [
+                   {"dataset": "synthetic", "feat_dim": 2, "loss": loss, "space": "lr log-uniform over [0.001, 0.1]",
+                    "trials": [{"number": 0, "state": "COMPLETE", "value": 0.5, "params": {"lr": 0.01},
+                                "epochs_done": 3, "wall_s": 60, "diverged_epoch": None},
+                               {"number": 1, "state": "PRUNED", "value": 0.2, "params": {"lr": 0.02},
+                                "epochs_done": 1, "wall_s": 20}],
+                    "best": {"number": 0, "value": 0.5, "params": {"lr": 0.01}},
+                    "reproductions": [f"{loss}-{s}" for s in range(3)]} for loss in ("xent", "standalone")]}
+    (tmp_path / "tune").mkdir()
+    (tmp_path / "tune" / "s.json").write_text(json.dumps(summary))
+    accs = {"xent": [0.80, 0.82, 0.84], "standalone": [0.81, 0.85, 0.86]}  # differences 1, 3, 2 points
+    df = pd.DataFrame([{"run_id": f"{loss}-{s}", "status": "finished", "seed": s, "final_test_acc": acc,
+                        "wall_s": 30.0, "device": "cpu"} for loss, a in accs.items() for s, acc in enumerate(a)])
+    text = tuned.tuned_markdown(df, tmp_path, tmp_path / "imgs", tmp_path, lambda p, b: str(p))
+    # mean difference 2 points; t(0.975, 2) = 4.3027; sd of (1, 3, 2) = 1, so ± 4.3027 / sqrt(3) = 2.48
+    assert "| +2.00 ± 2.48 |" in text
+    assert "0.8200 ± 0.0497 (3 seeds)" in text  # mean 0.82, sd 0.02, 4.3027 * 0.02 / sqrt(3)
+    assert "| 1 / 1 (2) / 0 |" in text  # one scored, one pruned after 1 of 3 epochs
+    assert "10 min in all" in text
+    assert (tmp_path / "imgs" / "tuned" / "s-synthetic-d2.png").exists()
