@@ -11,6 +11,8 @@ import pandas as pd
 from eval.plots import best_so_far_png
 from experiments.report.cells import comparison_sentence, fmt_ci, points
 from experiments.stats import paired_difference
+from experiments.trial import CENTER_LR, describe_space
+from losses import LOSSES
 
 METRIC = "final_test_acc"
 
@@ -114,4 +116,10 @@ def tuned_markdown(df: pd.DataFrame, results: Path, imgs: Path, readme_dir: Path
     head = ("Each loss searched with the same budget (trials, epochs, images) on validation images held out of "
             "the training split, its best point then trained again over several seeds and tested once; "
             "differences are paired by seed (the same seed gives the same initialisation and batches).")
-    return "\n\n".join([head] + [study_markdown(s, df, imgs, readme_dir, relative) for s in found])
+    return "\n\n".join([head] + [study_markdown(s, df, imgs, readme_dir, relative) for s in found] + [spaces()])
+
+
+def spaces() -> str:
+    """Every loss's search space under the joint center rule, from the option definitions."""
+    return "\n".join([f"Search spaces (`--center-rule separate` adds {CENTER_LR.describe_search()}):", ""]
+                     + [f"- `{loss}`: {describe_space(loss, 'joint')}" for loss in LOSSES])
