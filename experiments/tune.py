@@ -473,9 +473,9 @@ def main(argv=None) -> int:
         for outcome in backend.run([WorkerJob(i) for i in range(args.workers)], args, stop, lambda _: None, task=work):
             if outcome.error:
                 print(f"tune: worker {outcome.cfg.index} failed: {outcome.error}", file=sys.stderr)
-        searched = all(counted(s) >= args.trials and not running(s) for s in open_studies(args).values())
+        searched = all(counted(s) >= args.trials and not running(s) for s in studies.values())  # live: read from the journal
         if searched and args.reproductions:
-            reproductions = reproduce(args, open_studies(args), backend, stop, device)
+            reproductions = reproduce(args, studies, backend, stop, device)
     except KeyboardInterrupt:
         print("tune: interrupted; each running trial is enqueued again and resumes from its last epoch, finished "
               "trials and reproductions are kept: the same command continues", file=sys.stderr)
@@ -483,7 +483,7 @@ def main(argv=None) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
         stop.file.unlink(missing_ok=True)
-        write_summary(args, open_studies(args), reproductions, time.time() - t0)
+        write_summary(args, studies, reproductions, time.time() - t0)
     left = sum(max(0, args.trials - counted(s)) for s in studies.values())
     if left:
         print(f"tune: stopped with {left} trials left; the same command continues the study")
