@@ -36,7 +36,7 @@ SHARED = ("experiments.trainer", "experiments.augment", "experiments.center_rule
 NO_EFFECT = ("experiments.report", "experiments.grid", "experiments.backends", "experiments.bench",
              "experiments.bundle", "experiments.check_env", "experiments.claims", "experiments.cli_types",
              "experiments.fingerprint", "experiments.gpu_check", "experiments.graph_pool_probe", "experiments.io",
-             "experiments.ledger", "experiments.plain_loop", "experiments.presets", "experiments.provenance",
+             "experiments.ledger", "experiments.plain_loop", "experiments.presets", "experiments.provenance", "experiments.self_check", "experiments.slot",
              "experiments.stats", "experiments.sweep", "experiments.tensorboard_log", "experiments.train",
              "experiments.trial", "experiments.tune",
              "eval.plots", "losses", "losses.options")

@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="time budget: no run is started that its estimate says cannot finish in time; when the "
                              "budget ends, running runs stop after their current epoch (checkpointed) and the grid "
                              "exits 0; the same command resumes them. SIGTERM does the same")
+    parser.add_argument("--fill-budget", action="store_true",
+                        help="with --max-minutes: start runs even when their estimate says they cannot finish in "
+                             "time; they stop after an epoch, checkpointed, and the same command resumes them (time "
+                             "that recurs: GPU slots, walltime allocations)")
     parser.add_argument("--runs-per-gpu", type=positive_int, default=None,
                         help="runs sharing one GPU, the same default for every backend: 4 on a GPU of 40 GB or more, "
                              "2 below that, 1 on the CPU (local: processes side by side; ray: each task takes 1/N "
@@ -110,10 +114,11 @@ def parse_args(argv=None):
 
 
 def planned_configs(args) -> list:
-    """datasets x known classes x feat_dims x losses x swept values x seeds."""
+    """seeds x datasets x known classes x feat_dims x losses x swept values: every cell of the first seed
+    before any cell of the next, so a grid cut short holds whole tables rather than many seeds of a few cells."""
     return [config_from_args(argparse.Namespace(**{**vars(args), **point}), dataset, loss, feat_dim, seed, known)
-            for dataset in args.datasets for known in args.known_classes for feat_dim in args.feat_dims
-            for loss in args.losses for point in sweep_points(args, loss, args.scoped) for seed in args.seeds]
+            for seed in args.seeds for dataset in args.datasets for known in args.known_classes
+            for feat_dim in args.feat_dims for loss in args.losses for point in sweep_points(args, loss, args.scoped)]
 
 
 def recorded_runs(rows: list[dict], reuse_stale: bool) -> tuple[set[str], set[str]]:
@@ -226,6 +231,8 @@ def main(argv=None) -> int:
     here = device_name(device)
 
     def estimate(cfg) -> float | None:  # the ledger is re-read: runs finished meanwhile inform the estimate
+        if args.fill_budget:
+            return None
         return estimate_seconds(cfg, args.out / cfg.run_id, read_rows(args.results / "runs.csv"), here)
 
     left, elsewhere = len(todo), 0

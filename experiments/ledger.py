@@ -95,6 +95,14 @@ def mark_superseded(runs: list[dict]) -> list[dict]:
     return runs
 
 
+def start_ledger(results_dir: Path) -> None:
+    """Write an empty ledger (the two CSVs with their columns) where there is none yet."""
+    with ledger_lock(results_dir):
+        for name, columns in (("epochs.csv", EPOCH_COLUMNS), ("runs.csv", RUN_COLUMNS)):
+            if not (Path(results_dir) / name).exists():
+                atomic_write_csv(Path(results_dir) / name, [], columns)
+
+
 def ledger_lock(results_dir: Path) -> FileLock:
     """The lock every read-modify-write of a ledger holds."""
     Path(results_dir).mkdir(parents=True, exist_ok=True)

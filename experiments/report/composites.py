@@ -87,6 +87,17 @@ def stored(row, runs: Path, store: Path) -> dict | None:
     return made
 
 
+def keep_frames(df: pd.DataFrame, runs: Path, store: Path) -> int:
+    """Write the compact frames of every finished run whose directory is in ``runs`` into ``store``, without
+    drawing anything (a machine that hands its results back in a bundle, whose run directories stay behind);
+    the number of runs kept."""
+    kept = 0
+    for row in df[df["status"] == "finished"].to_dict("records"):
+        if (Path(runs) / row["run_id"]).is_dir() and stored(row, runs, store) is not None:
+            kept += 1
+    return kept
+
+
 def composite_pictures(df: pd.DataFrame, epochs: pd.DataFrame, runs: Path, store: Path, imgs: Path,
                        projection: str = "pca") -> list[dict]:
     """Draw every composite; one entry per setting drawn: ``dataset``, ``feat_dim``, ``rows`` (loss -> row),

@@ -1,0 +1,126 @@
+"""One GPU slot, one command, end to end on the CPU: pack, self-check, train to the budget, export; the next
+slot imports the bundle on a bare machine, resumes and finishes."""
+import json
+import shutil
+import tarfile
+import time
+
+from experiments import bundle, slot
+from experiments.ledger import read_rows
+
+GRID = ["--device", "cpu", "--datasets", "synthetic", "--feat-dims", "8", "--losses", "xent", "standalone",
+        "--seeds", "0", "--epochs", "30", "--train-size", "256", "--test-size", "100", "--check-steps", "3"]
+
+
+def machine(root):
+    return ["--results", str(root / "results"), "--runs", str(root / "runs")]
+
+
+def test_a_slot_stops_at_its_budget_and_the_next_slot_resumes_from_its_bundle_and_finishes(tmp_path, capsys):
+    here, gpu1, gpu2 = tmp_path / "here", tmp_path / "gpu1", tmp_path / "gpu2"
+    carry = tmp_path / "carry"
+    assert slot.main(["--pack", str(carry), "--datasets", "synthetic"] + machine(here)) == 0
+    assert "slot: packed" in capsys.readouterr().out and (carry / slot.MARKER).exists()
+
+    t0 = time.time()
+    assert slot.main(["--minutes", "0.5", "--out", str(tmp_path / "out1"), "--carry", str(carry)]
+                     + GRID + machine(gpu1)) == 0
+    assert time.time() - t0 < 0.5 * 60 + 6  # the budget holds, within an epoch and the summary
+    first = json.loads((tmp_path / "out1" / "summary.json").read_text())
+    assert first["self_check"]["verdict"] == "skipped"
+    assert first["self_check"]["reason"].startswith("no CUDA device: the graph-pool probe and the graphed steps "
+                                                    "are skipped")
+    assert first["steps"] == "eager steps (CPU)" and first["grid_exit"] == 0
+    assert first["cells"]["per_seed"]["0"]["planned"] == 2 and first["cells"]["per_seed"]["0"]["done"] < 2
+    assert first["cells"]["unfinished"] and all(e.endswith("/30") for e in first["cells"]["unfinished"].values())
+    assert first["measured"]["epochs_trained"] > 0 and first["measured"]["s_per_epoch"] > 0
+    assert first["next"][-1] == "in the next slot: python3 -m experiments.slot --minutes 0.5 --out $OUT"
+    text = (tmp_path / "out1" / "summary.txt").read_text()
+    assert "self-check: SKIPPED" in text and "cells recorded: seed 0" in text and "unfinished (epochs done)" in text
+    with tarfile.open(first["bundle"][0]) as tar:
+        names = tar.getnames()
+    assert "results/runs.csv" in names and any(n.endswith("checkpoint.pt") for n in names)
+    assert not any(n.startswith("imgs/") for n in names)  # pictures are generated where the bundle is imported
+
+    # the returned files are carried to the next slot, on a bare machine
+    carry2 = tmp_path / "carry2"
+    carry2.mkdir()
+    for f in first["bundle"]:
+        shutil.copy(f, carry2)
+    t0 = time.time()
+    assert slot.main(["--minutes", "0.75", "--out", str(tmp_path / "out2"), "--carry", str(carry2)]
+                     + GRID + machine(gpu2)) == 0
+    assert time.time() - t0 < 0.75 * 60 + 6
+    second = json.loads((tmp_path / "out2" / "summary.json").read_text())
+    assert second["cells"]["per_seed"]["0"] == {"done": 2, "planned": 2} and second["cells"]["unfinished"] == {}
+    assert second["next"][-1] == "every planned cell is recorded: commit results/, imgs/ and README.md"
+    log = (tmp_path / "out2" / "slot.log").read_text()
+    assert "bundle: imported" in log and "1 runs taken" in log or "2 runs taken" in log
+    rows = read_rows(gpu2 / "results" / "runs.csv")
+    assert sorted(r["loss"] for r in rows) == ["standalone", "xent"] and {r["status"] for r in rows} == {"finished"}
+    resumed = [r for r in rows if r["run_id"] in first["cells"]["unfinished"]]
+    assert resumed and all(r["epochs_done"] == "30" for r in resumed)
+    # here: the returned bundle merges into this checkout's ledger
+    counts = bundle.import_bundle(second["bundle"], here / "results", here / "results" / "imgs", here / "runs")
+    assert counts["rows added"] == 2
+
+
+def test_a_python_without_what_the_suite_needs_is_named_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(slot.check_env, "problems", lambda tests: ["optuna: not installed (need >= 4.0)"])
+    assert slot.main(["--minutes", "1", "--out", str(tmp_path / "out"), "--carry", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "lacks what the suite needs: optuna: not installed" in err
+    assert not (tmp_path / "out" / "summary.txt").exists()
+
+
+def test_pack_carries_the_data_the_bundle_and_the_wheels_the_gpu_machine_lacks(tmp_path, monkeypatch, capsys):
+    from experiments import datasets
+    from tests.idx_files import write_tiny_mnist  # tiny MNIST-layout files with their own md5s
+    root = tmp_path / "data"
+    spec, _ = write_tiny_mnist(root, "mnist")
+    monkeypatch.setitem(datasets.SPECS, "mnist", spec)
+    (tmp_path / "results").mkdir()
+    from experiments.ledger import start_ledger
+    start_ledger(tmp_path / "results")
+    monkeypatch.setattr(slot, "carried_requirements", lambda: ["pytorch-metric-learning>=2.9"])
+    got = []
+    monkeypatch.setattr(slot, "download_wheel",
+                        lambda req, dest: got.append(req) or dest.mkdir(parents=True, exist_ok=True)
+                        or (dest / "pytorch_metric_learning-2.9.0-py3-none-any.whl").write_bytes(b"w"))
+    carry = tmp_path / "carry"
+    assert slot.main(["--pack", str(carry), "--datasets", "mnist", "--data-root", str(root),
+                      "--results", str(tmp_path / "results"), "--runs", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert got == ["pytorch-metric-learning>=2.9"]
+    assert sorted(p.name for p in (carry / "data" / "mnist").iterdir()) == sorted(f"{n}.gz" for n in spec.files)
+    assert (carry / "grid.tar").exists() and "MiB): datasets mnist; bundle grid.tar; wheels pytorch_metric" in out
+    # a folder that --pack did not make is never overwritten
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    assert slot.main(["--pack", str(mine), "--datasets", "synthetic"]) == 2
+    assert (mine / "notes.txt").read_text() == "keep"
+    # over the size cap: refused, naming the largest file
+    assert slot.main(["--pack", str(carry), "--datasets", "mnist", "--data-root", str(root), "--max-mb", "0.000001",
+                      "--results", str(tmp_path / "results"), "--runs", str(tmp_path / "runs")]) == 2
+    assert "--max-mb" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_a_bundle_cut_into_parts_imports_whole(tmp_path):
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    from experiments.ledger import start_ledger
+    start_ledger(results)
+    (results / "frames").mkdir()
+    for k in range(3):
+        (results / "frames" / f"r{k}.pt").write_bytes(bytes(600 * 1024))
+    counts = bundle.export(tmp_path / "b" / "grid.tar", results, results / "imgs", runs, max_mb=16, part_mb=1)
+    assert [p.name for p in counts["files"]] == ["grid.tar", "grid.2.tar", "grid.3.tar"]
+    assert all(p.stat().st_size <= 2 ** 20 for p in counts["files"])
+    shutil.rmtree(results / "frames")
+    bundle.import_bundle(counts["files"], results, results / "imgs", runs)
+    assert sorted(p.name for p in (results / "frames").iterdir()) == ["r0.pt", "r1.pt", "r2.pt"]
+    # a shorter bundle of the same name replaces the old parts, leaving none behind
+    shutil.rmtree(results / "frames")
+    counts = bundle.export(tmp_path / "b" / "grid.tar", results, results / "imgs", runs, max_mb=16, part_mb=1,
+                           force=True)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["grid.tar"]
