@@ -9,7 +9,7 @@ autotuning and graph capture on CUDA, compilation on the CPU: its seconds in
 system seconds), and reports train images/s, s/epoch (a full epoch's steps
 plus one evaluation) and peak GPU memory. Before and after every case it
 times the same model trained by a plain PyTorch loop (torchvision transforms
-on PIL images, a DataLoader, eager fp32: ``experiments/plain_loop.py``), so
+on PIL images, a DataLoader, eager fp32: ``experiments/probes/plain_loop.py``), so
 every row says ``x plain``: its speed over the plain loop's, measured in the
 same process, alternately. ``--packed K`` then runs K bench processes side
 by side (graph mode on CUDA) and reports their summed images/s. Figures are
@@ -29,15 +29,17 @@ from pathlib import Path
 
 import torch
 
-from experiments.cli_types import HelpFormatter, non_negative_int, positive_int
-from experiments.config import RunConfig
-from experiments.data import add_offline_flag, epoch_batches
-from experiments.datasets import SPECS, default_data_root, file_problems, get_spec
-from experiments.io import atomic_write_csv
-from experiments.plain_loop import PlainLoop
-from experiments.provenance import code_version, device_name, resolve_device
-from experiments.data import load_data
-from experiments.trainer import Trainer
+from experiments.cli.types import HelpFormatter, non_negative_int, positive_int
+from experiments.engine.config import RunConfig
+from experiments.engine.data import epoch_batches
+from experiments.cli.recipe import add_offline_flag
+from experiments.datasets.specs import SPECS, default_data_root, file_problems, get_spec
+from experiments.engine.io import atomic_write_csv
+from experiments.probes.plain_loop import PlainLoop
+from experiments.engine.device import device_name, resolve_device
+from experiments.ledger.provenance import code_version
+from experiments.engine.data import load_data
+from experiments.engine.trainer import Trainer
 from losses import LOSSES
 
 

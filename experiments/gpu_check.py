@@ -6,7 +6,7 @@
 Three steps, each in its own process with its share of ``--max-minutes``
 (time a step leaves unused passes to the next):
 
-1. the graph-pool probe (``experiments/graph_pool_probe.py``): the caching
+1. the graph-pool probe (``experiments/probes/graph_pool.py``): the caching
    allocator's rule that the CUDA-graph step relies on, on real CUDA;
 2. the tests marked ``gpu`` (CUDA-graph step against the eager step in fp32
    and bf16, a whole run graphed against eager with the graph recaptured
@@ -34,10 +34,10 @@ from pathlib import Path
 
 import torch
 
-from experiments.cli_types import HelpFormatter, positive_float, positive_int
-from experiments.data import run_limited
-from experiments.datasets import SPECS, default_data_root, file_problems, get_spec
-from experiments.provenance import REPO
+from experiments.cli.types import HelpFormatter, positive_float, positive_int
+from experiments.datasets.sources import run_limited
+from experiments.datasets.specs import SPECS, default_data_root, file_problems, get_spec
+from experiments import REPO
 
 SHARES = {"probe": 0.1, "tests": 0.4, "bench": 0.5}  # of --max-minutes
 
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     dataset = args.dataset if not file_problems(get_spec(args.dataset), root) else "synthetic"
     py = sys.executable
     commands = {
-        "probe": [py, "-m", "experiments.graph_pool_probe"],
+        "probe": [py, "-m", "experiments.probes.graph_pool"],
         "tests": [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", f"--junitxml={out / 'junit.xml'}",
                   str(REPO / "tests")],
         "bench": [py, "-m", "experiments.bench", "--device", "cuda", "--datasets", dataset, "--steps", str(args.steps),

@@ -17,30 +17,28 @@ results/quick/ (not tracked by git).
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from experiments import report
-from experiments.backends import Stop, add_backend_arguments, build_backend, record_outcome
-from experiments.center_rules import rule_problem
-from experiments.cli_types import HelpFormatter, class_list, non_negative_int, positive_float, positive_int
-from experiments.data import load_images, prepare
-from experiments.datasets import SPECS, DataError
-from experiments.io import unwritable
-from experiments.fingerprint import code_fingerprint
-from experiments.ledger import DONE, epochs_on_disk, read_rows
-from experiments.presets import PRESET_KEYS, PRESETS
-from experiments.provenance import device_name, resolve_device
-from experiments.sweep import SweepError, check_flags, parse_set, sweep_points
-from experiments.train import (DATASET_HELP, KNOWN_CLASSES_HELP, add_recipe_arguments, apply_model_recipe,
-                               config_from_args, warn_single_class_batches)
+from experiments.cli.recipe import (DATASET_HELP, KNOWN_CLASSES_HELP, add_backend_arguments, add_recipe_arguments,
+                                    apply_model_recipe, backend_from_args, config_from_args, run_settings,
+                                    warn_single_class_batches)
+from experiments.cli.types import HelpFormatter, class_list, non_negative_int, positive_float, positive_int
+from experiments.datasets.specs import SPECS, DataError
+from experiments.engine.center_rules import rule_problem
+from experiments.engine.data import load_images
+from experiments.engine.device import device_name, resolve_device
+from experiments.engine.io import unwritable
+from experiments.ledger.rows import read_rows
+from experiments.runners.backends import record_outcome
+from experiments.runners.plan import Budget, estimate_seconds, ready_datasets, recorded_runs, stale_configs
+from experiments.runners.presets import PRESET_KEYS, PRESETS
+from experiments.runners.sweep import SweepError, check_flags, parse_set, sweep_points
 from losses import LOSSES, build_loss
-from models import MODELS
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m experiments.grid", description=__doc__,
@@ -121,68 +119,6 @@ def planned_configs(args) -> list:
             for feat_dim in args.feat_dims for loss in args.losses for point in sweep_points(args, loss, args.scoped)]
 
 
-def recorded_runs(rows: list[dict], reuse_stale: bool) -> tuple[set[str], set[str]]:
-    """``(done, stale)`` run ids: recorded finished or diverged by the code as it is now (by any code under
-    ``reuse_stale``), and recorded only by other code."""
-    current = {(r["loss"], r["model"]): code_fingerprint(r["loss"], r["model"]) for r in rows
-               if r["loss"] in LOSSES and r["model"] in MODELS}
-    done, stale = set(), set()
-    for r in rows:
-        if r["status"] not in DONE or r.get("superseded_by"):
-            continue
-        fresh = r.get("code_fingerprint") == current.get((r["loss"], r["model"]))
-        (done if fresh or reuse_stale else stale).add(r["run_id"])
-    return done, stale - done
-
-
-def stale_configs(rows: list[dict]) -> list:
-    """The configs of the ledger's current rows recorded by other code (for --retrain-stale)."""
-    _, stale = recorded_runs(rows, reuse_stale=False)
-    configs = {r["run_id"]: report.config_of(r) for r in rows if r["run_id"] in stale}
-    return [c for c in configs.values() if c is not None]
-
-
-def ready_datasets(names: list[str], root: Path) -> list[str]:
-    """The datasets that can be trained on; each other one is named with its real reason."""
-    ready = []
-    for name in names:
-        try:
-            prepare(name, root)
-            ready.append(name)
-        except DataError as e:
-            print(f"skipping {e}", file=sys.stderr)
-    return ready
-
-
-class Budget:
-    """When the runs are told to stop: ``--max-minutes`` from now, or at once on SIGTERM (what SLURM and
-    preemption send). The stop file lives in the run folder, which every worker sees."""
-
-    def __init__(self, max_minutes: float | None, out: Path):
-        deadline = time.time() + 60 * max_minutes if max_minutes else None
-        self.stop = Stop(Path(out) / f".stop-{os.getpid()}-{time.time_ns()}", deadline)
-        self.terminated = False
-
-    def on_sigterm(self, *_):
-        self.terminated = True
-        self.stop.file.touch()
-        print("grid: SIGTERM: running runs stop after their current epoch", file=sys.stderr, flush=True)
-
-    def close(self):
-        self.stop.file.unlink(missing_ok=True)
-
-
-def estimate_seconds(cfg, run_dir: Path, rows: list[dict], device: str) -> float | None:
-    """Seconds left for ``cfg``: its epochs to go times the median seconds per epoch of finished runs of the
-    same dataset and feat_dim on this device (None when there is none yet)."""
-    rates = sorted(float(r["wall_s"]) / int(r["epochs_done"]) for r in rows
-                   if r["status"] == "finished" and r["dataset"] == cfg.dataset and int(r["feat_dim"]) == cfg.feat_dim
-                   and r.get("device") == device and r.get("wall_s") and int(r.get("epochs_done") or 0) > 0)
-    if not rates:
-        return None
-    return rates[len(rates) // 2] * (cfg.epochs - epochs_on_disk(run_dir))
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     outputs = report.Outputs.for_ledger(args.results, args.imgs, args.readme)
@@ -227,7 +163,8 @@ def main(argv=None) -> int:
              if retrain else "") + f"(ledger {args.results})")
     budget = Budget(args.max_minutes, args.out)
     previous_sigterm = signal.signal(signal.SIGTERM, budget.on_sigterm)
-    backend = build_backend(args, device)
+    backend = backend_from_args(args, device)
+    settings = run_settings(args, args.results)
     here = device_name(device)
 
     def estimate(cfg) -> float | None:  # the ledger is re-read: runs finished meanwhile inform the estimate
@@ -238,14 +175,14 @@ def main(argv=None) -> int:
     left, elsewhere = len(todo), 0
     bar = tqdm(total=len(todo), desc="grid", unit="run", disable=args.no_progress, dynamic_ncols=True)
     try:
-        for outcome in backend.run(todo, args, budget.stop, estimate):
+        for outcome in backend.run(todo, settings, budget.stop, estimate):
             if outcome.skipped is not None:
                 print(f"run {outcome.cfg.run_id}: {outcome.skipped}")
                 elsewhere += 1
                 left -= 1
             elif outcome.stopped is None:
                 if not outcome.recorded:  # a worker that died, or a job the cluster lost
-                    record_outcome(args, outcome, here)
+                    record_outcome(settings, outcome, here)
                 left -= 1
             bar.set_postfix_str(outcome.cfg.run_id)
             bar.update()

@@ -25,16 +25,16 @@ def cpu_unless_marked_gpu(request, monkeypatch):
 
 @pytest.fixture(scope="session")
 def synthetic_data():
-    from experiments.data import DeviceData
-    from experiments.datasets import get_spec
+    from experiments.engine.data import DeviceData
+    from experiments.datasets.specs import get_spec
     return DeviceData(get_spec("synthetic"), Path("data"), torch.device("cpu"), train_size=1024, test_size=500)
 
 
 def dataset_root(name: str) -> Path | None:
     """The default data root once it holds the dataset (fetched there if need be), or None.
     In CI (CI=true) .ci/run installs Fashion-MNIST's package, so a missing Fashion-MNIST fails."""
-    from experiments.data import available
-    from experiments.datasets import default_data_root
+    from experiments.datasets.sources import available
+    from experiments.datasets.specs import default_data_root
     root = default_data_root()
     if available(name, root):
         return root

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments.datasets import SPECS
+from experiments.datasets.specs import SPECS
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

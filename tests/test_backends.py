@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from experiments import grid
-from experiments.ledger import read_rows
+from experiments.ledger.rows import read_rows
 
 REPO = Path(__file__).resolve().parent.parent
 MINI = ["--datasets", "synthetic", "--losses", "xent", "standalone", "--feat-dims", "2", "--seeds", "0",

@@ -4,8 +4,10 @@ import tarfile
 import pytest
 import torch
 
-from experiments import backends, bundle, grid
-from experiments.ledger import read_rows
+from experiments import bundle, grid
+from experiments.cli.recipe import run_settings
+from experiments.runners import backends
+from experiments.ledger.rows import read_rows
 
 ONE = ["--datasets", "synthetic", "--losses", "standalone", "--feat-dims", "2", "--epochs", "3", "--train-size", "256",
        "--test-size", "100", "--batch-size", "32", "--no-progress"]
@@ -76,10 +78,10 @@ def test_the_size_cap_and_an_existing_file_are_refused_with_the_reason(tmp_path,
 
 def test_a_two_dimensional_run_keeps_its_frames_small(tmp_path):
     """Per-epoch frames are float16 on at most 5000 points per split: ~53 KB an epoch, ~5 MB for 100 epochs."""
-    from experiments.config import RunConfig
-    from experiments.trainer import FRAME_POINTS, Trainer
-    from experiments.data import DeviceData
-    from experiments.datasets import get_spec
+    from experiments.engine.config import RunConfig
+    from experiments.engine.trainer import FRAME_POINTS, Trainer
+    from experiments.engine.data import DeviceData
+    from experiments.datasets.specs import get_spec
     cfg = RunConfig(dataset="synthetic", loss="standalone", epochs=1, batch_size=64, train_size=1024, test_size=500)
     embeddings = (torch.randn(10000, 2), torch.randint(0, 10, (10000,)), torch.randn(6000, 2), None,
                   torch.randint(0, 10, (6000,)))
@@ -102,5 +104,6 @@ def test_the_worker_data_cache_tells_known_class_splits_apart(tmp_path):
     a, b = grid.planned_configs(args)
     assert (a.known_classes, b.known_classes) == ("0-5", "")
     stop = backends.Stop(tmp_path / "no-stop", None)
-    assert backends.train_run(a, args, None, stop, None).result["ood_dataset"] == "unknown classes"
-    assert backends.train_run(b, args, None, stop, None).result["ood_dataset"] == "noise"
+    settings = run_settings(args, args.results)
+    assert backends.train_run(a, settings, None, stop, None).result["ood_dataset"] == "unknown classes"
+    assert backends.train_run(b, settings, None, stop, None).result["ood_dataset"] == "noise"

@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from experiments import grid
-from experiments.center_rules import CENTER_RULES
-from experiments.config import RunConfig
-from experiments.data import epoch_batches
-from experiments.trainer import Trainer
+from experiments.engine.center_rules import CENTER_RULES
+from experiments.engine.config import RunConfig
+from experiments.engine.data import epoch_batches
+from experiments.engine.trainer import Trainer
 from losses import LOSSES
 from losses.base import LossWithCenters
 from losses.options import Option

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from experiments import data, train
-from experiments.ledger import read_rows
+from experiments.ledger.rows import read_rows
 
 REPO = Path(__file__).resolve().parent.parent
 

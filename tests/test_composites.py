@@ -4,8 +4,8 @@ import torch
 
 import eval.plots as plots
 from experiments import report
-from experiments.io import atomic_write_csv
-from experiments.ledger import EPOCH_COLUMNS, RUN_COLUMNS
+from experiments.engine.io import atomic_write_csv
+from experiments.ledger.rows import EPOCH_COLUMNS, RUN_COLUMNS
 from experiments.report import Outputs
 from tests.test_report import ledger_row
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from eval.metrics import embed
-from experiments.compiled import CompiledForward
-from experiments.config import RunConfig
-from experiments.data import DeviceData
-from experiments.datasets import get_spec
-from experiments.trainer import Trainer
+from experiments.engine.compiled import CompiledForward
+from experiments.engine.config import RunConfig
+from experiments.engine.data import DeviceData
+from experiments.datasets.specs import get_spec
+from experiments.engine.trainer import Trainer
 from models import build_model
 
 CPU = torch.device("cpu")
@@ -94,7 +94,7 @@ def test_raised_glibc_thresholds_remove_the_page_faults_of_an_evaluation():
     child = textwrap.dedent("""
         import resource, torch
         from eval.metrics import embed
-        from experiments.cpu_memory import keep_freed_memory
+        from experiments.engine.cpu_memory import keep_freed_memory
         from models import build_model
         torch.set_num_threads(1)
         model = build_model("resnet", 1, 10, 2, 28)
@@ -116,7 +116,7 @@ def test_raised_glibc_thresholds_remove_the_page_faults_of_an_evaluation():
 
 
 def test_the_per_epoch_train_subset_size_goes_through_the_ledger(tmp_path):
-    from experiments.ledger import failed_row, read_rows, record
+    from experiments.ledger.rows import failed_row, read_rows, record
     from experiments.report import config_of
     for cfg in (tiny(eval_train_size=0), tiny()):
         record(tmp_path, failed_row(cfg.to_dict(), cfg.run_id, "x", "cpu"), [])

@@ -5,10 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from experiments import data as data_mod
-from experiments.augment import Augment, random_crop, random_flip, random_rotation
-from experiments.data import epoch_batches, from_debian_dir
-from experiments.datasets import SPECS, DataError, check_labels, file_problems, load_split
+from experiments import data as data_command
+from experiments.datasets import sources as data_mod
+from experiments.engine.data import first_line
+from experiments.engine.augment import Augment, random_crop, random_flip, random_rotation
+from experiments.engine.data import epoch_batches
+from experiments.datasets.sources import from_debian_dir
+from experiments.datasets.specs import SPECS, DataError, check_labels, file_problems, load_split
 from tests.idx_files import write_tiny_cifar, write_tiny_mnist
 
 
@@ -156,7 +159,7 @@ def test_train_and_fetch_give_the_one_line_that_check_gives(tmp_path, monkeypatc
         code = train.main(["--dataset", "fashion-mnist", "--data-root", str(root), "--out", str(tmp_path / "runs"),
                            "--epochs", "1", "--no-progress"])
     else:
-        code = data_mod.main(["fetch", "fashion-mnist", "--data-root", str(root)])
+        code = data_command.main(["fetch", "fashion-mnist", "--data-root", str(root)])
     err = capsys.readouterr().err
     assert code in (1, 2) and len(err.strip().splitlines()) == 1, err
     assert err.startswith("error: fashion-mnist: ") and "train-labels-idx1-ubyte: md5 mismatch" in err
@@ -164,17 +167,27 @@ def test_train_and_fetch_give_the_one_line_that_check_gives(tmp_path, monkeypatc
 
 
 def test_an_error_without_a_message_still_gives_a_line():
-    assert data_mod.first_line(AssertionError()) == "AssertionError"
-    assert data_mod.first_line(OSError("no route\nmore")) == "no route"
+    assert first_line(AssertionError()) == "AssertionError"
+    assert first_line(OSError("no route\nmore")) == "no route"
 
 
 def test_pack_then_fetch_from_carries_a_dataset_without_network(tmp_path, monkeypatch, capsys):
     root, spec, good = tiny_fashion_root(tmp_path, monkeypatch)
     monkeypatch.setitem(data_mod.SOURCES, "fashion-mnist", [])  # no other source may be used
-    assert data_mod.main(["pack", "fashion-mnist", "--data-root", str(root), "--to", str(tmp_path / "carry")]) == 0
+    assert data_command.main(["pack", "fashion-mnist", "--data-root", str(root), "--to", str(tmp_path / "carry")]) == 0
     assert sorted(p.name for p in (tmp_path / "carry" / "fashion-mnist").iterdir()) == sorted(
         f"{n}.gz" for n in spec.files)
     there = tmp_path / "there"
-    assert data_mod.main(["fetch", "fashion-mnist", "--data-root", str(there), "--from", str(tmp_path / "carry")]) == 0
+    assert data_command.main(["fetch", "fashion-mnist", "--data-root", str(there), "--from", str(tmp_path / "carry")]) == 0
     assert {n: (there / spec.folder / n).read_bytes() for n in spec.files} == good
     assert "fashion-mnist: ok" in capsys.readouterr().out
+
+
+def test_a_corrupt_carried_gzip_is_named_and_leaves_nothing_partial(tmp_path):
+    gz = tmp_path / "carry"
+    spec, _ = write_tiny_mnist(tmp_path / "unused", gz_dir=gz)
+    target = gz / "train-images-idx3-ubyte.gz"
+    target.write_bytes(target.read_bytes()[:-12])  # cut short, as a copy that broke off
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: not a readable gzip file .*data pack"):
+        from_debian_dir(spec, tmp_path / "root", source_dir=gz)
+    assert not [p for p in (tmp_path / "root").rglob("*") if p.is_file()]

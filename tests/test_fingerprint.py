@@ -3,27 +3,14 @@ from pathlib import Path
 
 import pytest
 
-from experiments import fingerprint, grid
-from experiments.fingerprint import NO_EFFECT, SHARED, code_fingerprint
-from experiments.ledger import merge, read_rows, record
+from experiments import grid
+from experiments.ledger import fingerprint
+from experiments.ledger.fingerprint import code_fingerprint
+from experiments.ledger.rows import merge, read_rows, record
 from losses import LOSSES
 
 REPO = Path(__file__).resolve().parent.parent
 STANDALONE_FAMILY = {"standalone", "standalone-log", "standalone-margin"}
-
-
-def module_names(package: str) -> set[str]:
-    return {".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
-            for p in (REPO / package).rglob("*.py")}
-
-
-def test_every_module_is_listed_as_shared_or_without_effect():
-    listed = set(SHARED) | set(NO_EFFECT)
-    for name in sorted((module_names("experiments") | module_names("eval")) - {"experiments", "eval"}):  # empty inits
-        owner = next((m for m in listed if name == m or name.startswith(m + ".")), None)
-        assert owner is not None, f"{name}: add it to SHARED or NO_EFFECT in experiments/fingerprint.py"
-    for name in listed:
-        fingerprint.module_file(name)  # every listed module exists
 
 
 def test_comments_and_docstrings_do_not_count_and_code_does(tmp_path):
@@ -31,13 +18,14 @@ def test_comments_and_docstrings_do_not_count_and_code_does(tmp_path):
     a.write_text('"""Doc."""\ndef f(x):\n    """Twice."""\n    return x + 1  # one\n')
     b.write_text('"""Other words."""\n\n# a comment\ndef f(x):\n    return x + 1\n')
     c.write_text('"""Doc."""\ndef f(x):\n    """Twice."""\n    return x + 2  # one\n')
-    assert fingerprint._tree(a) == fingerprint._tree(b) != fingerprint._tree(c)
+    assert fingerprint._statements(a) == fingerprint._statements(b) != fingerprint._statements(c)
 
 
 def edited(monkeypatch, filename: str):
-    """Make the fingerprint see ``filename`` as edited (its tree changed)."""
-    original = fingerprint._tree
-    monkeypatch.setattr(fingerprint, "_tree", lambda path: original(path) + ("edit" if path.name == filename else ""))
+    """Make the fingerprint see ``filename`` as edited (a statement added to it)."""
+    original = fingerprint._statements
+    monkeypatch.setattr(fingerprint, "_statements",
+                        lambda path: original(path) + (("edit",) if path.name == filename else ()))
 
 
 def test_editing_the_standalone_module_changes_its_family_and_no_other_loss(monkeypatch):
@@ -55,7 +43,8 @@ def test_editing_the_standalone_module_changes_its_family_and_no_other_loss(monk
 
 def test_a_loss_defined_outside_losses_counts_its_own_file():
     from tests.example_loss import HingeToCenter
-    assert [p.name for p in fingerprint.loss_files(HingeToCenter)] == ["base.py", "distances.py", "example_loss.py"]
+    assert sorted(p.name for p in fingerprint.loss_files(HingeToCenter)) == ["base.py", "distances.py",
+                                                                            "example_loss.py"]
 
 
 MINI = ["--datasets", "synthetic", "--losses", "xent", "standalone", "--feat-dims", "2", "--seeds", "0",
@@ -89,17 +78,19 @@ def test_an_edited_loss_makes_the_grid_retrain_its_runs_only(tmp_path, monkeypat
 
 
 def test_an_interrupted_checkpoint_of_other_code_is_not_resumed(tmp_path, monkeypatch):
-    from experiments.config import RunConfig
-    from experiments.data import load_data
-    from experiments.trainer import RunStopped, Trainer
+    from experiments.engine.config import RunConfig
+    from experiments.engine.data import load_data
+    from experiments.engine.trainer import RunStopped, Trainer
     import torch
     cfg = RunConfig(dataset="synthetic", loss="standalone", epochs=2, train_size=256, test_size=100, batch_size=64)
     data = load_data(cfg, tmp_path, torch.device("cpu"))
     with pytest.raises(RunStopped):
-        Trainer(cfg, data, torch.device("cpu"), tmp_path / cfg.run_id, progress=False).fit(lambda: True)
+        Trainer(cfg, data, torch.device("cpu"), tmp_path / cfg.run_id, progress=False,
+                fingerprint=code_fingerprint(cfg.loss, cfg.model)).fit(lambda: True)
     edited(monkeypatch, "standalone.py")
     logs = []
-    result = Trainer(cfg, data, torch.device("cpu"), tmp_path / cfg.run_id, progress=False, log=logs.append).fit()
+    result = Trainer(cfg, data, torch.device("cpu"), tmp_path / cfg.run_id, progress=False, log=logs.append,
+                     fingerprint=code_fingerprint(cfg.loss, cfg.model)).fit()
     assert result["epochs_done"] == 2 and not any("resuming" in line for line in logs)
     assert any("trained by other code" in line for line in logs)
 

@@ -14,13 +14,16 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from experiments import backends, bench, gpu_check
-from experiments.config import RunConfig
-from experiments.cuda_graph import GraphedStep
-from experiments.data import DataError, Source, ensure, run_limited
-from experiments.datasets import default_data_root
-from experiments.provenance import resolve_device
-from experiments.trainer import RunStopped, Trainer, restore_rng_state, rng_state
+from experiments import bench, gpu_check
+from experiments.cli.recipe import backend_from_args
+from experiments.runners import backends
+from experiments.engine.config import RunConfig
+from experiments.engine.cuda_graph import GraphedStep
+from experiments.datasets.sources import Source, ensure, run_limited
+from experiments.datasets.specs import DataError
+from experiments.datasets.specs import default_data_root
+from experiments.engine.device import resolve_device
+from experiments.engine.trainer import RunStopped, Trainer, restore_rng_state, rng_state
 from tests.fake_cuda import FakeCuda
 
 REPO = Path(__file__).resolve().parent.parent
@@ -148,13 +151,13 @@ def test_slurm_without_slurm_runs_runs_per_gpu_jobs_per_visible_gpu(monkeypatch)
     monkeypatch.setattr(backends, "default_runs_per_device", lambda device: 4)
     args = SimpleNamespace(backend="slurm", runs_per_gpu=None, cpus_per_run=None, slurm_partition=None, slurm_time=60,
                            slurm_gpus_per_task=1, slurm_parallelism=4, ray_address=None)
-    assert backends.build_backend(args, torch.device("cpu")).local_window() == 4  # the local/ray default
+    assert backend_from_args(args, torch.device("cpu")).local_window() == 4  # the local/ray default
     args.runs_per_gpu = 2
-    assert backends.build_backend(args, torch.device("cpu")).local_window() == 2
-    assert backends.build_backend(SimpleNamespace(**{**vars(args), "backend": "ray"}),
-                                  torch.device("cpu")).runs_per_gpu == 2
+    assert backend_from_args(args, torch.device("cpu")).local_window() == 2
+    assert backend_from_args(SimpleNamespace(**{**vars(args), "backend": "ray"}),
+                             torch.device("cpu")).runs_per_gpu == 2
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert backends.build_backend(args, torch.device("cpu")).local_window() == 16  # no GPU: the cores
+    assert backend_from_args(args, torch.device("cpu")).local_window() == 16  # no GPU: the cores
 
 
 # ---- 3. gpu-check: exit codes, a total budget, one folder ---------------------------------

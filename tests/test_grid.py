@@ -15,7 +15,7 @@ import pytest
 from experiments import grid, report
 from experiments.report import figures
 from experiments.report.rows import centers_of
-from experiments.ledger import read_rows
+from experiments.ledger.rows import read_rows
 
 REPO = Path(__file__).resolve().parent.parent
 MINI = ["--datasets", "synthetic", "--losses", "xent", "standalone", "--feat-dims", "2", "--seeds", "0", "1",

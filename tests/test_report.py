@@ -8,10 +8,10 @@ import pytest
 
 from experiments import report
 from experiments.report import compare, figures, readme, tables
-from experiments.config import REFERENCE_RECIPE, RunConfig
-from experiments.fingerprint import code_fingerprint
-from experiments.io import atomic_write_csv
-from experiments.ledger import CONFIG_COLUMNS, RUN_COLUMNS, group_id
+from experiments.engine.config import REFERENCE_RECIPE, RunConfig
+from experiments.ledger.fingerprint import code_fingerprint
+from experiments.engine.io import atomic_write_csv
+from experiments.ledger.rows import CONFIG_COLUMNS, RUN_COLUMNS, group_id
 
 T975_DF2 = 4.302653  # scipy.stats.t.ppf(0.975, 2), from a printed table
 

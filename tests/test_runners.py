@@ -8,9 +8,9 @@ import textwrap
 import time
 from pathlib import Path
 
-from experiments import claims
-from experiments.claims import Claim
-from experiments.ledger import read_rows
+from experiments.ledger import claims
+from experiments.ledger.claims import Claim
+from experiments.ledger.rows import read_rows
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -18,8 +18,8 @@ REPO = Path(__file__).resolve().parent.parent
 def test_two_processes_recording_at_once_lose_no_row(tmp_path):
     writer = textwrap.dedent("""
         import sys
-        from experiments.config import RunConfig
-        from experiments.ledger import failed_row, record
+        from experiments.engine.config import RunConfig
+        from experiments.ledger.rows import failed_row, record
         for seed in range(int(sys.argv[2]), int(sys.argv[2]) + 60):
             cfg = RunConfig(dataset="synthetic", loss="xent", seed=seed)
             record(sys.argv[1], failed_row(cfg.to_dict(), cfg.run_id, "x", "cpu"), [{"epoch": 1}])

@@ -5,12 +5,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from experiments.fingerprint import code_fingerprint
-from experiments.ledger import read_rows
-from experiments.provenance import device_name
+from experiments.ledger.fingerprint import code_fingerprint
+from experiments.ledger.rows import read_rows
+from experiments.engine.device import device_name
 from experiments.report import config_of
-from experiments.data import load_data
-from experiments.trainer import Trainer
+from experiments.engine.data import load_data
+from experiments.engine.trainer import Trainer
 from tests.conftest import dataset_root
 
 REPO = Path(__file__).resolve().parent.parent

@@ -5,8 +5,11 @@ import shutil
 import tarfile
 import time
 
-from experiments import bundle, slot
-from experiments.ledger import read_rows
+import pytest
+
+from experiments import slot
+from experiments.runners import bundle
+from experiments.ledger.rows import read_rows
 
 GRID = ["--device", "cpu", "--datasets", "synthetic", "--feat-dims", "8", "--losses", "xent", "standalone",
         "--seeds", "0", "--epochs", "30", "--train-size", "256", "--test-size", "100", "--check-steps", "3"]
@@ -18,51 +21,68 @@ def machine(root):
 
 def test_a_slot_stops_at_its_budget_and_the_next_slot_resumes_from_its_bundle_and_finishes(tmp_path, capsys):
     here, gpu1, gpu2 = tmp_path / "here", tmp_path / "gpu1", tmp_path / "gpu2"
-    carry = tmp_path / "carry"
+    carry, carry2 = tmp_path / "carry", tmp_path / "carry2"
     assert slot.main(["--pack", str(carry), "--datasets", "synthetic"] + machine(here)) == 0
     assert "slot: packed" in capsys.readouterr().out and (carry / slot.MARKER).exists()
 
+    argv = ["--minutes", "0.5", "--out", str(tmp_path / "out1"), "--carry", str(carry)] + GRID + machine(gpu1)
     t0 = time.time()
-    assert slot.main(["--minutes", "0.5", "--out", str(tmp_path / "out1"), "--carry", str(carry)]
-                     + GRID + machine(gpu1)) == 0
-    assert time.time() - t0 < 0.5 * 60 + 6  # the budget holds, within an epoch and the summary
+    assert slot.main(argv) == 0
+    assert time.time() - t0 < 0.5 * 60 + 3  # the budget holds: the last epoch in flight was planned for
     first = json.loads((tmp_path / "out1" / "summary.json").read_text())
-    assert first["self_check"]["verdict"] == "skipped"
+    assert first["self_check"]["verdict"] == "skipped" and first["problems"] == [] and first["exit_code"] == 0
     assert first["self_check"]["reason"].startswith("no CUDA device: the graph-pool probe and the graphed steps "
                                                     "are skipped")
     assert first["steps"] == "eager steps (CPU)" and first["grid_exit"] == 0
+    assert "--epochs 30" in first["departs"] and "--datasets synthetic" in first["departs"]
     assert first["cells"]["per_seed"]["0"]["planned"] == 2 and first["cells"]["per_seed"]["0"]["done"] < 2
     assert first["cells"]["unfinished"] and all(e.endswith("/30") for e in first["cells"]["unfinished"].values())
     assert first["measured"]["epochs_trained"] > 0 and first["measured"]["s_per_epoch"] > 0
-    assert first["next"][-1] == "in the next slot: python3 -m experiments.slot --minutes 0.5 --out $OUT"
+    again = ["--minutes", "0.5", "--out", "$OUT"] + argv[4:]  # the same command: --carry, --device and the grid
+    assert first["next"] == ["here, with the returned files: ./suite bundle import grid.tar",
+                             f"here: ./suite slot --pack {carry}",
+                             "in the next slot: python3 -m experiments.slot " + " ".join(again)]
     text = (tmp_path / "out1" / "summary.txt").read_text()
     assert "self-check: SKIPPED" in text and "cells recorded: seed 0" in text and "unfinished (epochs done)" in text
+    assert "epoch   1" in (tmp_path / "out1" / "slot.log").read_text()  # the grid's own lines are in the log
     with tarfile.open(first["bundle"][0]) as tar:
         names = tar.getnames()
     assert "results/runs.csv" in names and any(n.endswith("checkpoint.pt") for n in names)
     assert not any(n.startswith("imgs/") for n in names)  # pictures are generated where the bundle is imported
 
-    # the returned files are carried to the next slot, on a bare machine
-    carry2 = tmp_path / "carry2"
-    carry2.mkdir()
-    for f in first["bundle"]:
-        shutil.copy(f, carry2)
+    # here: the returned files are imported and packed again; the next slot runs on a bare machine
+    bundle.import_bundle(first["bundle"], here / "results", here / "results" / "imgs", here / "runs")
+    assert slot.main(["--pack", str(carry2), "--datasets", "synthetic"] + machine(here)) == 0
     t0 = time.time()
     assert slot.main(["--minutes", "0.75", "--out", str(tmp_path / "out2"), "--carry", str(carry2)]
                      + GRID + machine(gpu2)) == 0
-    assert time.time() - t0 < 0.75 * 60 + 6
+    assert time.time() - t0 < 0.75 * 60 + 3
     second = json.loads((tmp_path / "out2" / "summary.json").read_text())
     assert second["cells"]["per_seed"]["0"] == {"done": 2, "planned": 2} and second["cells"]["unfinished"] == {}
     assert second["next"][-1] == "every planned cell is recorded: commit results/, imgs/ and README.md"
     log = (tmp_path / "out2" / "slot.log").read_text()
-    assert "bundle: imported" in log and "1 runs taken" in log or "2 runs taken" in log
+    assert "bundle: imported" in log and "resuming after epoch" in log
     rows = read_rows(gpu2 / "results" / "runs.csv")
     assert sorted(r["loss"] for r in rows) == ["standalone", "xent"] and {r["status"] for r in rows} == {"finished"}
     resumed = [r for r in rows if r["run_id"] in first["cells"]["unfinished"]]
     assert resumed and all(r["epochs_done"] == "30" for r in resumed)
-    # here: the returned bundle merges into this checkout's ledger
     counts = bundle.import_bundle(second["bundle"], here / "results", here / "results" / "imgs", here / "runs")
-    assert counts["rows added"] == 2
+    assert len(read_rows(here / "results" / "runs.csv")) == 2 and counts["rows added"] >= 1
+
+
+def test_a_slot_that_meets_problems_says_so_in_its_summary_and_exit_code(tmp_path, capsys):
+    common = ["--out", str(tmp_path / "out"), "--device", "cpu"] + GRID[2:]
+    assert slot.main(["--minutes", "0.1", "--carry", str(tmp_path / "nowhere")] + common) == 1
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert s["problems"][0].startswith(f"carry: {tmp_path / 'nowhere'} is not a folder made by `./suite slot --pack`")
+    assert "no time left for training" in (tmp_path / "out" / "slot.log").read_text()
+    for bad, line in ((["--losses", "xent", "softmaxx"], "--losses softmaxx: unknown; choose from xent, cent"),
+                      (["--datasets", "imagenet"], "--datasets imagenet: unknown; choose from mnist")):
+        capsys.readouterr()
+        assert slot.main(["--minutes", "1", "--carry", str(tmp_path)] + common + bad) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and line in err
+        assert line in (tmp_path / "out" / "summary.txt").read_text()
 
 
 def test_a_python_without_what_the_suite_needs_is_named_in_one_line(tmp_path, monkeypatch, capsys):
@@ -70,17 +90,17 @@ def test_a_python_without_what_the_suite_needs_is_named_in_one_line(tmp_path, mo
     assert slot.main(["--minutes", "1", "--out", str(tmp_path / "out"), "--carry", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "lacks what the suite needs: optuna: not installed" in err
-    assert not (tmp_path / "out" / "summary.txt").exists()
+    assert "lacks what the suite needs" in (tmp_path / "out" / "summary.txt").read_text()  # it comes back too
 
 
 def test_pack_carries_the_data_the_bundle_and_the_wheels_the_gpu_machine_lacks(tmp_path, monkeypatch, capsys):
-    from experiments import datasets
+    from experiments.datasets import specs as datasets
     from tests.idx_files import write_tiny_mnist  # tiny MNIST-layout files with their own md5s
     root = tmp_path / "data"
     spec, _ = write_tiny_mnist(root, "mnist")
     monkeypatch.setitem(datasets.SPECS, "mnist", spec)
     (tmp_path / "results").mkdir()
-    from experiments.ledger import start_ledger
+    from experiments.ledger.rows import start_ledger
     start_ledger(tmp_path / "results")
     monkeypatch.setattr(slot, "carried_requirements", lambda: ["pytorch-metric-learning>=2.9"])
     got = []
@@ -106,9 +126,9 @@ def test_pack_carries_the_data_the_bundle_and_the_wheels_the_gpu_machine_lacks(t
     assert "--max-mb" in capsys.readouterr().err.splitlines()[-1]
 
 
-def test_a_bundle_cut_into_parts_imports_whole(tmp_path):
+def test_a_bundle_cut_into_parts_imports_whole_and_refuses_a_missing_part(tmp_path):
     results, runs = tmp_path / "results", tmp_path / "runs"
-    from experiments.ledger import start_ledger
+    from experiments.ledger.rows import start_ledger
     start_ledger(results)
     (results / "frames").mkdir()
     for k in range(3):
@@ -116,6 +136,8 @@ def test_a_bundle_cut_into_parts_imports_whole(tmp_path):
     counts = bundle.export(tmp_path / "b" / "grid.tar", results, results / "imgs", runs, max_mb=16, part_mb=1)
     assert [p.name for p in counts["files"]] == ["grid.tar", "grid.2.tar", "grid.3.tar"]
     assert all(p.stat().st_size <= 2 ** 20 for p in counts["files"])
+    with pytest.raises(bundle.BundleError, match="part 3 of 3 is missing"):
+        bundle.import_bundle(counts["files"][:2], results, results / "imgs", runs)
     shutil.rmtree(results / "frames")
     bundle.import_bundle(counts["files"], results, results / "imgs", runs)
     assert sorted(p.name for p in (results / "frames").iterdir()) == ["r0.pt", "r1.pt", "r2.pt"]

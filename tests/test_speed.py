@@ -10,11 +10,11 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from experiments import bench, grid
-from experiments.augment import Augment
-from experiments.config import RunConfig
-from experiments.data import epoch_batches
-from experiments.ledger import read_rows
-from experiments.trainer import Trainer
+from experiments.engine.augment import Augment
+from experiments.engine.config import RunConfig
+from experiments.engine.data import epoch_batches
+from experiments.ledger.rows import read_rows
+from experiments.engine.trainer import Trainer
 from losses import LOSSES
 from tests.test_grid import grid_dirs
 
@@ -92,8 +92,8 @@ def test_the_host_sync_detector_sees_a_sync():
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-3), ("bf16", 3e-2)])
 def test_graph_step_gives_the_eager_losses(synthetic_data, precision, tolerance):
-    from experiments.data import DeviceData
-    from experiments.datasets import get_spec
+    from experiments.engine.data import DeviceData
+    from experiments.datasets.specs import get_spec
     data = DeviceData(get_spec("synthetic"), "data", torch.device("cuda"), 1024, 500)
     eager, _ = first_losses(data, torch.device("cuda"), use_graph=False, precision=precision)
     graphed, trainer = first_losses(data, torch.device("cuda"), use_graph=True, precision=precision)
@@ -102,8 +102,8 @@ def test_graph_step_gives_the_eager_losses(synthetic_data, precision, tolerance)
 
 @pytest.mark.gpu
 def test_graph_and_eager_runs_reach_the_same_accuracy(tmp_path):
-    from experiments.data import DeviceData
-    from experiments.datasets import get_spec
+    from experiments.engine.data import DeviceData
+    from experiments.datasets.specs import get_spec
     device = torch.device("cuda")
     data = DeviceData(get_spec("synthetic"), "data", device, 1024, 500)
     cfg = RunConfig(dataset="synthetic", loss="cent", feat_dim=16, epochs=12, batch_size=64, lr=0.05,

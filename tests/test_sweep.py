@@ -3,8 +3,8 @@ import pytest
 
 from experiments import grid, report
 from experiments.report import compare
-from experiments.ledger import read_rows
-from experiments.sweep import SweepError, parse_set
+from experiments.ledger.rows import read_rows
+from experiments.runners.sweep import SweepError, parse_set
 from losses import LOSSES, build_loss, loss_options
 from tests.example_loss import HingeToCenter
 

@@ -4,10 +4,10 @@ import json
 import pytest
 import torch
 
-from experiments.config import RunConfig
-from experiments.data import DeviceData
-from experiments.datasets import get_spec
-from experiments.trainer import Trainer
+from experiments.engine.config import RunConfig
+from experiments.engine.data import DeviceData
+from experiments.datasets.specs import get_spec
+from experiments.engine.trainer import Trainer
 from tests.conftest import fashion_mnist_root
 
 CPU = torch.device("cpu")
@@ -47,7 +47,7 @@ def test_two_dimensional_features_are_saved_per_epoch(synthetic_data, tmp_path):
 
 
 def test_frames_within_the_first_epoch_do_not_change_the_training(synthetic_data, tmp_path, monkeypatch):
-    import experiments.trainer as trainer_module
+    import experiments.engine.trainer as trainer_module
     cfg = synthetic_config("standalone", feat_dim=2, epochs=1)
     with_frames = Trainer(cfg, synthetic_data, CPU, tmp_path / "a", progress=False).fit()
     monkeypatch.setattr(trainer_module, "EARLY_FRAMES", ())
@@ -125,7 +125,7 @@ def test_every_variant_and_center_rule_trains_in_the_same_trainer(loss, rule, sy
 
 
 def test_fair_protocol_selects_on_validation_and_tests_once(tmp_path):
-    from experiments.data import load_data
+    from experiments.engine.data import load_data
     cfg = synthetic_config("standalone", protocol="fair", epochs=3)
     data = load_data(cfg, tmp_path, CPU)
     # 10% of each class of the 1024 training samples held out, disjoint from the rest
@@ -169,8 +169,8 @@ def test_an_ood_score_separates_a_shifted_set(loss, natural, synthetic_data, tmp
 
 
 def test_known_classes_never_let_an_unknown_class_reach_training_or_selection(tmp_path):
-    from experiments.datasets import make_synthetic
-    from experiments.data import load_data
+    from experiments.datasets.specs import make_synthetic
+    from experiments.engine.data import load_data
     _, raw_test = make_synthetic(train=False)
     cfg = synthetic_config("standalone", known_classes="0-5", protocol="fair", epochs=4)
     data = load_data(cfg, tmp_path, CPU)

@@ -1,5 +1,4 @@
-"""Equal-budget tuning (experiments/tune.py, experiments/trial.py) on tiny synthetic data."""
-import csv
+"""Equal-budget tuning (experiments/tune.py, experiments/tuning/trial.py) on tiny synthetic data."""
 import json
 import math
 import os
@@ -17,13 +16,14 @@ optuna = pytest.importorskip("optuna")  # in requirements.txt; a GPU machine's o
 from optuna.trial import TrialState  # noqa: E402
 
 from experiments import tune
-from experiments.config import RunConfig
-from experiments.datasets import get_spec
-from experiments.provenance import REPO
+from experiments.engine.config import RunConfig
+from experiments.datasets.specs import get_spec
+from experiments import REPO
 from experiments.report import tuned
-from experiments.trainer import Trainer
-from experiments import trial as trial_module
-from experiments.trial import CENTER_LR, LR, NoTestSplit, TrialData, run_trial, search_space, suggest, trial_config
+from experiments.engine.trainer import Trainer
+from experiments.tuning import trial as trial_module
+from experiments.tuning.study import storage
+from experiments.tuning.trial import CENTER_LR, LR, NoTestSplit, TrialData, run_trial, search_space, suggest, trial_config
 from losses import LOSSES
 
 TINY = ["--datasets", "synthetic", "--epochs", "2", "--train-size", "384", "--val-size", "128", "--no-progress",
@@ -35,7 +35,7 @@ def dirs(tmp_path):
 
 
 def load(tmp_path, study="tuned", loss="xent"):
-    store = tune.storage(tune.parse_args(["--study", study] + dirs(tmp_path)))
+    store = storage(tune.tune_spec(tune.parse_args(["--study", study] + dirs(tmp_path))))
     return optuna.load_study(study_name=f"{study}/synthetic/d2/{loss}", storage=store)
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from experiments.center_rules import build_center_rule
+from experiments.engine.center_rules import build_center_rule
 from losses import build_loss
 from tests.test_losses import C, X, Y, setup
 

@@ -29,8 +29,8 @@ from pathlib import Path
 import pandas as pd
 
 from eval.plots import write_if_changed
-from experiments.cli_types import HelpFormatter
-from experiments.io import unwritable
+from experiments.cli.types import HelpFormatter
+from experiments.engine.io import unwritable
 from experiments.report.figures import feature_pictures, learning_curves
 from experiments.report.composites import composite_pictures
 from experiments.report.readme import (MARKERS, pictures_markdown, relative, replace_section, results_markdown,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from experiments.stats import mean_ci
+from experiments.report.stats import mean_ci
 
 
 def fmt_ci(values, digits: int = 4) -> str:

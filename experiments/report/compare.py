@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from experiments.config import RunConfig
+from experiments.engine.config import RunConfig
 from experiments.report.cells import comparison_sentence, points
 from experiments.report.rows import config_of, run_groups
-from experiments.stats import paired_difference
+from experiments.report.stats import paired_difference
 from losses import option_definitions
 
 METRIC = "final_test_acc"

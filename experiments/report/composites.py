@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from eval.plots import composite_gif, composite_projection_png, even_subset, learning_curve_png
-from experiments.presets import is_preset_run
+from experiments.runners.presets import is_preset_run
 from experiments.report.figures import class_names, group_curve
 from experiments.report.rows import DATASET_ORDER, MAIN_LOSSES, config_of, held_out_split
 
@@ -88,13 +88,15 @@ def stored(row, runs: Path, store: Path) -> dict | None:
 
 
 def keep_frames(df: pd.DataFrame, runs: Path, store: Path) -> int:
-    """Write the compact frames of every finished run whose directory is in ``runs`` into ``store``, without
-    drawing anything (a machine that hands its results back in a bundle, whose run directories stay behind);
-    the number of runs kept."""
+    """Write into ``store`` the compact frames of the runs the README's pictures would show (one per main loss,
+    dataset and feat_dim: at most a few MiB whatever the number of seeds) whose directories are in ``runs``,
+    without drawing anything: for a machine that hands its results back in a bundle, its run directories
+    left behind. The number of runs kept."""
     kept = 0
-    for row in df[df["status"] == "finished"].to_dict("records"):
-        if (Path(runs) / row["run_id"]).is_dir() and stored(row, runs, store) is not None:
-            kept += 1
+    for rows in composite_runs(df).values():
+        for row in rows.values():
+            if (Path(runs) / row["run_id"]).is_dir() and stored(row, runs, store) is not None:
+                kept += 1
     return kept
 
 

@@ -1,5 +1,5 @@
-"""The pictures: learning curves per dataset and feat_dim, and the feature pictures of one run per loss
-(2-D gifs over the epochs, PCA of the final features otherwise)."""
+"""The pictures: learning curves per dataset and feat_dim, the feature pictures of one run per loss
+(2-D gifs over the epochs, PCA of the final features otherwise), and a single run's own pictures."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,10 +8,9 @@ import numpy as np
 import pandas as pd
 
 from eval.plots import embedding_pngs, feature_gifs, learning_curve_png
-from experiments.data import parse_classes
-from experiments.datasets import SPECS
+from experiments.engine.data import class_names as dataset_class_names
 from experiments.report.rows import DATASET_ORDER, MAIN_LOSSES, held_out_split, run_groups
-from experiments.stats import mean_ci
+from experiments.report.stats import mean_ci
 
 
 def picture_split(row) -> str:
@@ -79,9 +78,8 @@ def picture_runs(df: pd.DataFrame) -> list:
 
 
 def class_names(row) -> tuple[str, ...]:
-    names = SPECS[row["dataset"]].class_names
-    known = parse_classes(row.get("known_classes") or "")
-    return tuple(names[c] for c in known) if known else names
+    """A run's class names (its known classes only, for an open-set run) from its row or config dict."""
+    return dataset_class_names(row["dataset"], row.get("known_classes") or "")
 
 
 def picture_dir(imgs: Path, row) -> Path:
@@ -106,3 +104,18 @@ def feature_pictures(df: pd.DataFrame, runs: Path, imgs: Path) -> list[tuple[dic
         if (out_dir / f"{split}.{ext}").exists():
             made.append((row, out_dir, ext))
     return made
+
+
+def run_pictures(cfg, run_dir: Path) -> Path | None:
+    """The run's own pictures in ``run_dir/pictures``: 2-D gifs over training (train and held-out split), or
+    the PCA of the final wide features; None when the run has no features (it diverged)."""
+    names, out = class_names(cfg.to_dict()), run_dir / "pictures"
+    frames = sorted((run_dir / "features").glob("epoch_*.pt"))
+    title = f"{cfg.loss}, {cfg.dataset}"
+    if cfg.feat_dim == 2 and frames:
+        feature_gifs(frames, names, out, title, "test" if cfg.protocol == "reference" else "val")
+    elif cfg.feat_dim != 2 and (run_dir / "features" / "final.pt").exists():
+        embedding_pngs(run_dir / "features" / "final.pt", names, out, title)
+    else:
+        return None
+    return out

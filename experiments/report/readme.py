@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.presets import is_preset_run
+from experiments.runners.presets import is_preset_run
 from experiments.report.figures import picture_split
 from experiments.report.rows import config_of, on_recipe_finished
 from experiments.report.compare import against_xent

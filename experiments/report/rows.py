@@ -11,11 +11,11 @@ import pandas as pd
 
 from eval.ood import METRICS as OOD_METRICS
 from eval.ood import SCORES as OOD_SCORES
-from experiments.center_rules import CENTER_RULES
-from experiments.config import ADDED_LATER, RunConfig
-from experiments.datasets import SPECS
-from experiments.fingerprint import code_fingerprint
-from experiments.train import SWEEPABLE
+from experiments.datasets.specs import SPECS
+from experiments.engine.center_rules import CENTER_RULES
+from experiments.engine.config import SWEEPABLE, RunConfig
+from experiments.ledger.fingerprint import code_fingerprint
+from experiments.ledger.rows import config_of
 from losses import LOSSES, build_loss, loss_options
 from models import MODELS
 
@@ -35,34 +35,9 @@ MAIN_LOSSES = ["xent", "cent", "standalone"]
 DATASET_ORDER = list(SPECS)
 
 
-INT_FIELDS = ("feat_dim", "seed", "epochs", "batch_size", "lr_patience", "train_size", "test_size", "eval_train_size")
-
-
-FLOAT_FIELDS = ("lr", "momentum", "weight_decay", "lr_factor", "lr_threshold", "center_lr", "center_alpha")
-
-
 METRICS = ("best_test_acc", "final_test_acc", "final_train_acc", "final_test_acc_center",
            "final_test_acc_class_mean", "final_knn1_acc", "final_map_at_r", "final_intra_inter_ratio", "wall_s",
            "epochs_done", *(f"final_ood_{s}_{m}" for s in OOD_SCORES for m in OOD_METRICS))
-
-
-def config_of(row: dict) -> RunConfig | None:
-    """The run's config from its ledger row (None for a loss this version no longer has)."""
-    if row["loss"] not in LOSSES:
-        return None
-    known = loss_options(row["loss"])
-    d = {k: v for k, v in row.items() if k in RunConfig.__dataclass_fields__ and k != "loss_options"
-         and not (k in ADDED_LATER and v in ("", None))}  # a column added later is empty in older rows: its default
-    for k in INT_FIELDS:
-        if k in d:
-            d[k] = int(float(d[k])) if d[k] not in ("", None) else None
-    for k in FLOAT_FIELDS:
-        if k in d:
-            d[k] = float(d[k])
-    if d.get("precision") == "auto":  # rows from before fp32 was the default everywhere
-        d["precision"] = row.get("resolved_precision") or "fp32"
-    options = {k: v for k, v in json.loads(row["loss_options"] or "{}").items() if k in known}
-    return RunConfig.from_dict({**d, "loss_options": options})
 
 
 def departures_of(row: dict) -> str:
@@ -71,7 +46,7 @@ def departures_of(row: dict) -> str:
 
 
 def is_stale(row: dict) -> bool:
-    """Recorded by other code than the code as it is now (experiments/fingerprint.py)."""
+    """Recorded by other code than the code as it is now (experiments/ledger/fingerprint.py)."""
     if row["loss"] not in LOSSES or row["model"] not in MODELS:
         return True
     return row.get("code_fingerprint", "") != code_fingerprint(row["loss"], row["model"])

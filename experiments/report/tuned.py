@@ -10,8 +10,8 @@ import pandas as pd
 
 from eval.plots import best_so_far_png
 from experiments.report.cells import comparison_sentence, fmt_ci, points
-from experiments.stats import paired_difference
-from experiments.trial import CENTER_LR, describe_space
+from experiments.report.stats import paired_difference
+from experiments.tuning.trial import CENTER_LR, describe_space
 from losses import LOSSES
 
 METRIC = "final_test_acc"

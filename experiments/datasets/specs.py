@@ -1,4 +1,4 @@
-"""What each dataset is on disk and how to parse it.
+"""What each dataset is on disk and how to parse it (the data specs: the engine reads datasets through them).
 
 A ``DatasetSpec`` names the files of a dataset under the data root (torchvision
 layout), their byte sizes and md5s, the expected split sizes and per-class
@@ -114,6 +114,9 @@ SPECS: dict[str, DatasetSpec] = {
         how_to_get="nothing to fetch (generated in memory)", make=make_synthetic,
     ),
 }
+
+
+OOD_PARTNERS = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}  # the same image shape, other content
 
 
 def get_spec(name: str) -> DatasetSpec:

@@ -1,6 +1,6 @@
 """The GPU slot's self-check: does the CUDA-graph step train as the eager step does, on a real run?
 
-    python -m experiments.self_check --dataset fashion-mnist --steps 300     # prints one JSON line
+    python -m experiments.probes.self_check --dataset fashion-mnist --steps 300     # prints one JSON line
 
 Two checks on the run the grid trains most (the paper recipe: ResNet, fp32, batch 128, ``standalone``,
 whose pairwise term is the heaviest step), each time the same batches for both modes:
@@ -26,12 +26,12 @@ from pathlib import Path
 
 import torch
 
-from experiments.cli_types import HelpFormatter, positive_int
-from experiments.config import RunConfig
-from experiments.data import DeviceData, epoch_batches
-from experiments.datasets import SPECS, default_data_root, file_problems, get_spec
-from experiments.provenance import device_name, resolve_device
-from experiments.trainer import Trainer
+from experiments.cli.types import HelpFormatter, positive_int
+from experiments.engine.config import RunConfig
+from experiments.engine.data import DeviceData, epoch_batches
+from experiments.datasets.specs import SPECS, default_data_root, file_problems, get_spec
+from experiments.engine.device import device_name, resolve_device
+from experiments.engine.trainer import Trainer
 
 FIRST_STEPS, FIRST_STEPS_RTOL = 8, 1e-3
 TAIL, TAIL_RTOL = 50, 0.10
@@ -105,7 +105,7 @@ def check(dataset: str, data_root: Path, device: torch.device, steps: int) -> di
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m experiments.self_check", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m experiments.probes.self_check", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--dataset", choices=list(SPECS), default="fashion-mnist",
                         help="the run's dataset (the synthetic set when it is not present; nothing is fetched)")

@@ -20,6 +20,8 @@ REFERENCE_RECIPE = {"model": "resnet", "epochs": 100, "batch_size": 128, "lr": 0
                     "augment": "reference", "train_size": None, "test_size": None, "precision": "fp32",
                     "center_rule": "joint", "protocol": "reference", "known_classes": ""}
 
+SWEEPABLE = ("lr", "center_lr", "center_alpha", "weight_decay")  # recipe fields a grid may sweep
+
 # Fields added after runs were first recorded enter the hash only when they differ
 # from these defaults, so the ids of earlier runs stay valid.
 ADDED_LATER = {"center_rule": "joint", "center_lr": 0.5, "center_alpha": 0.5, "protocol": "reference",

@@ -5,7 +5,7 @@ file lock (``.ledger.lock`` beside them), so any number of processes may
 record at once and no row is ever lost or doubled.
 
 A run recorded again by other code (another fingerprint, see
-experiments/fingerprint.py) does not erase its old row: the old row stays,
+experiments/ledger/fingerprint.py) does not erase its old row: the old row stays,
 its ``superseded_by`` naming the fingerprint of the newer one, and the
 report leaves it out."""
 from __future__ import annotations
@@ -19,8 +19,10 @@ from filelock import FileLock
 
 from eval.ood import METRICS as OOD_METRICS
 from eval.ood import SCORES as OOD_SCORES
-from experiments.fingerprint import code_fingerprint
-from experiments.io import atomic_write_csv
+from experiments.engine.config import ADDED_LATER, RunConfig
+from experiments.engine.io import atomic_write_csv
+from experiments.ledger.fingerprint import code_fingerprint
+from losses import LOSSES, loss_options
 
 CONFIG_COLUMNS = ["dataset", "loss", "feat_dim", "seed", "model", "loss_options", "epochs", "batch_size", "lr",
                   "momentum", "weight_decay", "lr_factor", "lr_patience", "lr_threshold", "augment", "train_size",
@@ -56,8 +58,32 @@ def epochs_on_disk(run_dir: Path) -> int:
 
 def group_id(config: dict) -> str:
     """The run id without the seed: runs that differ only by seed share it."""
-    from experiments.config import RunConfig
     return RunConfig.from_dict({**config, "seed": 0}).run_id.replace("-s0-", "-")
+
+
+INT_FIELDS = ("feat_dim", "seed", "epochs", "batch_size", "lr_patience", "train_size", "test_size", "eval_train_size")
+
+
+FLOAT_FIELDS = ("lr", "momentum", "weight_decay", "lr_factor", "lr_threshold", "center_lr", "center_alpha")
+
+
+def config_of(row: dict) -> RunConfig | None:
+    """The run's config from its ledger row (None for a loss this version no longer has)."""
+    if row["loss"] not in LOSSES:
+        return None
+    known = loss_options(row["loss"])
+    d = {k: v for k, v in row.items() if k in RunConfig.__dataclass_fields__ and k != "loss_options"
+         and not (k in ADDED_LATER and v in ("", None))}  # a column added later is empty in older rows: its default
+    for k in INT_FIELDS:
+        if k in d:
+            d[k] = int(float(d[k])) if d[k] not in ("", None) else None
+    for k in FLOAT_FIELDS:
+        if k in d:
+            d[k] = float(d[k])
+    if d.get("precision") == "auto":  # rows from before fp32 was the default everywhere
+        d["precision"] = row.get("resolved_precision") or "fp32"
+    options = {k: v for k, v in json.loads(row["loss_options"] or "{}").items() if k in known}
+    return RunConfig.from_dict({**d, "loss_options": options})
 
 
 def row_from_result(result: dict) -> dict:

@@ -17,7 +17,7 @@ Python and launch overhead of a few hundred kernels is paid once.
   captured and only then released: at most two graphs live at once, and what
   the old one held goes back to the pool for the next capture, so memory does
   not grow with the number of recaptures. ``gpu-check`` confirms the rule on
-  real CUDA (``experiments/graph_pool_probe.py``).
+  real CUDA (``experiments/probes/graph_pool.py``).
 - GradScaler (fp16) syncs with the host on every step and cannot be captured;
   the trainer uses eager steps for fp16.
 - ``release()`` drops the graph, its pool and the step function (a bound

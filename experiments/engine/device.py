@@ -1,24 +1,9 @@
-"""Where a result came from: code version, device, library versions."""
+"""The device a run trains on, and its name as the ledger records it."""
 from __future__ import annotations
 
 import os
-import subprocess
-from pathlib import Path
 
 import torch
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def code_version() -> str:
-    """The git commit, with ``-dirty`` when tracked files have uncommitted changes."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=REPO).returncode != 0
-        return commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def device_name(device: torch.device) -> str:
@@ -36,4 +21,3 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} asked for, but CUDA is not available; use --device cpu")
     return torch.device(name)
-

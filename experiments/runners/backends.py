@@ -1,8 +1,9 @@
 """Where the grid's runs are trained: this machine, a Ray cluster, or SLURM (submitit).
 
 A backend maps a task (``train_run`` by default; the tuner's workers too) over
-the runs still to do and yields one ``Outcome`` per run as it ends; the grid records the outcomes and never asks which backend
-made them. Every backend stops the same way: the driver creates a stop file in
+the runs still to do, with the settings they share (``RunSettings``, or the
+task's own), and yields one ``Outcome`` per run as it ends; the grid records
+the outcomes and never asks which backend made them. Every backend stops the same way: the driver creates a stop file in
 the run folder (``--out``, which on a cluster must be on a filesystem every
 worker sees) when its time budget ends or it gets SIGTERM or Ctrl-C, and each
 run checks for it after every epoch, checkpoints and returns.
@@ -28,19 +29,43 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
+import dataclasses
+
 import torch
 
-from experiments.claims import Claim
-from experiments.cli_types import non_negative_int, positive_int
-from experiments.data import DeviceData
-from experiments.fingerprint import code_fingerprint
-from experiments.ledger import failed_row, is_done, record, row_from_result
-from experiments.provenance import REPO, device_name, resolve_device
-from experiments.data import load_data
-from experiments.train import run_one
-from experiments.trainer import RunStopped
+from experiments import REPO
+from experiments.datasets.sources import prepare_run
+from experiments.engine.data import DeviceData, load_data
+from experiments.engine.device import device_name, resolve_device
+from experiments.engine.run import RunContext, run_one
+from experiments.engine.trainer import RunStopped
+from experiments.ledger.claims import Claim
+from experiments.ledger.fingerprint import code_fingerprint
+from experiments.ledger.provenance import code_version
+from experiments.ledger.rows import failed_row, is_done, record, row_from_result
+from experiments.ledger.tensorboard import TensorBoardLog
 
 BACKENDS = ("local", "ray", "slurm")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What every run of one command shares and its config does not hold: where runs write (``out``: the run
+    directories; ``results``: the ledger), where the data lives, the device, and how the steps run."""
+    out: Path
+    results: Path
+    data_root: Path
+    device: str = "auto"
+    progress: bool = True
+    graph: bool = True  # False: eager steps on CUDA (--no-graph)
+    compile: bool = False
+    reuse_stale: bool = False  # a run recorded by other code counts as done
+
+    def context(self, device: torch.device, should_stop) -> RunContext:
+        """The engine's context of a run of ``cfg`` under these settings."""
+        return RunContext(device=device, data_root=self.data_root, out=self.out, should_stop=should_stop,
+                          progress=self.progress, use_graph=None if self.graph else False, compile=self.compile,
+                          code_version=code_version(), epoch_log=TensorBoardLog)
 
 
 @dataclass
@@ -73,62 +98,64 @@ class Stop:
 _data_cache: dict[tuple, DeviceData] = {}
 
 
-def train_cached(cfg, args, device, should_stop) -> dict:
+def train_cached(cfg, settings: RunSettings, device, should_stop) -> dict:
     """Train one config, reusing the dataset already on the device when it fits."""
     key = (cfg.dataset, cfg.train_size, cfg.test_size, cfg.protocol, cfg.known_classes, cfg.ood_images)
     if key not in _data_cache:
         _data_cache.clear()
-        _data_cache[key] = load_data(cfg, args.data_root, device)
-    result = run_one(cfg, args, _data_cache[key], device, should_stop)
+        prepare_run(cfg.dataset, settings.data_root)
+        _data_cache[key] = load_data(cfg, settings.data_root, device)
+    ctx = dataclasses.replace(settings.context(device, should_stop), fingerprint=code_fingerprint(cfg.loss, cfg.model))
+    result = run_one(cfg, ctx, _data_cache[key])
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return result
 
 
-def current_fingerprint(args, cfg) -> str | None:
+def current_fingerprint(settings: RunSettings, cfg) -> str | None:
     """The fingerprint a recorded run must have to count as done: the code's now, or any under --reuse-stale."""
-    return None if getattr(args, "reuse_stale", False) else code_fingerprint(cfg.loss, cfg.model)
+    return None if settings.reuse_stale else code_fingerprint(cfg.loss, cfg.model)
 
 
-def train_run(cfg, args, threads: int | None, stop: Stop, estimate_s: float | None) -> Outcome:
+def train_run(cfg, settings: RunSettings, threads: int | None, stop: Stop, estimate_s: float | None) -> Outcome:
     """Train one run wherever this is called (this process, a worker process, a Ray task, a SLURM job),
-    holding its claim (experiments/claims.py) until its row is recorded in the ledger."""
+    holding its claim (experiments/ledger/claims.py) until its row is recorded in the ledger."""
     if not stop.allows(estimate_s):
         return Outcome(cfg, stopped=0)
-    claim = Claim(args.out, cfg.run_id)
+    claim = Claim(settings.out, cfg.run_id)
     if not claim.take():
         return Outcome(cfg, skipped=f"trained by another runner ({claim.describe_holder()})")
     try:
-        if is_done(args.results, cfg.run_id, current_fingerprint(args, cfg)):
+        if is_done(settings.results, cfg.run_id, current_fingerprint(settings, cfg)):
             return Outcome(cfg, skipped="recorded by another runner meanwhile")
         if threads:
             torch.set_num_threads(threads)
-        device = resolve_device(args.device)
+        device = resolve_device(settings.device)
         try:
-            outcome = Outcome(cfg, result=train_cached(cfg, args, device, stop))
+            outcome = Outcome(cfg, result=train_cached(cfg, settings, device, stop))
         except RunStopped as e:
             return Outcome(cfg, stopped=e.epochs_done)
         except Exception as e:  # recorded as failed, and the grid goes on
             outcome = Outcome(cfg, error=f"{type(e).__name__}: {e}")
-        record_outcome(args, outcome, device_name(device))
+        record_outcome(settings, outcome, device_name(device))
         outcome.recorded = True
         return outcome
     finally:
         claim.release()
 
 
-def record_outcome(args, outcome: Outcome, device: str) -> None:
+def record_outcome(settings: RunSettings, outcome: Outcome, device: str) -> None:
     """The run's row (and its epochs) into the ledger: finished, diverged or failed."""
     cfg = outcome.cfg
     if outcome.error is not None:
         print(f"run {cfg.run_id} failed: {outcome.error}", file=sys.stderr)
-        record(args.results, failed_row(cfg.to_dict(), cfg.run_id, outcome.error, device), [])
+        record(settings.results, failed_row(cfg.to_dict(), cfg.run_id, outcome.error, device), [])
         return
     epoch_rows = []
     if outcome.result["epochs_done"]:  # a run that diverged in its first epoch wrote no metrics.csv
-        with open(Path(args.out) / cfg.run_id / "metrics.csv", newline="") as f:
+        with open(Path(settings.out) / cfg.run_id / "metrics.csv", newline="") as f:
             epoch_rows = list(csv.DictReader(f))
-    record(args.results, row_from_result(outcome.result), epoch_rows)
+    record(settings.results, row_from_result(outcome.result), epoch_rows)
 
 
 def error_outcome(cfg, error: BaseException) -> Outcome:
@@ -141,16 +168,16 @@ class LocalBackend:
     def __init__(self, runs_at_once: int, cpus_per_run: int | None):
         self.runs_at_once, self.cpus_per_run = runs_at_once, cpus_per_run
 
-    def run(self, configs, args, stop: Stop, estimate_s, task=train_run):
+    def run(self, configs, settings, stop: Stop, estimate_s, task=train_run):
         if self.runs_at_once == 1:
             for cfg in configs:
-                yield task(cfg, args, self.cpus_per_run, stop, estimate_s(cfg))
+                yield task(cfg, settings, self.cpus_per_run, stop, estimate_s(cfg))
             return
-        args.no_progress = True  # per-epoch bars of parallel workers would interleave
+        settings = dataclasses.replace(settings, progress=False)  # per-epoch bars of parallel workers would interleave
         threads = self.cpus_per_run or max(1, torch.get_num_threads() // self.runs_at_once)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(self.runs_at_once, mp_context=context, initializer=_init_worker) as pool:
-            pending = {pool.submit(task, cfg, args, threads, stop, estimate_s(cfg)): cfg for cfg in configs}
+            pending = {pool.submit(task, cfg, settings, threads, stop, estimate_s(cfg)): cfg for cfg in configs}
             try:
                 while pending:
                     done, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
@@ -180,7 +207,7 @@ class RayBackend:
     def __init__(self, address: str | None, runs_per_gpu: int, cpus_per_run: int | None):
         self.address, self.runs_per_gpu, self.cpus_per_run = address, runs_per_gpu, cpus_per_run
 
-    def run(self, configs, args, stop: Stop, estimate_s, task=train_run):
+    def run(self, configs, settings, stop: Stop, estimate_s, task=train_run):
         import ray
         handler = signal.getsignal(signal.SIGTERM)
         ray.init(address=self.address, include_dashboard=False, log_to_driver=False, configure_logging=False,
@@ -190,8 +217,8 @@ class RayBackend:
             gpus = 1 / self.runs_per_gpu if ray.cluster_resources().get("GPU", 0) > 0 else 0
             cpus = self.cpus_per_run or 1
             remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(task)
-            args.no_progress = True
-            pending = {remote.remote(cfg, args, cpus, stop, estimate_s(cfg)): cfg for cfg in configs}
+            settings = dataclasses.replace(settings, progress=False)
+            pending = {remote.remote(cfg, settings, cpus, stop, estimate_s(cfg)): cfg for cfg in configs}
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
                 for ref in done:
@@ -220,21 +247,21 @@ class SlurmBackend:
             return self.runs_per_gpu * torch.cuda.device_count()
         return max(1, (os.cpu_count() or 1) // (self.cpus_per_run or 1))
 
-    def run(self, configs, args, stop: Stop, estimate_s, task=train_run):
+    def run(self, configs, settings, stop: Stop, estimate_s, task=train_run):
         import submitit
         if not configs:
             return
-        executor = submitit.AutoExecutor(folder=Path(args.out) / ".submitit" / "%j")
+        executor = submitit.AutoExecutor(folder=Path(settings.out) / ".submitit" / "%j")
         executor.update_parameters(name="centerloss-grid", timeout_min=self.minutes, cpus_per_task=self.cpus_per_run or 1,
                                    gpus_per_node=self.gpus_per_task, slurm_array_parallelism=self.parallelism,
                                    **({"slurm_partition": self.partition} if self.partition else {}))
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
-        args.no_progress = True
+        settings = dataclasses.replace(settings, progress=False)
         cpus = self.cpus_per_run or 1
         queue = list(configs)
         if executor.cluster == "slurm":  # one job array; SLURM keeps --slurm-parallelism of them running
             n = len(queue)
-            jobs = executor.map_array(task, queue, [args] * n, [cpus] * n, [stop] * n,
+            jobs = executor.map_array(task, queue, [settings] * n, [cpus] * n, [stop] * n,
                                       [estimate_s(c) for c in queue])
             pending, queue, window = dict(zip(jobs, queue)), [], n
         else:  # local processes
@@ -243,7 +270,7 @@ class SlurmBackend:
             while pending or queue:
                 while queue and len(pending) < window:
                     cfg = queue.pop(0)
-                    pending[executor.submit(task, cfg, args, cpus, stop, estimate_s(cfg))] = cfg
+                    pending[executor.submit(task, cfg, settings, cpus, stop, estimate_s(cfg))] = cfg
                 for job in [j for j in pending if j.done()]:
                     cfg = pending.pop(job)
                     try:
@@ -256,33 +283,17 @@ class SlurmBackend:
             raise
 
 
-def add_backend_arguments(parser) -> None:
-    """Where the work runs: the same flags for the grid and the tuner."""
-    parser.add_argument("--backend", choices=BACKENDS, default="local",
-                        help="where runs train (or the tuner's workers run): local (this machine), ray (a Ray "
-                             "cluster), slurm (submitit job arrays); on a cluster --out must be on a filesystem every "
-                             "worker sees")
-    parser.add_argument("--cpus-per-run", type=positive_int,
-                        help="CPU threads of each run (default: this machine's split between the local runs; 1 for "
-                             "a Ray task or SLURM job)")
-    parser.add_argument("--ray-address", help="ray: 'auto' or host:port of a cluster started with `ray start` "
-                                              "(default: start a local Ray instance)")
-    parser.add_argument("--slurm-partition", help="slurm: the partition (default: the cluster's)")
-    parser.add_argument("--slurm-time", type=positive_int, default=240, help="slurm: minutes per job")
-    parser.add_argument("--slurm-gpus-per-task", type=non_negative_int, default=1, help="slurm: GPUs per job")
-    parser.add_argument("--slurm-parallelism", type=positive_int, default=16,
-                        help="slurm: jobs of the array running at once")
-
-
-def build_backend(args, device):
-    """The backend the grid's options name."""
-    runs_per_gpu = args.runs_per_gpu or default_runs_per_device(device)
-    if args.backend == "ray":
-        return RayBackend(args.ray_address, runs_per_gpu, args.cpus_per_run)
-    if args.backend == "slurm":
-        return SlurmBackend(args.slurm_partition, args.slurm_time, args.slurm_gpus_per_task, args.slurm_parallelism,
-                            args.cpus_per_run, runs_per_gpu)
-    return LocalBackend(runs_per_gpu, args.cpus_per_run)
+def build_backend(name: str, device: torch.device, runs_per_gpu: int | None = None, cpus_per_run: int | None = None,
+                  ray_address: str | None = None, slurm_partition: str | None = None, slurm_minutes: int = 240,
+                  slurm_gpus_per_task: int = 1, slurm_parallelism: int = 16):
+    """The backend of that name (``BACKENDS``); ``runs_per_gpu`` None: ``default_runs_per_device``."""
+    runs_per_gpu = runs_per_gpu or default_runs_per_device(device)
+    if name == "ray":
+        return RayBackend(ray_address, runs_per_gpu, cpus_per_run)
+    if name == "slurm":
+        return SlurmBackend(slurm_partition, slurm_minutes, slurm_gpus_per_task, slurm_parallelism, cpus_per_run,
+                            runs_per_gpu)
+    return LocalBackend(runs_per_gpu, cpus_per_run)
 
 
 def default_runs_per_device(device: torch.device) -> int:

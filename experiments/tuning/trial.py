@@ -25,10 +25,12 @@ from pathlib import Path
 
 import torch
 
-from experiments.config import RunConfig
-from experiments.data import DeviceData, prepare, stratified_split
-from experiments.datasets import DataError, DatasetSpec, load_split
-from experiments.trainer import RunStopped, Trainer
+from experiments.datasets.specs import DataError, DatasetSpec, load_split
+from experiments.engine.config import RunConfig
+from experiments.engine.data import DeviceData, stratified_split
+from experiments.engine.trainer import RunStopped, Trainer
+from experiments.ledger.fingerprint import code_fingerprint
+from experiments.ledger.tensorboard import TensorBoardLog
 from losses import LOSSES
 from losses.options import Option
 
@@ -81,7 +83,6 @@ class TrialData:
     (``val_size`` of them, stratified by class), on ``device``; no test split, no OOD images."""
 
     def __init__(self, spec: DatasetSpec, root: Path, device: torch.device, train_size: int, val_size: int):
-        prepare(spec.name, root)
         images, labels = load_split(spec, root, train=True)
         if train_size + val_size > len(labels):
             raise DataError(f"{spec.name}: --train-size {train_size} + --val-size {val_size} is more than its "
@@ -136,7 +137,8 @@ def run_trial(trial, cfg: RunConfig, data: TrialData, device: torch.device, run_
     """Train the trial's run; after every epoch report its validation accuracy to Optuna. Returns the trial
     trainer's result; raises optuna.TrialPruned when the pruner stops it, TrialStopped when told to stop."""
     import optuna
-    trainer = TrialTrainer(cfg, data, device, run_dir, progress=progress, log=log)
+    trainer = TrialTrainer(cfg, data, device, run_dir, progress=progress, log=log,
+                           fingerprint=code_fingerprint(cfg.loss, cfg.model), epoch_log=TensorBoardLog)
     reported, pruned = set(), []
 
     def after_epoch() -> bool:

@@ -1,6 +1,6 @@
 """Probe, on real CUDA, the caching allocator's rule that GraphedStep relies on.
 
-    python -m experiments.graph_pool_probe          # both patterns, each in its own process
+    python -m experiments.probes.graph_pool          # both patterns, each in its own process
 
 - ``old``: capture into a private pool, destroy the graph while its output is
   alive, capture again into the same pool. PyTorch asserts ``use_count > 0``
@@ -21,7 +21,7 @@ import sys
 
 import torch
 
-from experiments.cuda_graph import GraphedStep
+from experiments.engine.cuda_graph import GraphedStep
 
 
 def old_pattern() -> None:
@@ -64,7 +64,7 @@ PATTERNS = {"old": old_pattern, "new": new_pattern}
 def run_pattern(name: str, timeout_s: float) -> tuple[bool, str]:
     """``(passed, last line of its error)`` of one pattern in a child process."""
     try:
-        done = subprocess.run([sys.executable, "-m", "experiments.graph_pool_probe", name], capture_output=True,
+        done = subprocess.run([sys.executable, "-m", "experiments.probes.graph_pool", name], capture_output=True,
                               text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         return False, f"no answer within {timeout_s:.0f} s"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from experiments.engine.config import RunConfig
+
 PRESETS = {
     "paper": dict(datasets=["mnist", "fashion-mnist", "cifar-10"], feat_dims=[2, 128],
                   losses=["xent", "cent", "standalone"], seeds=[0], epochs=100, train_size=None, test_size=None,
@@ -26,7 +28,6 @@ PRESET_KEYS = ("datasets", "feat_dims", "losses", "seeds", "epochs", "train_size
 def is_preset_run(cfg, name: str) -> bool:
     """Whether the run config ``cfg`` is one of the preset's runs with the reference recipe's other fields and
     the loss's default options."""
-    from experiments.config import RunConfig
     preset = PRESETS[name]
     expected = RunConfig(dataset=cfg.dataset, loss=cfg.loss, feat_dim=cfg.feat_dim, seed=cfg.seed,
                          epochs=preset["epochs"], train_size=preset["train_size"], test_size=preset["test_size"],

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import itertools
 
-from experiments.train import LOSS_OPTIONS, SWEEPABLE
-from losses import LOSSES, loss_options
+from experiments.engine.config import SWEEPABLE
+from losses import LOSSES, loss_options, option_definitions
+
+LOSS_OPTIONS = option_definitions()
 
 
 class SweepError(ValueError):

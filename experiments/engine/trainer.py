@@ -5,7 +5,9 @@ then per epoch train (device-side batches and augmentation, metrics summed on
 the device; on CUDA the step is one replayed CUDA graph), evaluate (large
 batches, no grad), sync once, log, checkpoint. The trainer never names a loss:
 it asks the loss for its parameters, whether it trains the head and how it
-predicts; the center rule (experiments/center_rules.py) updates the centers.
+predicts; the center rule (experiments/engine/center_rules.py) updates the centers.
+What it records beside the numbers comes from its caller: the code
+fingerprint and version (experiments/ledger/), and an epoch log (TensorBoard).
 
 Protocols: ``reference`` (the study's: the schedule and the best epoch are
 chosen on the test split, evaluated every epoch); ``fair`` (a fixed stratified
@@ -16,8 +18,8 @@ A run directory holds: config.json, metrics.csv (one row per epoch),
 checkpoint.pt (rewritten atomically after every epoch, so an interrupted run
 resumes where it stopped), result.json (written last), features/final.pt (the
 final or selected model's train-subset and test features), for feat_dim 2
-features/epoch_NNN.pt (and epoch_000.125.pt ... within epoch 1), and
-TensorBoard event files in tensorboard/.
+features/epoch_NNN.pt (and epoch_000.125.pt ... within epoch 1), and what
+the epoch log writes (TensorBoard event files in tensorboard/).
 """
 from __future__ import annotations
 
@@ -32,17 +34,15 @@ from tqdm.auto import tqdm
 from eval.embedding import embedding_metrics
 from eval.ood import detection_metrics, ood_scores
 from eval.metrics import embed, evaluate_embeddings
-from experiments.augment import Augment
-from experiments.center_rules import build_center_rule
-from experiments.compiled import CompiledForward
-from experiments.config import RunConfig
-from experiments.cpu_memory import keep_freed_memory
-from experiments.cuda_graph import GraphedStep
-from experiments.data import DeviceData, epoch_batches
-from experiments.io import atomic_torch_save, atomic_write_csv, atomic_write_json
-from experiments.fingerprint import code_fingerprint
-from experiments.provenance import code_version, device_name
-from experiments.tensorboard_log import TensorBoardLog
+from experiments.engine.augment import Augment
+from experiments.engine.center_rules import build_center_rule
+from experiments.engine.compiled import CompiledForward
+from experiments.engine.config import RunConfig
+from experiments.engine.cpu_memory import keep_freed_memory
+from experiments.engine.cuda_graph import GraphedStep
+from experiments.engine.data import DeviceData, epoch_batches
+from experiments.engine.device import device_name
+from experiments.engine.io import atomic_torch_save, atomic_write_csv, atomic_write_json
 from losses import build_loss
 from models import build_model
 
@@ -108,9 +108,13 @@ def set_aside_other_code(run_dir: Path, fingerprint: str, log=print) -> None:
 
 class Trainer:
     def __init__(self, cfg: RunConfig, data: DeviceData, device: torch.device, run_dir: Path,
-                 progress: bool = True, log=print, use_graph: bool | None = None, compile: bool = False):
+                 progress: bool = True, log=print, use_graph: bool | None = None, compile: bool = False,
+                 fingerprint: str = "", code_version: str = "unknown", epoch_log=None):
+        """``fingerprint`` and ``code_version``: recorded with the run (a run directory of another fingerprint
+        is set aside, never resumed); ``epoch_log``: ``(run_dir, first epoch) -> log`` with
+        ``log_epoch(row, class_names, features, labels, centers)`` and ``close()``, or None."""
         self.cfg, self.data, self.device, self.run_dir = cfg, data, device, Path(run_dir)
-        self.fingerprint = code_fingerprint(cfg.loss, cfg.model)
+        self.fingerprint, self.code_version, self.epoch_log_factory = fingerprint, code_version, epoch_log
         self.progress, self.log = progress, log
         self.precision = cfg.precision
         self.autocast_dtype = AUTOCAST_DTYPES[self.precision]
@@ -237,14 +241,15 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.run_dir / "config.json", {**self.cfg.to_dict(), "code_fingerprint": self.fingerprint})
         self.resume_if_interrupted()
-        self.tensorboard = TensorBoardLog(self.run_dir, self.start_epoch)
+        self.epoch_log = self.epoch_log_factory(self.run_dir, self.start_epoch) if self.epoch_log_factory else None
         t0 = time.perf_counter() - sum(row["seconds"] for row in self.history)
         try:
             status, diverged_epoch = self.train_epochs(should_stop)
         except KeyboardInterrupt:
             raise RunInterrupted(self.cfg.run_id, self.start_epoch - 1 + self.epochs_saved) from None
         finally:
-            self.tensorboard.close()
+            if self.epoch_log is not None:
+                self.epoch_log.close()
             self.release_step()
         final = self.final_evaluation() if status == "finished" else {}
         result = self.result(status, diverged_epoch, time.perf_counter() - t0, final)
@@ -337,10 +342,11 @@ class Trainer:
             frame = self.feature_frame(embeddings, row[f"{self.selection_split}_acc"], FRAME_POINTS)
             atomic_torch_save(self.run_dir / "features" / f"epoch_{epoch:03d}.pt", frame)
             centers = None if frame["centers"] is None else frame["centers"].numpy()
-            self.tensorboard.log_epoch(row, self.data.class_names, frame["test_features"].float().numpy(),
-                                       frame["test_labels"].numpy(), centers)
-        else:
-            self.tensorboard.log_epoch(row)
+            if self.epoch_log is not None:
+                self.epoch_log.log_epoch(row, self.data.class_names, frame["test_features"].float().numpy(),
+                                         frame["test_labels"].numpy(), centers)
+        elif self.epoch_log is not None:
+            self.epoch_log.log_epoch(row)
         atomic_torch_save(self.run_dir / "checkpoint.pt", {
             "epoch": epoch, "model": self.model.state_dict(), "loss": self.loss.state_dict(),
             "optimizer": self.optimizer.state_dict(), "center_rule": self.center_rule.state_dict(),
@@ -372,7 +378,7 @@ class Trainer:
         out = {"run_id": self.cfg.run_id, "status": status, "diverged_epoch": diverged_epoch,
                "epochs_done": len(self.history), "wall_s": round(wall_s, 2),
                "device": device_name(self.device), "precision": self.precision,
-               "torch_version": torch.__version__, "code_version": code_version(),
+               "torch_version": torch.__version__, "code_version": self.code_version,
                "code_fingerprint": self.fingerprint,
                "headline_rule": "argmax" if self.loss.prediction == "logits" else "nearest_center",
                "ood_dataset": self.data.ood_name, "train_images": len(self.data.train_labels),

@@ -1,0 +1,78 @@
+"""What a grid trains and when it stops: runs recorded already (by this code or other), the datasets that
+can be used, a time budget, and an estimate of the seconds a run still needs."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from experiments.datasets.sources import prepare
+from experiments.datasets.specs import DataError
+from experiments.ledger.fingerprint import code_fingerprint
+from experiments.ledger.rows import DONE, config_of, epochs_on_disk
+from experiments.runners.backends import Stop
+from losses import LOSSES
+from models import MODELS
+
+
+def recorded_runs(rows: list[dict], reuse_stale: bool) -> tuple[set[str], set[str]]:
+    """``(done, stale)`` run ids: recorded finished or diverged by the code as it is now (by any code under
+    ``reuse_stale``), and recorded only by other code."""
+    current = {(r["loss"], r["model"]): code_fingerprint(r["loss"], r["model"]) for r in rows
+               if r["loss"] in LOSSES and r["model"] in MODELS}
+    done, stale = set(), set()
+    for r in rows:
+        if r["status"] not in DONE or r.get("superseded_by"):
+            continue
+        fresh = r.get("code_fingerprint") == current.get((r["loss"], r["model"]))
+        (done if fresh or reuse_stale else stale).add(r["run_id"])
+    return done, stale - done
+
+
+def stale_configs(rows: list[dict]) -> list:
+    """The configs of the ledger's current rows recorded by other code (for --retrain-stale)."""
+    _, stale = recorded_runs(rows, reuse_stale=False)
+    configs = {r["run_id"]: config_of(r) for r in rows if r["run_id"] in stale}
+    return [c for c in configs.values() if c is not None]
+
+
+def ready_datasets(names: list[str], root: Path) -> list[str]:
+    """The datasets that can be trained on; each other one is named with its real reason."""
+    ready = []
+    for name in names:
+        try:
+            prepare(name, root)
+            ready.append(name)
+        except DataError as e:
+            print(f"skipping {e}", file=sys.stderr)
+    return ready
+
+
+class Budget:
+    """When the runs are told to stop: ``--max-minutes`` from now, or at once on SIGTERM (what SLURM and
+    preemption send). The stop file lives in the run folder, which every worker sees."""
+
+    def __init__(self, max_minutes: float | None, out: Path):
+        deadline = time.time() + 60 * max_minutes if max_minutes else None
+        self.stop = Stop(Path(out) / f".stop-{os.getpid()}-{time.time_ns()}", deadline)
+        self.terminated = False
+
+    def on_sigterm(self, *_):
+        self.terminated = True
+        self.stop.file.touch()
+        print("grid: SIGTERM: running runs stop after their current epoch", file=sys.stderr, flush=True)
+
+    def close(self):
+        self.stop.file.unlink(missing_ok=True)
+
+
+def estimate_seconds(cfg, run_dir: Path, rows: list[dict], device: str) -> float | None:
+    """Seconds left for ``cfg``: its epochs to go times the median seconds per epoch of finished runs of the
+    same dataset and feat_dim on this device (None when there is none yet)."""
+    rates = sorted(float(r["wall_s"]) / int(r["epochs_done"]) for r in rows
+                   if r["status"] == "finished" and r["dataset"] == cfg.dataset and int(r["feat_dim"]) == cfg.feat_dim
+                   and r.get("device") == device and r.get("wall_s") and int(r.get("epochs_done") or 0) > 0)
+    if not rates:
+        return None
+    return rates[len(rates) // 2] * (cfg.epochs - epochs_on_disk(run_dir))

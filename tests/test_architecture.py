@@ -1,0 +1,141 @@
+"""The layout's rules: imports only go down the layers and never in a circle, the engine is entered with
+typed objects, and the code fingerprint follows what produces numbers, not where files are."""
+import ast
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+COMMANDS = {"train", "grid", "tune", "bench", "bundle", "data", "gpu_check", "slot", "check_env"}
+# lowest first: a module may import its own layer's package and any layer before it, never one after it
+LAYERS = [
+    {"experiments", "experiments.cli", "experiments.cli.types"},
+    {"experiments.datasets"},
+    {"experiments.engine"},
+    {"experiments.ledger"},
+    {"experiments.runners", "experiments.probes"},
+    {"experiments.tuning"},
+    {"experiments.report"},
+    {"experiments.cli.recipe"},
+    {f"experiments.{c}" for c in COMMANDS},
+]
+
+
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in (REPO / "experiments").rglob("*.py") if p.name != "__main__.py"}
+
+
+def imports_of(path: Path, known: set[str]) -> set[str]:
+    """The suite's modules that ``path`` imports, anywhere in it (function-level imports too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+        for name in names:
+            while name and name not in known:
+                name = name.rpartition(".")[0]
+            if name:
+                found.add(name)
+    return found
+
+
+def layer_of(name: str) -> tuple[int, str]:
+    """The layer and the unit (package or module) of the longest name that holds ``name``."""
+    units = [(unit, i) for i, layer in enumerate(LAYERS) for unit in layer
+             if name == unit or (name.startswith(unit + ".") and unit not in ("experiments", "experiments.cli"))]
+    assert units, f"{name}: in no layer of tests/test_architecture.py"
+    unit, i = max(units, key=lambda u: len(u[0]))
+    return i, unit
+
+
+def graph() -> dict[str, set[str]]:
+    found = modules()
+    return {name: imports_of(path, set(found)) - {name} for name, path in found.items()}
+
+
+def test_every_import_goes_down_the_layers_or_stays_in_its_package():
+    wrong = []
+    for name, targets in graph().items():
+        (layer, unit) = layer_of(name)
+        for target in targets:
+            (target_layer, target_unit) = layer_of(target)
+            if target_layer > layer or (target_layer == layer and target_unit != unit and layer != len(LAYERS) - 1):
+                wrong.append(f"{name} imports {target}")
+    assert wrong == []
+
+
+def test_no_import_circle():
+    edges = graph()
+    state = {}
+
+    def visit(name, path):
+        state[name] = "open"
+        for target in edges.get(name, ()):
+            if target.startswith(name + "."):  # a package importing its own modules is no circle
+                continue
+            if state.get(target) == "open":
+                raise AssertionError(" -> ".join(path + [target]))
+            if target not in state:
+                visit(target, path + [target])
+        state[name] = "done"
+
+    for name in sorted(edges):
+        if name not in state:
+            visit(name, [name])
+
+
+def test_the_engine_never_takes_or_reads_an_argparse_namespace():
+    for path in (REPO / "experiments" / "engine").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                assert "argparse" not in ast.dump(node), f"{path.name} imports argparse"
+            if isinstance(node, (ast.FunctionDef, ast.Lambda)):
+                params = [a.arg for a in node.args.args + node.args.kwonlyargs]
+                assert "args" not in params, f"{path.name}: {getattr(node, 'name', 'lambda')} takes args"
+            if isinstance(node, ast.Name):
+                assert node.id not in ("Namespace", "args"), f"{path.name} reads {node.id}"
+
+
+FINGERPRINTS = ("import json; from experiments.ledger.fingerprint import code_fingerprint; from losses import LOSSES; "
+                "from models import MODELS; print(json.dumps({f'{l} {m}': code_fingerprint(l, m) for l in LOSSES "
+                "for m in MODELS}))")
+
+
+def fingerprints_of(tree: Path) -> dict:
+    out = subprocess.run([sys.executable, "-c", FINGERPRINTS], cwd=tree, capture_output=True, text=True, check=True)
+    return eval(out.stdout)  # noqa: S307 - our own printed dict
+
+
+def copy_of_the_code(tmp: Path) -> Path:
+    for part in ("experiments", "losses", "models", "eval"):
+        shutil.copytree(REPO / part, tmp / part, ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp
+
+
+def replace_in(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, (path, old)
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_help_text_fetch_code_and_moves_change_no_fingerprint_and_an_augmentation_edit_changes_all(tmp_path):
+    before = fingerprints_of(REPO)
+    tree = copy_of_the_code(tmp_path / "edits")
+    replace_in(tree / "experiments" / "cli" / "recipe.py", '"training epochs"', '"epochs to train"')  # a help string
+    replace_in(tree / "experiments" / "datasets" / "sources.py", "FETCH_LIMIT_S = 60.0", "FETCH_LIMIT_S = 90.0")
+    engine = tree / "experiments" / "engine"  # a pure move: cpu_memory.py renamed, its importer updated
+    (engine / "cpu_memory.py").rename(engine / "heap.py")
+    replace_in(engine / "trainer.py", "experiments.engine.cpu_memory", "experiments.engine.heap")
+    assert fingerprints_of(tree) == before
+    replace_in(engine / "augment.py", "degrees: float = 5.0", "degrees: float = 6.0")
+    after = fingerprints_of(tree)
+    assert all(after[k] != before[k] for k in before)
