@@ -19,9 +19,12 @@ LINE_STYLES = ("-", "--", ":", "-.")
 MAX_TRAIN_POINTS = 2000  # train frames subsample to keep gifs small
 
 
-def fixed_limits(arrays: list[np.ndarray], margin: float = 0.05) -> tuple[float, float, float, float]:
-    """Axis limits covering the 0.5-99.5 percentiles of all frames, so a gif does not jump."""
+def fixed_limits(arrays: list[np.ndarray], margin: float = 0.05) -> tuple[float, float, float, float] | None:
+    """Axis limits covering the 0.5-99.5 percentiles of all frames, so a gif does not jump; None when no frame
+    holds a finite point (a run that diverged at once)."""
     points = np.concatenate([a[np.isfinite(a).all(1)] for a in arrays])
+    if not len(points):
+        return None
     lo, hi = np.percentile(points, 0.5, axis=0), np.percentile(points, 99.5, axis=0)
     pad = (hi - lo) * margin + 1e-6
     return lo[0] - pad[0], hi[0] + pad[0], lo[1] - pad[1], hi[1] + pad[1]
@@ -78,6 +81,11 @@ def pca_2d(features: np.ndarray, basis_of: np.ndarray | None = None) -> np.ndarr
     """Project on the top two principal axes of ``basis_of`` (default: the features);
     the sign of each axis is fixed so the picture is deterministic."""
     ref = features if basis_of is None else basis_of
+    ref = ref[np.isfinite(ref).all(1)]  # a diverged model's NaN features have no direction
+    if ref.shape[1] < 2 or not len(ref):  # one feature (or none finite): the axis, and 0 beside it
+        out = np.zeros((len(features), 2), dtype=features.dtype)
+        out[:, :min(1, features.shape[1])] = features[:, :1] - (ref.mean(0)[:1] if len(ref) else 0)
+        return out
     mean = ref.mean(0)
     _, _, vt = np.linalg.svd(ref - mean, full_matrices=False)
     axes = vt[:2] * np.sign(vt[:2, :1] + 1e-12)

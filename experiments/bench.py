@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from experiments.cli.types import HelpFormatter, non_negative_int, positive_int
+from experiments.cli.types import HelpFormatter, Parser, non_negative_int, positive_int
 from experiments.engine.config import RunConfig
 from experiments.engine.data import epoch_batches
 from experiments.cli.recipe import add_offline_flag
@@ -161,7 +161,7 @@ def worker(barrier: str, k: int, args, device) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m experiments.bench", description=__doc__,
+    parser = Parser(prog="python -m experiments.bench", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--datasets", nargs="+", choices=list(SPECS),
                         help="default: every dataset present on CUDA, Fashion-MNIST (else the first present, else "

@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 
 from experiments import report
-from experiments.cli.types import HelpFormatter, positive_float
+from experiments.cli.types import HelpFormatter, Parser, positive_float
 from experiments.runners.bundle import BundleError, export, import_bundle
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m experiments.bundle", description=__doc__,
+    parser = Parser(prog="python -m experiments.bundle", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("command", choices=["export", "import"], help="export: write FILE; import: merge FILE here")
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE",

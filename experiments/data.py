@@ -18,13 +18,13 @@ import sys
 from pathlib import Path
 
 from experiments.cli.recipe import add_offline_flag
-from experiments.cli.types import HelpFormatter
+from experiments.cli.types import HelpFormatter, Parser
 from experiments.datasets.sources import Source, ensure, from_debian_dir, pack
 from experiments.datasets.specs import SPECS, DataError, default_data_root, file_problems, get_spec
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m experiments.data", description=__doc__,
+    parser = Parser(prog="python -m experiments.data", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("command", choices=["fetch", "check", "pack"],
                         help="fetch: make the datasets present and verified; check: only verify; pack: write their "

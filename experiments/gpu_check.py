@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from experiments.cli.types import HelpFormatter, positive_float, positive_int
+from experiments.cli.types import HelpFormatter, Parser, positive_float, positive_int
 from experiments.datasets.sources import run_limited
 from experiments.datasets.specs import SPECS, default_data_root, file_problems, get_spec
 from experiments import REPO
@@ -90,14 +90,14 @@ def summary(steps: dict[str, tuple[bool, str]], outcomes: list[tuple[str, str]],
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m experiments.gpu_check", description=__doc__,
+    parser = Parser(prog="python -m experiments.gpu_check", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--dataset", choices=list(SPECS), default="fashion-mnist",
                         help="the bench's dataset (the synthetic set when it is not present; nothing is fetched)")
     parser.add_argument("--steps", type=positive_int, default=200, help="timed steps per bench case")
     parser.add_argument("--max-minutes", type=positive_float, default=5.0,
                         help="the whole check's budget, split between probe, tests and bench "
-                             f"({', '.join(f'{int(100 * v)}%' for v in SHARES.values())})")
+                             f"({', '.join(f'{int(100 * v)}%%' for v in SHARES.values())})")
     parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "suite-gpu-check",
                         help="the folder for every file the check writes (logs, junit.xml, bench.csv)")
     parser.add_argument("--data-root", type=Path, default=default_data_root(), help="where the datasets live")

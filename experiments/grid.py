@@ -26,9 +26,9 @@ from tqdm.auto import tqdm
 from experiments import report
 from experiments.cli.recipe import (DATASET_HELP, KNOWN_CLASSES_HELP, add_backend_arguments, add_recipe_arguments,
                                     apply_model_recipe, backend_from_args, config_from_args, run_settings,
-                                    warn_single_class_batches)
-from experiments.cli.types import HelpFormatter, class_list, non_negative_int, positive_float, positive_int
-from experiments.datasets.specs import SPECS, DataError
+                                    size_problem, warn_single_class_batches)
+from experiments.cli.types import HelpFormatter, Parser, class_list, non_negative_int, positive_float, positive_int
+from experiments.datasets.specs import SPECS, DataError, file_problems, get_spec
 from experiments.engine.center_rules import rule_problem
 from experiments.engine.data import load_images
 from experiments.engine.device import device_name, resolve_device
@@ -41,7 +41,7 @@ from experiments.runners.sweep import SweepError, check_flags, parse_set, sweep_
 from losses import LOSSES, build_loss
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m experiments.grid", description=__doc__,
+    parser = Parser(prog="python -m experiments.grid", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--preset", choices=list(PRESETS), default="paper",
                         help="paper: the reference grid (3 datasets, 100 epochs, full splits), into results/; quick: "
@@ -119,10 +119,15 @@ def planned_configs(args) -> list:
             for feat_dim in args.feat_dims for loss in args.losses for point in sweep_points(args, loss, args.scoped)]
 
 
-def main(argv=None) -> int:
+def main(argv=None, report_to: dict | None = None) -> int:
+    """The command; ``report_to``, when given, receives how the grid ended: ``terminated`` (SIGTERM),
+    ``runs_left`` (not recorded: stopped or not started) and ``failed`` (the run ids recorded as failed)."""
     args = parse_args(argv)
+    ended = report_to if report_to is not None else {}
     outputs = report.Outputs.for_ledger(args.results, args.imgs, args.readme)
-    for problem in (unwritable(args.out), unwritable(args.results), None if args.no_report else outputs.problem()):
+    checks = () if args.dry_run else (unwritable(args.out), unwritable(args.results),
+                                      None if args.no_report else outputs.problem())
+    for problem in checks:  # a dry run writes nothing, so it asks nothing of the folders
         if problem is not None:
             print(f"error: {problem}; nothing was trained", file=sys.stderr)
             return 2
@@ -130,13 +135,14 @@ def main(argv=None) -> int:
     to_retrain = stale_configs(read_rows(args.results / "runs.csv")) if args.retrain_stale else []
     if args.retrain_stale:
         args.datasets = sorted({c.dataset for c in to_retrain}, key=list(SPECS).index)
-    args.datasets = ready_datasets(args.datasets, args.data_root)
-    try:
-        for name in args.datasets if args.ood_images else []:
-            load_images(args.ood_images, SPECS[name])
-    except DataError as e:
-        print(f"error: --ood-images {e}; nothing was trained", file=sys.stderr)
-        return 2
+    if not args.dry_run:  # a dry run fetches nothing
+        args.datasets = ready_datasets(args.datasets, args.data_root)
+        try:
+            for name in args.datasets if args.ood_images else []:
+                load_images(args.ood_images, SPECS[name])
+        except DataError as e:
+            print(f"error: --ood-images {e}; nothing was trained", file=sys.stderr)
+            return 2
     if args.retrain_stale and not to_retrain:
         print(f"grid: no run of {args.results / 'runs.csv'} was recorded by other code; nothing to retrain")
         return 0
@@ -146,14 +152,18 @@ def main(argv=None) -> int:
         return 1
     configs = [c for c in to_retrain if c.dataset in args.datasets] if args.retrain_stale else planned_configs(args)
     for cfg in configs:
-        problem = rule_problem(cfg.center_rule, cfg.loss, build_loss(cfg.loss, 10, cfg.feat_dim, **cfg.loss_options))
+        problem = rule_problem(cfg.center_rule, cfg.loss, build_loss(cfg.loss, 10, cfg.feat_dim, **cfg.loss_options)) \
+            or size_problem(cfg)
         if problem is not None:
             print(f"error: {problem}; nothing was trained", file=sys.stderr)
             return 2
     if args.dry_run:
         for cfg in configs:
             print(f"{cfg.run_id}  {', '.join(cfg.departures()) or 'reference recipe'}")
-        print(f"grid: {len(configs)} runs planned (dry run: nothing trained)")
+        missing = [d for d in args.datasets if file_problems(get_spec(d), args.data_root)]
+        print(f"grid: {len(configs)} runs planned (dry run: nothing trained, fetched or written)"
+              + (f"; not in {args.data_root} yet: {', '.join(missing)} (a real run fetches what it can)"
+                 if missing else ""))
         return 0
     done, stale = recorded_runs(read_rows(args.results / "runs.csv"), args.reuse_stale)
     todo = [c for c in configs if c.run_id not in done]
@@ -173,6 +183,7 @@ def main(argv=None) -> int:
         return estimate_seconds(cfg, args.out / cfg.run_id, read_rows(args.results / "runs.csv"), here)
 
     left, elsewhere = len(todo), 0
+    ended.update(terminated=False, runs_left=left, failed=[])
     bar = tqdm(total=len(todo), desc="grid", unit="run", disable=args.no_progress, dynamic_ncols=True)
     try:
         for outcome in backend.run(todo, settings, budget.stop, estimate):
@@ -184,6 +195,9 @@ def main(argv=None) -> int:
                 if not outcome.recorded:  # a worker that died, or a job the cluster lost
                     record_outcome(settings, outcome, here)
                 left -= 1
+                if outcome.error is not None or (outcome.result or {}).get("status") == "failed":
+                    ended["failed"].append(outcome.cfg.run_id)
+            ended["runs_left"] = left
             bar.set_postfix_str(outcome.cfg.run_id)
             bar.update()
     except KeyboardInterrupt:
@@ -194,6 +208,7 @@ def main(argv=None) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
         budget.close()
+        ended["terminated"] = budget.terminated
     bar.close()
     if elsewhere:
         print(f"grid: {elsewhere} runs were trained or recorded by another runner on this folder")

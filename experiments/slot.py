@@ -68,8 +68,8 @@ MARKER = "PACKED.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from experiments.cli.types import HelpFormatter, non_negative_int, positive_float, positive_int
-    parser = argparse.ArgumentParser(prog="python -m experiments.slot", description=__doc__,
+    from experiments.cli.types import HelpFormatter, Parser, non_negative_int, positive_float, positive_int
+    parser = Parser(prog="python -m experiments.slot", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--pack", type=Path, metavar="DIR",
                         help="here, before a slot: put the datasets, the current bundle and the wheels the GPU "
@@ -89,8 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=positive_int, help="epochs per run (default: the recipe's 100)")
     parser.add_argument("--train-size", type=positive_int, help="a training subset (default: the whole split)")
     parser.add_argument("--test-size", type=positive_int, help="a test subset (default: the whole split)")
-    parser.add_argument("--check-steps", type=positive_int,
-                        help="steps of the self-check per mode (default: 300 on CUDA, 10 on the CPU)")
+    parser.add_argument("--check-steps", type=positive_int, help="steps of the self-check per mode on CUDA (default: 300)")
     parser.add_argument("--results", type=Path, default=Path("results"), help="the ledger folder")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="the run directories")
     parser.add_argument("--data-root", type=Path, help="where the datasets live (default: the suite's, SUITE_DATA)")
@@ -281,7 +280,9 @@ def carried(carry: Path, log: Log, problems: list[str]) -> bool:
     if not marker.exists():
         problems.append(f"carry: {carry.resolve()} is not a folder made by `./suite slot --pack` (no {MARKER}): "
                         "no bundle imported, and the datasets must already be in the data root")
-    elif not json.loads(marker.read_text()).get("complete"):
+    elif "complete" not in (made := json.loads(marker.read_text())):
+        problems.append(f"carry: {carry.resolve()} was made by an older --pack: not used; pack it again")
+    elif not made["complete"]:
         problems.append(f"carry: {carry.resolve()} is an incomplete pack (its --pack failed): not used")
     else:
         return True
@@ -307,27 +308,26 @@ def self_check(args, device, seconds: float, log: Log) -> dict:
         log(f"self-check: graph-pool probe {result['probe'].upper()}"
             + (f": no answer within {limit:.0f} s" if done is None else "".join(f"; {line}" for line in lines[-1:])))
         seconds -= limit
-    steps = args.check_steps or (300 if device.type == "cuda" else 10)
-    if device.type != "cuda":  # nothing here can leave a broken CUDA context behind: no process of its own
-        from experiments.datasets.specs import default_data_root
-        from experiments.probes.self_check import check
-        result.update(check(args.datasets[0], root or default_data_root(), device, steps))
+    if device.type != "cuda":
+        result["reason"] = "no CUDA device: the graph-pool probe and the graphed steps are skipped"
+        log(f"self-check: SKIPPED: {result['reason']}")
+        return result
+    steps = args.check_steps or 300
+    limit = min(75.0, seconds)  # in its own process, killed at its limit (a broken CUDA context stays there)
+    cmd = [sys.executable, "-m", "experiments.probes.self_check", "--dataset", args.datasets[0], "--steps",
+           str(steps), "--device", str(device)] + (["--data-root", str(root)] if root else [])
+    done = run_limited(cmd, limit, cwd=REPO)
+    if done is None:
+        result.update(verdict="fail", reason=f"no answer within its {limit:.0f} s")
     else:
-        limit = min(75.0, seconds)
-        cmd = [sys.executable, "-m", "experiments.probes.self_check", "--dataset", args.datasets[0], "--steps",
-               str(steps), "--device", str(device)] + (["--data-root", str(root)] if root else [])
-        done = run_limited(cmd, limit, cwd=REPO)
-        if done is None:
-            result.update(verdict="fail", reason=f"no answer within {limit:.0f} s")
+        last = [line for line in done.stdout.splitlines() if line.startswith("{")][-1:]
+        if last:
+            result.update(json.loads(last[0]))
         else:
-            last = [line for line in done.stdout.splitlines() if line.startswith("{")][-1:]
-            if last:
-                result.update(json.loads(last[0]))
-            else:
-                tail = [line for line in done.stderr.splitlines() if line.strip()][-1:]
-                result.update(verdict="fail", reason=f"exit code {done.returncode}: {tail[0][:200] if tail else ''}")
-        if result.get("probe") == "fail" and result["verdict"] == "pass":
-            result.update(verdict="fail", reason="the graph-pool probe failed; " + result["reason"])
+            tail = [line for line in done.stderr.splitlines() if line.strip()][-1:]
+            result.update(verdict="fail", reason=f"exit code {done.returncode}: {tail[0][:200] if tail else ''}")
+    if result.get("probe") == "fail" and result["verdict"] == "pass":
+        result.update(verdict="fail", reason="the graph-pool probe failed; " + result["reason"])
     log(f"self-check: {result['verdict'].upper()} on {result.get('dataset', args.datasets[0])}: {result['reason']}")
     return result
 
@@ -357,10 +357,12 @@ def epoch_estimate(planned, results: Path, device: str, check: dict) -> float:
     time over epochs), else the self-check's steps per second (training only, so doubled for evaluation)."""
     from experiments.datasets.specs import get_spec
     from experiments.ledger.rows import read_rows
+    kinds = {(c.dataset, str(c.feat_dim), str(c.train_size or "")) for c in planned}
     rates = {}
     for r in read_rows(Path(results) / "runs.csv"):
-        if r.get("device") == device and r.get("wall_s") and int(r.get("epochs_done") or 0) > 0:
-            rates.setdefault((r["dataset"], r["feat_dim"]), []).append(float(r["wall_s"]) / int(r["epochs_done"]))
+        kind = (r["dataset"], r["feat_dim"], r.get("train_size") or "")
+        if kind in kinds and r.get("device") == device and r.get("wall_s") and int(r.get("epochs_done") or 0) > 0:
+            rates.setdefault(kind, []).append(float(r["wall_s"]) / int(r["epochs_done"]))
     known = [max(v) for v in rates.values()]
     if known:
         return max(known)
@@ -393,7 +395,7 @@ def measured(configs, before: dict, runs: Path) -> dict:
 
 def cells(configs, results: Path, runs: Path) -> dict:
     """Per seed: cells recorded (finished or diverged by the code as it is now) of the planned ones; the epochs
-    done of every unfinished run in the run folder."""
+    done of every planned run that is unfinished in the run folder."""
     from experiments.ledger.fingerprint import code_fingerprint
     from experiments.ledger.rows import epochs_on_disk, is_done
     from experiments.runners.bundle import unfinished_runs
@@ -404,7 +406,8 @@ def cells(configs, results: Path, runs: Path) -> dict:
         seed["planned"] += 1
         seed["done"] += is_done(results, cfg.run_id, code_fingerprint(cfg.loss, cfg.model))
     for run_id in unfinished_runs(runs):
-        out["unfinished"][run_id] = f"{epochs_on_disk(runs / run_id)}/{epochs.get(run_id, '?')}"
+        if run_id in epochs:
+            out["unfinished"][run_id] = f"{epochs_on_disk(runs / run_id)}/{epochs[run_id]}"
     return out
 
 
@@ -434,20 +437,28 @@ def summary_text(s: dict) -> str:
     return "\n".join(lines)
 
 
-def next_commands(argv: list[str], bundle_files: list[str], all_done: bool) -> list[str]:
+def next_commands(argv: list[str], carry: Path, bundle_files: list[str], all_done: bool, refused: bool) -> list[str]:
     """What to run here with the returned files, then in the next slot: the same command, ``--out $OUT``."""
+    if refused:
+        return ["fix what the problem line names, then run the same command again"]
     names = " ".join(Path(p).name for p in bundle_files)
     lines = [f"here, with the returned files: ./suite bundle import {names}" if names else
              "here: nothing to import (no bundle was written)"]
     if all_done:
         return lines + ["every planned cell is recorded: commit results/, imgs/ and README.md"]
-    again = list(argv)
-    for i, arg in enumerate(again[:-1]):
-        if arg == "--out":
-            again[i + 1] = "$OUT"
-    again = [a if a == "$OUT" else shlex.quote(a) for a in again]
-    return lines + ["here: ./suite slot --pack " + shlex.quote(str(next((again[i + 1] for i, a in enumerate(again[:-1])
-                                                                          if a == "--carry"), ".carry"))),
+    again, skip = [], False
+    for arg in argv:
+        if skip:
+            again.append("$OUT")
+            skip = False
+        elif arg == "--out":
+            again.append(arg)
+            skip = True
+        elif arg.startswith("--out="):
+            again.append("--out=$OUT")
+        else:
+            again.append(shlex.quote(arg))
+    return lines + [f"here: ./suite slot --pack {shlex.quote(str(carry))}",
                     "in the next slot: python3 -m experiments.slot " + " ".join(again)]
 
 
@@ -475,14 +486,15 @@ def run_slot(args, argv: list[str], t0: float) -> int:
     except Terminated:
         problems.append("SIGTERM outside the grid; what was trained is exported")
         summary["exit_code"] = 143
-    finally:
-        signal.signal(signal.SIGTERM, previous_sigterm)
+    finally:  # the export and the summary are not interrupted: a second signal waits until they are written
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        previous_sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
         if summary["exit_code"] not in (2,) and summary.get("ready"):
             export(args, log, problems, summary)
         summary.pop("ready", None)
         cells_state = summary.get("cells", {}).get("per_seed", {})
         all_done = bool(cells_state) and all(c["done"] == c["planned"] for c in cells_state.values())
-        summary["next"] = next_commands(argv, summary["bundle"], all_done)
+        summary["next"] = next_commands(argv, args.carry, summary["bundle"], all_done, summary["exit_code"] == 2)
         if problems and summary["exit_code"] == 0:
             summary["exit_code"] = 1
         summary["used_s"] = round(time.time() - t0, 1)
@@ -490,7 +502,18 @@ def run_slot(args, argv: list[str], t0: float) -> int:
         print(text, flush=True)
         (args.out / "summary.txt").write_text(text + "\n")
         (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        signal.signal(signal.SIGTERM, previous_sigterm)
+        signal.signal(signal.SIGINT, previous_sigint)
     return summary["exit_code"]
+
+
+def refuse(problem: str, log: Log, problems: list[str]) -> int:
+    """A problem that stops the slot before anything runs: one line on stderr, in the log and the summary."""
+    problems.append(problem)
+    print(f"error: {problem}", file=sys.stderr)
+    with open(log.path, "a") as f:
+        f.write(f"error: {problem}\n")
+    return 2
 
 
 def slot_steps(args, deadline: float, log: Log, problems: list[str], summary: dict) -> int:
@@ -500,14 +523,10 @@ def slot_steps(args, deadline: float, log: Log, problems: list[str], summary: di
         install_wheels(args.carry, log, problems)
     missing = check_env.problems(tests=False)
     if missing:
-        problems.append(f"{sys.executable} lacks what the suite needs: {'; '.join(missing)}; carry the wheels "
-                        "(`./suite slot --pack`) or use another Python; nothing was run")
-        print(f"error: {problems[-1]}", file=sys.stderr)
-        return 2
+        return refuse(f"{sys.executable} lacks what the suite needs: {'; '.join(missing)}; carry the wheels "
+                      "(`./suite slot --pack`) or use another Python; nothing was run", log, problems)
     if (problem := option_problem(args)) is not None:
-        problems.append(problem + "; nothing was run")
-        print(f"error: {problems[-1]}", file=sys.stderr)
-        return 2
+        return refuse(problem + "; nothing was run", log, problems)
     os.environ["SUITE_OFFLINE"] = "1"  # a slot's machine has no network: a missing file fails at once
     import torch
     from experiments import grid, report
@@ -519,23 +538,28 @@ def slot_steps(args, deadline: float, log: Log, problems: list[str], summary: di
     try:
         device = resolve_device(args.device)
     except (ValueError, RuntimeError) as e:
-        problems.append(f"--device {args.device}: {str(e).splitlines()[0]}; nothing was run")
-        print(f"error: {problems[-1]}", file=sys.stderr)
-        return 2
+        return refuse(f"--device {args.device}: {str(e).splitlines()[0]}; nothing was run", log, problems)
     summary["device"] = device_name(device)
     root = args.data_root or default_data_root()
     outputs = report.Outputs.for_ledger(args.results)
     log(f"slot: {args.minutes:g} min on {summary['device']} (torch {torch.__version__}); writing into {args.out}")
     summary["ready"] = True  # from here on, what is trained is exported
+    usable = [d for d in args.datasets if d == "synthetic"]
     for name in [d for d in args.datasets if d != "synthetic"]:
         folder = args.carry / "data" / name
         sources = [Source(f"files in {folder}", lambda spec, r, _s, d=folder: from_debian_dir(spec, r, 0, d))]
         try:
             ensure(name, root, sources=sources if use_carry else [], log=lambda *_: None)
             log(f"data: {name} verified in {root}")
+            usable.append(name)
         except DataError as e:
             problems.append(f"data: {e}")
             log(problems[-1])
+    if not usable:
+        problems.append("data: no dataset can be used (the lines above say why); nothing was trained")
+        log(problems[-1])
+        return 1
+    args.datasets = usable
     parts = sorted(args.carry.glob("grid*.tar"), key=lambda p: (len(p.name), p.name)) if use_carry else []
     if parts:
         try:
@@ -552,25 +576,30 @@ def slot_steps(args, deadline: float, log: Log, problems: list[str], summary: di
     before = {c.run_id: epochs_on_disk(args.runs / c.run_id) for c in planned}
     export_s = min(60.0, max(8.0, 0.05 * 60 * args.minutes))
     epoch_s = epoch_estimate(planned, args.results, summary["device"], check)
-    seconds = deadline - time.time() - export_s - min(1.5 * epoch_s, 0.3 * (deadline - time.time()))
+    seconds = deadline - time.time() - export_s - 1.2 * epoch_s  # the epoch in flight at the deadline finishes
     summary["cells"] = cells(planned, outputs.results, args.runs)
     if seconds < 5:
         log(f"grid: no time left for training ({max(seconds, 0):.0f} s after the export's {export_s:.0f} s and an "
             f"epoch's {epoch_s:.0f} s); none started")
         return 0
     log(f"grid: {seconds / 60:.1f} min with {summary['steps']} (an epoch estimated at {epoch_s:.0f} s)")
-    code = 0
+    code, ended = 0, {}
     try:
         with Tee(args.out / "slot.log"):
-            summary["grid_exit"] = grid.main(grid_argv(args, seconds, graph))
-    except KeyboardInterrupt:
-        summary["grid_exit"], code = 130, 130
-        problems.append("interrupted (Ctrl-C) during training; the running runs kept their last epoch")
+            summary["grid_exit"] = grid.main(grid_argv(args, seconds, graph), report_to=ended)
     except Exception as e:  # the slot still exports what was trained and says why the grid stopped
         summary["grid_exit"], code = f"{type(e).__name__}", 1
         problems.append(f"grid: stopped by {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-    if summary["grid_exit"] not in (0, 130) and code == 0:
+    if summary["grid_exit"] == 130:
+        code = 130
+        problems.append("interrupted (Ctrl-C) during training; the running runs kept their last epoch")
+    elif ended.get("terminated"):
+        code = 143
+        problems.append("SIGTERM during training; the running runs stopped after their epoch, checkpointed")
+    elif summary["grid_exit"] not in (0, None) and code == 0:
         problems.append(f"grid: exit code {summary['grid_exit']} (slot.log has its lines)")
+    for run_id in ended.get("failed", []):
+        problems.append(f"run {run_id} failed (its row and slot.log say why); the next slot trains it again")
     summary["measured"] = measured(planned, before, args.runs)
     summary["cells"] = cells(planned, outputs.results, args.runs)
     summary["planned"] = [c.run_id for c in planned]
@@ -605,7 +634,11 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.pack is not None:
-        return pack(args)
+        try:
+            return pack(args)
+        except KeyboardInterrupt:
+            print(f"interrupted: {args.pack} is incomplete, and a slot will not use it; pack again", file=sys.stderr)
+            return 130
     if args.minutes is None or args.out is None:
         parser.error("give --minutes and --out (the slot), or --pack DIR (before it)")
     return run_slot(args, argv, t0)

@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 
 from experiments.cli.recipe import (DATASET_HELP, KNOWN_CLASSES_HELP, LOSS_OPTION_FLAGS, add_recipe_arguments,
-                                    apply_model_recipe, config_from_args, run_settings, warn_single_class_batches)
-from experiments.cli.types import HelpFormatter, class_list, non_negative_int, positive_int
+                                    apply_model_recipe, config_from_args, run_settings, size_problem,
+                                    warn_single_class_batches)
+from experiments.cli.types import HelpFormatter, Parser, class_list, non_negative_int, positive_int
 from experiments.datasets.sources import prepare_run
 from experiments.datasets.specs import SPECS, DataError
 from experiments.engine.device import resolve_device
@@ -32,7 +33,7 @@ from losses import LOSSES, loss_options
 
 def build_parser() -> argparse.ArgumentParser:
     paired = ", ".join(n for n in LOSSES if LOSSES[n].pairs_across_classes)
-    parser = argparse.ArgumentParser(prog="python -m experiments.train", description=__doc__, formatter_class=HelpFormatter,
+    parser = Parser(prog="python -m experiments.train", description=__doc__, formatter_class=HelpFormatter,
                                      epilog=f"{paired} need batches holding several classes (their inter term sums "
                                             "over pairs of samples with different labels).")
     parser.add_argument("--dataset", choices=list(SPECS), default="fashion-mnist", help=DATASET_HELP)
@@ -59,6 +60,9 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = config_from_args(args, args.dataset, args.loss, args.feat_dim, args.seed, args.known_classes or "")
+    if (problem := size_problem(cfg)) is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     problem = unwritable(args.out)
     if problem:
         print(f"error: {problem}; choose another --out", file=sys.stderr)
@@ -75,15 +79,24 @@ def main(argv=None) -> int:
     except RunInterrupted as e:
         print(e, file=sys.stderr)
         return 130
-    except KeyboardInterrupt:  # while loading the data
-        print("interrupted before training began", file=sys.stderr)
+    except KeyboardInterrupt:  # while the data is made present and loaded: nothing has trained yet
+        print("interrupted while loading the data, before training began; the same command starts the run",
+              file=sys.stderr)
         return 130
-    summary = {k: result[k] for k in ("run_id", "status", "epochs_done", "final_test_acc", "best_test_acc",
-                                      "final_test_acc_argmax", "final_test_acc_center", "wall_s")}
+    summary = {k: result.get(k) for k in ("run_id", "status", "epochs_done", "final_test_acc", "best_test_acc",
+                                          "final_test_acc_argmax", "final_test_acc_center", "wall_s")}
     print(json.dumps(summary, indent=2))
-    print(f"run directory: {Path(args.out) / cfg.run_id}")
-    if (pictures := run_pictures(cfg, Path(args.out) / cfg.run_id)) is not None:
-        print(f"pictures: {pictures}")
+    run_dir = Path(args.out) / cfg.run_id
+    print(f"run directory: {run_dir}")
+    if result.get("error"):
+        print(f"error: run {cfg.run_id} failed in its {result['error']}", file=sys.stderr)
+    try:
+        if (pictures := run_pictures(cfg, run_dir)) is not None:
+            print(f"pictures: {pictures}")
+    except KeyboardInterrupt:
+        print(f"interrupted while drawing the pictures; the run is done and kept in {run_dir}: the same command "
+              "draws them", file=sys.stderr)
+        return 130
     return 0 if result["status"] == "finished" else 1
 
 

@@ -7,15 +7,18 @@ For each loss (and dataset, feat_dim) one Optuna study searches the loss's
 space (experiments/tuning/trial.py; the ranges live with the options in
 losses/options.py): a TPE sampler seeded with --seed whose first 10 trials are
 drawn at random, the same --trials trials for every loss and the same budget
-per trial (epochs, images). A trial trains on --train-size images and is
-scored by its best epoch's validation accuracy (the loss's own prediction
-rule; 0 when it diverges) on --val-size images held out of the training
-split beside them; it never loads the test split.
+per trial (epochs, images). A trial trains on --train-size images at a
+constant lr and is scored as its winner will be reported: its last epoch's
+validation accuracy (the loss's own prediction rule; 0 when it diverges) on
+--val-size images held out of the training split beside them, averaged over
+--trial-seeds seeds; it never loads the test split. BatchNorm statistics are
+recomputed before every evaluation (--precise-bn).
 
 Then the winners are reproduced: each loss's best point is trained again from
 scratch over --reproductions seeds on the training images with the
 validation images added back, for the same epochs, at a constant lr, and its
-last epoch is tested once; nothing is chosen on the test split. Their rows
+last epoch is tested once (protocol last); nothing is chosen on the test
+split. Their rows
 go into the ledger (--results) as groups of their own, marked with the study
 (tuned_by), and the report's "Tuned comparison" compares them, paired by seed.
 
@@ -24,7 +27,8 @@ safe for several processes, on NFS too) and RESULTS/tune/STUDY.json (its
 summary, which the report reads). The same command again continues it:
 finished trials are kept; a trial whose worker died (its claim is not held) is
 marked failed and its point enqueued again, counting once toward --trials.
-The same study name with other losses, spaces, budget or code is refused.
+The same study name with other losses, spaces, budget or code is refused;
+--refresh keeps the search and trains its winners again by the current code.
 """
 from __future__ import annotations
 
@@ -39,14 +43,14 @@ import torch
 
 from experiments import report
 from experiments.cli.recipe import DATASET_HELP, add_backend_arguments, add_offline_flag, backend_from_args
-from experiments.cli.types import HelpFormatter, non_negative_int, positive_float, positive_int
+from experiments.cli.types import HelpFormatter, Parser, non_negative_int, positive_float, positive_int
 from experiments.datasets.sources import prepare
 from experiments.datasets.specs import SPECS, DataError, default_data_root, get_spec
 from experiments.engine.device import resolve_device
 from experiments.engine.io import unwritable
 from experiments.runners.backends import Stop
 from experiments.runners.sweep import SweepError, parse_set
-from experiments.tuning.study import (N_STARTUP, PRUNERS, StudyMismatch, TuneSpec, WorkerJob, counted, journal_path,
+from experiments.tuning.study import (N_STARTUP, PRECISE_BN, PRUNERS, StudyMismatch, TuneSpec, WorkerJob, counted, journal_path,
                                       open_studies, recover_dead_trials, reproduce, running, work, write_summary)
 from experiments.tuning.trial import TrialData, describe_space
 from losses import LOSSES
@@ -54,7 +58,7 @@ from models import MODELS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m experiments.tune", description=__doc__,
+    parser = Parser(prog="python -m experiments.tune", description=__doc__,
                                      formatter_class=HelpFormatter, epilog=spaces_epilog())
     parser.add_argument("--study", default="tuned", help="the study's name (RESULTS/tune/NAME.journal)")
     parser.add_argument("--losses", nargs="+", choices=list(LOSSES), default=["xent", "cent", "standalone"],
@@ -83,8 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=non_negative_int, default=0,
                         help=f"seed of every study's TPE sampler (its first {N_STARTUP} trials random); results "
                              "follow from it only with --workers 1 and no interruption")
+    parser.add_argument("--trial-seeds", type=positive_int, default=1,
+                        help="seeds each trial trains (each a full training, in the budget): its score is their mean "
+                             "last-epoch validation accuracy, as a winner is reported over seeds")
+    parser.add_argument("--precise-bn", type=non_negative_int, default=PRECISE_BN, metavar="N",
+                        help="recompute the BatchNorm statistics on N fixed training images before every evaluation "
+                             "of the trials and the reproductions (0: the running averages, as the reference)")
     parser.add_argument("--reproductions", type=non_negative_int, default=5,
                         help="seeds each loss's best point is trained again with, then tested")
+    parser.add_argument("--refresh", action="store_true",
+                        help="keep the search, and train each loss's best point again by the code as it is now "
+                             "(new rows; the old ones stay, superseded or marked stale)")
     parser.add_argument("--workers", type=positive_int, default=1,
                         help="trials at once, each worker a process of the backend that loads the study by name; "
                              "with more than 1 the trials' order, so the search, depends on timing")
@@ -135,6 +148,7 @@ def tune_spec(args) -> TuneSpec:
     return TuneSpec(study=args.study, losses=list(args.losses), datasets=list(args.datasets),
                     feat_dims=list(args.feat_dims), model=args.model, center_rule=args.center_rule, epochs=args.epochs,
                     train_size=args.train_size, val_size=args.val_size, test_size=args.test_size, trials=args.trials,
+                    trial_seeds=args.trial_seeds, precise_bn=args.precise_bn,
                     pruner=args.pruner, seed=args.seed, reproductions=args.reproductions, fixed=args.fixed,
                     results=Path(args.results), out=Path(args.out), data_root=Path(args.data_root),
                     device=args.device, progress=not args.no_progress, command=args.command)
@@ -160,7 +174,7 @@ def main(argv=None) -> int:
         for dataset in args.datasets:  # the data every trial needs, checked before any trial
             prepare(dataset, args.data_root)
             TrialData(get_spec(dataset), args.data_root, torch.device("cpu"), args.train_size, args.val_size)
-        studies = open_studies(spec, create=True)
+        studies = open_studies(spec, create=not args.refresh, refresh=args.refresh)
     except (DataError, StudyMismatch) as e:
         print(f"error: {e}; nothing was run", file=sys.stderr)
         return 2
@@ -174,7 +188,8 @@ def main(argv=None) -> int:
           f"{args.train_size} images, validated on {args.val_size} ({journal_path(spec)})")
     reproductions = {}
     try:
-        for outcome in backend.run([WorkerJob(i) for i in range(args.workers)], spec, stop, lambda _: None, task=work):
+        for outcome in backend.run([] if args.refresh else [WorkerJob(i) for i in range(args.workers)], spec, stop,
+                                   lambda _: None, task=work):
             if outcome.error:
                 print(f"tune: worker {outcome.cfg.index} failed: {outcome.error}", file=sys.stderr)
         searched = all(counted(s) >= args.trials and not running(s) for s in studies.values())  # live: read from the journal

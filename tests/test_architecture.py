@@ -127,7 +127,7 @@ def replace_in(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
-def test_help_text_fetch_code_and_moves_change_no_fingerprint_and_an_augmentation_edit_changes_all(tmp_path):
+def test_help_text_messages_fetch_code_and_moves_change_no_fingerprint_and_an_augmentation_edit_changes_all(tmp_path):
     before = fingerprints_of(REPO)
     tree = copy_of_the_code(tmp_path / "edits")
     replace_in(tree / "experiments" / "cli" / "recipe.py", '"training epochs"', '"epochs to train"')  # a help string
@@ -135,7 +135,13 @@ def test_help_text_fetch_code_and_moves_change_no_fingerprint_and_an_augmentatio
     engine = tree / "experiments" / "engine"  # a pure move: cpu_memory.py renamed, its importer updated
     (engine / "cpu_memory.py").rename(engine / "heap.py")
     replace_in(engine / "trainer.py", "experiments.engine.cpu_memory", "experiments.engine.heap")
+    replace_in(engine / "trainer.py", "resuming after epoch", "resumed after epoch")  # a log message
+    replace_in(tree / "experiments" / "datasets" / "fixes.py", "takes the npm package", "from the npm package")
     assert fingerprints_of(tree) == before
+    replace_in(tree / "models" / "__init__.py", "return PreActResNet(in_channels, num_classes, feat_dim)",
+               "return PreActResNet(in_channels, num_classes, feat_dim + 1)")  # a builder, in the registry
+    built = fingerprints_of(tree)
+    assert all(built[k] != before[k] for k in before)  # the registry's functions count for every run
     replace_in(engine / "augment.py", "degrees: float = 5.0", "degrees: float = 6.0")
     after = fingerprints_of(tree)
-    assert all(after[k] != before[k] for k in before)
+    assert all(after[k] != built[k] for k in before)

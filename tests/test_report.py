@@ -43,7 +43,7 @@ def test_the_defaults_are_the_reference_recipe_and_any_departure_is_named():
     changed = {"model": "lenet++", "epochs": 99, "batch_size": 64, "lr": 0.02, "momentum": 0.0, "weight_decay": 5e-4,
                "lr_factor": 0.5, "lr_patience": 5, "lr_threshold": 0.01, "augment": "none", "train_size": 1000,
                "test_size": 1000, "precision": "bf16", "center_rule": "separate", "protocol": "fair",
-               "known_classes": "0-5"}
+               "known_classes": "0-5", "precise_bn": 2000}
     assert set(changed) == set(REFERENCE_RECIPE)
     for key, value in changed.items():
         assert RunConfig(loss="cent", **{key: value}).departures() == [f"{key}={value}"]
@@ -52,11 +52,12 @@ def test_the_defaults_are_the_reference_recipe_and_any_departure_is_named():
 
 def test_paper_table_cells_by_hand(tmp_path):
     rows = (three_seeds("xent", [0.990, 0.992, 0.994], [0.989, 0.991, 0.993])
+            + [ledger_row("xent", seed=3, best="", final="", status="diverged")]  # enters no mean, and is counted
             + [ledger_row("standalone", best=0.995, final=0.994)])
     table = tables.paper_table(ledger(tmp_path, rows))
     half = T975_DF2 * 0.002 / 3 ** 0.5
-    assert (f"| mnist | 2 | 0.9920 ± {half:.4f} / 0.9910 ± {half:.4f} (0.991), 3 seeds | — (0.990) | "
-            "0.9950 / 0.9940 (0.994), 1 seed |") in table
+    assert (f"| mnist | 2 | 0.9920 ± {half:.4f} / 0.9910 ± {half:.4f} (0.991), runs 3/4, 1 diverged | — (0.990) | "
+            "0.9950 / 0.9940 (0.994), runs 1 |") in table
     # differences to the reference in points, best / last: xent +0.10 / +0.00, standalone +0.10 / +0.00
     assert "| mnist | 2 | +0.10 / +0.00 | — | +0.10 / +0.00 |" in table
     assert "| fashion-mnist | 128 | — (0.926) | — (0.932) | — (0.922) |" in table
@@ -93,9 +94,9 @@ def test_every_loss_against_xent_by_hand_with_holm(tmp_path):
     # cent: 0.001, 0.002, 0.001: mean 0.1333 points, sd 0.0577, t = 4, p = 1 - 4 / sqrt(18) = 0.057191.
     # Holm over the two tests: 2 x 0.057191 = 0.114382 for the smaller, max(0.114382, 0.074180) for the other.
     half_s, half_c = T975_DF2 * 0.2 / 3 ** 0.5, T975_DF2 * (0.1 / 3 ** 0.5) / 3 ** 0.5
-    assert f"| standalone | mnist | 2 | — (reference recipe) | +0.40 ± {half_s:.2f} | 3 | 0.0742 | 0.114 |" in text
-    assert f"| cent | mnist | 2 | — (reference recipe) | +0.13 ± {half_c:.2f} | 3 | 0.0572 | 0.114 |" in text
-    assert "| center-radius | mnist | 2 | — (reference recipe) | +0.50 | 1 | — | — |" in text
+    assert f"| standalone | mnist | 2 | — (reference recipe) | +0.40 ± {half_s:.2f} | 3; xent 3 | 3 | 0.0742 | 0.114 |" in text
+    assert f"| cent | mnist | 2 | — (reference recipe) | +0.13 ± {half_c:.2f} | 3; xent 3 | 3 | 0.0572 | 0.114 |" in text
+    assert "| center-radius | mnist | 2 | — (reference recipe) | +0.50 | 1; xent 3 | 1 | — | — |" in text
     assert "Holm-corrected over the 2 tests" in text and "epochs=3" not in text
     assert compare.against_xent(ledger(tmp_path, three_seeds("cent", [0.99] * 3, [0.98] * 3))) == ""
 
@@ -116,7 +117,7 @@ def test_compare_any_two_groups(tmp_path):
     with pytest.raises(compare.CompareError, match="the groups differ also in epochs"):
         compare.compare(df, "loss=standalone,weight_inter=0.01", "loss=xent,epochs=3")
     assert compare.compare(df, "loss=cent,dataset=mnist", "loss=xent,epochs=100").endswith(
-        "no pair: the two groups share no seed, so they cannot be compared by seed")
+        "no pair: the two groups share no seed that finished in both, so they cannot be compared by seed")
     with pytest.raises(compare.CompareError, match="'colour=red' is not FIELD=VALUE"):
         compare.compare(df, "colour=red", "loss=xent")
     two = compare.compare(ledger(tmp_path, rows[:2] + rows[3:5]), "loss=standalone", "loss=xent,epochs=100")

@@ -39,7 +39,7 @@ def test_sweeps_multiply_a_dry_run_lists_them_and_set_scopes_to_one_loss(tmp_pat
     assert grid.main(args) == 0
     out = capsys.readouterr().out
     # standalone: 2 lr x 2 weight_inter; centers-only: 2 lr x 1 (--set wins); cent: 2 lr x 1 weight_cent
-    assert "grid: 8 runs planned (dry run: nothing trained)" in out
+    assert "grid: 8 runs planned (dry run: nothing trained, fetched or written)" in out
     lines = out.splitlines()
     assert sum(line.startswith("standalone-") and "lr=0.1" in line and "weight_inter=0.01" in line
                for line in lines) == 1

@@ -1,6 +1,7 @@
 """Equal-budget tuning (experiments/tune.py, experiments/tuning/trial.py) on tiny synthetic data."""
 import json
 import math
+import re
 import os
 import signal
 import subprocess
@@ -88,10 +89,12 @@ def test_a_trial_trains_and_selects_without_the_test_split(tmp_path):
         def should_prune(self):
             return False
 
-    result = run_trial(Trial(), cfg, data, torch.device("cpu"), tmp_path / "trial", lambda: False, progress=False)
-    # every epoch but the last is reported to the pruner (a last epoch has nothing left to prune)
-    assert result["status"] == "finished" and len(result["val_acc"]) == 2 and reported == {1: result["val_acc"][0]}
-    assert not (tmp_path / "trial" / "features" / "final.pt").exists()  # no final evaluation
+    [result] = run_trial(Trial(), cfg, data, torch.device("cpu"), tmp_path / "trial", lambda: False, progress=False)
+    # every epoch, the last included, is reported to the pruner; the score is the last epoch's, as a winner's
+    assert result["status"] == "finished" and len(result["val_acc"]) == 2
+    assert reported == {1: result["val_acc"][0], 2: result["val_acc"][1]}
+    assert trial_module.objective([result]) == result["val_acc"][-1]
+    assert not (tmp_path / "trial" / cfg.run_id / "features" / "final.pt").exists()  # no final evaluation
     # the shared trainer's final evaluation would have reached for the test split: the stand-in stops it
     with pytest.raises(trial_module.TestSplitTouched):
         Trainer(cfg, data, torch.device("cpu"), tmp_path / "plain", progress=False).fit()
@@ -118,7 +121,8 @@ def test_workers_share_the_budget_and_the_winners_are_reproduced_into_the_ledger
     summary = json.loads((tmp_path / "results" / "tune" / "tuned.json").read_text())
     assert {e["loss"]: len(e["reproductions"]) for e in summary["studies"]} == {"xent": 2, "standalone": 2}
     table = (tmp_path / "results" / "table.md").read_text()
-    assert "## Tuned comparison" in table and "(2 seeds)" in table
+    assert "## Tuned comparison" in table and re.search(r"\| 0\.\d{4} ± 0\.\d{4}, 2 \|", table)
+    assert set(ledger["protocol"]) == {"last"} and ledger["best_test_acc"].isna().all()  # tested once, no best
     assert (tmp_path / "results" / "imgs" / "tuned" / "tuned-synthetic-d2.png").exists()
 
 
@@ -213,11 +217,59 @@ def test_the_tuned_section_computes_the_paired_difference_by_hand(tmp_path):
     (tmp_path / "tune" / "s.json").write_text(json.dumps(summary))
     accs = {"xent": [0.80, 0.82, 0.84], "standalone": [0.81, 0.85, 0.86]}  # differences 1, 3, 2 points
     df = pd.DataFrame([{"run_id": f"{loss}-{s}", "status": "finished", "seed": s, "final_test_acc": acc,
-                        "wall_s": 30.0, "device": "cpu"} for loss, a in accs.items() for s, acc in enumerate(a)])
+                        "wall_s": 30.0, "device": "cpu", "stale": False}
+                       for loss, a in accs.items() for s, acc in enumerate(a)])
     text = tuned.tuned_markdown(df, tmp_path, tmp_path / "imgs", tmp_path, lambda p, b: str(p))
     # mean difference 2 points; t(0.975, 2) = 4.3027; sd of (1, 3, 2) = 1, so ± 4.3027 / sqrt(3) = 2.48
-    assert "| +2.00 ± 2.48 |" in text
-    assert "0.8200 ± 0.0497 (3 seeds)" in text  # mean 0.82, sd 0.02, 4.3027 * 0.02 / sqrt(3)
+    assert "| +2.00 ± 2.48, 3 |" in text
+    assert "0.8200 ± 0.0497, 3 |" in text  # mean 0.82, sd 0.02, 4.3027 * 0.02 / sqrt(3)
     assert "| 1 / 1 (2) / 0 |" in text  # one scored, one pruned after 1 of 3 epochs
     assert "10 min in all" in text
     assert (tmp_path / "imgs" / "tuned" / "s-synthetic-d2.png").exists()
+
+
+def test_a_diverged_reproduction_is_counted_and_removes_its_pair(tmp_path):
+    """The committed study's case: one xent reproduction diverges. It enters no mean, and every cell says so."""
+    summary = {"study": "s", "command": "python -m experiments.tune", "trials_per_loss": 2, "reproductions": 5,
+               "test_size": None, "wall_s": 600.0,
+               "identity": {"epochs": 3, "train_size": 100, "val_size": 50, "seed": 0, "startup_trials": 10,
+                            "pruner": "none", "trial_seeds": 1},
+               "studies": [
+                   {"dataset": "synthetic", "feat_dim": 2, "loss": loss, "space": "lr log-uniform over [0.001, 0.1]",
+                    "trials": [{"number": 0, "state": "COMPLETE", "value": 0.5, "params": {"lr": 0.01},
+                                "epochs_done": 3, "wall_s": 60, "diverged_epoch": None},
+                               {"number": 1, "state": "COMPLETE", "value": 0.0, "params": {"lr": 0.09},
+                                "epochs_done": 2, "wall_s": 40, "diverged_epoch": 2}],
+                    "best": {"number": 0, "value": 0.5, "params": {"lr": 0.01}},
+                    "reproductions": [f"{loss}-{s}" for s in range(5)]} for loss in ("xent", "cent")]}
+    (tmp_path / "tune").mkdir()
+    (tmp_path / "tune" / "s.json").write_text(json.dumps(summary))
+    accs = {"xent": [0.60, None, 0.62, 0.58, 0.60], "cent": [0.62, 0.66, 0.63, 0.61, 0.64]}
+    df = pd.DataFrame([{"run_id": f"{loss}-{s}", "status": "finished" if acc is not None else "diverged", "seed": s,
+                        "final_test_acc": acc, "wall_s": 30.0, "device": "cpu", "stale": False}
+                       for loss, a in accs.items() for s, acc in enumerate(a)])
+    text = tuned.tuned_markdown(df, tmp_path, tmp_path / "imgs", tmp_path, lambda p, b: str(p))
+    assert "0.6000 ± 0.0260, 4/5, 1 diverged |" in text  # xent over its 4 finished runs: sd 0.01633
+    # pairs of seeds 0, 2, 3, 4: differences 2, 1, 3, 4 points; mean 2.5, sd 1.291, t(0.975, 3) 3.1824 / 2 = 2.05
+    assert "| +2.50 ± 2.05, 4 (1 removed: 1 diverged) |" in text
+    assert "| 2 / 0 (0) / 1 |" in text  # the trial that diverged is counted as such
+
+
+def test_refresh_keeps_the_search_and_trains_the_winners_again_by_the_current_code(tmp_path, monkeypatch, capsys):
+    from experiments.ledger import fingerprint
+    args = TINY + dirs(tmp_path) + ["--losses", "xent", "--trials", "2", "--reproductions", "1", "--no-report"]
+    assert tune.main(args) == 0
+    trials = [(t.number, t.params, t.value) for t in load(tmp_path).get_trials()]
+    [old] = pd.read_csv(tmp_path / "results" / "runs.csv", dtype=str).to_dict("records")
+    original = fingerprint._statements  # the trainer edited: every run's code changes
+    monkeypatch.setattr(fingerprint, "_statements",
+                        lambda path: original(path) + (("edit",) if path.name == "trainer.py" else ()))
+    capsys.readouterr()
+    assert tune.main(args) == 2 and "code" in capsys.readouterr().err  # the search's code differs: refused
+    assert tune.main(args + ["--refresh"]) == 0
+    assert [(t.number, t.params, t.value) for t in load(tmp_path).get_trials()] == trials  # the search kept
+    rows = pd.read_csv(tmp_path / "results" / "runs.csv", dtype=str, keep_default_na=False).to_dict("records")
+    new = [r for r in rows if not r["superseded_by"]]
+    assert len(rows) == 2 and len(new) == 1 and new[0]["run_id"] == old["run_id"]
+    assert new[0]["code_fingerprint"] != old["code_fingerprint"] and new[0]["tuned_by"] == "tuned"
+    assert tune.main(args + ["--epochs", "3", "--refresh"]) == 2  # another budget is no refresh

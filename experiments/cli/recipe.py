@@ -16,7 +16,7 @@ from pathlib import Path
 
 from experiments.cli.types import non_negative_float, non_negative_int, positive_float, positive_int
 from experiments.datasets.sources import OFFLINE_ENV
-from experiments.datasets.specs import default_data_root
+from experiments.datasets.specs import default_data_root, get_spec
 from experiments.engine.center_rules import CENTER_RULES
 from experiments.engine.config import RunConfig
 from experiments.runners.backends import BACKENDS, RunSettings, build_backend
@@ -26,7 +26,7 @@ from models import MODELS, model_recipe
 # Every option of every registered loss gets a flag, from its one definition (losses/options.py).
 LOSS_OPTIONS = option_definitions()
 LOSS_OPTION_FLAGS = {name: option.flag for name, option in LOSS_OPTIONS.items()}
-DATASET_HELP = ("mnist, fashion-mnist, cifar-10 (see `python -m experiments.data`), or synthetic: a generated "
+DATASET_HELP = ("mnist, fashion-mnist, cifar-10 (see `./suite data --help`), or synthetic: a generated "
                 "10-class toy set (16x16 images, a bright 4x4 patch whose position is the class, 2000 train / 500 "
                 "test), for tests and smoke runs, nothing to fetch")
 
@@ -76,9 +76,14 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -
     parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=d.precision,
                         help="fp32: the reference (TF32 convolutions as PyTorch allows by default); bf16: autocast, "
                              "a named departure; fp16: autocast with a GradScaler")
-    parser.add_argument("--protocol", choices=["reference", "fair"], default=d.protocol,
+    parser.add_argument("--protocol", choices=["reference", "fair", "last"], default=d.protocol,
                         help="reference: schedule and best epoch on the test split (the study); fair: on a fixed "
-                             "stratified 10%% validation split of the training set, test evaluated once at the end")
+                             "stratified 10%% validation split of the training set, test evaluated once at the end; "
+                             "last: no held-out split, a constant lr, the last epoch tested once")
+    parser.add_argument("--precise-bn", type=non_negative_int, default=d.precise_bn, metavar="N",
+                        help="recompute the BatchNorm statistics on N fixed training images (no augmentation, no "
+                             "gradient) before every evaluation, so that they match the weights evaluated; 0: the "
+                             "running averages of training, as the reference")
     parser.add_argument("--no-graph", action="store_true",
                         help="eager steps on CUDA instead of one replayed CUDA graph per step")
     parser.add_argument("--compile", action="store_true",
@@ -139,6 +144,17 @@ KNOWN_CLASSES_HELP = ("open-set recognition: train and select on these classes o
                       "images of the others are the unknowns (default: every class)")
 
 
+def size_problem(cfg: RunConfig) -> str | None:
+    """Why a run's subset sizes cannot be what its row would record: larger than the dataset's split."""
+    spec = get_spec(cfg.dataset)
+    for flag, size, split in (("--train-size", cfg.train_size, spec.train_size),
+                              ("--test-size", cfg.test_size, spec.test_size)):
+        if size is not None and size > split:
+            return (f"{flag} {size} is larger than {cfg.dataset}'s split of {split:,} images; give at most {split}, "
+                    "or leave it out for the whole split")
+    return None
+
+
 def config_from_args(args, dataset: str, loss: str, feat_dim: int, seed: int, known_classes: str = "") -> RunConfig:
     given = {k: getattr(args, k) for k in LOSS_OPTION_FLAGS if getattr(args, k) is not None}
     return RunConfig(
@@ -149,6 +165,7 @@ def config_from_args(args, dataset: str, loss: str, feat_dim: int, seed: int, kn
         lr_threshold=args.lr_threshold, augment=args.augment, train_size=args.train_size,
         test_size=args.test_size, eval_train_size=args.eval_train_size, seed=seed, precision=args.precision,
         center_rule=args.center_rule, center_lr=args.center_lr, center_alpha=args.center_alpha, protocol=args.protocol,
+        precise_bn=args.precise_bn,
         known_classes=known_classes, ood_images=str(Path(args.ood_images).resolve()) if args.ood_images else "")
 
 

@@ -1,8 +1,17 @@
-"""argparse value types that reject bad numbers with a clear message, and the help format."""
+"""argparse value types that reject bad numbers with a clear message, the help format, and a parser that
+refuses in one line."""
 from __future__ import annotations
 
 import argparse
 import re
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose refusal is one line (the error, and where the options are listed), exit 2,
+    instead of the usage block and the error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -198,10 +198,10 @@ def ensure(name: str, root: Path, fetch: bool = True, repair: bool = False, log=
     bad = [p for p in problems if not p.endswith(": missing")]
     if bad and not repair:
         raise DataError(f"{name}: {bad[0]}; it is left as it is: delete it, or replace it with "
-                        f"`python -m experiments.data fetch {name} --repair{root_flag(root)}`")
+                        f"`./suite data fetch {name} --repair{root_flag(root)}`")
     if not fetch:
         raise DataError(f"{name}: {problems[0]}; files are fetched implicitly only into the default data root "
-                        f"({default_data_root()}): run `python -m experiments.data fetch {name}{root_flag(root)}`")
+                        f"({default_data_root()}): run `./suite data fetch {name}{root_flag(root)}`")
     for problem in bad:
         Path(problem.split(": ", 1)[0]).unlink()
         log(f"{name}: removed {problem}")
@@ -223,8 +223,8 @@ def ensure(name: str, root: Path, fetch: bool = True, repair: bool = False, log=
             log(f"{name}: {source.description} gave bad files: {problems[0]}")
     if offline():
         raise DataError(f"{name}: {problems[0]}; offline ({OFFLINE_ENV}=1 or --offline), so no network source was "
-                        f"tried: on a machine that has it run `python -m experiments.data pack {name} --to DIR`, "
-                        f"carry DIR here and run `python -m experiments.data fetch {name} --from DIR"
+                        f"tried: on a machine that has it run `./suite data pack {name} --to DIR`, "
+                        f"carry DIR here and run `./suite data fetch {name} --from DIR"
                         f"{root_flag(root)}`")
     raise DataError(f"{name}: {problems[0]}; files needed in {root / spec.folder}: "
                     f"{', '.join(spec.files)}; to fix, {spec.how_to_get}")

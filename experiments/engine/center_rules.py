@@ -107,11 +107,18 @@ CENTER_RULES = ("joint", "separate", "wen")
 
 def rule_problem(rule: str, loss_name: str, loss) -> str | None:
     """Why ``rule`` does not fit the loss (None when it does): ``separate`` and ``wen`` replace the update of
-    the pull-to-center term, so they would silently change a loss whose centers other terms move too."""
-    if rule == "joint" or loss.learnable_centers is None or loss.centers_only_pulled:
+    the pull-to-center term, so they would silently change a loss whose centers other terms move too; and
+    ``separate`` divides the centers' gradient by the pull term's weight, which must then not be 0."""
+    if rule == "joint" or loss.learnable_centers is None:
         return None
-    return (f"--center-rule {rule} does not fit the loss {loss_name}: terms other than a pull to the centers move its "
-            "centers, which that rule would replace; use --center-rule joint")
+    if not loss.centers_only_pulled:
+        return (f"--center-rule {rule} does not fit the loss {loss_name}: terms other than a pull to the centers "
+                "move its centers, which that rule would replace; use --center-rule joint")
+    if rule == "separate" and not loss.center_weight:
+        weight = f"--{loss.pull_weight.replace('_', '-')} is 0" if loss.pull_weight else "it has no pull weight"
+        return (f"--center-rule separate divides the centers' gradient by the pull weight, and {weight} for "
+                f"{loss_name}: give it a positive value, or use --center-rule joint")
+    return None
 
 
 def build_center_rule(name: str, loss, center_lr: float = 0.5, center_alpha: float = 0.5) -> CenterRule:

@@ -18,14 +18,14 @@ from losses import loss_options
 REFERENCE_RECIPE = {"model": "resnet", "epochs": 100, "batch_size": 128, "lr": 0.01, "momentum": 0.9,
                     "weight_decay": 0.0, "lr_factor": 0.2, "lr_patience": 10, "lr_threshold": 0.1,
                     "augment": "reference", "train_size": None, "test_size": None, "precision": "fp32",
-                    "center_rule": "joint", "protocol": "reference", "known_classes": ""}
+                    "center_rule": "joint", "protocol": "reference", "known_classes": "", "precise_bn": 0}
 
 SWEEPABLE = ("lr", "center_lr", "center_alpha", "weight_decay")  # recipe fields a grid may sweep
 
 # Fields added after runs were first recorded enter the hash only when they differ
 # from these defaults, so the ids of earlier runs stay valid.
 ADDED_LATER = {"center_rule": "joint", "center_lr": 0.5, "center_alpha": 0.5, "protocol": "reference",
-               "known_classes": "", "ood_images": "", "eval_train_size": 10000}
+               "known_classes": "", "ood_images": "", "eval_train_size": 10000, "precise_bn": 0}
 
 
 @dataclass
@@ -51,10 +51,11 @@ class RunConfig:
     center_rule: str = "joint"
     center_lr: float = 0.5
     center_alpha: float = 0.5
-    protocol: str = "reference"
+    protocol: str = "reference"  # reference (select on test), fair (select on val, test once), last (test once)
     known_classes: str = ""  # open-set recognition: train and test on these classes only, e.g. "0-5"
     ood_images: str = ""  # a .npy of uint8 images to score as out-of-distribution (default: partner dataset or noise)
     eval_train_size: int = 10000  # training images embedded each epoch (class-mean accuracy, train frames); 0: none
+    precise_bn: int = 0  # training images the BatchNorm statistics are recomputed on before each evaluation; 0: no
 
     def __post_init__(self):
         # Record every option of the loss, defaults included, so the id is explicit.

@@ -148,7 +148,7 @@ class DeviceData:
     def _known(images, labels, known: list[int]):
         """Only the known classes, relabelled 0..k-1 in the order given."""
         mask = torch.isin(labels, torch.tensor(known))
-        relabel = torch.full((int(labels.max()) + 1,), -1, dtype=torch.int64)
+        relabel = torch.full((max(int(labels.max()) + 1, max(known) + 1),), -1, dtype=torch.int64)
         relabel[torch.tensor(known)] = torch.arange(len(known))
         return images[mask], relabel[labels[mask]]
 

@@ -12,7 +12,15 @@ fingerprint and version (experiments/ledger/), and an epoch log (TensorBoard).
 Protocols: ``reference`` (the study's: the schedule and the best epoch are
 chosen on the test split, evaluated every epoch); ``fair`` (a fixed stratified
 10% validation split of the training set drives the schedule and selects the
-epoch; the test split is evaluated once, on the selected model).
+epoch; the test split is evaluated once, on the selected model); ``last`` (no
+held-out split at all: a constant lr, the last epoch's model tested once; per
+epoch only the training subset is embedded, for the frames of 2-D runs).
+
+``precise_bn`` N > 0 recomputes the BatchNorm statistics on N fixed training
+images (no augmentation, no gradient, a cumulative average over batches of the
+training batch size) before every evaluation, so that the statistics match the
+weights evaluated; training itself is unchanged (it normalises by batch
+statistics). Seeds: experiments/engine/seeding.py.
 
 A run directory holds: config.json, metrics.csv (one row per epoch),
 checkpoint.pt (rewritten atomically after every epoch, so an interrupted run
@@ -43,6 +51,7 @@ from experiments.engine.cuda_graph import GraphedStep
 from experiments.engine.data import DeviceData, epoch_batches
 from experiments.engine.device import device_name
 from experiments.engine.io import atomic_torch_save, atomic_write_csv, atomic_write_json
+from experiments.engine.seeding import RunGenerators, seeded
 from losses import build_loss
 from models import build_model
 
@@ -62,10 +71,13 @@ class RunStopped(Exception):
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a run: still a KeyboardInterrupt (a grid stops), with the epoch to resume after."""
+    """Ctrl-C during a run: still a KeyboardInterrupt (a grid stops), with what is kept and what resumes."""
 
-    def __init__(self, run_id: str, epochs_done: int):
-        super().__init__(f"run {run_id} interrupted after epoch {epochs_done}; the same command resumes it")
+    def __init__(self, run_id: str, epochs_done: int, evaluating: bool = False):
+        what = (f"during its final evaluation (its {epochs_done} epochs are trained and kept); the same command "
+                "evaluates it again" if evaluating else
+                f"after epoch {epochs_done} (kept in its checkpoint); the same command resumes it")
+        super().__init__(f"run {run_id} interrupted {what}")
         self.run_id, self.epochs_done = run_id, epochs_done
 
 
@@ -133,22 +145,28 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # kernels are picked during the eager warm-up steps
         spec = data.spec
 
-        torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg.model, spec.in_channels, data.num_classes, cfg.feat_dim, spec.image_size)
+        with seeded(cfg.seed, "model"):
+            self.model = build_model(cfg.model, spec.in_channels, data.num_classes, cfg.feat_dim, spec.image_size)
         self.model = self.model.to(device, memory_format=self.memory_format)
         self.forward = CompiledForward(self.model, log) if compile else None
-        self.loss = build_loss(cfg.loss, data.num_classes, cfg.feat_dim, **cfg.loss_options).to(device)
+        with seeded(cfg.seed, "loss"):
+            self.loss = build_loss(cfg.loss, data.num_classes, cfg.feat_dim, **cfg.loss_options).to(device)
+        self.generators = RunGenerators(cfg.seed, device)
         self.center_rule = build_center_rule(cfg.center_rule, self.loss, cfg.center_lr, cfg.center_alpha)
         self.optimizer = torch.optim.SGD(self.center_rule.model_param_groups(self.model, cfg.weight_decay),
                                          lr=cfg.lr, momentum=cfg.momentum)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience, threshold=cfg.lr_threshold)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
-        self.augment = Augment(cfg.dataset, cfg.augment)
+        self.augment = Augment(cfg.dataset, cfg.augment, self.generators.augment)
         self.train_eval_index = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(1))[
             :TRAIN_EVAL_SIZE].to(device)
-        # the split that drives the schedule and the choice of epoch
-        self.selection_split = "test" if cfg.protocol == "reference" else "val"
+        self.bn_index = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(3))[
+            :cfg.precise_bn].to(device)
+        # the split that drives the schedule and the choice of epoch (none under "last"), and the one the
+        # per-epoch frames show
+        self.selection_split = {"reference": "test", "fair": "val", "last": None}[cfg.protocol]
+        self.frame_split = self.selection_split or "train_eval"
         self.history: list[dict] = []
         self.best_state: dict | None = None
         self.start_epoch = 1
@@ -197,7 +215,7 @@ class Trainer:
         """Mean loss terms and train accuracy, as device tensors (no host sync)."""
         self.model.train()
         self.step = self.step or self.make_step()
-        batches = epoch_batches(len(self.data.train_labels), self.cfg.batch_size, self.device)
+        batches = epoch_batches(len(self.data.train_labels), self.cfg.batch_size, self.device, self.generators.batches)
         sums = None
         bar = tqdm(batches, desc=f"epoch {epoch}/{self.cfg.epochs}", leave=False, disable=not self.progress,
                    unit="step", dynamic_ncols=True)
@@ -217,17 +235,47 @@ class Trainer:
         return embed(self.model, images, autocast_dtype=self.autocast_dtype, memory_format=self.memory_format,
                      forward=self.forward)
 
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(images, labels)`` of ``test``, ``val``, or ``train_eval``: the fixed training subset, unaugmented."""
+        if name == "train_eval":
+            return self.data.train_images[self.train_eval_index], self.data.train_labels[self.train_eval_index]
+        return self.data.split(name)
+
     def embed_split(self, split: str, train_index: torch.Tensor):
         """``(train subset features, labels, split features, split logits, split labels)``; the train
         subset's features are None when ``train_index`` is empty."""
         train_features = self.embed(self.data.train_images[train_index])[0] if len(train_index) else None
-        images, labels = self.data.split(split)
+        images, labels = self.split(split)
         features, logits = self.embed(images)
         return train_features, self.data.train_labels[train_index], features, logits, labels
+
+    @torch.no_grad()
+    def recompute_bn_statistics(self) -> None:
+        """Precise BN: every BatchNorm's running statistics recomputed on the ``precise_bn`` fixed training
+        images, unaugmented, as a cumulative average over batches (momentum None), the weights unchanged."""
+        norms = [m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        if not norms or not len(self.bn_index):
+            return
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+        training = self.model.training
+        self.model.train()
+        for index in self.bn_index.split(self.cfg.batch_size):
+            x = Augment(self.cfg.dataset, "none")(self.data.train_images[index]).contiguous(
+                memory_format=self.memory_format)
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.bfloat16,
+                                enabled=self.autocast_dtype is not None, cache_enabled=False):
+                (self.forward or self.model)(x)
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        self.model.train(training)
 
     def evaluate(self, split: str, final: bool = False) -> tuple[dict[str, torch.Tensor], tuple]:
         """Accuracies on ``split`` by every rule; the train subset embedded is ``eval_train_size`` images
         per epoch, the whole TRAIN_EVAL_SIZE subset for the final evaluation."""
+        self.recompute_bn_statistics()
         index = self.train_eval_index if final else self.train_eval_index[:self.cfg.eval_train_size]
         embeddings = self.embed_split(split, index)
         accs = evaluate_embeddings(self.loss, *embeddings)
@@ -251,8 +299,18 @@ class Trainer:
             if self.epoch_log is not None:
                 self.epoch_log.close()
             self.release_step()
-        final = self.final_evaluation() if status == "finished" else {}
+        final, error = {}, None
+        try:
+            final = self.final_evaluation() if status == "finished" else {}
+        except KeyboardInterrupt:
+            raise RunInterrupted(self.cfg.run_id, len(self.history), evaluating=True) from None
+        except Exception as e:  # recorded as failed with the reason, not retrained: a resume would fail the same way
+            lines = str(e).strip().splitlines()
+            status, error = "failed", f"final evaluation: {type(e).__name__}: {lines[0][:200] if lines else ''}"
         result = self.result(status, diverged_epoch, time.perf_counter() - t0, final)
+        if error is not None:
+            result["error"] = error
+            self.log(f"run {self.cfg.run_id}: {error}")
         atomic_write_json(self.run_dir / "result.json", result)
         return result
 
@@ -262,9 +320,16 @@ class Trainer:
         for epoch in range(self.start_epoch, self.cfg.epochs + 1):
             t_epoch = time.perf_counter()
             train_metrics = self.train_epoch(epoch)
-            eval_metrics, embeddings = self.evaluate(self.selection_split)
+            if self.selection_split is not None:
+                eval_metrics, embeddings = self.evaluate(self.selection_split)
+                frame_acc = eval_metrics[f"{self.selection_split}_acc"]
+            else:  # protocol "last": no held-out split; the training subset only for the 2-D frames
+                eval_metrics, (frame_metrics, embeddings) = {}, self.evaluate("train_eval") \
+                    if self.cfg.feat_dim == 2 else ({}, None)
+                frame_acc = frame_metrics.get("train_eval_acc", torch.zeros((), device=self.device))
             names = [*train_metrics, *eval_metrics]
-            values = torch.stack([*train_metrics.values(), *eval_metrics.values()]).tolist()  # the one sync
+            values = torch.stack([*train_metrics.values(), *eval_metrics.values(), frame_acc]).tolist()  # one sync
+            frame_acc = values.pop()
             row = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"], **dict(zip(names, values))}
             if not all(math.isfinite(row[name]) for name in train_metrics):
                 self.log(f"run {self.cfg.run_id}: loss is {row['loss']} at epoch {epoch}; stopping "
@@ -272,10 +337,11 @@ class Trainer:
                 return "diverged", epoch
             if self.selection_split == "val" and row[select] > max((r[select] for r in self.history), default=-1):
                 self.best_state = self.snapshot()
-            self.scheduler.step(row[select])
+            if self.selection_split is not None:
+                self.scheduler.step(row[select])
             row["seconds"] = time.perf_counter() - t_epoch
             self.history.append(row)
-            self.save_epoch(epoch, embeddings)
+            self.save_epoch(epoch, embeddings, frame_acc)
             (tqdm.write if self.progress else self.log)(self.format_row(row))
             if epoch < self.cfg.epochs and should_stop():
                 raise RunStopped(self.cfg.run_id, epoch)
@@ -283,19 +349,23 @@ class Trainer:
 
     def final_evaluation(self) -> dict[str, float]:
         """Test accuracies and embedding metrics of the reported model: the last
-        epoch's (reference protocol) or the selected epoch's (fair protocol)."""
+        epoch's (reference and last protocols) or the selected epoch's (fair protocol)."""
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state["model"])
             self.loss.load_state_dict(self.best_state["loss"])
         test_metrics, embeddings = self.evaluate("test", final=True)
         train_features, train_labels, test_features, test_logits, test_labels = embeddings
         extra = embedding_metrics(train_features, train_labels, test_features, test_labels, self.loss.num_classes)
-        ood_features, ood_logits = self.embed(self.data.ood_images)
-        scores_in = ood_scores(self.loss, train_features, train_labels, test_features, test_logits)
-        scores_out = ood_scores(self.loss, train_features, train_labels, ood_features, ood_logits)
-        for score in scores_in:
-            for metric, value in detection_metrics(scores_in[score], scores_out[score]).items():
-                extra[f"ood_{score}_{metric}"] = value
+        if len(self.data.ood_images):
+            ood_features, ood_logits = self.embed(self.data.ood_images)
+            scores_in = ood_scores(self.loss, train_features, train_labels, test_features, test_logits)
+            scores_out = ood_scores(self.loss, train_features, train_labels, ood_features, ood_logits)
+            for score in scores_in:
+                for metric, value in detection_metrics(scores_in[score], scores_out[score]).items():
+                    extra[f"ood_{score}_{metric}"] = value
+        else:
+            self.log(f"run {self.cfg.run_id}: the out-of-distribution set ({self.data.ood_name}) is empty: no "
+                     "detection metric")
         atomic_torch_save(self.run_dir / "features" / "final.pt",
                           self.feature_frame(embeddings, test_metrics["test_acc"].item()))
         return {k: v.item() for k, v in {**test_metrics, **extra}.items()}
@@ -309,10 +379,10 @@ class Trainer:
         return f"[{self.cfg.run_id}] epoch {row['epoch']:3d} lr={row['lr']:.2g} {terms} ({row['seconds']:.1f}s)"
 
     def save_early_frame(self, fraction: float) -> None:
-        """A 2-D frame within epoch 1 (``features/epoch_000.125.pt``): the held-out split's features and accuracy
+        """A 2-D frame within epoch 1 (``features/epoch_000.125.pt``): the frames' split's features and accuracy
         after that fraction of the epoch's steps. It only observes: the training's numbers do not change."""
-        metrics, embeddings = self.evaluate(self.selection_split)
-        frame = self.feature_frame(embeddings, metrics[f"{self.selection_split}_acc"].item(), FRAME_POINTS, fraction)
+        metrics, embeddings = self.evaluate(self.frame_split)
+        frame = self.feature_frame(embeddings, metrics[f"{self.frame_split}_acc"].item(), FRAME_POINTS, fraction)
         atomic_torch_save(self.run_dir / "features" / f"epoch_{fraction:07.3f}.pt", frame)
 
     def feature_frame(self, embeddings, accuracy: float, points: int | None = None,
@@ -335,11 +405,11 @@ class Trainer:
             "test_acc": accuracy, "epoch": self.history[-1]["epoch"] if epoch is None else epoch,
         }
 
-    def save_epoch(self, epoch: int, embeddings) -> None:
+    def save_epoch(self, epoch: int, embeddings, frame_acc: float) -> None:
         row = self.history[-1]
         atomic_write_csv(self.run_dir / "metrics.csv", self.history)
         if self.cfg.feat_dim == 2:
-            frame = self.feature_frame(embeddings, row[f"{self.selection_split}_acc"], FRAME_POINTS)
+            frame = self.feature_frame(embeddings, frame_acc, FRAME_POINTS)
             atomic_torch_save(self.run_dir / "features" / f"epoch_{epoch:03d}.pt", frame)
             centers = None if frame["centers"] is None else frame["centers"].numpy()
             if self.epoch_log is not None:
@@ -352,6 +422,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(), "center_rule": self.center_rule.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "best_state": self.best_state, "history": self.history, **rng_state(self.device),
+            "generators": self.generators.state(),
         })
         self.epochs_saved += 1
 
@@ -369,6 +440,7 @@ class Trainer:
         self.best_state = state["best_state"]
         self.history = state["history"]
         restore_rng_state(state, self.device)
+        self.generators.load_state(state["generators"])
         self.start_epoch = state["epoch"] + 1
         self.log(f"run {self.cfg.run_id}: resuming after epoch {state['epoch']}")
 
@@ -381,18 +453,22 @@ class Trainer:
                "torch_version": torch.__version__, "code_version": self.code_version,
                "code_fingerprint": self.fingerprint,
                "headline_rule": "argmax" if self.loss.prediction == "logits" else "nearest_center",
-               "ood_dataset": self.data.ood_name, "train_images": len(self.data.train_labels),
+               "ood_dataset": self.data.ood_name + ("" if len(self.data.ood_images) else " (empty: no metric)"),
+               "train_images": len(self.data.train_labels),
                "test_images": len(self.data.split("test")[1]),
                "config": self.cfg.to_dict()}
-        for name in [f"{split}_acc{s}" for s in ("", "_argmax", "_center", "_class_mean")] + ["train_acc"]:
+        held_out = [f"{split}_acc{s}" for s in ("", "_argmax", "_center", "_class_mean")] if split else []
+        for name in held_out + ["train_acc"]:
             values = [row[name] for row in self.history if math.isfinite(row[name])]
             out[f"final_{name}"] = self.history[-1][name] if values and math.isfinite(self.history[-1][name]) else None
             out[f"best_{name}"] = max(values) if values else None
-        if self.history:
+        if self.history and split:
             out["best_epoch"] = max(self.history, key=lambda r: r[select])["epoch"]
         finite = {k: (v if math.isfinite(v) else None) for k, v in final.items()}
         out.update({f"final_{k}": v for k, v in finite.items() if not k.startswith("test_")})  # embedding metrics
         if split == "val":  # the test split was evaluated once, on the selected model
             out.update({f"{w}_{k}": v for k, v in finite.items() if k.startswith("test_") for w in ("final", "best")})
             out["selected_epoch"] = out.get("best_epoch")
+        elif split is None:  # the test split was evaluated once, on the last epoch's model: no best-epoch figure
+            out.update({f"final_{k}": v for k, v in finite.items() if k.startswith("test_")})
         return out

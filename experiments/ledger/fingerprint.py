@@ -4,27 +4,31 @@ A run's id hashes its config; its fingerprint hashes its code, so a result
 recorded by other code is known as *stale*. What it hashes follows the
 packages, with no list of modules to keep up to date:
 
-- the engine (every module of ``experiments/engine/``), and every module of
-  ``eval/`` and ``losses/`` that the engine imports, transitively (the
-  metrics, and the distances they are computed with);
+- the engine (every module of ``experiments/engine/``) and the data specs
+  (``experiments/datasets/specs.py``: parsing, the synthetic set, the
+  out-of-distribution partners), and every module of ``eval/``, ``losses/``
+  and ``models/`` that they import, transitively (the metrics, and the
+  distances they are computed with);
 - the loss's module and every ``losses/`` module it imports, transitively
   (``losses/standalone.py`` reaches ``standalone``, ``standalone-log`` and
   ``standalone-margin``, which build on it, and no other loss); a loss defined
   outside ``losses/`` counts its class's own source file;
 - the model's module and the ``models/`` modules it imports.
 
-A package's ``__init__`` (a registry: it imports every loss or model) is never
-followed, nor ``losses/options.py`` (an option's default is in the run's
-config; its search range does not change a run). The data specs
-(``experiments/datasets/specs.py``) are not hashed: the data files are
-identified by their md5s, which every run verifies.
+Of a package's ``__init__`` (a registry, which imports every loss or model)
+only the functions count (``build_loss``, ``build_model`` and the builders),
+not the registry table, so that registering a new loss changes no other
+loss's fingerprint; ``losses/options.py`` is never followed (an option's
+default is in the run's config; its search range does not change a run), nor
+``experiments/datasets/fixes.py`` (words for a reader).
 
-The grain is each module's top-level statements (functions, classes,
-assignments) as syntax trees, without docstrings and without import
-statements, hashed as a sorted set: rewording a docstring or a comment, moving
-a file, or moving a function from one hashed module to another changes no
-fingerprint; editing anything a run's numbers pass through changes it. Paths
-are never hashed.
+The grain is each module's statements in their order, as syntax trees, without
+docstrings, without the text of messages (the strings given to a log, print or
+write call, and to an exception raised) and without the module paths of its
+imports (the names imported count); the modules' digests are hashed as a
+sorted set. Rewording a docstring, a comment or a message, or moving or
+renaming a file changes no fingerprint; editing anything a run's numbers pass
+through changes it. Paths are never hashed.
 """
 from __future__ import annotations
 
@@ -38,8 +42,9 @@ from pathlib import Path
 from experiments import REPO
 
 ENGINE = REPO / "experiments" / "engine"
-FOLLOWED = ("experiments.engine", "eval", "losses")  # packages whose modules the engine's closure takes in
-NEVER = ("losses.options",)  # option definitions: the values are in the config
+SPECS = REPO / "experiments" / "datasets" / "specs.py"
+FOLLOWED = ("experiments.engine", "eval", "losses", "models")  # packages whose modules the engine's closure takes in
+NEVER = ("losses.options", "experiments.datasets.fixes")  # option definitions (values are in the config); words
 
 
 def module_file(name: str) -> Path:
@@ -56,15 +61,41 @@ def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
     return body
 
 
+MESSAGES = ("log", "print", "write", "warn", "warning")  # calls whose strings are words for a reader
+
+
+def _without_text(call: ast.Call) -> None:
+    """The strings a message call is given (plain or formatted) replaced by one placeholder."""
+    def blank(node):
+        return ast.Constant("") if isinstance(node, (ast.JoinedStr, ast.Constant)) and (
+            isinstance(node, ast.JoinedStr) or isinstance(node.value, str)) else node
+    call.args = [blank(a) for a in call.args]
+    call.keywords = [ast.keyword(k.arg, blank(k.value)) for k in call.keywords]
+
+
 @functools.lru_cache(maxsize=None)
 def _statements(path: Path) -> tuple[str, ...]:
-    """The module's top-level statements, imports and docstrings left out, each as a syntax-tree dump."""
+    """The module's top-level statements in order, each as a syntax-tree dump: docstrings and messages left
+    out, imports without their module paths; of a package's ``__init__`` (a registry), its functions only."""
     tree = ast.parse(path.read_text(), str(path))
     for node in ast.walk(tree):
         if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             node.body = _without_docstring(node.body)
-    return tuple(ast.dump(node, include_attributes=False) for node in _without_docstring(tree.body)
-                 if not isinstance(node, (ast.Import, ast.ImportFrom)))
+        elif isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name in MESSAGES:
+                _without_text(node)
+        elif isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+            _without_text(node.exc)
+    body = _without_docstring(tree.body)
+    if path.name == "__init__.py":
+        body = [node for node in body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    for node in body:
+        if isinstance(node, ast.ImportFrom):
+            node.module, node.level = None, 0
+        elif isinstance(node, ast.Import):
+            node.names = [ast.alias(a.asname or a.name.rpartition(".")[2]) for a in node.names]
+    return tuple(ast.dump(node, include_attributes=False) for node in body)
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -89,26 +120,28 @@ def _is_module(name: str) -> bool:
 
 
 def _followed(name: str, packages: tuple[str, ...]) -> bool:
-    """Whether the closure enters module ``name``: inside one of ``packages``, not a package's ``__init__``."""
+    """Whether the closure enters module ``name``: inside one of ``packages``, and not one of ``NEVER``."""
     inside = any(name == p or name.startswith(p + ".") for p in packages)
-    return inside and name not in NEVER and not module_file(name).name == "__init__.py"
+    return inside and name not in NEVER
 
 
 def _closure(start: list[Path], packages: tuple[str, ...]) -> set[Path]:
-    """The files and every module of ``packages`` they import, transitively."""
-    seen, todo = set(start), list(start)
+    """The files and every module of ``packages`` they import, transitively; a package's ``__init__`` is taken
+    in, but what it imports (the whole registry) is not followed from it."""
+    seen, todo = set(start), [p for p in start if p.name != "__init__.py"]
     while todo:
         for name in _imported_modules(todo.pop()):
             if _followed(name, packages) and (path := module_file(name)) not in seen:
                 seen.add(path)
-                todo.append(path)
+                if path.name != "__init__.py":
+                    todo.append(path)
     return seen
 
 
 @functools.lru_cache(maxsize=None)
 def engine_files() -> frozenset[Path]:
-    """The engine's modules and the modules of eval/ and losses/ they reach."""
-    return frozenset(_closure(sorted(p.resolve() for p in ENGINE.glob("*.py")), FOLLOWED))
+    """The engine's modules, the data specs, and the modules of eval/, losses/ and models/ they reach."""
+    return frozenset(_closure(sorted(p.resolve() for p in ENGINE.glob("*.py")) + [SPECS.resolve()], FOLLOWED))
 
 
 def loss_files(loss_class: type) -> set[Path]:
@@ -124,11 +157,8 @@ def model_files(model: str) -> set[Path]:
 
 
 def _digest(paths) -> str:
-    statements = sorted({s for path in paths for s in _statements(path)})
-    h = hashlib.sha1()
-    for s in statements:
-        h.update(s.encode() + b"\0")
-    return h.hexdigest()[:12]
+    files = sorted(hashlib.sha1("\0".join(_statements(path)).encode()).hexdigest() for path in set(paths))
+    return hashlib.sha1("\0".join(files).encode()).hexdigest()[:12]
 
 
 def modules_fingerprint(*names: str) -> str:

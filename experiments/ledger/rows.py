@@ -27,7 +27,7 @@ from losses import LOSSES, loss_options
 CONFIG_COLUMNS = ["dataset", "loss", "feat_dim", "seed", "model", "loss_options", "epochs", "batch_size", "lr",
                   "momentum", "weight_decay", "lr_factor", "lr_patience", "lr_threshold", "augment", "train_size",
                   "test_size", "precision", "center_rule", "center_lr", "center_alpha", "protocol", "known_classes", "ood_images",
-                  "eval_train_size"]
+                  "eval_train_size", "precise_bn"]
 ACCURACIES = [f"{split}_acc{rule}" for split in ("test", "val") for rule in ("", "_argmax", "_center", "_class_mean")]
 RUN_COLUMNS = (["run_id", "group_id", "status", "error", "headline_rule", *CONFIG_COLUMNS, "train_images",
                 "test_images", "epochs_done",
@@ -61,7 +61,8 @@ def group_id(config: dict) -> str:
     return RunConfig.from_dict({**config, "seed": 0}).run_id.replace("-s0-", "-")
 
 
-INT_FIELDS = ("feat_dim", "seed", "epochs", "batch_size", "lr_patience", "train_size", "test_size", "eval_train_size")
+INT_FIELDS = ("feat_dim", "seed", "epochs", "batch_size", "lr_patience", "train_size", "test_size", "eval_train_size",
+              "precise_bn")
 
 
 FLOAT_FIELDS = ("lr", "momentum", "weight_decay", "lr_factor", "lr_threshold", "center_lr", "center_alpha")
@@ -108,15 +109,20 @@ def key(row: dict) -> tuple[str, str]:
     return row["run_id"], row.get("code_fingerprint") or ""
 
 
+RETIRED = "study "  # superseded_by of a tuning study's reproduction that a later run of the study replaced
+
+
 def mark_superseded(runs: list[dict]) -> list[dict]:
     """Per run id, the most recently recorded row is current; every row of it with another fingerprint
-    gets ``superseded_by`` that row's fingerprint (a row is never dropped)."""
+    gets ``superseded_by`` that row's fingerprint (a row is never dropped). A row a study retired stays so."""
     latest = {}
     for row in runs:
         if row["run_id"] not in latest or row["recorded_at"] >= latest[row["run_id"]]["recorded_at"]:
             latest[row["run_id"]] = row
     for row in runs:
         current = latest[row["run_id"]]
+        if (row.get("superseded_by") or "").startswith(RETIRED):
+            continue
         row["superseded_by"] = "" if key(row) == key(current) else (current.get("code_fingerprint") or "unknown")
     return runs
 
@@ -149,13 +155,16 @@ def record(results_dir: Path, row: dict, epoch_rows: list[dict]) -> None:
 
 def mark_tuned(results_dir: Path, run_ids: set[str], study: str) -> None:
     """Name the tuning study in the ``tuned_by`` column of the current rows of ``run_ids`` (the runs that
-    reproduce its winners)."""
+    reproduce its winners now); its earlier reproductions that are not among them (another protocol, other
+    winners) are retired: ``superseded_by`` says by which study, and the report leaves them out."""
     runs_path = Path(results_dir) / "runs.csv"
     with ledger_lock(results_dir):
         runs = read_rows(runs_path)
         for row in runs:
             if row["run_id"] in run_ids and not row.get("superseded_by"):
                 row["tuned_by"] = study
+            elif row.get("tuned_by") == study and row["run_id"] not in run_ids and not row.get("superseded_by"):
+                row["superseded_by"] = f"{RETIRED}{study} run again"
         atomic_write_csv(runs_path, runs, RUN_COLUMNS)
 
 

@@ -24,10 +24,11 @@ class TensorBoardLog:
                 continue
             group = "acc" if "acc" in name else "time" if name == "seconds" else "lr" if name == "lr" else "loss"
             self.writer.add_scalar(f"{group}/{name}", value, epoch)
-        if test_features is not None:  # the held-out split's: test (reference protocol) or val (fair)
-            split = "test" if "test_acc" in row else "val"
-            fig = scatter_figure(test_features, test_labels, class_names,
-                                 f"{split} features, epoch {epoch}, acc {row[f'{split}_acc']:.3f}", centers=centers)
+        if test_features is not None:  # the frames' split: test (reference protocol), val (fair), train (last)
+            split = "test" if "test_acc" in row else "val" if "val_acc" in row else "train"
+            acc = f", acc {row[f'{split}_acc']:.3f}" if f"{split}_acc" in row and split != "train" else ""
+            fig = scatter_figure(test_features, test_labels, class_names, f"{split} features, epoch {epoch}{acc}",
+                                 centers=centers)
             self.writer.add_figure(f"features/{split}", fig, epoch)
         self.writer.flush()
 

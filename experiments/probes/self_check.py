@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from experiments.cli.types import HelpFormatter, positive_int
+from experiments.cli.types import HelpFormatter, Parser, positive_int
 from experiments.engine.config import RunConfig
 from experiments.engine.data import DeviceData, epoch_batches
 from experiments.datasets.specs import SPECS, default_data_root, file_problems, get_spec
@@ -105,7 +105,7 @@ def check(dataset: str, data_root: Path, device: torch.device, steps: int) -> di
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m experiments.probes.self_check", description=__doc__,
+    parser = Parser(prog="python -m experiments.probes.self_check", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--dataset", choices=list(SPECS), default="fashion-mnist",
                         help="the run's dataset (the synthetic set when it is not present; nothing is fetched)")

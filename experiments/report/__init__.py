@@ -2,6 +2,7 @@
 
     python -m experiments.report                      # the main ledger: results/, imgs/, README.md
     python -m experiments.report --results my-results # another ledger: its table and pictures go under it
+    python -m experiments.report --compare 'loss=standalone,dataset=mnist' 'loss=xent,dataset=mnist'
 
 Reads runs.csv and epochs.csv of a ledger (and, for the pictures, the run
 directories in runs/) and writes table.md, the learning curves, the feature
@@ -29,9 +30,10 @@ from pathlib import Path
 import pandas as pd
 
 from eval.plots import write_if_changed
-from experiments.cli.types import HelpFormatter
+from experiments.cli.types import HelpFormatter, Parser
 from experiments.engine.io import unwritable
 from experiments.report.figures import feature_pictures, learning_curves
+from experiments.report.compare import CompareError, compare as paired_comparison
 from experiments.report.composites import composite_pictures
 from experiments.report.readme import (MARKERS, pictures_markdown, relative, replace_section, results_markdown,
                                        visualisations_markdown)
@@ -111,7 +113,7 @@ def build(outputs: Outputs, runs: Path, projection: str = "pca") -> str | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m experiments.report", description=__doc__,
+    parser = Parser(prog="python -m experiments.report", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--results", type=Path, default=MAIN_LEDGER,
                         help="the ledger folder: its runs.csv and epochs.csv are read, its table.md written")
@@ -125,18 +127,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--readme", type=Path, default=None,
                         help="the README whose marked sections are rewritten (default: README.md for the main "
                              "ledger, none otherwise)")
+    parser.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                        help="print the paired difference A - B of last-epoch test accuracy, runs paired by seed, "
+                             "instead of rebuilding anything; each of A and B selects one group of runs by "
+                             "FIELD=VALUE pairs, e.g. 'loss=standalone,weight_inter=0.01,dataset=mnist' (every "
+                             "config field not named in both must match)")
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.compare:
+        runs_csv = Path(args.results) / "runs.csv"
+        if not runs_csv.exists():
+            print(f"error: no ledger at {runs_csv}; give --results", file=sys.stderr)
+            return 2
+        try:
+            print(paired_comparison(read_ledger(runs_csv), *args.compare))
+        except CompareError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
     outputs = Outputs.for_ledger(args.results, args.imgs, args.readme)
     if (problem := outputs.problem()) is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     table = build(outputs, args.runs, args.projection)
     if table is None:
-        print(f"no runs recorded in {args.results / 'runs.csv'}: run python -m experiments.grid first", file=sys.stderr)
+        print(f"no runs recorded in {args.results / 'runs.csv'}: run `./suite grid` first", file=sys.stderr)
         return 1
     print(f"report: {outputs.results / 'table.md'}" + (f", {outputs.readme} sections updated" if outputs.readme else ""))
     return 0

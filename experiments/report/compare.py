@@ -9,9 +9,8 @@ from __future__ import annotations
 import pandas as pd
 
 from experiments.engine.config import RunConfig
-from experiments.report.cells import comparison_sentence, points
+from experiments.report.cells import comparison_sentence, paired, pairs_text, points, runs_text
 from experiments.report.rows import config_of, run_groups
-from experiments.report.stats import paired_difference
 from losses import option_definitions
 
 METRIC = "final_test_acc"
@@ -67,7 +66,7 @@ def select(groups: list[pd.DataFrame], text: str) -> pd.DataFrame:
     wanted = parse_selector(text)
     found = [g for g in groups if all(group_fields(g.iloc[0]).get(k) == v for k, v in wanted.items())]
     if not found:
-        raise CompareError(f"no finished runs match {text!r}")
+        raise CompareError(f"no runs match {text!r}")
     if len(found) > 1:
         listing = "; ".join(describe(g) for g in found)
         raise CompareError(f"{text!r} matches {len(found)} groups, name more fields to pick one: {listing}")
@@ -76,7 +75,7 @@ def select(groups: list[pd.DataFrame], text: str) -> pd.DataFrame:
 
 def compare(df: pd.DataFrame, a_text: str, b_text: str) -> str:
     """The paired difference of two groups, in words."""
-    groups = run_groups(df[df["status"] == "finished"])
+    groups = run_groups(df[df["status"].isin(("finished", "diverged", "failed"))])
     a, b = select(groups, a_text), select(groups, b_text)
     named = set(parse_selector(a_text)) & set(parse_selector(b_text))  # differences asked for in both
     fa, fb = group_fields(a.iloc[0]), group_fields(b.iloc[0])
@@ -85,11 +84,12 @@ def compare(df: pd.DataFrame, a_text: str, b_text: str) -> str:
     if other:
         raise CompareError(f"the groups differ also in {', '.join(other)}, which would confound the comparison; "
                            "name those fields in both selectors")
-    pairs = a[["seed", METRIC]].merge(b[["seed", METRIC]], on="seed")
-    d = paired_difference(pairs[f"{METRIC}_x"], pairs[f"{METRIC}_y"])
-    head = f"A: {describe(a)}, seeds {sorted(a['seed'])}\nB: {describe(b)}, seeds {sorted(b['seed'])}\n"
+    d, removed = paired(a, b, METRIC)
+    head = (f"A: {describe(a)}, seeds {sorted(a['seed'])}, runs {runs_text(a)}\n"
+            f"B: {describe(b)}, seeds {sorted(b['seed'])}, runs {runs_text(b)}\n"
+            f"pairs: {pairs_text(d, removed)}\n")
     if d.pairs == 0:
-        return head + "no pair: the two groups share no seed, so they cannot be compared by seed"
+        return head + "no pair: the two groups share no seed that finished in both, so they cannot be compared by seed"
     return head + "last-epoch test accuracy, paired by seed: " + comparison_sentence("A", "B", d)
 
 
@@ -107,7 +107,7 @@ def holm_corrected(p_values: list[float]) -> tuple[list[float] | None, str]:
 def against_xent(df: pd.DataFrame) -> str:
     """Every group that has an ``xent`` group on the same recipe (all other fields equal), paired by seed,
     with Holm-corrected p-values; empty when there is none."""
-    groups = run_groups(df[df["status"] == "finished"])
+    groups = run_groups(df[df["status"].isin(("finished", "diverged", "failed"))])
     by_recipe = {}
     for g in groups:
         fields = group_fields(g.iloc[0])
@@ -119,22 +119,23 @@ def against_xent(df: pd.DataFrame) -> str:
         for g in recipe_groups if xent is not None else []:
             if g is xent:
                 continue
-            pairs = g[["seed", METRIC]].merge(xent[["seed", METRIC]], on="seed")
-            rows.append((g, paired_difference(pairs[f"{METRIC}_x"], pairs[f"{METRIC}_y"])))
+            rows.append((g, xent, *paired(g, xent, METRIC)))
     if not rows:
         return ""
-    tested = [i for i, (_, d) in enumerate(rows) if d.p_value is not None]
-    holm, correction = holm_corrected([rows[i][1].p_value for i in tested])
+    tested = [i for i, (_, _, d, _) in enumerate(rows) if d.p_value is not None]
+    holm, correction = holm_corrected([rows[i][2].p_value for i in tested])
     lines = ["**Each loss against `xent` on the same recipe** (last-epoch test accuracy, runs of one seed paired; "
-             "mean difference in points with its 95% t-interval; paired t-test from 3 pairs, its p-value "
-             f"{correction.format(n=len(tested))}):", "",
-             "| loss | dataset | feat_dim | recipe (departs from the reference in) | loss − xent | pairs | p | p (Holm) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for i, (g, d) in enumerate(rows):
+             "mean difference in points with its 95% t-interval; a paired t-test where there are 3 pairs or more"
+             + (f", its p-value {correction.format(n=len(tested))}" if tested else ": no row has them yet")
+             + "; runs: finished / recorded for the loss and for xent):", "",
+             "| loss | dataset | feat_dim | recipe (departs from the reference in) | loss − xent | runs | pairs | p | "
+             "p (Holm) |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for i, (g, xent, d, removed) in enumerate(rows):
         first = g.iloc[0]
         diff = "—" if d.pairs == 0 else points(d.mean) + (f" ± {100 * d.half_width:.2f}" if d.half_width else "")
         p = "—" if d.p_value is None else f"{d.p_value:.3g}"
         lines.append(f"| {first['loss']} | {first['dataset']} | {first['feat_dim']} | "
-                     f"{first['departures'] or '— (reference recipe)'} | {diff} | {d.pairs} | {p} | "
+                     f"{first['departures'] or '— (reference recipe)'} | {diff} | {runs_text(g)}; xent {runs_text(xent)} | "
+                     f"{pairs_text(d, removed)} | {p} | "
                      f"{'—' if i not in tested or holm is None else f'{holm[tested.index(i)]:.3g}'} |")
     return "\n".join(lines) + "\n"

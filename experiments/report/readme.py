@@ -9,6 +9,7 @@ import pandas as pd
 from experiments.runners.presets import is_preset_run
 from experiments.report.figures import picture_split
 from experiments.report.rows import config_of, on_recipe_finished
+from experiments.report.cells import COUNT_RULE
 from experiments.report.compare import against_xent
 from experiments.report.tables import PAPER_COMMAND, ood_table, other_runs_table, paper_table, train_test_gap
 
@@ -89,7 +90,7 @@ def replace_section(text: str, name: str, body: str) -> str:
 
 
 def results_markdown(df: pd.DataFrame, ledger: Path, curves: list[Path], readme_dir: Path) -> str:
-    parts = [paper_table(df), against_xent(df)]
+    parts = [f"*{COUNT_RULE}*\n", paper_table(df), against_xent(df)]
     if not on_recipe_finished(df).empty:
         parts.append(train_test_gap(df))
     parts.append(other_runs_table(df, ledger))

@@ -126,8 +126,13 @@ def reference_of(dataset: str, feat_dim: int, loss: str) -> float | None:
     return REFERENCE.get((dataset, int(feat_dim)), {}).get(loss)
 
 
+def on_recipe_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The main losses' runs on the full reference recipe, whatever their status."""
+    return df[df["on_recipe"] & df["loss"].isin(MAIN_LOSSES)]
+
+
 def on_recipe_finished(df: pd.DataFrame) -> pd.DataFrame:
-    return df[(df["status"] == "finished") & df["on_recipe"] & df["loss"].isin(MAIN_LOSSES)]
+    return on_recipe_rows(df)[on_recipe_rows(df)["status"] == "finished"]
 
 
 def cells_by_setting(df: pd.DataFrame):
@@ -138,5 +143,7 @@ def cells_by_setting(df: pd.DataFrame):
 
 
 def held_out_split(row) -> str:
-    """The split the per-epoch frames show: test under the reference protocol, val under fair."""
-    return "test" if (row.get("protocol") or "reference") == "reference" else "val"
+    """The split a run reports per epoch: test under the reference protocol, val under fair, and under
+    ``last`` (no held-out split) the training split (its curves: the training batches' accuracy; its 2-D
+    frames: the fixed training subset, unaugmented)."""
+    return {"reference": "test", "fair": "val", "last": "train"}[row.get("protocol") or "reference"]

@@ -8,9 +8,9 @@ import pandas as pd
 
 from eval.ood import SCORES as OOD_SCORES
 from eval.ood import natural_score
-from experiments.report.cells import fmt_ci, points, seeds_text
-from experiments.report.rows import (MAIN_LOSSES, cells_by_setting, centers_of, on_recipe_finished, reference_of,
-                                     run_groups)
+from experiments.report.cells import fmt_ci, points, runs_text
+from experiments.report.rows import (MAIN_LOSSES, cells_by_setting, centers_of, on_recipe_finished, on_recipe_rows,
+                                     reference_of, run_groups)
 from losses import LOSSES
 
 PAPER_COMMAND = "./suite grid --preset paper --datasets mnist fashion-mnist"
@@ -18,8 +18,8 @@ PAPER_COMMAND = "./suite grid --preset paper --datasets mnist fashion-mnist"
 
 def paper_table(df: pd.DataFrame) -> str:
     """The reference table's shape: dataset x feat_dim rows, one column per loss, runs on the full recipe only."""
-    paper = on_recipe_finished(df)
-    if paper.empty:
+    paper = on_recipe_rows(df)
+    if on_recipe_finished(df).empty:
         return (f"**No run on the full reference recipe is recorded yet**, so there is no reference table, paired "
                 f"comparison or train-test gap to show: `{PAPER_COMMAND}` on a GPU produces them (see \"Reproduce the "
                 f"paper table on one GPU\").\n")
@@ -29,33 +29,34 @@ def paper_table(df: pd.DataFrame) -> str:
         acc_cells, diff_cells = [], []
         for loss, runs in by_loss.items():
             ref = reference_of(dataset, feat_dim, loss)
-            if runs.empty:
-                acc_cells.append(f"— ({ref:.3f})")
+            done = runs[runs["status"] == "finished"]
+            if done.empty:
+                acc_cells.append(f"— ({ref:.3f})" + (f", runs {runs_text(runs)}" if len(runs) else ""))
                 diff_cells.append("—")
                 continue
-            acc_cells.append(f"{fmt_ci(runs['best_test_acc'])} / {fmt_ci(runs['final_test_acc'])} ({ref:.3f}), "
-                             f"{seeds_text(len(runs))}")
-            diff_cells.append(f"{points(runs['best_test_acc'].mean() - ref)} / "
-                              f"{points(runs['final_test_acc'].mean() - ref)}")
+            acc_cells.append(f"{fmt_ci(done['best_test_acc'])} / {fmt_ci(done['final_test_acc'])} ({ref:.3f}), "
+                             f"runs {runs_text(runs)}")
+            diff_cells.append(f"{points(done['best_test_acc'].mean() - ref)} / "
+                              f"{points(done['final_test_acc'].mean() - ref)}")
         acc.append(f"| {dataset} | {feat_dim} | " + " | ".join(acc_cells) + " |")
         diff.append(f"| {dataset} | {feat_dim} | " + " | ".join(diff_cells) + " |")
     return "\n".join([
         "**Test accuracy on the reference recipe**: best epoch / last epoch (the reference's value), mean ± 95% "
-        "t-interval over seeds. Under the reference protocol the best epoch is chosen on the test split itself, "
-        "so it is optimistic; the last epoch is not.", "", *acc, "",
+        "t-interval over the finished runs, and how many runs finished. Under the reference protocol the best "
+        "epoch is chosen on the test split itself, so it is optimistic; the last epoch is not.", "", *acc, "",
         "Difference to the reference in points (best epoch / last epoch, means):", "", *diff]) + "\n"
 
 
 def train_test_gap(df: pd.DataFrame) -> str:
     """Last-epoch train accuracy by the loss's own rule minus test accuracy: does a loss overfit less?"""
-    paper = on_recipe_finished(df)
+    paper = on_recipe_rows(df)
     lines = ["**Train-test gap** in points (last epoch; train accuracy by the loss's own rule over the epoch's "
-             "augmented batches, minus test accuracy), mean ± 95% t-interval:", "",
+             "augmented batches, minus test accuracy), mean ± 95% t-interval (finished runs / runs):", "",
              "| dataset | feat_dim | " + " | ".join(MAIN_LOSSES) + " |", "| --- | --- |" + " --- |" * len(MAIN_LOSSES)]
     for dataset, feat_dim, by_loss in cells_by_setting(paper):
         if all(r.empty for r in by_loss.values()):
             continue
-        cells = [fmt_ci(100 * (r["final_train_acc"] - r["final_test_acc"]), 2) + (f" ({len(r)})" if len(r) else "")
+        cells = [fmt_ci(100 * (r["final_train_acc"] - r["final_test_acc"]), 2) + (f" ({runs_text(r)})" if len(r) else "")
                  for r in by_loss.values()]
         lines.append(f"| {dataset} | {feat_dim} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -70,16 +71,16 @@ def other_runs_table(df: pd.DataFrame, ledger: Path) -> str:
              "losses, center rules or protocols. They check the pipeline and compare variants; they are no evidence "
              f"about the study's table. Every column, device and embedding metric: `{ledger / 'table.md'}`.", "",
              "| loss | dataset | feat_dim | departs from the reference in | acc (best epoch) | acc (last epoch) | "
-             "seeds | code |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "runs | code |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for g in others:
-        lines.append(group_cells(g, ["loss", "dataset", "feat_dim", "departs", "best", "last", "seeds", "code"]))
+        lines.append(group_cells(g, ["loss", "dataset", "feat_dim", "departs", "best", "last", "runs", "code"]))
     return "\n".join(lines) + "\n"
 
 
 def ood_table(df: pd.DataFrame) -> str:
     """AUROC and FPR at 95% TPR of every score, per group; the loss's natural score marked *."""
-    groups = [g for g in run_groups(df[df["status"] == "finished"])
-              if "final_ood_center_auroc" in g and g["final_ood_center_auroc"].notna().any()]
+    groups = [g for g in run_groups(df)
+              if "final_ood_center_auroc" in g and g.loc[g["status"] == "finished", "final_ood_center_auroc"].notna().any()]
     if not groups:
         return ""
     head = " | ".join(f"{score} AUROC | {score} FPR95" for score in OOD_SCORES)
@@ -89,9 +90,10 @@ def ood_table(df: pd.DataFrame) -> str:
              "means without centers), maximum softmax probability and energy (losses with a softmax), "
              "distance to the nearest training feature. Mean ± 95% t-interval over seeds; * marks the "
              "score that matches how the loss classifies.", "",
-             f"| loss | dataset | feat_dim | departs from the reference in | OOD set | {head} |",
-             "|" + " --- |" * (5 + 2 * len(OOD_SCORES))]
+             f"| loss | dataset | feat_dim | departs from the reference in | runs | OOD set | {head} |",
+             "|" + " --- |" * (6 + 2 * len(OOD_SCORES))]
     for g in groups:
+        g, runs = g[g["status"] == "finished"], runs_text(g)
         first = g.iloc[0]
         natural = natural_score(LOSSES[first["loss"]]) if first["loss"] in LOSSES else None
         cells = []
@@ -101,16 +103,13 @@ def ood_table(df: pd.DataFrame) -> str:
                       else "—", fmt_ci(g[f"final_ood_{score}_fpr95"], 3)]
         sets = ", ".join(sorted({d for d in g["ood_dataset"] if d}))
         lines.append(f"| {first['loss']} | {first['dataset']} | {first['feat_dim']} | "
-                     f"{first['departures'] or '— (reference recipe)'} | {sets} | " + " | ".join(cells) + " |")
+                     f"{first['departures'] or '— (reference recipe)'} | {runs} | {sets} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def group_cells(g: pd.DataFrame, columns: list[str]) -> str:
     first, finished = g.iloc[0], g[g["status"] == "finished"]
     ref = reference_of(first["dataset"], first["feat_dim"], first["loss"]) if first["on_recipe"] else None
-    diverged = int((g["status"] == "diverged").sum())
-    failed = int((g["status"] == "failed").sum())
-    seeds = str(len(finished)) + (f" (+{diverged} diverged)" if diverged else "") + (f" (+{failed} failed)" if failed else "")
     cell = {
         "loss": first["loss"], "dataset": first["dataset"], "feat_dim": str(first["feat_dim"]),
         "departs": first["departures"] or "— (reference recipe)", "centers": centers_of(first),
@@ -119,7 +118,7 @@ def group_cells(g: pd.DataFrame, columns: list[str]) -> str:
         else f"{reference_of(first['dataset'], first['feat_dim'], first['loss']):.3f}",
         "diff best": "" if ref is None or finished.empty else points(finished["best_test_acc"].mean() - ref),
         "diff last": "" if ref is None or finished.empty else points(finished["final_test_acc"].mean() - ref),
-        "seeds": seeds, "device": ", ".join(sorted({d for d in g["device"] if d})),
+        "runs": runs_text(g), "device": ", ".join(sorted({d for d in g["device"] if d})),
         "code": ", ".join(sorted({c for c in g["code_version"] if c})),
     }
     for name, column in EMBEDDING_COLUMNS:
@@ -128,11 +127,11 @@ def group_cells(g: pd.DataFrame, columns: list[str]) -> str:
 
 
 FULL_COLUMNS = ["loss", "dataset", "feat_dim", "departs", "centers", "best", "last", "ref", "diff best", "diff last",
-                "seeds", "device", "code"]
+                "runs", "device", "code"]
 
 
 FULL_HEADERS = ["loss", "dataset", "feat_dim", "departs from the reference in", "centers", "acc (best epoch)",
-                "acc (last epoch)", "ref", "diff best (points)", "diff last (points)", "seeds", "device", "code"]
+                "acc (last epoch)", "ref", "diff best (points)", "diff last (points)", "runs", "device", "code"]
 
 
 EMBEDDING_COLUMNS = [("nearest center", "final_test_acc_center"), ("nearest class mean", "final_test_acc_class_mean"),

@@ -9,8 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from eval.plots import best_so_far_png
-from experiments.report.cells import comparison_sentence, fmt_ci, points
-from experiments.report.stats import paired_difference
+from experiments.report.cells import COUNT_RULE, comparison_sentence, fmt_ci, paired, pairs_text, points, runs_text
 from experiments.tuning.trial import CENTER_LR, describe_space
 from losses import LOSSES
 
@@ -40,10 +39,10 @@ def plot_path(imgs: Path, study: str, dataset: str, feat_dim: int) -> Path:
 
 
 def reproduced(df: pd.DataFrame, run_ids: list[str]) -> pd.DataFrame:
-    """The finished current rows of the reproductions."""
+    """The current rows of the reproductions, whatever their status (finished, diverged, failed)."""
     if df.empty or not run_ids:
         return df.iloc[0:0]
-    return df[df["run_id"].isin(run_ids) & (df["status"] == "finished")]
+    return df[df["run_id"].isin(run_ids)]
 
 
 def point_text(params: dict) -> str:
@@ -53,17 +52,24 @@ def point_text(params: dict) -> str:
 def budget_text(summary: dict, df: pd.DataFrame) -> str:
     ident = summary["identity"]
     runs = reproduced(df, [r for e in summary["studies"] for r in e["reproductions"]])
+    seeds = ident.get("trial_seeds", 1)
+    scored = (f"its last epoch's validation accuracy on {ident['val_size']:,} images held out of the training split"
+              + (f", averaged over {seeds} seeds" if seeds > 1 else "") if "trial_seeds" in ident else
+              f"its best epoch's validation accuracy on {ident['val_size']:,} images held out of the training split")
+    precise = (f"; BatchNorm statistics recomputed on {ident['precise_bn']:,} training images before every "
+               "evaluation" if ident.get("precise_bn") else "")
     trial_s = sum(t.get("wall_s") or 0 for e in summary["studies"] for t in e["trials"])
     devices = ", ".join(sorted(set(runs["device"]))) if not runs.empty else "—"
     test = f"{summary['test_size']:,} test images" if summary.get("test_size") else "the whole test split"
     return (f"Budget: {summary['trials_per_loss']} trials per loss, each {ident['epochs']} epochs on "
-            f"{ident['train_size']:,} training images, scored on {ident['val_size']:,} validation images held out "
-            f"of the training split (TPE sampler, seed {ident['seed']}, its first {ident['startup_trials']} trials "
-            f"random; pruner: {ident['pruner']}); the best point of each loss reproduced over "
+            f"{ident['train_size']:,} training images at a constant lr, scored by {scored} (TPE sampler, seed "
+            f"{ident['seed']}, its first {ident['startup_trials']} trials random; pruner: {ident['pruner']}{precise}); "
+            "the best point of each loss reproduced over "
             f"{summary['reproductions']} seeds on the {ident['train_size'] + ident['val_size']:,} images, its last "
             f"epoch tested once on {test}. Wall time: {summary['wall_s'] / 60:.0f} min in all "
             f"({trial_s / 60:.0f} min of trials, {runs['wall_s'].astype(float).sum() / 60:.0f} min of "
-            f"reproductions on {devices}).")
+            f"reproductions on {devices}). Code: the search by trial code {ident.get('trial_code') or 'unrecorded'}; "
+            f"the reproductions by {', '.join(sorted({c for c in runs.get('code_version', []) if c})) or '—'}.")
 
 
 def study_markdown(summary: dict, df: pd.DataFrame, imgs: Path, readme_dir: Path, relative) -> str:
@@ -79,8 +85,8 @@ def study_markdown(summary: dict, df: pd.DataFrame, imgs: Path, readme_dir: Path
         runs = {e["loss"]: reproduced(df, e["reproductions"]) for e in entries}
         xent = runs.get("xent")
         lines += [f"*{dataset}, feat_dim {feat_dim}*", "",
-                  "| loss | searched | best point | best trial's val acc | trials: scored / pruned (epochs saved) "
-                  "/ diverged | reproduced test acc (95% CI) | − xent, points (95% CI) | p |",
+                  "| loss | searched | best point | best trial's score | trials: scored / pruned (epochs saved) "
+                  "/ diverged | reproduced test acc (95% CI), runs | − xent, points (95% CI), pairs | p |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         sentences = []
         for e in entries:
@@ -93,15 +99,19 @@ def study_markdown(summary: dict, df: pd.DataFrame, imgs: Path, readme_dir: Path
             g = runs[e["loss"]]
             diff, p = "—", "—"
             if xent is not None and e["loss"] != "xent" and not g.empty:
-                pairs = g[["seed", METRIC]].merge(xent[["seed", METRIC]], on="seed")
-                d = paired_difference(pairs[f"{METRIC}_x"], pairs[f"{METRIC}_y"])
+                d, removed = paired(g, xent, METRIC)
                 if d.pairs:
                     diff = points(d.mean) + (f" ± {100 * d.half_width:.2f}" if d.half_width else "")
                     p = "—" if d.p_value is None else f"{d.p_value:.3g}"
-                sentences.append(comparison_sentence(f"tuned {e['loss']}", "tuned xent", d))
+                diff += f", {pairs_text(d, removed)}"
+                sentences.append(comparison_sentence(f"tuned {e['loss']}", "tuned xent", d)
+                                 + (f" ({pairs_text(d, removed)} pairs)" if sum(removed.values()) else ""))
             best_point = point_text(best["params"]) if best else "—"
             best_value = f"{best['value']:.4f} (trial {best['number']})" if best else "—"
-            test = f"{fmt_ci(g[METRIC].astype(float))} ({len(g)} seeds)" if not g.empty else "—"
+            done = g[g["status"] == "finished"]
+            stale = int(g["stale"].sum()) if not g.empty else 0
+            test = (f"{fmt_ci(done[METRIC].astype(float))}, {runs_text(g)}"
+                    + (f", {stale} stale" if stale else "") if not g.empty else "—")
             lines.append(f"| {e['loss']} | {e['space']} | {best_point} | {best_value} | "
                          f"{scored} / {len(pruned)} ({saved}) / {diverged} | {test} | {diff} | {p} |")
         lines += ["", f"![best so far]({relative(path, readme_dir)})", ""]
@@ -114,8 +124,10 @@ def tuned_markdown(df: pd.DataFrame, results: Path, imgs: Path, readme_dir: Path
     if not found:
         return "No tuning study is recorded in this ledger yet (`./suite tune --help`)."
     head = ("Each loss searched with the same budget (trials, epochs, images) on validation images held out of "
-            "the training split, its best point then trained again over several seeds and tested once; "
-            "differences are paired by seed (the same seed gives the same initialisation and batches).")
+            "the training split, its best point then trained again over several seeds and tested once, on its "
+            "last epoch; differences are paired by seed (the same seed gives every loss the same initialisation, "
+            "batches and augmentations). " + COUNT_RULE + " A reproduction recorded by other code than the "
+            "current is counted as stale (`./suite tune --refresh` with the study's options trains it again).")
     return "\n\n".join([head] + [study_markdown(s, df, imgs, readme_dir, relative) for s in found] + [spaces()])
 
 

@@ -21,6 +21,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import uuid
 from pathlib import Path
 
 from experiments.ledger.rows import epochs_on_disk, merge, read_rows
@@ -129,10 +130,11 @@ def export(path: Path, results: Path, imgs: Path, runs: Path, max_mb: float, for
     if existing and not force:
         raise BundleError(f"{existing[0]} exists; give another file name, or --force to replace it")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    bundle_id = uuid.uuid4().hex
     for k, (target, chunk) in enumerate(zip(paths, chunks), 1):
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         with tarfile.open(tmp, "w") as tar:
-            manifest = json.dumps({"part": k, "parts": len(chunks)}).encode()
+            manifest = json.dumps({"bundle": bundle_id, "part": k, "parts": len(chunks)}).encode()
             info = tarfile.TarInfo(MANIFEST.format(k))
             info.size = len(manifest)
             tar.addfile(info, io.BytesIO(manifest))
@@ -158,6 +160,8 @@ def import_bundle(paths: Path | list[Path], results: Path, imgs: Path, runs: Pat
         tmp = Path(tmp)
         path = " ".join(str(p) for p in paths)
         found = [json.loads(f.read_text()) for f in sorted((tmp / "bundle").glob("part-*.json"))]
+        if len({m.get("bundle") for m in found}) > 1:
+            raise BundleError(f"{path}: parts of different bundles; import the parts of one export together")
         if found:  # a bundle from before parts had manifests has none
             missing = sorted(set(range(1, found[0]["parts"] + 1)) - {m["part"] for m in found})
             if missing:

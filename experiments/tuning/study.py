@@ -29,7 +29,7 @@ from experiments.engine.device import device_name, resolve_device
 from experiments.engine.io import atomic_write_json
 from experiments.ledger.claims import Claim
 from experiments.ledger.fingerprint import code_fingerprint, modules_fingerprint
-from experiments.ledger.rows import is_done, mark_tuned, read_rows
+from experiments.ledger.rows import is_done, mark_tuned
 from experiments.runners.backends import Outcome, RunSettings, Stop, record_outcome, train_run
 from experiments.tuning.trial import (TrialData, TrialStopped, describe_space, objective, run_trial, search_space,
                                       suggest, trial_config)
@@ -37,6 +37,7 @@ from models import model_recipe
 
 N_STARTUP = 10  # TPE's first trials of each study, drawn at random
 PRUNERS = ("none", "median", "hyperband")
+PRECISE_BN = 2000  # training images the trials and reproductions recompute BatchNorm statistics on (--precise-bn)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ class TuneSpec:
     val_size: int
     test_size: int | None
     trials: int
+    trial_seeds: int
+    precise_bn: int
     pruner: str
     seed: int
     reproductions: int
@@ -106,13 +109,14 @@ def study_name(spec, key) -> str:
 
 def base_config(spec, key) -> RunConfig:
     """A trial's recipe: the reference recipe (with the model's own weight decay, see models/), the study's
-    budget, the fair protocol, a constant lr (the plateau schedule's patience at least the epochs, so that no
-    schedule needs a held-out split)."""
+    budget and precise BN, the fair protocol (the validation split evaluated every epoch), a constant lr (the
+    plateau schedule's patience at least the epochs: as the reproductions train, with no schedule)."""
     dataset, feat_dim, loss = key
     return RunConfig(dataset=dataset, loss=loss, feat_dim=feat_dim, model=spec.model, epochs=spec.epochs,
                      train_size=spec.train_size, center_rule=spec.center_rule, protocol="fair", eval_train_size=0,
                      loss_options=spec.fixed.get(loss, {}), lr_patience=max(RunConfig.lr_patience, spec.epochs),
-                     weight_decay=model_recipe(spec.model).get("weight_decay", RunConfig.weight_decay))
+                     weight_decay=model_recipe(spec.model).get("weight_decay", RunConfig.weight_decay),
+                     precise_bn=spec.precise_bn)
 
 
 def common_identity(spec) -> dict:
@@ -120,7 +124,8 @@ def common_identity(spec) -> dict:
     return {"losses": list(spec.losses), "datasets": list(spec.datasets), "feat_dims": list(spec.feat_dims),
             "model": spec.model, "center_rule": spec.center_rule, "epochs": spec.epochs,
             "train_size": spec.train_size, "val_size": spec.val_size, "pruner": spec.pruner, "seed": spec.seed,
-            "startup_trials": N_STARTUP, "trial_code": modules_fingerprint("experiments.tuning.trial")}
+            "trial_seeds": spec.trial_seeds, "precise_bn": spec.precise_bn, "startup_trials": N_STARTUP,
+            "trial_code": modules_fingerprint("experiments.tuning.trial")}
 
 
 def identity(spec, key) -> dict:
@@ -159,12 +164,34 @@ def make_pruner(spec):
     return optuna.pruners.NopPruner()
 
 
-def open_studies(spec, create: bool = False) -> dict:
+CODE_KEYS = ("code", "trial_code")  # the code a search ran by: --refresh reproduces its winners by other code
+
+
+def without_code(identity: dict) -> dict:
+    return {k: v for k, v in identity.items() if k not in CODE_KEYS}
+
+
+def open_studies(spec, create: bool = False, refresh: bool = False) -> dict:
     """``{key: optuna.Study}``; with ``create`` (the driver), made where missing and checked against the
-    identity of every study of this name (StudyMismatch names what differs)."""
+    identity of every study of this name (StudyMismatch names what differs); with ``refresh``, every study
+    must exist and match but for the code it was searched by."""
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     store = storage(spec)
+    if refresh:
+        studies = {}
+        for key in study_keys(spec):
+            try:
+                study = optuna.load_study(study_name=study_name(spec, key), storage=store)
+            except KeyError:
+                raise StudyMismatch(f"--refresh: no study {study_name(spec, key)!r} in {journal_path(spec)} to "
+                                    "refresh; run it first without --refresh") from None
+            theirs = without_code(study.user_attrs.get("identity") or {})
+            if theirs != without_code(identity(spec, key)):
+                raise StudyMismatch(f"--refresh: study {study.study_name!r} was searched with "
+                                    f"{differences(theirs, without_code(identity(spec, key)))}; give its own options")
+            studies[key] = study
+        return studies
     if create:
         ours = common_identity(spec)
         for summary in optuna.get_all_study_summaries(store, include_best_trial=False):
@@ -261,8 +288,8 @@ def run_one_trial(spec, key, study, trial, data, device, stop: Stop) -> str:
     head = f"{study.study_name} trial {trial.number}"
     t0 = time.perf_counter()
     try:
-        result = run_trial(trial, cfg, data, device, Path(spec.out) / "tune" / spec.study / cfg.run_id,
-                           stop, progress=spec.progress, log=tqdm.write)
+        results = run_trial(trial, cfg, data, device, Path(spec.out) / "tune" / spec.study, stop,
+                            seeds=spec.trial_seeds, progress=spec.progress, log=tqdm.write)
     except optuna.TrialPruned:
         epochs = len(study.get_trials(deepcopy=False)[trial.number].intermediate_values)
         trial.set_user_attr("epochs_done", epochs)
@@ -274,14 +301,16 @@ def run_one_trial(spec, key, study, trial, data, device, stop: Stop) -> str:
         study.tell(trial, state=TrialState.FAIL)
         study.enqueue_trial(params, user_attrs={"retry_of": trial.number})
         raise
-    value = objective(result)
-    trial.set_user_attr("epochs_done", result["epochs_done"])
-    trial.set_user_attr("wall_s", result["wall_s"])
-    trial.set_user_attr("diverged_epoch", result["diverged_epoch"])
+    value = objective(results)
+    diverged = next((r for r in results if r["status"] == "diverged"), None)
+    trial.set_user_attr("epochs_done", results[0]["epochs_done"])
+    trial.set_user_attr("wall_s", round(sum(r["wall_s"] for r in results), 2))
+    trial.set_user_attr("diverged_epoch", None if diverged is None else diverged["diverged_epoch"])
     study.tell(trial, value)
-    log_hparams(spec, key, trial.number, params, value, result["status"])
-    status = f"diverged at epoch {result['diverged_epoch']}: 0" if result["status"] == "diverged" else f"{value:.4f}"
-    return f"{head}: {point}: best val acc {status} ({result['wall_s']:.0f} s)"
+    log_hparams(spec, key, trial.number, params, value, "diverged" if diverged else "finished")
+    status = f"diverged at epoch {diverged['diverged_epoch']}: 0" if diverged else f"{value:.4f}"
+    seeds = f", mean of {len(results)} seeds" if spec.trial_seeds > 1 else ""
+    return f"{head}: {point}: last-epoch val acc {status}{seeds} ({sum(r['wall_s'] for r in results):.0f} s)"
 
 
 def work(job: WorkerJob, spec, threads: int | None, stop: Stop, estimate_s=None) -> Outcome:
@@ -321,7 +350,7 @@ def work(job: WorkerJob, spec, threads: int | None, stop: Stop, estimate_s=None)
 # ---- reproductions, summary ---------------------------------------------------------------------------------
 def reproduction_configs(spec, studies: dict) -> dict:
     """``{key: [configs]}``: each study's best point, on the training images with the validation images added
-    back, tested on the test split, over --reproductions seeds."""
+    back, at a constant lr, its last epoch tested once (protocol ``last``), over --reproductions seeds."""
     out = {}
     for key, study in studies.items():
         best = best_trial(study)
@@ -329,7 +358,7 @@ def reproduction_configs(spec, studies: dict) -> dict:
             continue
         cfg = trial_config(base_config(spec, key), best.params)
         out[key] = [RunConfig.from_dict({**cfg.to_dict(), "train_size": spec.train_size + spec.val_size,
-                                         "test_size": spec.test_size, "protocol": "reference", "seed": seed})
+                                         "test_size": spec.test_size, "protocol": "last", "seed": seed})
                     for seed in range(spec.reproductions)]
     return out
 
@@ -342,24 +371,30 @@ def best_trial(study):
 
 
 def write_summary(spec, studies: dict, reproductions: dict, wall_s: float) -> Path:
-    """RESULTS/tune/STUDY.json: the study's identity, every trial, each best point and its reproductions."""
+    """RESULTS/tune/STUDY.json: the study's identity (the code the search ran by included), every trial, each
+    best point and its reproductions (a study stopped before they were trained keeps the previous ones)."""
     from optuna.trial import TrialState
     path = Path(spec.results) / "tune" / f"{spec.study}.json"
     previous = json.loads(path.read_text()) if path.exists() else None
+    before = {(e["dataset"], e["feat_dim"], e["loss"]): e["reproductions"] for e in (previous or {}).get("studies", [])}
     entries = []
     for key, study in studies.items():
         trials = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
                    "epochs_done": t.user_attrs.get("epochs_done"), "wall_s": t.user_attrs.get("wall_s"),
-                   "retry_of": t.user_attrs.get("retry_of")}
+                   "diverged_epoch": t.user_attrs.get("diverged_epoch"), "retry_of": t.user_attrs.get("retry_of")}
                   for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]
         best = best_trial(study)
         entries.append({"dataset": key[0], "feat_dim": key[1], "loss": key[2],
                         "space": describe_space(key[2], spec.center_rule, spec.fixed.get(key[2])),
                         "trials": trials, "best": None if best is None else
                         {"number": best.number, "value": best.value, "params": best.params},
-                        "reproductions": [c.run_id for c in reproductions.get(key, [])]})
+                        "search_code": (study.user_attrs.get("identity") or {}).get("code"),
+                        "reproductions": [c.run_id for c in reproductions[key]] if key in reproductions
+                        else before.get(key, [])})
+    searched = next(iter(studies.values())).user_attrs.get("identity") or {}
     atomic_write_json(path, {
-        "study": spec.study, "identity": common_identity(spec), "trials_per_loss": spec.trials,
+        "study": spec.study, "identity": {**common_identity(spec), "trial_code": searched.get("trial_code")},
+        "trials_per_loss": spec.trials,
         "reproductions": spec.reproductions, "test_size": spec.test_size,
         "wall_s": round((previous or {}).get("wall_s", 0) + wall_s, 1),
         "command": spec.command, "studies": entries})
@@ -381,6 +416,5 @@ def reproduce(spec, studies: dict, backend, stop: Stop, device) -> dict:
     for outcome in backend.run(todo, settings, stop, lambda _: None, task=train_run):
         if outcome.stopped is None and outcome.skipped is None and not outcome.recorded:
             record_outcome(settings, outcome, device_name(device))
-    recorded = {r["run_id"] for r in read_rows(Path(spec.results) / "runs.csv")}
-    mark_tuned(spec.results, {c.run_id for c in configs} & recorded, spec.study)
+    mark_tuned(spec.results, {c.run_id for c in configs}, spec.study)  # and retires its earlier reproductions
     return plan

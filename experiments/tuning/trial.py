@@ -7,13 +7,17 @@ within a few images of ``val_size``; the same for every trial and every loss). W
 split and the out-of-distribution images would be, it holds a stand-in
 (``NoTestSplit``) that raises when touched in any way, so a trial cannot see them.
 
-The trial trainer is the shared Trainer under the fair protocol (the schedule and
-the epoch chosen on the validation split) without its final evaluation: no test
-accuracy, no OOD scores, no early 2-D frames. After each epoch it reports the
-validation accuracy to Optuna, whose pruner may stop the trial.
+The trial trainer is the shared Trainer under the fair protocol (the validation
+split evaluated after every epoch, the lr constant) without its final
+evaluation: no test accuracy, no OOD scores, no early 2-D frames. After each
+epoch, the last included, it reports the validation accuracy to Optuna, whose
+pruner may stop the trial.
 
-The objective: the best epoch's validation accuracy by the loss's own prediction
-rule (argmax of the logits, or the nearest center). A trial that diverges scores 0.
+The objective is scored as a winner is reported: the last epoch's validation
+accuracy by the loss's own prediction rule (argmax of the logits, or the nearest
+center), averaged over the trial's seeds (``seeds``: each a full training, the
+first one's epochs reported to the pruner). A trial that diverges at any seed
+scores 0.
 
 The search space of a loss: the shared knobs (``LR``, and ``CENTER_LR`` under
 the separate center rule) and every option of the loss that has a search range
@@ -132,32 +136,46 @@ def trial_config(base: RunConfig, params: dict) -> RunConfig:
     return RunConfig.from_dict({**base.to_dict(), **recipe, "loss_options": {**base.loss_options, **options}})
 
 
-def run_trial(trial, cfg: RunConfig, data: TrialData, device: torch.device, run_dir: Path, should_stop,
-              progress: bool = True, log=print) -> dict:
-    """Train the trial's run; after every epoch report its validation accuracy to Optuna. Returns the trial
-    trainer's result; raises optuna.TrialPruned when the pruner stops it, TrialStopped when told to stop."""
+def run_trial(trial, cfg: RunConfig, data: TrialData, device: torch.device, out: Path, should_stop,
+              seeds: int = 1, progress: bool = True, log=print) -> list[dict]:
+    """Train the trial's point at seeds ``cfg.seed`` .. ``cfg.seed + seeds - 1`` (run directories in ``out``);
+    report every epoch of the first one, the last included, to Optuna. Returns the trial trainer's result of
+    each seed (up to the first that diverged); raises optuna.TrialPruned when the pruner stops it, TrialStopped
+    when told to stop."""
     import optuna
-    trainer = TrialTrainer(cfg, data, device, run_dir, progress=progress, log=log,
-                           fingerprint=code_fingerprint(cfg.loss, cfg.model), epoch_log=TensorBoardLog)
-    reported, pruned = set(), []
+    results = []
+    for k in range(seeds):
+        run = RunConfig.from_dict({**cfg.to_dict(), "seed": cfg.seed + k})
+        trainer = TrialTrainer(run, data, device, Path(out) / run.run_id, progress=progress, log=log,
+                               fingerprint=code_fingerprint(run.loss, run.model), epoch_log=TensorBoardLog)
+        reported, pruned = set(), []
 
-    def after_epoch() -> bool:
-        for row in trainer.history:
-            if row["epoch"] not in reported:
-                trial.report(row["val_acc"], row["epoch"])
-                reported.add(row["epoch"])
-        if trial.should_prune():
-            pruned.append(trainer.history[-1]["epoch"])
-        return bool(pruned) or should_stop()
+        def report() -> None:
+            for row in trainer.history if k == 0 else ():
+                if row["epoch"] not in reported:
+                    trial.report(row["val_acc"], row["epoch"])
+                    reported.add(row["epoch"])
 
-    try:
-        return trainer.fit(after_epoch)
-    except RunStopped:
-        if pruned:
-            raise optuna.TrialPruned() from None
-        raise TrialStopped() from None
+        def after_epoch() -> bool:
+            report()
+            if k == 0 and trial.should_prune():
+                pruned.append(trainer.history[-1]["epoch"])
+            return bool(pruned) or should_stop()
+
+        try:
+            results.append(trainer.fit(after_epoch))
+        except RunStopped:
+            if pruned:
+                raise optuna.TrialPruned() from None
+            raise TrialStopped() from None
+        report()  # the last epoch, which the trainer does not ask about
+        if results[-1]["status"] == "diverged":
+            break
+    return results
 
 
-def objective(result: dict) -> float:
-    """The best epoch's validation accuracy; 0 for a run that diverged (at any epoch)."""
-    return 0.0 if result["status"] == "diverged" or not result["val_acc"] else max(result["val_acc"])
+def objective(results: list[dict]) -> float:
+    """The last epoch's validation accuracy, averaged over the trial's seeds; 0 when a seed diverged."""
+    if any(r["status"] == "diverged" or not r["val_acc"] for r in results):
+        return 0.0
+    return sum(r["val_acc"][-1] for r in results) / len(results)
