@@ -108,22 +108,30 @@ def embedding_pngs(final_file: Path, class_names, out_dir: Path, title: str) -> 
         write_if_changed(out_dir / f"{split}.png", buf.getvalue())
 
 
-def learning_curve_png(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], title: str, path: Path) -> None:
+def learning_curve_png(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], title: str, path: Path,
+                       colors: dict[str, int] | None = None, ylabel: str = "accuracy (headline rule)") -> None:
     """``curves[label] = (epochs, mean, half_width)``: one line per group of runs with a band over seeds,
-    clipped to [0, 1] (an accuracy), and no band for a single seed (half width 0).
-
-    Beyond ten lines the colors repeat with another line style; the legend sits beside the plot."""
+    clipped to [0, 1] (an accuracy), and no band for a single seed (half width 0). ``colors[label]``: the
+    color index of each line (one color per loss across pictures); lines of one color get other styles.
+    The legend sits beside the plot and says whether a band is drawn."""
     fig, ax = plt.subplots(figsize=(5.5, 3.4 + 0.12 * max(0, len(curves) - 14)), dpi=90)
+    used: dict[int, int] = {}
+    banded = False
     for k, (label, (epochs, mean, half)) in enumerate(sorted(curves.items())):
-        color, style = COLORS[k % len(COLORS)], LINE_STYLES[k // len(COLORS) % len(LINE_STYLES)]
+        index = (colors or {}).get(label, k)
+        style = LINE_STYLES[used.get(index, 0) % len(LINE_STYLES)]
+        used[index] = used.get(index, 0) + 1
+        color = COLORS[index % len(COLORS)]
         ax.plot(epochs, mean, color=color, linestyle=style, label=label, linewidth=1.2)
         if np.any(half > 0):
+            banded = True
             ax.fill_between(epochs, np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1), color=color, alpha=0.2,
                             linewidth=0)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy (headline rule)")
-    ax.set_title(title, fontsize=9)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title + ("\n(bands: 95% t-interval over seeds)" if banded else "\n(one seed each: no interval)"),
+                 fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     buf = io.BytesIO()
@@ -150,7 +158,28 @@ def training_point(epoch: float) -> str:
     return f"{Fraction(float(epoch)).limit_denominator(64)} of epoch 1"
 
 
-def _panel(ax, features, labels, class_names, centers, limits, title, legend=False):
+def outside(features: np.ndarray, limits) -> int:
+    """How many finite points fall outside ``limits`` (they are not drawn)."""
+    if limits is None:
+        return 0
+    x, y = features[:, 0], features[:, 1]
+    finite = np.isfinite(features).all(1)
+    return int((finite & ((x < limits[0]) | (x > limits[1]) | (y < limits[2]) | (y > limits[3]))).sum())
+
+
+def covering(limits, features: np.ndarray, margin: float = 0.02):
+    """``limits`` widened so that every finite point of ``features`` is inside."""
+    finite = features[np.isfinite(features).all(1)]
+    if limits is None or not len(finite):
+        return limits
+    lo, hi = finite.min(0), finite.max(0)
+    pad = (hi - lo) * margin + 1e-6
+    return (min(limits[0], lo[0] - pad[0]), max(limits[1], hi[0] + pad[0]),
+            min(limits[2], lo[1] - pad[1]), max(limits[3], hi[1] + pad[1]))
+
+
+def _panel(ax, features, labels, class_names, centers, limits, title, legend=False, axis_labels=("feature 1",
+                                                                                                 "feature 2")):
     """One scatter of 2-D features coloured by class, the centers marked X, on ``limits`` when given."""
     for k, name in enumerate(class_names):
         pts = features[labels == k]
@@ -163,13 +192,15 @@ def _panel(ax, features, labels, class_names, centers, limits, title, legend=Fal
         ax.set_xlim(limits[0], limits[1])
         ax.set_ylim(limits[2], limits[3])
     ax.set_title(title, fontsize=9)
+    ax.set_xlabel(axis_labels[0], fontsize=8)
+    ax.set_ylabel(axis_labels[1], fontsize=8)
     ax.tick_params(labelsize=7)
     if legend:
         ax.legend(fontsize=6, markerscale=3, loc="upper right", framealpha=0.7)
 
 
 def _composite_figure(n_panels: int, class_names):
-    fig, axes = plt.subplots(1, n_panels, figsize=(3.3 * n_panels, 3.9), dpi=80, squeeze=False)
+    fig, axes = plt.subplots(1, n_panels, figsize=(4.2 * n_panels, 4.8), dpi=90, squeeze=False)
     handles = [matplotlib.lines.Line2D([], [], marker="o", linestyle="", color=COLORS[k % 10], markersize=4)
                for k in range(len(class_names))]
     fig.legend(handles, class_names, loc="lower center", ncol=min(len(class_names), 10), fontsize=7,
@@ -184,16 +215,22 @@ def composite_gif(panels: list[dict], class_names, title: str, gif_path: Path, p
     the last frame is also written as a PNG."""
     count = min(len(p["frames"]) for p in panels)
     chosen = even_subset(count)
-    limits = [fixed_limits([f["test_features"].float().numpy() for f in p["frames"][:count]]) for p in panels]
+    # each panel on its own fixed axes: the 0.5-99.5 percentiles of all its frames, widened to hold every point
+    # of the last frame; a point of an earlier frame outside them is counted in the panel's title
+    limits = [covering(fixed_limits([f["test_features"].float().numpy() for f in p["frames"][:count]]),
+                       p["frames"][chosen[-1]]["test_features"].float().numpy()) for p in panels]
     images = []
     for i in chosen:
         fig, axes = _composite_figure(len(panels), class_names)
         for ax, panel, lim in zip(axes, panels, limits):
             f = panel["frames"][i]
-            _panel(ax, f["test_features"].float().numpy(), f["test_labels"].numpy(), class_names,
+            features = f["test_features"].float().numpy()
+            hidden = outside(features, lim)
+            _panel(ax, features, f["test_labels"].numpy(), class_names,
                    None if f["centers"] is None else f["centers"].numpy(), lim,
-                   f"{panel['name']}: acc {f['test_acc']:.3f}")
-        fig.suptitle(f"{title}, {training_point(panels[0]['frames'][i]['epoch'])}", fontsize=10)
+                   f"{panel['name']}: acc {f['test_acc']:.3f}" + (f" ({hidden} points outside)" if hidden else ""))
+        fig.suptitle(f"{title}, {training_point(panels[0]['frames'][i]['epoch'])}; each panel on its own scale",
+                     fontsize=10)
         fig.tight_layout(rect=(0, 0.07, 1, 1))
         if i == chosen[-1]:
             buf = io.BytesIO()
@@ -226,19 +263,21 @@ def composite_projection_png(panels: list[dict], class_names, title: str, method
     write_if_changed(path, buf.getvalue())
 
 
-def best_so_far_png(series: dict[str, list[float | None]], title: str, path: Path) -> None:
-    """``series[label]``: one score per trial in the order the trials were started (None: pruned or failed);
-    one line per label of the best score so far, by trial."""
+def best_so_far_png(series: dict[str, list[tuple[int, float | None]]], title: str, path: Path,
+                    colors: dict[str, int] | None = None) -> None:
+    """``series[label]``: ``(trial number, score)`` per trial in the order the trials were started (None:
+    pruned or failed); one line per label of the best score so far, against the trial numbers the table
+    names."""
     fig, ax = plt.subplots(figsize=(5.5, 3.4), dpi=90)
-    for k, (label, scores) in enumerate(series.items()):
+    for k, (label, trials) in enumerate(series.items()):
+        color = COLORS[(colors or {}).get(label, k) % len(COLORS)]
+        numbers, scores = [n for n, _ in trials], [s for _, s in trials]
         best = np.maximum.accumulate([-np.inf if s is None else s for s in scores])
         shown = np.where(np.isfinite(best), best, np.nan)
-        ax.step(np.arange(1, len(scores) + 1), shown, where="post", color=COLORS[k % len(COLORS)], label=label,
-                linewidth=1.4)
-        ax.scatter(np.arange(1, len(scores) + 1), [np.nan if s is None else s for s in scores], s=9,
-                   color=COLORS[k % len(COLORS)], alpha=0.5)
+        ax.step(numbers, shown, where="post", color=color, label=label, linewidth=1.4)
+        ax.scatter(numbers, [np.nan if s is None else s for s in scores], s=9, color=color, alpha=0.5)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.set_xlabel("trial")
+    ax.set_xlabel("trial (its number in the table)")
     ax.set_ylabel("validation accuracy")
     ax.set_title(f"{title}\n(lines: best so far; dots: each trial)", fontsize=9)
     ax.grid(alpha=0.3)

@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "them; the report marks them stale")
     parser.add_argument("--retrain-stale", action="store_true",
                         help="train again, by the code as it is now, every run of the ledger (--results) recorded "
-                             "by other code, instead of the preset's grid; the old rows stay, superseded")
+                             "by other code, instead of the preset's grid (a tuning study's reproductions: with "
+                             "`tune --refresh`); the old rows stay, superseded")
     parser.add_argument("--max-minutes", type=positive_float,
                         help="time budget: no run is started that its estimate says cannot finish in time; when the "
                              "budget ends, running runs stop after their current epoch (checkpointed) and the grid "
@@ -114,9 +115,10 @@ def parse_args(argv=None):
 def planned_configs(args) -> list:
     """seeds x datasets x known classes x feat_dims x losses x swept values: every cell of the first seed
     before any cell of the next, so a grid cut short holds whole tables rather than many seeds of a few cells."""
-    return [config_from_args(argparse.Namespace(**{**vars(args), **point}), dataset, loss, feat_dim, seed, known)
-            for seed in args.seeds for dataset in args.datasets for known in args.known_classes
-            for feat_dim in args.feat_dims for loss in args.losses for point in sweep_points(args, loss, args.scoped)]
+    configs = [config_from_args(argparse.Namespace(**{**vars(args), **point}), dataset, loss, feat_dim, seed, known)
+               for seed in args.seeds for dataset in args.datasets for known in args.known_classes
+               for feat_dim in args.feat_dims for loss in args.losses for point in sweep_points(args, loss, args.scoped)]
+    return list({c.run_id: c for c in configs}.values())  # one run per id: an axis a run ignores makes no copy
 
 
 def main(argv=None, report_to: dict | None = None) -> int:
@@ -125,6 +127,7 @@ def main(argv=None, report_to: dict | None = None) -> int:
     args = parse_args(argv)
     ended = report_to if report_to is not None else {}
     outputs = report.Outputs.for_ledger(args.results, args.imgs, args.readme)
+    made = [p for p in (args.out, args.results, outputs.imgs) if not Path(p).exists()]  # put back if nothing trains
     checks = () if args.dry_run else (unwritable(args.out), unwritable(args.results),
                                       None if args.no_report else outputs.problem())
     for problem in checks:  # a dry run writes nothing, so it asks nothing of the folders
@@ -149,6 +152,9 @@ def main(argv=None, report_to: dict | None = None) -> int:
     if not args.datasets:
         print("error: no dataset can be used (the lines above say why and how to fix it); nothing was trained",
               file=sys.stderr)
+        for folder in sorted(made, key=lambda p: -len(Path(p).parts)):  # the folders the checks made, if empty
+            if Path(folder).is_dir() and not any(Path(folder).iterdir()):
+                Path(folder).rmdir()
         return 1
     configs = [c for c in to_retrain if c.dataset in args.datasets] if args.retrain_stale else planned_configs(args)
     for cfg in configs:
@@ -220,8 +226,7 @@ def main(argv=None, report_to: dict | None = None) -> int:
         table = report.build(outputs, args.out)
         if table is not None:
             print(table)
-            print(f"report: {outputs.results / 'table.md'}"
-                  + (f", {outputs.readme} sections updated" if outputs.readme else ", README untouched"))
+            print(f"report: {outputs.results / 'table.md'}" + report.readme_line(outputs))
     return 0
 
 

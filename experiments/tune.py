@@ -208,8 +208,7 @@ def main(argv=None) -> int:
         print(f"tune: stopped with {left} trials left; the same command continues the study")
     if not args.no_report:
         report.build(outputs, args.out)
-        print(f"report: {outputs.results / 'table.md'}"
-              + (f", {outputs.readme} sections updated" if outputs.readme else ""))
+        print(f"report: {outputs.results / 'table.md'}" + report.readme_line(outputs))
     return 0
 
 

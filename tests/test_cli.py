@@ -68,11 +68,14 @@ def test_the_grid_defaults_to_the_reference_recipe_and_records_the_images_used(t
     from experiments import grid
     args = grid.parse_args([])
     assert (args.preset, args.epochs, args.train_size, args.test_size) == ("paper", 100, None, None)
-    assert grid.main(["--datasets", "synthetic", "--losses", "xent", "--feat-dims", "2", "--epochs", "1",
-                      "--train-size", "2048", "--test-size", "100", "--batch-size", "256", "--no-progress",
-                      "--no-report", "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]) == 0
+    argv = ["--datasets", "synthetic", "--losses", "xent", "--feat-dims", "2", "--epochs", "1", "--test-size", "100",
+            "--batch-size", "256", "--no-progress", "--no-report", "--out", str(tmp_path / "runs"), "--results",
+            str(tmp_path / "results")]
+    # more images than the split holds would be recorded as a size the run never had: refused
+    assert grid.main(argv + ["--train-size", "2048"]) == 2 and not (tmp_path / "results" / "runs.csv").exists()
+    assert grid.main(argv + ["--train-size", "2000"]) == 0
     [row] = read_rows(tmp_path / "results" / "runs.csv")
-    assert (row["train_size"], row["train_images"], row["test_images"]) == ("2048", "2000", "100")  # 2000 exist
+    assert (row["train_size"], row["train_images"], row["test_images"]) == ("2000", "2000", "100")
 
 
 def test_the_readme_points_to_no_file_outside_the_repository():
@@ -126,7 +129,8 @@ def test_ctrl_c_stops_a_run_with_one_line_and_the_same_command_resumes(tmp_path)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     [line] = err.strip().splitlines()
-    assert re.fullmatch(r"run \S+ interrupted after epoch \d+; the same command resumes it", line), line
+    assert re.fullmatch(r"run \S+ interrupted after epoch \d+ \(kept in its checkpoint\); the same command resumes it",
+                        line), line
     epoch = int(re.search(r"after epoch (\d+)", line)[1])
     [run_dir] = tmp_path.iterdir()
     import torch

@@ -73,9 +73,9 @@ def test_compilation_is_asked_for_and_changes_the_layout(synthetic_data, tmp_pat
 def test_each_cpu_variant_trains_to_what_fp32_eager_reaches(variant, tmp_path):
     data = DeviceData(get_spec("synthetic"), "data", CPU, train_size=512, test_size=200)  # bf16 is slow without
     # native bf16 (AVX512-BF16, AMX): a small run
-    base = Trainer(tiny(train_size=512, test_size=200), data, CPU, tmp_path / "base", progress=False,
+    base = Trainer(tiny(train_size=512, test_size=200, batch_size=32), data, CPU, tmp_path / "base", progress=False,
                    log=lambda *_: None).fit()
-    other = Trainer(tiny(train_size=512, test_size=200, **variant), data, CPU, tmp_path / "other", progress=False,
+    other = Trainer(tiny(train_size=512, test_size=200, batch_size=32, **variant), data, CPU, tmp_path / "other", progress=False,
                     log=lambda *_: None).fit()
     assert other["status"] == "finished" and base["final_test_acc"] > 0.9
     assert abs(other["final_test_acc"] - base["final_test_acc"]) < 0.05

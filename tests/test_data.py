@@ -131,7 +131,7 @@ def test_a_bad_file_in_a_data_root_is_named_and_never_replaced_unless_asked(tmp_
     bad = labels.read_bytes()
     for fetch in (False, True):
         with pytest.raises(DataError, match=r"train-labels-idx1-ubyte: md5 mismatch .*it is left as it is: delete "
-                                            r"it, or replace it with `python -m experiments.data fetch fashion-mnist "
+                                            r"it, or replace it with `\./suite data fetch fashion-mnist "
                                             r"--repair --data-root "):
             data_mod.ensure("fashion-mnist", root, fetch=fetch)
     assert labels.read_bytes() == bad and fetched == []
@@ -191,3 +191,32 @@ def test_a_corrupt_carried_gzip_is_named_and_leaves_nothing_partial(tmp_path):
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: not a readable gzip file .*data pack"):
         from_debian_dir(spec, tmp_path / "root", source_dir=gz)
     assert not [p for p in (tmp_path / "root").rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("fault", ["corrupt", "missing"])
+def test_the_fix_a_check_prints_is_the_command_that_mends_that_folder(tmp_path, monkeypatch, capsys, fault):
+    import shlex
+    root, spec, good = tiny_fashion_root(tmp_path, monkeypatch)
+    labels = root / spec.folder / "train-labels-idx1-ubyte"
+    labels.write_bytes(bytes(len(good[labels.name]))) if fault == "corrupt" else labels.unlink()
+
+    def restore(spec, root, seconds):
+        for name, raw in good.items():
+            (root / spec.folder / name).write_bytes(raw)
+        return True
+
+    monkeypatch.setitem(data_mod.SOURCES, "fashion-mnist", [data_mod.Source("a test copy", restore)])
+    assert data_command.main(["check", "fashion-mnist", "--data-root", str(root)]) == 1
+    fix = capsys.readouterr().err.split("to fix, run `")[1].split("`")[0]
+    words = shlex.split(fix)
+    assert words[:3] == ["./suite", "data", "fetch"] and ("--repair" in words) == (fault == "corrupt")
+    assert data_command.main(words[2:]) == 0  # the printed fix, as printed
+    assert data_command.main(["check", "fashion-mnist", "--data-root", str(root)]) == 0
+
+
+def test_a_missing_optional_dataset_is_reported_not_an_error_unless_named(tmp_path, monkeypatch, capsys):
+    root, _, _ = tiny_fashion_root(tmp_path, monkeypatch)
+    monkeypatch.setitem(SPECS, "mnist", write_tiny_mnist(root, "mnist")[0])
+    assert data_command.main(["check", "--data-root", str(root)]) == 0
+    assert "cifar-10: not present (optional" in capsys.readouterr().out
+    assert data_command.main(["check", "cifar-10", "--data-root", str(root)]) == 1

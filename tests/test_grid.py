@@ -194,7 +194,7 @@ def test_a_run_diverging_in_its_first_epoch_is_recorded_and_the_grid_goes_on(tmp
     assert row["device"].startswith("cpu (")
     assert read_rows(tmp_path / "results" / "epochs.csv") == []
     [line] = [x for x in (tmp_path / "results" / "table.md").read_text().splitlines() if "| xent | synthetic |" in x]
-    assert "| 0 (+1 diverged) | cpu (" in line  # the device of a group with no finished run is still shown
+    assert "| 0/1, 1 diverged | cpu (" in line  # the device of a group with no finished run is still shown
 
 
 def test_learning_curves_keep_every_group_apart_even_beyond_ten(tmp_path):

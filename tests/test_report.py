@@ -135,7 +135,7 @@ def test_results_section_order_and_the_empty_case(tmp_path):
     rows = three_seeds("xent", [0.99] * 3, [0.98] * 3) + [ledger_row("cent", epochs=3, best=0.5, final=0.5)]
     text = readme.results_markdown(ledger(tmp_path, rows), tmp_path, [], tmp_path)
     order = [text.index(s) for s in ("**Test accuracy on the reference recipe**", "**Train-test gap**",
-                                     "**Not the reference recipe** (1 runs)")]
+                                     "**Not the reference recipe** (1 run)")]
     assert order == sorted(order) and "against `xent`" not in text  # cent has no xent on its recipe
     empty = readme.results_markdown(ledger(tmp_path, [ledger_row("cent", epochs=3)]), tmp_path, [], tmp_path)
     assert "No run on the full reference recipe" in empty and "against `xent`" not in empty

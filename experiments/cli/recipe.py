@@ -20,6 +20,7 @@ from experiments.datasets.specs import default_data_root, get_spec
 from experiments.engine.center_rules import CENTER_RULES
 from experiments.engine.config import RunConfig
 from experiments.runners.backends import BACKENDS, RunSettings, build_backend
+from experiments.runners.sweep import read_fields
 from losses import LOSSES, loss_options, option_definitions
 from models import MODELS, model_recipe
 
@@ -156,7 +157,12 @@ def size_problem(cfg: RunConfig) -> str | None:
 
 
 def config_from_args(args, dataset: str, loss: str, feat_dim: int, seed: int, known_classes: str = "") -> RunConfig:
+    """The run's config from the flags; a center lr or alpha the run does not read keeps its default, so that
+    the run's id never differs by a value the run ignores (experiments/runners/sweep.py: ``read_fields``)."""
     given = {k: getattr(args, k) for k in LOSS_OPTION_FLAGS if getattr(args, k) is not None}
+    reads = read_fields(loss, args.center_rule)
+    center_lr, center_alpha = (getattr(args, f) if f in reads else getattr(RunConfig, f)
+                               for f in ("center_lr", "center_alpha"))
     return RunConfig(
         dataset=dataset, loss=loss, feat_dim=feat_dim, model=args.model,
         loss_options={k: v for k, v in given.items() if k in loss_options(loss)},
@@ -164,7 +170,7 @@ def config_from_args(args, dataset: str, loss: str, feat_dim: int, seed: int, kn
         weight_decay=args.weight_decay, lr_factor=args.lr_factor, lr_patience=args.lr_patience,
         lr_threshold=args.lr_threshold, augment=args.augment, train_size=args.train_size,
         test_size=args.test_size, eval_train_size=args.eval_train_size, seed=seed, precision=args.precision,
-        center_rule=args.center_rule, center_lr=args.center_lr, center_alpha=args.center_alpha, protocol=args.protocol,
+        center_rule=args.center_rule, center_lr=center_lr, center_alpha=center_alpha, protocol=args.protocol,
         precise_bn=args.precise_bn,
         known_classes=known_classes, ood_images=str(Path(args.ood_images).resolve()) if args.ood_images else "")
 

@@ -20,7 +20,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        no_default = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        no_default = action.default in (None, False, "", argparse.SUPPRESS)
         if action.option_strings and not no_default and "%(default)" not in text:
             shown = " ".join(map(str, action.default)) if isinstance(action.default, list) else "%(default)s"
             text += f" (default: {shown})"

@@ -5,9 +5,12 @@ A runner takes a run's claim (``OUT/.claims/RUN_ID.json``: host, process id,
 a token) under a file lock before it trains the run, refreshes it every 30 s
 while it trains (the file's modification time), records the run in the
 ledger, and only then gives the claim back. Another runner skips a run whose
-claim is held, and takes the claim over when its holder is gone: the process
-no longer exists on the same host, or the claim has not been refreshed for
-5 minutes (a holder on another host that died).
+claim is held, and takes the claim over when its holder is gone: on the same
+host, when its process no longer exists (a live process keeps its claim
+however long it was paused: Ctrl-Z, a suspended job, a slow disk); on another
+host, when the claim has not been refreshed for 5 minutes. A runner asks
+``held()`` before every epoch and before recording: a claim taken over means
+another runner has the run, and it stops without recording.
 """
 from __future__ import annotations
 
@@ -26,8 +29,8 @@ STALE_S = 300.0
 
 
 def holder_alive(claim: dict, age_s: float) -> bool:
-    if age_s > STALE_S:
-        return False
+    """On this host: whether the holder's process exists, whatever the claim's age; elsewhere: whether the
+    claim was refreshed within ``STALE_S``."""
     if claim.get("host") == socket.gethostname():
         try:
             os.kill(int(claim["pid"]), 0)
@@ -35,7 +38,8 @@ def holder_alive(claim: dict, age_s: float) -> bool:
             return False
         except PermissionError:  # another user's process: it exists
             return True
-    return True
+        return True
+    return age_s <= STALE_S
 
 
 class Claim:
@@ -74,6 +78,11 @@ class Claim:
             if current is None or current.get("token") != self.mine["token"]:
                 return  # taken over: never touch another runner's claim
             os.utime(self.path)
+
+    def held(self) -> bool:
+        """Whether this runner still holds the claim (not taken over meanwhile)."""
+        current, _ = self._read()
+        return current is not None and current.get("token") == self.mine["token"]
 
     def release(self) -> None:
         self._stop.set()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
-import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from filelock import FileLock
@@ -94,14 +94,27 @@ def row_from_result(result: dict) -> dict:
     row["loss_options"] = json.dumps(config["loss_options"], sort_keys=True)
     row["group_id"] = group_id(config)
     row["resolved_precision"] = result.get("precision")
-    row["recorded_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    row["recorded_at"] = now()
     return row
 
 
 def failed_row(config: dict, run_id: str, error: str, device: str) -> dict:
     return {**{k: config[k] for k in CONFIG_COLUMNS}, "loss_options": json.dumps(config["loss_options"]),
             "run_id": run_id, "group_id": group_id(config), "status": "failed", "error": error[:300], "device": device,
-            "code_fingerprint": code_fingerprint(config["loss"], config["model"]), "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "code_fingerprint": code_fingerprint(config["loss"], config["model"]), "recorded_at": now()}
+
+
+def now() -> str:
+    """The time a row is recorded: ISO 8601 in UTC, with its offset (a bundle merged across time zones keeps
+    the order of what was recorded)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def recorded(row: dict) -> datetime:
+    """A row's time of recording, comparable whatever zone wrote it; rows from before the offset was written
+    hold the local time of the machine that recorded them, read as this machine's local time."""
+    when = datetime.fromisoformat(row.get("recorded_at") or "1970-01-01T00:00:00+00:00")
+    return when if when.tzinfo is not None else when.astimezone()
 
 
 def key(row: dict) -> tuple[str, str]:
@@ -117,7 +130,7 @@ def mark_superseded(runs: list[dict]) -> list[dict]:
     gets ``superseded_by`` that row's fingerprint (a row is never dropped). A row a study retired stays so."""
     latest = {}
     for row in runs:
-        if row["run_id"] not in latest or row["recorded_at"] >= latest[row["run_id"]]["recorded_at"]:
+        if row["run_id"] not in latest or recorded(row) >= recorded(latest[row["run_id"]]):
             latest[row["run_id"]] = row
     for row in runs:
         current = latest[row["run_id"]]
@@ -188,7 +201,7 @@ def merge(results_dir: Path, incoming: list[dict], incoming_epochs: list[dict]) 
         for row in incoming:
             here = runs.get(key(row))
             if here is not None and (here["status"] in DONE or (row["status"] not in DONE
-                                                                and row["recorded_at"] < here["recorded_at"])):
+                                                                and recorded(row) < recorded(here))):
                 continue
             added += here is None
             runs[key(row)] = row

@@ -80,7 +80,10 @@ FRAMES = "frames"  # the compact frames the composites are drawn from, in the le
 
 
 def build(outputs: Outputs, runs: Path, projection: str = "pca") -> str | None:
-    """Write table.md, the pictures and (main ledger) the README sections; the table's text, or None."""
+    """Write table.md, the pictures and (main ledger) the README sections; the table's text, or None.
+    ``README_CHANGED`` says afterwards whether the README's text changed."""
+    global README_CHANGED
+    README_CHANGED = False
     runs_csv = outputs.results / "runs.csv"
     if not runs_csv.exists() or runs_csv.stat().st_size == 0:
         return None
@@ -108,8 +111,18 @@ def build(outputs: Outputs, runs: Path, projection: str = "pca") -> str | None:
         text = replace_section(text, "results", results_markdown(df, outputs.results, curves, readme_dir))
         text = replace_section(text, "figures", visualisations_markdown(
             composites, readme_dir, Path(relative(outputs.results / FRAMES, readme_dir))))
-        write_if_changed(outputs.readme, text.encode())
+        README_CHANGED = write_if_changed(outputs.readme, text.encode())
     return table
+
+
+README_CHANGED = False  # set by build: whether the README's sections changed
+
+
+def readme_line(outputs: Outputs) -> str:
+    """What a command says about the README after a build: the truth."""
+    if outputs.readme is None:
+        return ", README untouched"
+    return f", {outputs.readme} sections updated" if README_CHANGED else f", {outputs.readme} unchanged"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,5 +169,5 @@ def main(argv=None) -> int:
     if table is None:
         print(f"no runs recorded in {args.results / 'runs.csv'}: run `./suite grid` first", file=sys.stderr)
         return 1
-    print(f"report: {outputs.results / 'table.md'}" + (f", {outputs.readme} sections updated" if outputs.readme else ""))
+    print(f"report: {outputs.results / 'table.md'}" + readme_line(outputs))
     return 0

@@ -24,6 +24,11 @@ COUNT_RULE = ("A run that diverged or failed enters no mean: every mean is over 
               "pairs a divergence or failure removed.")
 
 
+def plural(n: int, word: str) -> str:
+    """``1 run``, ``2 runs``."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def runs_text(g: pd.DataFrame) -> str:
     """How many of a group's runs finished (``5``), or ``4/5, 1 diverged``, ``3/5, 1 diverged, 1 failed``:
     the count that stands beside every mean (COUNT_RULE)."""

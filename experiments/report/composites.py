@@ -18,7 +18,7 @@ import torch
 
 from eval.plots import composite_gif, composite_projection_png, even_subset, learning_curve_png
 from experiments.runners.presets import is_preset_run
-from experiments.report.figures import class_names, group_curve
+from experiments.report.figures import SPLIT_WORDS, class_names, group_curve, loss_color
 from experiments.report.rows import DATASET_ORDER, MAIN_LOSSES, config_of, held_out_split
 
 STILL_POINTS = 2000  # held-out points kept per wide run for its projection
@@ -131,8 +131,9 @@ def composite_pictures(df: pd.DataFrame, epochs: pd.DataFrame, runs: Path, store
                   if (c := group_curve(finished[finished["group_id"] == row["group_id"]], by_run)) is not None}
         if curves:
             pictures.append(imgs / "composite" / f"{dataset}-feat={feat_dim}-curves.png")
-            learning_curve_png(curves, f"{dataset}, feat_dim {feat_dim}: {held_out_split(first)} accuracy per epoch",
-                               pictures[-1])
+            learning_curve_png(curves, f"{dataset}, feat_dim {feat_dim}: {SPLIT_WORDS[held_out_split(first)]} per epoch",
+                               pictures[-1], colors={loss: loss_color(loss) for loss in curves},
+                               ylabel=SPLIT_WORDS[held_out_split(first)])
         made.append({"dataset": dataset, "feat_dim": feat_dim, "rows": rows, "pictures": pictures,
                      "projection": projection})
     return made

@@ -11,6 +11,7 @@ from eval.plots import embedding_pngs, feature_gifs, learning_curve_png
 from experiments.engine.data import class_names as dataset_class_names
 from experiments.report.rows import DATASET_ORDER, MAIN_LOSSES, held_out_split, run_groups
 from experiments.report.stats import mean_ci
+from losses import LOSSES
 
 
 def picture_split(row) -> str:
@@ -19,13 +20,31 @@ def picture_split(row) -> str:
     return held_out_split(row) if int(row["feat_dim"]) == 2 else "test"
 
 
+LINES_PER_PANEL = 6  # more lines than this in one picture cannot be told apart: the rest go to the next one
+
+
+def shared_departures(labels: list[str]) -> tuple[str, dict[str, str]]:
+    """What every label's departures share (said once, in the title), and each label without it."""
+    parts = {label: label.partition(" [")[2].rstrip("]").split(", ") for label in labels}
+    common = [p for p in next(iter(parts.values())) if all(p in ps for ps in parts.values())] if len(labels) > 1 else []
+    short = {label: label.partition(" [")[0] + (f" [{', '.join(rest)}]" if (rest := [p for p in ps if p not in common])
+                                                else "") for label, ps in parts.items()}
+    return ", ".join(common), short
+
+
 def curve_label(row) -> str:
     """Names a group of runs by what tells it apart from another in the same panel."""
-    return f"{row['loss']} [{row['departures'] or 'reference recipe'}] ({held_out_split(row)})"
+    return f"{row['loss']} [{row['departures'] or 'reference recipe'}]"
+
+
+def loss_color(loss: str) -> int:
+    """One color per loss in every picture: its place in the registry."""
+    return list(LOSSES).index(loss) if loss in LOSSES else len(LOSSES)
 
 
 def curve_panels(df: pd.DataFrame, epochs: pd.DataFrame) -> dict[tuple, dict]:
-    """``{(dataset, feat_dim): {label: (epochs, mean, half_width)}}``, one curve per group of finished runs."""
+    """``{(dataset, feat_dim, split): {label: (loss, (epochs, mean, half_width))}}``, one curve per group of
+    finished runs; the split (test, val or the training batches) is a panel's own, never mixed with another."""
     panels: dict[tuple, dict] = {}
     by_run = {run_id: e.sort_values("epoch") for run_id, e in epochs.groupby("run_id")} if len(epochs) else {}
     for g in run_groups(df[df["status"] == "finished"]):
@@ -33,11 +52,11 @@ def curve_panels(df: pd.DataFrame, epochs: pd.DataFrame) -> dict[tuple, dict]:
         curve = group_curve(g, by_run)
         if curve is None:
             continue
-        panel = panels.setdefault((first["dataset"], int(first["feat_dim"])), {})
+        panel = panels.setdefault((first["dataset"], int(first["feat_dim"]), held_out_split(first)), {})
         label = curve_label(first)
         if label in panel:
             label += f" {first['group_id']}"
-        panel[label] = curve
+        panel[label] = (first["loss"], curve)
     return panels
 
 
@@ -53,13 +72,27 @@ def group_curve(g: pd.DataFrame, by_run: dict) -> tuple | None:
     return np.arange(1, n + 1), acc.mean(0), np.array([mean_ci(col)[1] or 0.0 for col in acc.T])
 
 
+SPLIT_WORDS = {"test": "test accuracy", "val": "validation accuracy",
+               "train": "training accuracy (augmented batches)"}
+
+
 def learning_curves(df: pd.DataFrame, epochs: pd.DataFrame, imgs: Path) -> list[Path]:
+    """One picture per dataset, feat_dim and split, at most LINES_PER_PANEL lines each (more: numbered parts)."""
     paths = []
-    for (dataset, feat_dim), curves in sorted(curve_panels(df, epochs).items(),
-                                              key=lambda kv: (DATASET_ORDER.index(kv[0][0]), kv[0][1])):
-        path = imgs / "curves" / f"{dataset}-feat={feat_dim}.png"
-        learning_curve_png(curves, f"{dataset}, feat_dim {feat_dim}: held-out accuracy per epoch (band: 95% CI)", path)
-        paths.append(path)
+    for (dataset, feat_dim, split), curves in sorted(curve_panels(df, epochs).items(), key=lambda kv: (
+            DATASET_ORDER.index(kv[0][0]), kv[0][1], list(SPLIT_WORDS).index(kv[0][2]))):
+        labels = sorted(curves, key=lambda label: (loss_color(curves[label][0]), label))
+        parts = [labels[i:i + LINES_PER_PANEL] for i in range(0, len(labels), LINES_PER_PANEL)]
+        for k, part in enumerate(parts, 1):
+            suffix = "" if len(parts) == 1 else f"-{k}"
+            path = imgs / "curves" / f"{dataset}-feat={feat_dim}-{split}{suffix}.png"
+            shared, short = shared_departures(part)
+            title = f"{dataset}, feat_dim {feat_dim}: {SPLIT_WORDS[split]} per epoch" + (
+                f" ({k} of {len(parts)})" if len(parts) > 1 else "") + (f"\nall: {shared}" if shared else "")
+            learning_curve_png({short[label]: curves[label][1] for label in part}, title, path,
+                               colors={short[label]: loss_color(curves[label][0]) for label in part},
+                               ylabel=SPLIT_WORDS[split])
+            paths.append(path)
     return paths
 
 

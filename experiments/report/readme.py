@@ -8,7 +8,7 @@ import pandas as pd
 
 from experiments.runners.presets import is_preset_run
 from experiments.report.figures import picture_split
-from experiments.report.rows import config_of, on_recipe_finished
+from experiments.report.rows import config_of, held_out_split, on_recipe_finished
 from experiments.report.cells import COUNT_RULE
 from experiments.report.compare import against_xent
 from experiments.report.tables import PAPER_COMMAND, ood_table, other_runs_table, paper_table, train_test_gap
@@ -47,7 +47,8 @@ def visualisations_markdown(composites: list[dict], readme_dir: Path, store: Pat
     lines = []
     for entry in composites:
         rows, first = entry["rows"], next(iter(entry["rows"].values()))
-        what = ("2-D features of the held-out split over training (centers marked X; the PNG is the last frame)"
+        what = (f"2-D features of the {held_out_split(first)} split over training (centers marked X; the PNG is the "
+                "last frame)"
                 if entry["feat_dim"] == 2 else
                 f"test features projected to 2-D by {entry['projection'].upper() if entry['projection'] == 'pca' else 't-SNE'}"
                 " (one projection method for every panel, fit per panel; a projection can hide a separation that "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +41,15 @@ METRICS = ("best_test_acc", "final_test_acc", "final_train_acc", "final_test_acc
            "epochs_done", *(f"final_ood_{s}_{m}" for s in OOD_SCORES for m in OOD_METRICS))
 
 
+def readable(text: str) -> str:
+    """Numbers in a label rounded to 4 significant digits (``lr=0.038239433913468866`` -> ``lr=0.03824``): what
+    tells groups apart, not the float's last bits."""
+    return re.sub(r"(?<![\w.])\d+\.\d{5,}(?:e-?\d+)?", lambda m: f"{float(m.group()):.4g}", text)
+
+
 def departures_of(row: dict) -> str:
     cfg = config_of(row)
-    return "loss no longer exists" if cfg is None else ", ".join(cfg.departures())
+    return "loss no longer exists" if cfg is None else readable(", ".join(cfg.departures()))
 
 
 def is_stale(row: dict) -> bool:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from eval.plots import best_so_far_png
+from experiments.report.figures import loss_color
 from experiments.report.cells import COUNT_RULE, comparison_sentence, fmt_ci, paired, pairs_text, points, runs_text
 from experiments.tuning.trial import CENTER_LR, describe_space
 from losses import LOSSES
@@ -80,8 +81,10 @@ def study_markdown(summary: dict, df: pd.DataFrame, imgs: Path, readme_dir: Path
         panels.setdefault((entry["dataset"], entry["feat_dim"]), []).append(entry)
     for (dataset, feat_dim), entries in panels.items():
         path = plot_path(imgs, summary["study"], dataset, feat_dim)
-        best_so_far_png({e["loss"]: [t["value"] if t["state"] == "COMPLETE" else None for t in counted_trials(e)]
-                         for e in entries}, f"tuning {dataset}, feat_dim {feat_dim}", path)
+        best_so_far_png({e["loss"]: [(t["number"], t["value"] if t["state"] == "COMPLETE" else None)
+                                     for t in counted_trials(e)] for e in entries},
+                        f"tuning {dataset}, feat_dim {feat_dim}", path, colors={e["loss"]: loss_color(e["loss"])
+                                                                              for e in entries})
         runs = {e["loss"]: reproduced(df, e["reproductions"]) for e in entries}
         xent = runs.get("xent")
         lines += [f"*{dataset}, feat_dim {feat_dim}*", "",

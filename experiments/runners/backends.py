@@ -125,6 +125,13 @@ def train_run(cfg, settings: RunSettings, threads: int | None, stop: Stop, estim
     claim = Claim(settings.out, cfg.run_id)
     if not claim.take():
         return Outcome(cfg, skipped=f"trained by another runner ({claim.describe_holder()})")
+    taken = []
+
+    def should_stop() -> bool:  # asked after every epoch: the budget, SIGTERM, or the claim taken over
+        if not claim.held():
+            taken.append(True)
+        return bool(taken) or stop()
+
     try:
         if is_done(settings.results, cfg.run_id, current_fingerprint(settings, cfg)):
             return Outcome(cfg, skipped="recorded by another runner meanwhile")
@@ -132,11 +139,17 @@ def train_run(cfg, settings: RunSettings, threads: int | None, stop: Stop, estim
             torch.set_num_threads(threads)
         device = resolve_device(settings.device)
         try:
-            outcome = Outcome(cfg, result=train_cached(cfg, settings, device, stop))
+            outcome = Outcome(cfg, result=train_cached(cfg, settings, device, should_stop))
         except RunStopped as e:
+            if taken:
+                return Outcome(cfg, skipped=f"its claim was taken over after epoch {e.epochs_done} (this runner was "
+                                            "paused?); stopped here, nothing recorded")
             return Outcome(cfg, stopped=e.epochs_done)
         except Exception as e:  # recorded as failed, and the grid goes on
             outcome = Outcome(cfg, error=f"{type(e).__name__}: {e}")
+        if not claim.held():
+            return Outcome(cfg, skipped="its claim was taken over before it was recorded (this runner was paused?); "
+                                        "nothing recorded")
         record_outcome(settings, outcome, device_name(device))
         outcome.recorded = True
         return outcome

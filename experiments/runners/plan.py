@@ -31,9 +31,10 @@ def recorded_runs(rows: list[dict], reuse_stale: bool) -> tuple[set[str], set[st
 
 
 def stale_configs(rows: list[dict]) -> list:
-    """The configs of the ledger's current rows recorded by other code (for --retrain-stale)."""
+    """The configs of the ledger's current rows recorded by other code (for --retrain-stale), but for a tuning
+    study's reproductions: ``tune --refresh`` trains those again, with the study."""
     _, stale = recorded_runs(rows, reuse_stale=False)
-    configs = {r["run_id"]: config_of(r) for r in rows if r["run_id"] in stale}
+    configs = {r["run_id"]: config_of(r) for r in rows if r["run_id"] in stale and not r.get("tuned_by")}
     return [c for c in configs.values() if c is not None]
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import itertools
 
-from experiments.engine.config import SWEEPABLE
-from losses import LOSSES, loss_options, option_definitions
+from experiments.engine.config import SWEEPABLE, RunConfig
+from losses import LOSSES, build_loss, loss_options, option_definitions
 
 LOSS_OPTIONS = option_definitions()
 
@@ -44,9 +44,21 @@ def check_flags(args, losses: list[str], scoped: list[tuple[str, str, list]]) ->
             raise SweepError(f"--set {loss}.{option}: {loss} is not among --losses {' '.join(losses)}")
 
 
+def read_fields(loss: str, center_rule: str) -> set[str]:
+    """The sweepable recipe fields a run of ``loss`` under ``center_rule`` reads: lr and weight decay always; the
+    center lr under ``separate`` and the center alpha under ``wen``, for a loss with learnable centers."""
+    fields = {"lr", "weight_decay"}
+    if build_loss(loss, 10, 2).learnable_centers is not None:
+        fields |= {"separate": {"center_lr"}, "wen": {"center_alpha"}}.get(center_rule, set())
+    return fields
+
+
 def sweep_points(args, loss: str, scoped: list[tuple[str, str, list]]) -> list[dict]:
-    """Every combination of the swept values for ``loss``: dicts of recipe fields and loss options."""
-    axes = {field: list(dict.fromkeys(getattr(args, field))) for field in SWEEPABLE}
+    """Every combination of the swept values for ``loss``: dicts of recipe fields and loss options. An axis
+    the run does not read (``read_fields``) is no axis for it: the run keeps the field's default."""
+    reads = read_fields(loss, args.center_rule)
+    axes = {field: list(dict.fromkeys(getattr(args, field))) if field in reads else [getattr(RunConfig, field)]
+            for field in SWEEPABLE}
     for name in loss_options(loss):
         if getattr(args, name, None) is not None:  # a loss registered after the flags were made has none
             axes[name] = list(dict.fromkeys(getattr(args, name)))

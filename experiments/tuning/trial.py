@@ -1,9 +1,9 @@
 """One tuning trial: a run trained and selected on a validation split, with no test split at all.
 
 The data of every trial of a study (``TrialData``) is the training subset and,
-beside it, a validation split held out of the training split (``val_size``
-images, stratified: each class gives its share, rounded, so the count is
-within a few images of ``val_size``; the same for every trial and every loss). Where the test
+beside it, a validation split held out of the training split (exactly ``val_size``
+images, stratified: each class gives its share; the same for every trial and
+every loss). Where the test
 split and the out-of-distribution images would be, it holds a stand-in
 (``NoTestSplit``) that raises when touched in any way, so a trial cannot see them.
 
@@ -31,7 +31,7 @@ import torch
 
 from experiments.datasets.specs import DataError, DatasetSpec, load_split
 from experiments.engine.config import RunConfig
-from experiments.engine.data import DeviceData, stratified_split
+from experiments.engine.data import DeviceData
 from experiments.engine.trainer import RunStopped, Trainer
 from experiments.ledger.fingerprint import code_fingerprint
 from experiments.ledger.tensorboard import TensorBoardLog
@@ -81,6 +81,28 @@ class NoTestSplit:
     __len__ = __getitem__ = __iter__ = __bool__ = __array__ = __setattr__ = refuse
 
 
+def exact_stratified_split(labels: torch.Tensor, count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(keep, held_out)`` indices: exactly ``count`` held out, each class giving its share of them (rounded
+    down, the remainders going to the classes with the largest fractions, ties to the lower class), each
+    class's members in a seeded permutation."""
+    g = torch.Generator().manual_seed(seed)
+    classes = labels.unique().tolist()
+    sizes = torch.tensor([int((labels == c).sum()) for c in classes], dtype=torch.float64)
+    shares = sizes * count / len(labels)
+    take = shares.floor().long()
+    order = sorted(range(len(classes)), key=lambda k: (-(shares[k] - take[k]).item(), k))
+    for k in order[: count - int(take.sum())]:
+        take[k] += 1
+    held = []
+    for c, n in zip(classes, take.tolist()):
+        members = (labels == c).nonzero().squeeze(1)
+        held.append(members[torch.randperm(len(members), generator=g)][:n])
+    held_out = torch.cat(held).sort().values
+    mask = torch.ones(len(labels), dtype=torch.bool)
+    mask[held_out] = False
+    return mask.nonzero().squeeze(1), held_out
+
+
 class TrialData:
     """The training subset (the first ``train_size + val_size`` images of the training split's fixed
     permutation, as ``DeviceData`` takes them, less the validation part) and the validation split
@@ -92,7 +114,7 @@ class TrialData:
             raise DataError(f"{spec.name}: --train-size {train_size} + --val-size {val_size} is more than its "
                             f"{len(labels)} training images; lower one of them")
         images, labels = DeviceData._subset(images, labels, train_size + val_size)
-        keep, held = stratified_split(labels, val_size / (train_size + val_size))
+        keep, held = exact_stratified_split(labels, val_size)
         self.spec, self.class_names = spec, spec.class_names
         self.train_images, self.train_labels = images[keep].to(device), labels[keep].to(device)
         self.val_images, self.val_labels = images[held].to(device), labels[held].to(device)

@@ -1,0 +1,86 @@
+"""The research loop never loses work or trains twice: a live runner keeps its claim, a runner whose claim was
+taken records nothing, a sweep sweeps only what a run reads, and times keep their zone."""
+import json
+import os
+import time
+
+from experiments import grid
+from experiments.cli.recipe import run_settings
+from experiments.ledger import claims
+from experiments.ledger.claims import Claim
+from experiments.ledger.rows import mark_superseded, now, read_rows, recorded
+from experiments.runners import backends
+
+ONE = ["--datasets", "synthetic", "--losses", "xent", "--feat-dims", "2", "--seeds", "0", "--epochs", "3",
+       "--train-size", "256", "--test-size", "100", "--batch-size", "64", "--no-progress", "--no-report"]
+
+
+def test_a_live_holder_on_this_host_keeps_its_claim_however_long_it_was_paused(tmp_path):
+    paused, other = Claim(tmp_path, "run-a"), Claim(tmp_path, "run-a")
+    assert paused.take()
+    old = time.time() - claims.STALE_S - 1  # not refreshed for over 5 minutes: Ctrl-Z, a suspended job
+    os.utime(paused.path, (old, old))
+    assert not other.take() and other.holder["pid"] == os.getpid()
+    assert paused.held()
+    paused.release()
+    # on another host, age decides
+    paused.path.write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "theirs"}))
+    os.utime(paused.path, (old, old))
+    assert other.take() and other.held()
+    other.release()
+
+
+def test_a_runner_whose_claim_was_taken_stops_before_its_next_epoch_and_records_nothing(tmp_path, monkeypatch):
+    args = grid.parse_args(ONE + ["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")])
+    [cfg] = grid.planned_configs(args)
+    asked = []
+
+    def held(self):  # the claim is taken over (by a runner on another host) once the first epoch is done
+        asked.append(1)
+        if len(asked) == 1:
+            self.path.write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "theirs"}))
+        return Claim.held.__wrapped__(self)
+
+    held.__wrapped__ = Claim.held
+    monkeypatch.setattr(Claim, "held", held)
+    stop = backends.Stop(tmp_path / "no-stop", None)
+    outcome = backends.train_run(cfg, run_settings(args, args.results), None, stop, None)
+    assert outcome.skipped is not None and "claim was taken over after epoch 1" in outcome.skipped
+    assert read_rows(tmp_path / "results" / "runs.csv") == []
+    metrics = (tmp_path / "runs" / cfg.run_id / "metrics.csv").read_text().splitlines()
+    assert len(metrics) == 2  # header and epoch 1: it stopped before the next epoch
+    assert json.loads((tmp_path / "runs" / ".claims" / f"{cfg.run_id}.json").read_text())["token"] == "theirs"
+
+
+def test_a_sweep_only_sweeps_what_a_run_reads(tmp_path, capsys):
+    base = ONE[:-2] + ["--center-lr", "0.1", "0.5", "--center-alpha", "0.2", "0.5", "--dry-run",
+                       "--results", str(tmp_path / "r"), "--out", str(tmp_path / "o")]
+    assert grid.main(base) == 0
+    assert "grid: 1 runs planned" in capsys.readouterr().out  # xent reads neither: one run, not 4
+    assert grid.main(base[:3] + ["cent", "--center-rule", "separate"] + base[4:]) == 0
+    out = capsys.readouterr().out
+    assert "grid: 2 runs planned" in out and "center_alpha" not in out  # the center lr is read, the alpha is not
+
+
+def test_rows_are_ordered_by_when_they_were_recorded_whatever_the_zone():
+    a = {"run_id": "r", "code_fingerprint": "new", "recorded_at": "2026-11-29T10:00:00+00:00"}
+    b = {"run_id": "r", "code_fingerprint": "old", "recorded_at": "2026-11-29T11:00:00+05:00"}  # 06:00 UTC
+    runs = mark_superseded([a, b])
+    assert a["superseded_by"] == "" and b["superseded_by"] == "new"
+    assert recorded({"recorded_at": "2026-11-29T11:00:00"}).tzinfo is not None  # older rows: local time
+    assert now().endswith("+00:00") and len(runs) == 2  # rows are recorded in UTC, with the offset
+
+
+def test_a_paused_runner_and_a_second_grid_train_each_run_once(tmp_path):
+    """Two grids on one folder while the first holds a run: the second skips it, however old the claim."""
+    dirs = ["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    args = grid.parse_args(ONE + dirs)
+    [cfg] = grid.planned_configs(args)
+    holder = Claim(tmp_path / "runs", cfg.run_id)
+    assert holder.take()
+    old = time.time() - 3600
+    os.utime(holder.path, (old, old))  # this process holds it, paused for an hour
+    assert grid.main(ONE + dirs) == 0
+    assert read_rows(tmp_path / "results" / "runs.csv") == []
+    holder.release()
+    assert grid.main(ONE + dirs) == 0 and len(read_rows(tmp_path / "results" / "runs.csv")) == 1
