@@ -40,12 +40,14 @@ from experiments.engine.device import device_name, resolve_device
 from experiments.ledger.provenance import code_version
 from experiments.engine.data import load_data
 from experiments.engine.trainer import Trainer
+from experiments.runners.backends import graph_safe
 from losses import LOSSES
 
 
 PLAIN = "plain loop (DataLoader, eager)"
 FP16_EAGER = "eager (fp16: no graph)"  # GradScaler syncs with the host every step and cannot be captured:
 # asked for the graph mode in fp16, the bench runs eager steps and says so in the mode column
+SYNCING_EAGER = "eager (the loss syncs: no graph)"  # a loss declared graph_safe = False, likewise
 
 
 def default_datasets(cuda: bool, root: Path) -> list[str]:
@@ -70,6 +72,8 @@ def bench_one(data, dataset: str, loss: str, mode: str, steps: int, device, prec
     cfg = RunConfig(dataset=dataset, loss=loss, feat_dim=feat_dim, batch_size=batch_size, precision=precision)
     if mode == "graph" and precision == "fp16":
         mode = FP16_EAGER
+    elif mode == "graph" and not graph_safe(loss):
+        mode = SYNCING_EAGER
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, data, device, Path(tmp), progress=False, log=lambda *_: None,
                           use_graph=mode == "graph", compile=mode == "compile")

@@ -15,6 +15,8 @@ from losses.contrastive_center import ContrastiveCenterLoss
 from losses.standalone import StandaloneCenterLoss
 from losses.standalone_variants import StandaloneLogLoss, StandaloneMarginLoss
 from losses.xent import SoftmaxLoss
+from losses.push_variants import GitLoss, IslandLoss
+from losses import pml
 
 LOSSES: dict[str, type[Loss]] = {
     "xent": SoftmaxLoss,
@@ -26,6 +28,20 @@ LOSSES: dict[str, type[Loss]] = {
     "center-radius": CenterRadiusLoss,
     "contrastive-center": ContrastiveCenterLoss,
     "centers-softmax": CentersSoftmaxLoss,
+    "git": GitLoss,
+    "island": IslandLoss,
+    # pytorch-metric-learning's losses (losses/pml.py: an adapter; the library is imported when one is built)
+    "arcface": pml.ArcFace,
+    "cosface": pml.CosFace,
+    "sphereface": pml.SphereFace,
+    "normalized-softmax": pml.NormalizedSoftmax,
+    "proxy-nca": pml.ProxyNCA,
+    "proxy-anchor": pml.ProxyAnchor,
+    "soft-triple": pml.SoftTriple,
+    "contrastive": pml.Contrastive,
+    "triplet": pml.Triplet,
+    "multi-similarity": pml.MultiSimilarity,
+    "supcon": pml.SupCon,
 }
 
 

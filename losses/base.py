@@ -24,6 +24,13 @@ need to know:
 - ``centers_only_pulled``: whether the pull term is the only one that moves
   the centers; the ``separate`` and ``wen`` rules replace exactly that
   term's update, so they are refused for a loss where other terms move them.
+
+Two optional attributes, read where they are absent as their defaults:
+``graph_safe`` (True): False where the loss's step syncs with the host or makes
+shapes that depend on the data, so that it cannot be captured in a CUDA graph
+(the runner then gives it eager steps); ``libraries`` (none): the names of the
+installed packages whose code computes the loss (their versions enter its rows'
+code fingerprint).
 """
 from __future__ import annotations
 

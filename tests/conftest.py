@@ -1,10 +1,16 @@
 import os
+import signal
 from pathlib import Path
 
 import pytest
 import torch
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# pytest-xdist runs the tests in WORKERS processes side by side (pytest.ini: -n 2); they share the cores, and so
+# do the processes a test starts (OMP_NUM_THREADS), since threads that outnumber the cores slow every op down
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, min(2, os.cpu_count() or 1) // WORKERS)
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
+torch.set_num_threads(THREADS)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -45,3 +51,9 @@ def dataset_root(name: str) -> Path | None:
 
 def fashion_mnist_root() -> Path | None:
     return dataset_root("fashion-mnist")
+
+
+def sigint_default() -> None:
+    """``preexec_fn`` of a child a test sends Ctrl-C: a shell that starts the tests in the background ignores
+    SIGINT, and a Python started with SIGINT ignored never raises KeyboardInterrupt; the child gets it back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

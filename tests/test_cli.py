@@ -9,6 +9,7 @@ import pytest
 
 from experiments import data, train
 from experiments.ledger.rows import read_rows
+from tests.conftest import sigint_default
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -21,7 +22,7 @@ def run_cli(main, argv, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--dataset", "imagenet"], "argument --dataset: invalid choice: 'imagenet'"),
-    (["--loss", "arcface"], "argument --loss: invalid choice: 'arcface'"),
+    (["--loss", "arc-face"], "argument --loss: invalid choice: 'arc-face'"),
     (["--epochs", "0"], "argument --epochs: '0' must be a positive whole number"),
     (["--lr", "fast"], "argument --lr: 'fast' is not a number"),
     (["--lr", "-1"], "argument --lr: '-1' must be a positive finite number"),
@@ -121,7 +122,8 @@ def test_ctrl_c_stops_a_run_with_one_line_and_the_same_command_resumes(tmp_path)
     import sys
     import time
     argv = [sys.executable, "-m", "experiments.train", *TINY, "--epochs", "200", "--out", str(tmp_path)]
-    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_default)
     deadline = time.time() + 120
     while time.time() < deadline and not list(tmp_path.glob("*/checkpoint.pt")):
         time.sleep(0.1)

@@ -16,6 +16,7 @@ from experiments import grid, report
 from experiments.report import figures
 from experiments.report.rows import centers_of
 from experiments.ledger.rows import read_rows
+from tests.conftest import sigint_default
 
 REPO = Path(__file__).resolve().parent.parent
 MINI = ["--datasets", "synthetic", "--losses", "xent", "standalone", "--feat-dims", "2", "--seeds", "0", "1",
@@ -146,7 +147,7 @@ def test_a_killed_grid_loses_nothing_and_repeats_nothing(tmp_path):
 
 @pytest.mark.parametrize("how", ["SIGTERM", "budget"])
 def test_a_stopped_grid_checkpoints_and_resumes_to_the_uninterrupted_result(tmp_path, how):
-    one = ["--datasets", "synthetic", "--losses", "standalone", "--feat-dims", "2", "--seeds", "0", "--epochs", "20",
+    one = ["--datasets", "synthetic", "--losses", "standalone", "--feat-dims", "2", "--seeds", "0", "--epochs", "10",
            "--train-size", "128", "--test-size", "100", "--batch-size", "32", "--no-progress", "--no-report"]
     stopped_dirs = ["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
     argv = [sys.executable, "-m", "experiments.grid", *one, *stopped_dirs]
@@ -176,7 +177,8 @@ def test_a_stopped_grid_checkpoints_and_resumes_to_the_uninterrupted_result(tmp_
 def test_ctrl_c_stops_the_grid_with_one_line(tmp_path):
     argv = [sys.executable, "-m", "experiments.grid", *MINI, "--epochs", "50", *grid_dirs(tmp_path, readme=False),
             "--no-report"]
-    proc = subprocess.Popen(argv, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=sigint_default)
     wait_for(lambda: any((tmp_path / "runs").glob("*/checkpoint.pt")))
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
@@ -205,11 +207,11 @@ def test_learning_curves_keep_every_group_apart_even_beyond_ten(tmp_path):
     epochs = pd.DataFrame([{"run_id": r["run_id"], "epoch": e, "test_acc": 0.1 * e + 0.01 * k}
                            for k, r in enumerate(rows) for e in (1, 2)])
     [(key, panel)] = figures.curve_panels(df, epochs).items()
-    assert key == ("mnist", 2) and len(panel) == 12
-    assert panel["cent [lr=0.02] (test)"][1] == pytest.approx([0.11, 0.21])
-    [path] = figures.learning_curves(df, epochs, tmp_path)
-    assert path == tmp_path / "curves" / "mnist-feat=2.png"
-    assert iio.imread(path).shape[1] > 500
+    assert key == ("mnist", 2, "test") and len(panel) == 12
+    assert panel["cent [lr=0.02]"][1][1] == pytest.approx([0.11, 0.21])
+    paths = figures.learning_curves(df, epochs, tmp_path)  # 12 lines: two pictures of 6
+    assert paths == [tmp_path / "curves" / f"mnist-feat=2-test-{k}.png" for k in (1, 2)]
+    assert all(iio.imread(path).shape[1] > 500 for path in paths)
 
 
 def test_the_center_rule_is_shown_only_where_the_loss_has_learnable_centers():

@@ -123,8 +123,8 @@ def test_standalone_predicts_nearest_center():
 
 
 def test_registry_and_shape_errors():
-    with pytest.raises(ValueError, match="unknown loss 'arcface'"):
-        build_loss("arcface", 2, 2)
+    with pytest.raises(ValueError, match="unknown loss 'arc-face'"):
+        build_loss("arc-face", 2, 2)
     with pytest.raises(ValueError, match="takes no option weight_cent"):
         build_loss("standalone", 2, 2, weight_cent=1.0)
     loss, x, z, y = setup("cent")

@@ -15,6 +15,9 @@ from experiments.engine.config import RunConfig
 from experiments.engine.data import epoch_batches
 from experiments.ledger.rows import read_rows
 from experiments.engine.trainer import Trainer
+from experiments.engine.run import RunContext
+from experiments.runners import backends
+from experiments.runners.backends import graph_safe
 from losses import LOSSES
 from tests.test_grid import grid_dirs
 
@@ -59,15 +62,26 @@ class HostSyncs(TorchDispatchMode):
 
 @pytest.mark.parametrize("loss, rule", [(loss, "joint") for loss in LOSSES] + [("cent", "separate"),
                                                                              ("standalone", "wen")])
-def test_the_training_step_never_waits_for_the_host(loss, rule, synthetic_data, tmp_path):
-    # what the CUDA graph captures must not sync; checked op by op on the CPU path, which runs the same code
+def test_the_training_step_waits_for_the_host_only_where_the_loss_declares_it(loss, rule, synthetic_data, tmp_path):
+    # what the CUDA graph captures must not sync; checked op by op on the CPU path, which runs the same code; a
+    # loss that syncs (pytorch-metric-learning's masks and miners) declares graph_safe = False and runs eagerly
     cfg = RunConfig(dataset="synthetic", loss=loss, center_rule=rule, feat_dim=16, batch_size=64,
                     train_size=1024, test_size=500)
     trainer = Trainer(cfg, synthetic_data, torch.device("cpu"), tmp_path, progress=False, use_graph=False)
     index = epoch_batches(len(synthetic_data.train_labels), 64, torch.device("cpu"))[0]
     with HostSyncs() as syncs:
         out = trainer.train_step(index)
-    assert syncs.seen == [] and torch.isfinite(out).all()
+    assert (syncs.seen == []) == graph_safe(loss) and torch.isfinite(out).all()
+
+
+def test_a_loss_that_syncs_runs_eagerly_on_cuda_and_says_so_once():
+    lines = []
+    ctx = RunContext(device=torch.device("cuda"), data_root="data", out="runs", log=lines.append)
+    assert backends.eager_for_loss(ctx, "standalone", torch.device("cuda")) is ctx
+    assert backends.eager_for_loss(ctx, "arcface", torch.device("cpu")) is ctx
+    for _ in range(2):
+        assert backends.eager_for_loss(ctx, "arcface", torch.device("cuda")).use_graph is False
+    assert len(lines) == 1 and "arcface syncs with the host" in lines[0]
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "fashion-mnist", "cifar-10"])

@@ -106,9 +106,9 @@ def test_fashion_mnist_few_hundred_steps_is_clearly_above_chance(tmp_path):
     if root is None:
         pytest.skip("Fashion-MNIST not available here (python -m experiments.data fetch fashion-mnist)")
     cfg = RunConfig(dataset="fashion-mnist", loss="xent", feat_dim=128, epochs=2, batch_size=64,
-                    train_size=6400, test_size=2000, eval_train_size=0)
+                    train_size=3200, test_size=1000, eval_train_size=0)
     data = DeviceData(get_spec("fashion-mnist"), root, CPU, cfg.train_size, cfg.test_size)
-    result = Trainer(cfg, data, CPU, tmp_path, progress=False).fit()  # 200 steps
+    result = Trainer(cfg, data, CPU, tmp_path, progress=False).fit()  # 100 steps
     assert result["final_test_acc"] > 0.5, result  # chance is 0.1
 
 

@@ -13,7 +13,10 @@ packages, with no list of modules to keep up to date:
   (``losses/standalone.py`` reaches ``standalone``, ``standalone-log`` and
   ``standalone-margin``, which build on it, and no other loss); a loss defined
   outside ``losses/`` counts its class's own source file;
-- the model's module and the ``models/`` modules it imports.
+- the model's module and the ``models/`` modules it imports;
+- the installed version of each library the loss class names in ``libraries``
+  (pytorch-metric-learning for the adapted losses of ``losses/pml.py``), so
+  that upgrading it makes those rows, and only those, stale.
 
 Of a package's ``__init__`` (a registry, which imports every loss or model)
 only the functions count (``build_loss``, ``build_model`` and the builders),
@@ -35,6 +38,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import importlib.metadata
 import importlib.util
 import inspect
 from pathlib import Path
@@ -166,7 +170,22 @@ def modules_fingerprint(*names: str) -> str:
     return _digest([module_file(m) for m in names])
 
 
+def library_versions(loss_class: type) -> tuple[str, ...]:
+    """``name==version`` of each installed library the loss declares (``libraries``: the code a loss calls
+    outside this repository, whose numbers its rows depend on); a missing one is named as ``name==missing``."""
+    found = []
+    for name in getattr(loss_class, "libraries", ()):
+        try:
+            found.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            found.append(f"{name}==missing")
+    return tuple(found)
+
+
 def code_fingerprint(loss: str, model: str) -> str:
-    """The fingerprint of every run of ``loss`` and ``model`` with the code as it is now (12 hex digits)."""
+    """The fingerprint of every run of ``loss`` and ``model`` with the code as it is now (12 hex digits), and
+    with the versions of the libraries the loss declares (a loss that declares none: its code alone)."""
     from losses import LOSSES
-    return _digest(engine_files() | loss_files(LOSSES[loss]) | model_files(model))
+    digest = _digest(engine_files() | loss_files(LOSSES[loss]) | model_files(model))
+    versions = library_versions(LOSSES[loss])
+    return hashlib.sha1("\0".join((digest, *versions)).encode()).hexdigest()[:12] if versions else digest

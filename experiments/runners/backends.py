@@ -96,6 +96,26 @@ class Stop:
 
 
 _data_cache: dict[tuple, DeviceData] = {}
+_eager_said: set[str] = set()
+
+
+def graph_safe(loss: str) -> bool:
+    """Whether the loss's forward can be captured in a CUDA graph: a loss class declares ``graph_safe = False``
+    where its code syncs with the host or makes shapes that depend on the data (pytorch-metric-learning's
+    masks and miners); tests/test_losses_pml.py checks every declaration op by op."""
+    from losses import LOSSES
+    return getattr(LOSSES[loss], "graph_safe", True)
+
+
+def eager_for_loss(ctx: RunContext, loss: str, device: torch.device) -> RunContext:
+    """The context with eager steps where the loss cannot be captured on CUDA (said once per loss)."""
+    if device.type != "cuda" or ctx.use_graph is False or graph_safe(loss):
+        return ctx
+    if loss not in _eager_said:
+        _eager_said.add(loss)
+        ctx.log(f"note: {loss} syncs with the host inside its step (its library's masks or miner); "
+                "its runs take eager steps instead of one CUDA graph per step")
+    return dataclasses.replace(ctx, use_graph=False)
 
 
 def train_cached(cfg, settings: RunSettings, device, should_stop) -> dict:
@@ -106,6 +126,7 @@ def train_cached(cfg, settings: RunSettings, device, should_stop) -> dict:
         prepare_run(cfg.dataset, settings.data_root)
         _data_cache[key] = load_data(cfg, settings.data_root, device)
     ctx = dataclasses.replace(settings.context(device, should_stop), fingerprint=code_fingerprint(cfg.loss, cfg.model))
+    ctx = eager_for_loss(ctx, cfg.loss, device)
     result = run_one(cfg, ctx, _data_cache[key])
     if device.type == "cuda":
         torch.cuda.empty_cache()

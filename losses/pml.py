@@ -1,0 +1,203 @@
+"""The field's competitors from pytorch-metric-learning, behind the suite's loss interface.
+
+An adapter, not copies: every total is the library's own call on the features
+(float32, autocast off) and the labels; no formula is written here. Three kinds:
+
+- ``classifier`` (arcface, cosface, sphereface, normalized-softmax) and
+  ``proxy`` (proxy-nca, proxy-anchor, soft-triple): the library's learnable
+  class weights or proxies are this loss's parameters, trained under the
+  ``joint`` center rule (``separate`` and ``wen`` are refused: the library's
+  loss moves them), drawn as the centers in 2-D pictures and used by the
+  nearest-center OOD score. They classify by the library's ``get_logits``
+  (cosine times scale for the margin losses: the margin is left out at test
+  time; a distance is negated so that the largest logit is the nearest).
+  SoftTriple has several sub-centers per class: it has no one center per class
+  to draw, and its nearest-center figures use the class means.
+- ``pair`` (contrastive, triplet with the library's triplet-margin miner,
+  multi-similarity, supcon): no class parameters; they classify by the nearest
+  class mean of the training features (the evaluation's ``class_mean`` rule),
+  and their train accuracy by the nearest running mean of the training
+  features (momentum 0.9, kept as a buffer).
+
+The model's own classifier head is not trained by any of them. ``graph_safe``
+says whether the library's forward can be captured in a CUDA graph (no host
+sync, no output shape that depends on the data): where it cannot, the runner
+runs that loss with eager steps and says so once (tests/test_losses_pml.py
+checks each declaration op by op). The installed library's version is part of
+these losses' code fingerprint (``libraries``), so upgrading it makes their rows
+stale. The library is imported when such a loss is built: without it, building
+one fails with one line naming the package, and every other loss still runs.
+
+Source: K. Musgrave, S. Belongie, S.-N. Lim, "PyTorch Metric Learning",
+arXiv:2008.09164, 2020; the losses' papers are named in each class's docstring.
+"""
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+from losses.base import Loss
+from losses.distances import squared_distances
+from losses.options import (ARC_MARGIN, COS_MARGIN, MINER_MARGIN, MS_ALPHA, MS_BASE, MS_BETA, NEG_MARGIN,
+                            POS_MARGIN, PROXY_ALPHA, PROXY_MARGIN, SCALE, SOFT_GAMMA, SOFT_LA, SOFT_MARGIN,
+                            SOFTMAX_SCALE, SOFTMAX_TEMPERATURE, SUPCON_TEMPERATURE, TRIPLET_MARGIN, Option)
+
+LIBRARY = "pytorch-metric-learning"
+KINDS = ("classifier", "proxy", "pair")
+RUNNING_MOMENTUM = 0.9
+
+
+class MissingLibrary(ValueError):
+    """The library an adapted loss needs is not installed (one line, with the fix)."""
+
+
+def library():
+    """``pytorch_metric_learning``, or MissingLibrary naming the package and the fix."""
+    try:
+        import pytorch_metric_learning.losses
+        import pytorch_metric_learning.miners  # noqa: F401 (the adapter reads both submodules)
+    except ImportError:
+        raise MissingLibrary(f"this loss needs the package {LIBRARY}, which this Python lacks: "
+                             f"pip install {LIBRARY} (requirements.txt pins it; ./suite slot --pack carries its "
+                             "wheel to a GPU machine); every other loss runs without it") from None
+    return pytorch_metric_learning
+
+
+class MetricLearningLoss(Loss):
+    """A pytorch-metric-learning loss as a suite loss (see the module docstring). Subclasses are made by
+    ``adapted``: ``library_loss`` (the class in ``pytorch_metric_learning.losses``), ``kind``, ``renamed``
+    (suite option name -> the library's argument), ``proxies`` (the attribute holding the class weights, and
+    whether the library stores them as ``(feat_dim, classes)``), ``miner`` and ``graph_safe``."""
+
+    uses_logits = False  # the model's head is not trained
+    centers_only_pulled = False  # the library's loss moves its proxies: only the joint rule fits
+    libraries = (LIBRARY,)
+    library_loss = ""
+    kind = "pair"
+    renamed: dict[str, str] = {}
+    proxies: tuple[str, bool] | None = None
+    miner: tuple[str, dict[str, str]] | None = None
+    graph_safe = False
+    term = ""
+
+    def _build(self, values: dict[str, float]) -> None:
+        lib = library()
+        args = {self.renamed.get(k, k): v for k, v in values.items() if self.renamed.get(k, k) is not None}
+        miner_args = {}
+        if self.miner is not None:
+            miner_args = {lib_name: args.pop(name) for name, lib_name in self.miner[1].items()}
+        if self.kind != "pair":
+            args.update(num_classes=self.num_classes, embedding_size=self.feat_dim)
+        self.metric_loss = getattr(lib.losses, self.library_loss)(**args)
+        self.mine = getattr(lib.miners, self.miner[0])(**miner_args) if self.miner is not None else None
+        if self.kind == "pair":
+            self.register_buffer("running_means", torch.zeros(self.num_classes, self.feat_dim))
+
+    @property
+    def learnable_centers(self) -> torch.nn.Parameter | None:
+        """The library's class weights or proxies, as the library stores them."""
+        return getattr(self.metric_loss, self.proxies[0]) if self.proxies is not None else None
+
+    @property
+    def centers(self) -> torch.Tensor | None:
+        """One proxy per class, ``(num_classes, feat_dim)``; None for pair losses and SoftTriple."""
+        weights = self.learnable_centers
+        if weights is None:
+            return None
+        weights = weights.t() if self.proxies[1] else weights
+        return weights if weights.shape == (self.num_classes, self.feat_dim) else None
+
+    def forward(self, features, logits, labels):
+        self.check_inputs(features, logits, labels)
+        with torch.autocast(features.device.type, enabled=False):
+            features = features.float()
+            pairs = self.mine(features, labels) if self.mine is not None else None
+            total = self.metric_loss(features, labels, pairs)
+        if self.kind == "pair" and self.training:
+            self._track_means(features.detach(), labels)
+        return total, {self.term: total}
+
+    @torch.no_grad()
+    def _track_means(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        sums = torch.zeros_like(self.running_means).index_add_(0, labels, features)
+        counts = torch.zeros(self.num_classes, device=features.device).index_add_(
+            0, labels, torch.ones_like(labels, dtype=features.dtype))[:, None]
+        moved = RUNNING_MOMENTUM * self.running_means + (1 - RUNNING_MOMENTUM) * sums / counts.clamp_min(1)
+        self.running_means.copy_(torch.where(counts > 0, moved, self.running_means))
+
+    def class_logits(self, features, logits=None):
+        if self.kind == "pair":
+            return None
+        with torch.autocast(features.device.type, enabled=False):
+            scores = self.metric_loss.get_logits(features.float())
+        return scores if self.metric_loss.distance.is_inverted else -scores
+
+    @torch.no_grad()
+    def predict(self, features, logits):
+        if self.kind == "pair":
+            return squared_distances(features, self.running_means).argmin(1)
+        return super().predict(features, logits)
+
+
+def adapted(term: str, library_loss: str, kind: str, *options: Option, doc: str, renamed: dict | None = None,
+            proxies: tuple[str, bool] | None = None, miner: tuple[str, dict[str, str]] | None = None,
+            graph_safe: bool = False) -> type[MetricLearningLoss]:
+    """A suite loss class for the library's ``library_loss``, taking ``options`` (each defined once in
+    losses/options.py, default the library's); ``renamed`` maps a suite option to the library's argument."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+    def __init__(self, num_classes: int, feat_dim: int, **values):
+        Loss.__init__(self, num_classes, feat_dim)
+        values = {o.name: values.pop(o.name, o.default) for o in options}
+        for name, value in values.items():
+            setattr(self, name, value)
+        self._build(values)
+
+    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in ("self", "num_classes",
+                                                                                      "feat_dim")]
+    params += [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default) for o in options]
+    __init__.__signature__ = inspect.Signature(params)
+    name = "".join(part.capitalize() for part in term.split("-")) + "Loss"
+    return type(name, (MetricLearningLoss,), {
+        "__init__": __init__, "__doc__": doc, "__module__": __name__, "__qualname__": name, "term": term,
+        "library_loss": library_loss, "kind": kind, "options": options, "renamed": renamed or {},
+        "proxies": proxies, "miner": miner, "graph_safe": graph_safe,
+        "prediction": "centers" if kind == "pair" else "logits"})
+
+
+ArcFace = adapted("arcface", "ArcFaceLoss", "classifier", ARC_MARGIN, SCALE, proxies=("W", True),
+                  renamed={"arc_margin": "margin"},
+                  doc="``arcface``: additive angular margin softmax (Deng et al., CVPR 2019).")
+CosFace = adapted("cosface", "CosFaceLoss", "classifier", COS_MARGIN, SCALE, proxies=("W", True),
+                  renamed={"cos_margin": "margin"},
+                  doc="``cosface``: additive cosine margin softmax (Wang et al., CVPR 2018).")
+SphereFace = adapted("sphereface", "SphereFaceLoss", "classifier", proxies=("W", True),
+                     doc="``sphereface``: multiplicative angular margin softmax, A-Softmax (Liu et al., CVPR 2017); "
+                         "the library's margin 4 and scale 1.")
+NormalizedSoftmax = adapted("normalized-softmax", "NormalizedSoftmaxLoss", "classifier", SOFTMAX_TEMPERATURE,
+                            proxies=("W", True), renamed={"softmax_temperature": "temperature"}, graph_safe=True,
+                            doc="``normalized-softmax``: softmax over normalized class weights with a temperature "
+                                "(Zhai and Wu, BMVC 2019).")
+ProxyNCA = adapted("proxy-nca", "ProxyNCALoss", "proxy", SOFTMAX_SCALE, proxies=("proxies", False),
+                   doc="``proxy-nca``: NCA over one proxy per class (Movshovitz-Attias et al., ICCV 2017).")
+ProxyAnchor = adapted("proxy-anchor", "ProxyAnchorLoss", "proxy", PROXY_MARGIN, PROXY_ALPHA,
+                      proxies=("proxies", False), renamed={"proxy_margin": "margin", "proxy_alpha": "alpha"},
+                      doc="``proxy-anchor``: proxies as anchors (Kim et al., CVPR 2020).")
+SoftTriple = adapted("soft-triple", "SoftTripleLoss", "proxy", SOFT_LA, SOFT_GAMMA, SOFT_MARGIN,
+                     proxies=("fc", True), renamed={"soft_la": "la", "soft_gamma": "gamma", "soft_margin": "margin"},
+                     doc="``soft-triple``: softmax over 10 sub-centers per class (Qian et al., ICCV 2019).")
+Contrastive = adapted("contrastive", "ContrastiveLoss", "pair", POS_MARGIN, NEG_MARGIN,
+                      doc="``contrastive``: every positive and negative pair of the batch, Euclidean distance "
+                          "(Hadsell et al., CVPR 2006).")
+Triplet = adapted("triplet", "TripletMarginLoss", "pair", TRIPLET_MARGIN, MINER_MARGIN,
+                  renamed={"triplet_margin": "margin"}, miner=("TripletMarginMiner", {"miner_margin": "margin"}),
+                  doc="``triplet``: triplet margin loss on the triplets the library's triplet-margin miner finds "
+                      "(Schroff et al., CVPR 2015).")
+MultiSimilarity = adapted("multi-similarity", "MultiSimilarityLoss", "pair", MS_ALPHA, MS_BETA, MS_BASE,
+                          renamed={"ms_alpha": "alpha", "ms_beta": "beta", "ms_base": "base"},
+                          doc="``multi-similarity``: pairs weighted by their self and relative similarities "
+                              "(Wang et al., CVPR 2019).")
+SupCon = adapted("supcon", "SupConLoss", "pair", SUPCON_TEMPERATURE, renamed={"supcon_temperature": "temperature"},
+                 doc="``supcon``: supervised contrastive loss (Khosla et al., NeurIPS 2020).")
