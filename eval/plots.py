@@ -14,7 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-COLORS = plt.get_cmap("tab10").colors
+COLORS = plt.get_cmap("tab10").colors  # one per class
+# one per loss (the registry's order: report/figures.loss_color): tab10's, their light tints, then Dark2's
+LINE_COLORS = plt.get_cmap("tab20").colors[::2] + plt.get_cmap("tab20").colors[1::2] + plt.get_cmap("Dark2").colors
 LINE_STYLES = ("-", "--", ":", "-.")
 MAX_TRAIN_POINTS = 2000  # train frames subsample to keep gifs small
 
@@ -118,11 +120,12 @@ def learning_curve_png(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarra
     used: dict[int, int] = {}
     banded = False
     for k, (label, (epochs, mean, half)) in enumerate(sorted(curves.items())):
-        index = (colors or {}).get(label, k)
+        index = (colors or {}).get(label, k) % len(LINE_COLORS)
         style = LINE_STYLES[used.get(index, 0) % len(LINE_STYLES)]
         used[index] = used.get(index, 0) + 1
-        color = COLORS[index % len(COLORS)]
-        ax.plot(epochs, mean, color=color, linestyle=style, label=label, linewidth=1.2)
+        color = LINE_COLORS[index]
+        ax.plot(epochs, mean, color=color, linestyle=style, label=label, linewidth=1.2,
+                marker="o" if len(epochs) == 1 else None, markersize=3)  # a one-epoch line is a point
         if np.any(half > 0):
             banded = True
             ax.fill_between(epochs, np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1), color=color, alpha=0.2,
@@ -270,7 +273,7 @@ def best_so_far_png(series: dict[str, list[tuple[int, float | None]]], title: st
     names."""
     fig, ax = plt.subplots(figsize=(5.5, 3.4), dpi=90)
     for k, (label, trials) in enumerate(series.items()):
-        color = COLORS[(colors or {}).get(label, k) % len(COLORS)]
+        color = LINE_COLORS[(colors or {}).get(label, k) % len(LINE_COLORS)]
         numbers, scores = [n for n, _ in trials], [s for _, s in trials]
         best = np.maximum.accumulate([-np.inf if s is None else s for s in scores])
         shown = np.where(np.isfinite(best), best, np.nan)

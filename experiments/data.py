@@ -76,8 +76,9 @@ def main(argv=None) -> int:
             else:
                 problems = file_problems(get_spec(name), args.data_root)
                 if problems and name in OPTIONAL and not args.datasets and all(p.endswith(": missing") for p in problems):
+                    fetch = f"./suite data fetch {name}"
                     print(f"{name}: not present (optional: the suite works without it; "
-                          f"{HOW_TO_GET[name]})")
+                          f"{HOW_TO_GET[name].replace(fetch, fetch + root_flag(args.data_root))})")
                     continue
                 if problems:
                     raise DataError(f"{name}: {problems[0]}" + (f" (+{len(problems) - 1} more)" if len(problems) > 1

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from experiments.report.cells import plural
 from experiments import report
 from experiments.cli.recipe import (DATASET_HELP, KNOWN_CLASSES_HELP, add_backend_arguments, add_recipe_arguments,
                                     apply_model_recipe, backend_from_args, config_from_args, run_settings,
@@ -158,8 +159,12 @@ def main(argv=None, report_to: dict | None = None) -> int:
         return 1
     configs = [c for c in to_retrain if c.dataset in args.datasets] if args.retrain_stale else planned_configs(args)
     for cfg in configs:
-        problem = rule_problem(cfg.center_rule, cfg.loss, build_loss(cfg.loss, 10, cfg.feat_dim, **cfg.loss_options)) \
-            or size_problem(cfg)
+        try:
+            loss = build_loss(cfg.loss, 10, cfg.feat_dim, **cfg.loss_options)
+        except ValueError as e:  # a library the loss needs is missing (losses/pml.py)
+            problem = f"{cfg.loss}: {e}"
+        else:
+            problem = rule_problem(cfg.center_rule, cfg.loss, loss) or size_problem(cfg)
         if problem is not None:
             print(f"error: {problem}; nothing was trained", file=sys.stderr)
             return 2
@@ -217,7 +222,8 @@ def main(argv=None, report_to: dict | None = None) -> int:
         ended["terminated"] = budget.terminated
     bar.close()
     if elsewhere:
-        print(f"grid: {elsewhere} runs were trained or recorded by another runner on this folder")
+        print(f"grid: {plural(elsewhere, 'run')} held or recorded by another runner on this folder (not trained "
+              "here)")
     if left:
         why = "SIGTERM" if budget.terminated else "time budget"
         print(f"grid: stopped by the {why} with {left} runs left (checkpointed or not started); the same command "

@@ -42,7 +42,8 @@ from pathlib import Path
 import torch
 
 from experiments import report
-from experiments.cli.recipe import DATASET_HELP, add_backend_arguments, add_offline_flag, backend_from_args
+from experiments.cli.recipe import DATASET_HELP, add_backend_arguments, add_offline_flag, backend_from_args, size_problem
+from experiments.engine.config import RunConfig
 from experiments.cli.types import HelpFormatter, Parser, non_negative_int, positive_float, positive_int
 from experiments.datasets.sources import prepare
 from experiments.datasets.specs import SPECS, DataError, default_data_root, get_spec
@@ -172,6 +173,8 @@ def main(argv=None) -> int:
     device = resolve_device(args.device)
     try:
         for dataset in args.datasets:  # the data every trial needs, checked before any trial
+            if problem := size_problem(RunConfig(dataset=dataset, test_size=args.test_size)):
+                raise DataError(problem)
             prepare(dataset, args.data_root)
             TrialData(get_spec(dataset), args.data_root, torch.device("cpu"), args.train_size, args.val_size)
         studies = open_studies(spec, create=not args.refresh, refresh=args.refresh)

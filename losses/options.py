@@ -15,6 +15,8 @@ class Option:
     help: str
     search: tuple[float, float] | None = None  # (low, high) a search draws from; None: kept at its default
     log: bool = False  # search on a log scale
+    positive: bool = False  # 0 is refused too (a scale or temperature of 0 leaves nothing to learn)
+    below: float | None = None  # values from this one up are refused (an angle of 180 degrees or more)
 
     @property
     def flag(self) -> str:
@@ -38,6 +40,10 @@ class Option:
             raise ValueError(f"{self.name}: {text!r} is not a number") from None
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"{self.name}: {text!r} must be a finite number, 0 or more")
+        if self.positive and value == 0:
+            raise ValueError(f"{self.name}: {text!r} must be more than 0")
+        if self.below is not None and value >= self.below:
+            raise ValueError(f"{self.name}: {text!r} must be under {self.below:g}")
         return value
 
     def describe_search(self) -> str:
@@ -62,15 +68,15 @@ DELTA = Option("delta", 1.0, "constant added to the contrastive-center denominat
 
 # pytorch-metric-learning's losses (losses/pml.py): each default is the library's (2.9); a name says which loss
 # it belongs to where two losses of the library use one word for different things
-ARC_MARGIN = Option("arc_margin", 28.6, "ArcFace's additive angular margin, in degrees", (5.0, 60.0))
+ARC_MARGIN = Option("arc_margin", 28.6, "ArcFace's additive angular margin, in degrees", (5.0, 60.0), below=180.0)
 COS_MARGIN = Option("cos_margin", 0.35, "CosFace's additive cosine margin", (0.05, 0.8))
-SCALE = Option("scale", 64.0, "scale of the cosine logits (ArcFace, CosFace)", (8.0, 128.0), True)
-SOFTMAX_TEMPERATURE = Option("softmax_temperature", 0.05, "temperature of the normalized softmax", (0.01, 1.0), True)
-SOFTMAX_SCALE = Option("softmax_scale", 1.0, "scale of Proxy-NCA's softmax over proxy distances", (0.1, 100.0), True)
+SCALE = Option("scale", 64.0, "scale of the cosine logits (ArcFace, CosFace)", (8.0, 128.0), True, positive=True)
+SOFTMAX_TEMPERATURE = Option("softmax_temperature", 0.05, "temperature of the normalized softmax", (0.01, 1.0), True, positive=True)
+SOFTMAX_SCALE = Option("softmax_scale", 1.0, "scale of Proxy-NCA's softmax over proxy distances", (0.1, 100.0), True, positive=True)
 PROXY_MARGIN = Option("proxy_margin", 0.1, "Proxy-Anchor's margin on the cosine similarity", (0.01, 0.5), True)
-PROXY_ALPHA = Option("proxy_alpha", 32.0, "Proxy-Anchor's scale (alpha)", (4.0, 128.0), True)
-SOFT_LA = Option("soft_la", 20.0, "SoftTriple's scale (lambda)", (5.0, 100.0), True)
-SOFT_GAMMA = Option("soft_gamma", 0.1, "SoftTriple's temperature over a class's sub-centers (gamma)", (0.01, 1.0), True)
+PROXY_ALPHA = Option("proxy_alpha", 32.0, "Proxy-Anchor's scale (alpha)", (4.0, 128.0), True, positive=True)
+SOFT_LA = Option("soft_la", 20.0, "SoftTriple's scale (lambda)", (5.0, 100.0), True, positive=True)
+SOFT_GAMMA = Option("soft_gamma", 0.1, "SoftTriple's temperature over a class's sub-centers (gamma)", (0.01, 1.0), True, positive=True)
 SOFT_MARGIN = Option("soft_margin", 0.01, "SoftTriple's margin (delta)", (0.001, 0.1), True)
 POS_MARGIN = Option("pos_margin", 0.0, "contrastive: distance under which a positive pair stops pulling")
 NEG_MARGIN = Option("neg_margin", 1.0, "contrastive: distance beyond which a negative pair stops pushing",
@@ -82,7 +88,7 @@ MS_ALPHA = Option("ms_alpha", 2.0, "multi-similarity: weight of the positive pai
 MS_BETA = Option("ms_beta", 50.0, "multi-similarity: weight of the negative pairs (beta)", (10.0, 100.0), True)
 MS_BASE = Option("ms_base", 0.5, "multi-similarity: similarity offset (lambda)")
 SUPCON_TEMPERATURE = Option("supcon_temperature", 0.1, "temperature of the supervised contrastive loss",
-                            (0.01, 1.0), True)
+                            (0.01, 1.0), True, positive=True)
 
 # the center-loss family's push variants (losses/push_variants.py)
 LAMBDA_C = Option("lambda_c", 0.01, "Git loss: weight of the center loss term (lambda_C)", (1e-3, 1.0), True)

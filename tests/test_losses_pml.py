@@ -9,12 +9,13 @@ from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 
 from eval.metrics import evaluate_embeddings
-from experiments import train
+from experiments import grid, train
 from experiments.engine.center_rules import build_center_rule
 from experiments.ledger import fingerprint
 from experiments.runners.backends import graph_safe
 from losses import LOSSES, build_loss
 from losses.pml import MetricLearningLoss, MissingLibrary
+from losses.traits import has_class_parameters
 from tests.test_cli import TINY
 from tests.test_speed import HostSyncs
 
@@ -156,11 +157,34 @@ def test_the_librarys_version_is_in_the_fingerprint_of_its_losses_only(monkeypat
     assert after["xent"] == before["xent"] and after["git"] == before["git"]
 
 
-def test_without_the_library_its_losses_are_refused_in_one_line_and_the_others_run(monkeypatch):
+def test_without_the_library_its_losses_are_refused_in_one_line_and_the_others_run(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "pytorch_metric_learning", None)  # import fails as if not installed
     with pytest.raises(MissingLibrary, match="needs the package pytorch-metric-learning, which this Python lacks"):
         build_loss("arcface", C, D)
     assert build_loss("standalone", C, D) is not None
+    # what the runners and the report ask of a loss is still answered (it once raised from the sweep and the report)
+    assert has_class_parameters("arcface") and not has_class_parameters("supcon") and has_class_parameters("git")
+    assert grid.main(["--datasets", "synthetic", "--losses", "xent", "arcface", "--dry-run"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: arcface: this loss needs the package pytorch-metric-learning")
+    assert train.main(TINY + ["--loss", "git", "--epochs", "1", "--out", str(tmp_path)]) == 0
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--scale", "0", "must be more than 0"), ("--supcon-temperature", "0", "must be more than 0"),
+    ("--soft-gamma", "0", "must be more than 0"), ("--arc-margin", "180", "must be under 180")])
+def test_a_scale_or_temperature_of_0_and_a_half_turn_margin_are_refused(flag, value, message, capsys):
+    loss = {"--scale": "arcface", "--supcon-temperature": "supcon", "--soft-gamma": "soft-triple",
+            "--arc-margin": "arcface"}[flag]
+    with pytest.raises(SystemExit):
+        train.parse_args(["--loss", loss, flag, value])
+    assert message in capsys.readouterr().err
+
+
+def test_every_loss_has_its_own_line_color():
+    from eval.plots import LINE_COLORS
+    from experiments.report.figures import loss_color
+    assert len({LINE_COLORS[loss_color(name) % len(LINE_COLORS)] for name in LOSSES}) == len(LOSSES)
 
 
 def test_git_loss_matches_a_hand_computation():

@@ -6,7 +6,8 @@ from __future__ import annotations
 import itertools
 
 from experiments.engine.config import SWEEPABLE, RunConfig
-from losses import LOSSES, build_loss, loss_options, option_definitions
+from losses import LOSSES, loss_options, option_definitions
+from losses.traits import has_class_parameters
 
 LOSS_OPTIONS = option_definitions()
 
@@ -48,7 +49,7 @@ def read_fields(loss: str, center_rule: str) -> set[str]:
     """The sweepable recipe fields a run of ``loss`` under ``center_rule`` reads: lr and weight decay always; the
     center lr under ``separate`` and the center alpha under ``wen``, for a loss with learnable centers."""
     fields = {"lr", "weight_decay"}
-    if build_loss(loss, 10, 2).learnable_centers is not None:
+    if has_class_parameters(loss):
         fields |= {"separate": {"center_lr"}, "wen": {"center_alpha"}}.get(center_rule, set())
     return fields
 
