@@ -3,12 +3,12 @@ built here (a pytorch-metric-learning loss on a Python without the library: its 
 from __future__ import annotations
 
 from losses import LOSSES, build_loss
+from losses.pml import MissingLibrary
 
 
 def has_class_parameters(loss: str, feat_dim: int = 2, options: dict | None = None) -> bool:
     """Whether a run of ``loss`` trains class centers or proxies (its ``learnable_centers``): what the center
     rules act on. ValueError for an unknown loss or option, as ``build_loss``."""
-    from losses.pml import MissingLibrary
     try:
         return build_loss(loss, 10, feat_dim, **(options or {})).learnable_centers is not None  # any class count
     except MissingLibrary:
