@@ -70,7 +70,8 @@ def feature_gifs(frame_files: list[Path], class_names, out_dir: Path, title: str
             continue
         if split == "train":
             feats, labels = map(list, zip(*(subsample(a, b) for a, b in zip(feats, labels))))
-        limits = fixed_limits(feats)
+        last = frames[-1]["centers"]
+        limits = covering(fixed_limits(feats), np.zeros((0, 2)) if last is None else last.float().numpy())
         images = [figure_to_array(scatter_figure(
             a, b, class_names, f"{title} {split}, epoch {f['epoch']}, {held_out} acc {f['test_acc']:.3f}",
             centers=None if f["centers"] is None else f["centers"].numpy(), limits=limits))
@@ -170,6 +171,12 @@ def outside(features: np.ndarray, limits) -> int:
     return int((finite & ((x < limits[0]) | (x > limits[1]) | (y < limits[2]) | (y > limits[3]))).sum())
 
 
+def drawn(frame: dict) -> np.ndarray:
+    """The points of a frame that its panel draws: its test features and its centers, ``(n, 2)``."""
+    points = frame["test_features"].float().numpy()
+    return points if frame["centers"] is None else np.concatenate([points, frame["centers"].float().numpy()])
+
+
 def covering(limits, features: np.ndarray, margin: float = 0.02):
     """``limits`` widened so that every finite point of ``features`` is inside."""
     finite = features[np.isfinite(features).all(1)]
@@ -219,19 +226,20 @@ def composite_gif(panels: list[dict], class_names, title: str, gif_path: Path, p
     count = min(len(p["frames"]) for p in panels)
     chosen = even_subset(count)
     # each panel on its own fixed axes: the 0.5-99.5 percentiles of all its frames, widened to hold every point
-    # of the last frame; a point of an earlier frame outside them is counted in the panel's title
+    # and center of the last frame; a point or center of an earlier frame outside them is counted in the title
     limits = [covering(fixed_limits([f["test_features"].float().numpy() for f in p["frames"][:count]]),
-                       p["frames"][chosen[-1]]["test_features"].float().numpy()) for p in panels]
+                       drawn(p["frames"][chosen[-1]])) for p in panels]
     images = []
     for i in chosen:
         fig, axes = _composite_figure(len(panels), class_names)
         for ax, panel, lim in zip(axes, panels, limits):
             f = panel["frames"][i]
             features = f["test_features"].float().numpy()
-            hidden = outside(features, lim)
-            _panel(ax, features, f["test_labels"].numpy(), class_names,
-                   None if f["centers"] is None else f["centers"].numpy(), lim,
-                   f"{panel['name']}: acc {f['test_acc']:.3f}" + (f" ({hidden} points outside)" if hidden else ""))
+            centers = None if f["centers"] is None else f["centers"].float().numpy()
+            hidden = [f"{n} {what} outside" for n, what in ((outside(features, lim), "points"),
+                      (0 if centers is None else outside(centers, lim), "centers")) if n]
+            _panel(ax, features, f["test_labels"].numpy(), class_names, centers, lim,
+                   f"{panel['name']}: acc {f['test_acc']:.3f}" + (f" ({', '.join(hidden)})" if hidden else ""))
         fig.suptitle(f"{title}, {training_point(panels[0]['frames'][i]['epoch'])}; each panel on its own scale",
                      fontsize=10)
         fig.tight_layout(rect=(0, 0.07, 1, 1))

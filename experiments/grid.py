@@ -27,10 +27,9 @@ from experiments.report.cells import plural
 from experiments import report
 from experiments.cli.recipe import (DATASET_HELP, KNOWN_CLASSES_HELP, add_backend_arguments, add_recipe_arguments,
                                     apply_model_recipe, backend_from_args, config_from_args, run_settings,
-                                    size_problem, warn_single_class_batches)
+                                    center_rule_problem, run_problem, warn_single_class_batches)
 from experiments.cli.types import HelpFormatter, Parser, class_list, non_negative_int, positive_float, positive_int
 from experiments.datasets.specs import SPECS, DataError, file_problems, get_spec
-from experiments.engine.center_rules import rule_problem
 from experiments.engine.data import load_images
 from experiments.engine.device import device_name, resolve_device
 from experiments.engine.io import unwritable
@@ -39,7 +38,7 @@ from experiments.runners.backends import record_outcome
 from experiments.runners.plan import Budget, estimate_seconds, ready_datasets, recorded_runs, stale_configs
 from experiments.runners.presets import PRESET_KEYS, PRESETS
 from experiments.runners.sweep import SweepError, check_flags, parse_set, sweep_points
-from losses import LOSSES, build_loss
+from losses import LOSSES
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m experiments.grid", description=__doc__,
@@ -109,6 +108,8 @@ def parse_args(argv=None):
         check_flags(args, args.losses, args.scoped)
     except SweepError as e:
         parser.error(str(e))
+    if (problem := center_rule_problem(args.center_rule, args.losses)) is not None:
+        parser.error(problem)
     warn_single_class_batches(args.batch_size, args.losses)
     return args
 
@@ -159,13 +160,7 @@ def main(argv=None, report_to: dict | None = None) -> int:
         return 1
     configs = [c for c in to_retrain if c.dataset in args.datasets] if args.retrain_stale else planned_configs(args)
     for cfg in configs:
-        try:
-            loss = build_loss(cfg.loss, 10, cfg.feat_dim, **cfg.loss_options)
-        except ValueError as e:  # a library the loss needs is missing (losses/pml.py)
-            problem = f"{cfg.loss}: {e}"
-        else:
-            problem = rule_problem(cfg.center_rule, cfg.loss, loss) or size_problem(cfg)
-        if problem is not None:
+        if (problem := run_problem(cfg)) is not None:
             print(f"error: {problem}; nothing was trained", file=sys.stderr)
             return 2
     if args.dry_run:

@@ -1,7 +1,7 @@
 """One GPU slot, one command: check, train the paper grid, export, within the slot's minutes.
 
     ./suite slot --pack .carry                              # here, before a slot: data, bundle, wheels (< 60 MB)
-    python3 -m experiments.slot --minutes 13 --out $OUT     # there, on the GPU machine: the slot's one command
+    python3 -m experiments.slot --minutes 9.5 --out $OUT    # there, on the GPU machine: the slot's one command
 
 GPU time often comes in short slots (a shared or rented GPU, a cluster's
 walltime) on a machine with no network, where a second command may cost a
@@ -190,7 +190,7 @@ def pack(args) -> int:
           + "".join(f"; unfinished run {r} ({e} epochs) left out: over {UNFINISHED_MB:g} MiB, it trains again from "
                     "scratch" for r, e in contents["left_out"].items()))
     print(f"slot: next, on the GPU machine, from the checkout holding {dest}: "
-          f"python3 -m experiments.slot --minutes 13 --out $OUT" + (f" --carry {dest}" if dest != Path(".carry") else ""))
+          f"python3 -m experiments.slot --minutes 9.5 --out $OUT" + (f" --carry {dest}" if dest != Path(".carry") else ""))
     return 0
 
 
@@ -296,22 +296,21 @@ def self_check(args, device, seconds: float, log: Log) -> dict:
     from experiments.datasets.sources import run_limited
     root = args.data_root
     result = {"verdict": "skipped", "reason": ""}
-    if seconds < 5:
-        result["reason"] = f"only {max(seconds, 0):.0f} s of the budget for it"
-        log(f"self-check: SKIPPED: {result['reason']}")
-        return result
-    if device.type == "cuda":
-        limit = min(40.0, seconds / 3)
-        done = run_limited([sys.executable, "-m", "experiments.probes.graph_pool"], limit, cwd=REPO)
-        lines = [] if done is None else [line for line in done.stdout.splitlines() if line.startswith("graph-pool")]
-        result["probe"] = "pass" if done is not None and done.returncode == 0 else "fail"
-        log(f"self-check: graph-pool probe {result['probe'].upper()}"
-            + (f": no answer within {limit:.0f} s" if done is None else "".join(f"; {line}" for line in lines[-1:])))
-        seconds -= limit
     if device.type != "cuda":
         result["reason"] = "no CUDA device: the graph-pool probe and the graphed steps are skipped"
         log(f"self-check: SKIPPED: {result['reason']}")
         return result
+    if seconds < 5:
+        result["reason"] = f"only {max(seconds, 0):.0f} s of the budget for it"
+        log(f"self-check: SKIPPED: {result['reason']}")
+        return result
+    limit = min(40.0, seconds / 3)
+    done = run_limited([sys.executable, "-m", "experiments.probes.graph_pool"], limit, cwd=REPO)
+    lines = [] if done is None else [line for line in done.stdout.splitlines() if line.startswith("graph-pool")]
+    result["probe"] = "pass" if done is not None and done.returncode == 0 else "fail"
+    log(f"self-check: graph-pool probe {result['probe'].upper()}"
+        + (f": no answer within {limit:.0f} s" if done is None else "".join(f"; {line}" for line in lines[-1:])))
+    seconds -= limit
     steps = args.check_steps or 300
     limit = min(75.0, seconds)  # in its own process, killed at its limit (a broken CUDA context stays there)
     cmd = [sys.executable, "-m", "experiments.probes.self_check", "--dataset", args.datasets[0], "--steps",

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from experiments.cli.recipe import (DATASET_HELP, KNOWN_CLASSES_HELP, LOSS_OPTION_FLAGS, add_recipe_arguments,
-                                    apply_model_recipe, config_from_args, run_settings, size_problem,
+                                    apply_model_recipe, center_rule_problem, config_from_args, run_problem, run_settings,
                                     warn_single_class_batches)
 from experiments.cli.types import HelpFormatter, Parser, class_list, non_negative_int, positive_int
 from experiments.datasets.sources import prepare_run
@@ -34,7 +34,7 @@ from losses import LOSSES, loss_options
 def build_parser() -> argparse.ArgumentParser:
     paired = ", ".join(n for n in LOSSES if LOSSES[n].pairs_across_classes)
     parser = Parser(prog="python -m experiments.train", description=__doc__, formatter_class=HelpFormatter,
-                                     epilog=f"{paired} need batches holding several classes (their inter term sums "
+                                     epilog=f"{paired} need batches holding several classes (a term of each sums "
                                             "over pairs of samples with different labels).")
     parser.add_argument("--dataset", choices=list(SPECS), default="fashion-mnist", help=DATASET_HELP)
     parser.add_argument("--loss", choices=list(LOSSES), default="standalone", help="the loss (see losses/)")
@@ -53,6 +53,8 @@ def parse_args(argv=None):
         if getattr(args, option) is not None and option not in loss_options(args.loss):
             parser.error(f"{flag} does not apply to --loss {args.loss} (it takes: "
                          f"{', '.join(LOSS_OPTION_FLAGS[o] for o in loss_options(args.loss)) or 'no loss option'})")
+    if (problem := center_rule_problem(args.center_rule, [args.loss])) is not None:
+        parser.error(problem)
     warn_single_class_batches(args.batch_size, [args.loss])
     return args
 
@@ -60,7 +62,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = config_from_args(args, args.dataset, args.loss, args.feat_dim, args.seed, args.known_classes or "")
-    if (problem := size_problem(cfg)) is not None:
+    if (problem := run_problem(cfg)) is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     problem = unwritable(args.out)

@@ -8,7 +8,7 @@ An adapter, not copies: every total is the library's own call on the features
   class weights or proxies are this loss's parameters, trained under the
   ``joint`` center rule (``separate`` and ``wen`` are refused: the library's
   loss moves them), drawn as the centers in 2-D pictures and used by the
-  nearest-center OOD score. They classify by the library's ``get_logits``
+  nearest-center OOD score (at unit length: see below). They classify by the library's ``get_logits``
   (cosine times scale for the margin losses: the margin is left out at test
   time; a distance is negated so that the largest logit is the nearest).
   SoftTriple has several sub-centers per class: it has no one center per class
@@ -17,7 +17,12 @@ An adapter, not copies: every total is the library's own call on the features
   multi-similarity, supcon): no class parameters; they classify by the nearest
   class mean of the training features (the evaluation's ``class_mean`` rule),
   and their train accuracy by the nearest running mean of the training
-  features (momentum 0.9, kept as a buffer).
+  features (momentum 0.9, kept as a buffer; a class's first batch sets it).
+
+Every classifier and proxy loss here compares by cosine (its distance
+normalizes the features and the proxies): its ``centers`` are the unit
+proxies, so that the evaluation's nearest center is its nearest proxy by
+cosine and the 2-D pictures draw the proxies' directions at radius 1.
 
 The model's own classifier head is not trained by any of them. ``graph_safe``
 says whether the library's forward can be captured in a CUDA graph (no host
@@ -93,6 +98,7 @@ class MetricLearningLoss(Loss):
         self.mine = getattr(lib.miners, self.miner[0])(**miner_args) if self.miner is not None else None
         if self.kind == "pair":
             self.register_buffer("running_means", torch.zeros(self.num_classes, self.feat_dim))
+            self.register_buffer("seen", torch.zeros(self.num_classes, 1, dtype=torch.bool))
 
     @property
     def learnable_centers(self) -> torch.nn.Parameter | None:
@@ -101,12 +107,18 @@ class MetricLearningLoss(Loss):
 
     @property
     def centers(self) -> torch.Tensor | None:
-        """One proxy per class, ``(num_classes, feat_dim)``; None for pair losses and SoftTriple."""
+        """One proxy per class, ``(num_classes, feat_dim)``; None for pair losses and SoftTriple. Where the
+        library's distance normalizes what it compares (every classifier and proxy loss registered here), these
+        are the proxies at unit length: the evaluation's Euclidean nearest center is then the nearest proxy by
+        cosine, the library's own measure (``||x - c||^2 = ||x||^2 - 2 x.c + 1`` for every unit ``c``)."""
         weights = self.learnable_centers
         if weights is None:
             return None
         weights = weights.t() if self.proxies[1] else weights
-        return weights if weights.shape == (self.num_classes, self.feat_dim) else None
+        if weights.shape != (self.num_classes, self.feat_dim):
+            return None
+        return torch.nn.functional.normalize(weights, dim=1) if self.metric_loss.distance.normalize_embeddings \
+            else weights
 
     def forward(self, features, logits, labels):
         self.check_inputs(features, logits, labels)
@@ -123,8 +135,10 @@ class MetricLearningLoss(Loss):
         sums = torch.zeros_like(self.running_means).index_add_(0, labels, features)
         counts = torch.zeros(self.num_classes, device=features.device).index_add_(
             0, labels, torch.ones_like(labels, dtype=features.dtype))[:, None]
-        moved = RUNNING_MOMENTUM * self.running_means + (1 - RUNNING_MOMENTUM) * sums / counts.clamp_min(1)
+        means = sums / counts.clamp_min(1)
+        moved = torch.where(self.seen, RUNNING_MOMENTUM * self.running_means + (1 - RUNNING_MOMENTUM) * means, means)
         self.running_means.copy_(torch.where(counts > 0, moved, self.running_means))
+        self.seen.logical_or_(counts > 0)
 
     def class_logits(self, features, logits=None):
         if self.kind == "pair":
@@ -163,7 +177,7 @@ def adapted(term: str, library_loss: str, kind: str, *options: Option, doc: str,
     return type(name, (MetricLearningLoss,), {
         "__init__": __init__, "__doc__": doc, "__module__": __name__, "__qualname__": name, "term": term,
         "library_loss": library_loss, "kind": kind, "options": options, "renamed": renamed or {},
-        "proxies": proxies, "miner": miner, "graph_safe": graph_safe,
+        "proxies": proxies, "miner": miner, "graph_safe": graph_safe, "pairs_across_classes": kind == "pair",
         "prediction": "centers" if kind == "pair" else "logits"})
 
 

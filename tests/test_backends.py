@@ -44,33 +44,34 @@ def local_rows(tmp_path_factory):
     return rows
 
 
-@pytest.mark.parametrize("backend, module", [("ray", "ray"), ("slurm", "submitit")])
-def test_a_cluster_backend_records_the_same_rows_as_the_local_one(backend, module, local_rows, tmp_path):
-    needs(module)
-    done = subprocess.run([sys.executable, "-m", "experiments.grid", *MINI, "--backend", backend, *dirs(tmp_path)],
+@pytest.mark.xdist_group("backends")  # one worker: the local rows are trained once
+def test_a_slurm_grid_records_the_same_rows_as_the_local_one(local_rows, tmp_path):
+    needs("submitit")
+    done = subprocess.run([sys.executable, "-m", "experiments.grid", *MINI, "--backend", "slurm", *dirs(tmp_path)],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert rows_of(tmp_path) == local_rows  # run ids and accuracies, to the last bit (CPU-deterministic)
 
 
-def test_a_driver_killed_under_ray_and_started_again_leaves_every_run_once(tmp_path):
+@pytest.mark.xdist_group("backends")
+def test_a_ray_grid_whose_driver_is_killed_and_started_again_records_the_local_rows_once_each(local_rows, tmp_path):
     needs("ray")
-    argv = [sys.executable, "-m", "experiments.grid", *MINI, "--epochs", "3", "--seeds", "0", "1",
-            "--backend", "ray", *dirs(tmp_path)]
+    argv = [sys.executable, "-m", "experiments.grid", *MINI, "--backend", "ray", *dirs(tmp_path)]
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline and not read_rows(tmp_path / "results" / "runs.csv"):
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray instance it started
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray instance it started, the second run in flight
     proc.wait()
     first = read_rows(tmp_path / "results" / "runs.csv")
-    assert 1 <= len(first) < 4, "the driver should have been killed part-way"
+    # on 2 cores Ray trains one run at a time (2 CPUs each), so the second is killed part-way; with more cores
+    # both may finish together, and the restart then only finds them recorded
+    assert len(first) == 1 or (os.cpu_count() or 1) >= 4 and len(first) == 2
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"{len(first)} already recorded" in done.stdout
-    rows = read_rows(tmp_path / "results" / "runs.csv")
-    assert len(rows) == 4 and len({r["run_id"] for r in rows}) == 4
-    epochs = read_rows(tmp_path / "results" / "epochs.csv")
-    assert sorted((e["run_id"], e["epoch"]) for e in epochs) == sorted(
-        (r["run_id"], str(k)) for r in rows for k in range(1, 4))
+    assert rows_of(tmp_path) == local_rows  # run ids and accuracies, to the last bit (CPU-deterministic)
+    rows, epochs = read_rows(tmp_path / "results" / "runs.csv"), read_rows(tmp_path / "results" / "epochs.csv")
+    assert len(rows) == 2 and sorted((e["run_id"], e["epoch"]) for e in epochs) == sorted(
+        (r["run_id"], str(k)) for r in rows for k in range(1, 3))

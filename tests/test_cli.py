@@ -3,6 +3,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,7 +92,7 @@ TINY = ["--dataset", "synthetic", "--feat-dim", "2", "--batch-size", "64", "--tr
 
 def test_batches_of_one_sample_warn_that_the_inter_term_is_zero(capsys):
     train.parse_args(["--loss", "standalone", "--batch-size", "1"])
-    assert capsys.readouterr().err.count("inter-class term of standalone is always 0") == 1
+    assert capsys.readouterr().err.count("term over pairs of classes of standalone is always 0") == 1
     train.parse_args(["--loss", "cent", "--batch-size", "1"])
     assert capsys.readouterr().err == ""
     from experiments import grid
@@ -111,7 +112,7 @@ def test_help_describes_every_option_and_shows_defaults(module):
         assert "synthetic: a generated 10-class toy set" in text
         assert "(default: 0.01)" in text and "(default: fp32)" in text
     if module == "train":
-        assert "need batches holding several classes" in text
+        assert "supcon need batches holding several classes" in text  # the pair losses of the library too
     if module == "grid":
         assert "(default: paper)" in text and "the README whose marked sections are rewritten" in text
 
@@ -137,6 +138,40 @@ def test_ctrl_c_stops_a_run_with_one_line_and_the_same_command_resumes(tmp_path)
     [run_dir] = tmp_path.iterdir()
     import torch
     assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["epoch"] == epoch >= 1
+
+
+def test_ctrl_c_while_a_command_starts_is_one_line_and_elsewhere_python_reports_as_usual():
+    from experiments import STARTING
+    # a real SIGINT that arrives while the modules load (as during torch's import, seconds on a CPU machine)
+    start = ("import experiments, os, signal\nos.kill(os.getpid(), signal.SIGINT)\nimport torch\n"
+             "print('not reached')")
+    done = subprocess.run([sys.executable, "-c", start], cwd=REPO, capture_output=True, text=True,
+                          preexec_fn=sigint_default)
+    assert done.returncode == -2 and done.stdout == ""  # ended by SIGINT: 130 in a shell
+    assert done.stderr.strip() == STARTING and "Traceback" not in done.stderr
+    # an exception that is no Ctrl-C is shown whole, as Python shows it
+    done = subprocess.run([sys.executable, "-c", "import experiments\n1 / 0"], cwd=REPO, capture_output=True,
+                          text=True)
+    assert "Traceback" in done.stderr and done.stderr.strip().endswith("ZeroDivisionError: division by zero")
+    assert STARTING not in done.stderr
+
+
+def test_a_ctrl_c_a_commands_main_saw_goes_to_pythons_own_hook(capsys):
+    import experiments
+    seen = []
+    code = compile("def main():\n    raise KeyboardInterrupt\n", str(REPO / "experiments" / "train.py"), "exec")
+    space = {}
+    exec(code, space)  # a function named main in a command's file, as the traceback of a command's main has it
+    try:
+        space["main"]()
+    except KeyboardInterrupt:
+        experiments._ctrl_c_at_start_up(*sys.exc_info(), default=lambda *info: seen.append(info[0]))
+    assert seen == [KeyboardInterrupt] and capsys.readouterr().err == ""
+    try:
+        raise KeyboardInterrupt  # here: no command's main on the way
+    except KeyboardInterrupt:
+        experiments._ctrl_c_at_start_up(*sys.exc_info(), default=lambda *info: seen.append(info[0]))
+    assert seen == [KeyboardInterrupt] and capsys.readouterr().err.strip() == experiments.STARTING
 
 
 def test_the_suite_wrapper_prints_its_usage_and_rejects_unknown_commands():

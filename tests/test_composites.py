@@ -90,3 +90,15 @@ def test_at_most_forty_frames_chosen_evenly():
     chosen = plots.even_subset(103)
     assert len(chosen) == 40 and chosen[0] == 0 and chosen[-1] == 102
     assert plots.training_point(0.125) == "1/8 of epoch 1" and plots.training_point(3) == "epoch 3"
+
+
+def test_the_axes_hold_the_last_frames_centers_and_count_an_earlier_frames_centers_outside(tmp_path, monkeypatch):
+    calls = record_panels(monkeypatch)
+    early, late = frame(1, 0, True), frame(2, 0, True)
+    early["centers"] = torch.full((10, 2), -500.0)  # far outside any frame's points, drawn at no frame's end
+    late["centers"] = torch.full((10, 2), 100.0)  # the last frame's centers: the axes widen to hold them
+    plots.composite_gif([{"name": "proxy", "frames": [early, late]}], [str(k) for k in range(10)], "t",
+                        tmp_path / "a.gif", tmp_path / "a.png")
+    limits = calls[-1]["limits"]
+    assert limits[1] > 100 and limits[3] > 100 and limits[0] > -500
+    assert calls[0]["title"] == "proxy: acc 0.100 (10 centers outside)" and calls[1]["title"] == "proxy: acc 0.200"

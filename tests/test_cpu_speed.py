@@ -69,14 +69,24 @@ def test_compilation_is_asked_for_and_changes_the_layout(synthetic_data, tmp_pat
     assert isinstance(compiled.forward, CompiledForward) and compiled.memory_format == torch.contiguous_format
 
 
-@pytest.mark.parametrize("variant", [{"precision": "bf16"}, {"eval_train_size": 0}])
-def test_each_cpu_variant_trains_to_what_fp32_eager_reaches(variant, tmp_path):
-    data = DeviceData(get_spec("synthetic"), "data", CPU, train_size=512, test_size=200)  # bf16 is slow without
+@pytest.fixture(scope="module")
+def small_data():
+    return DeviceData(get_spec("synthetic"), "data", CPU, train_size=512, test_size=200)  # bf16 is slow without
     # native bf16 (AVX512-BF16, AMX): a small run
-    base = Trainer(tiny(train_size=512, test_size=200, batch_size=32), data, CPU, tmp_path / "base", progress=False,
-                   log=lambda *_: None).fit()
-    other = Trainer(tiny(train_size=512, test_size=200, batch_size=32, **variant), data, CPU, tmp_path / "other", progress=False,
-                    log=lambda *_: None).fit()
+
+
+@pytest.fixture(scope="module")
+def fp32_eager(small_data, tmp_path_factory):
+    return Trainer(tiny(train_size=512, test_size=200, batch_size=32), small_data, CPU, tmp_path_factory.mktemp("base"),
+                   progress=False, log=lambda *_: None).fit()
+
+
+@pytest.mark.xdist_group("cpu-variants")  # one worker: the fp32 eager run is trained once
+@pytest.mark.parametrize("variant", [{"precision": "bf16"}, {"eval_train_size": 0}])
+def test_each_cpu_variant_trains_to_what_fp32_eager_reaches(variant, small_data, fp32_eager, tmp_path):
+    base = fp32_eager
+    other = Trainer(tiny(train_size=512, test_size=200, batch_size=32, **variant), small_data, CPU, tmp_path / "other",
+                    progress=False, log=lambda *_: None).fit()
     assert other["status"] == "finished" and base["final_test_acc"] > 0.9
     assert abs(other["final_test_acc"] - base["final_test_acc"]) < 0.05
     assert other["final_knn1_acc"] > 0.9  # the final evaluation embeds the train subset in any case

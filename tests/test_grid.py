@@ -145,10 +145,23 @@ def test_a_killed_grid_loses_nothing_and_repeats_nothing(tmp_path):
         (r["run_id"], str(k)) for r in rows for k in range(1, 5))
 
 
+ONE = ["--datasets", "synthetic", "--losses", "standalone", "--feat-dims", "2", "--seeds", "0", "--epochs", "10",
+       "--train-size", "128", "--test-size", "100", "--batch-size", "32", "--no-progress", "--no-report"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The row of ONE trained without a stop."""
+    root = tmp_path_factory.mktemp("whole")
+    assert grid.main(ONE + ["--out", str(root / "runs"), "--results", str(root / "results")]) == 0
+    [row] = read_rows(root / "results" / "runs.csv")
+    return row
+
+
+@pytest.mark.xdist_group("stopped-grid")  # one worker: the uninterrupted row is trained once
 @pytest.mark.parametrize("how", ["SIGTERM", "budget"])
-def test_a_stopped_grid_checkpoints_and_resumes_to_the_uninterrupted_result(tmp_path, how):
-    one = ["--datasets", "synthetic", "--losses", "standalone", "--feat-dims", "2", "--seeds", "0", "--epochs", "10",
-           "--train-size", "128", "--test-size", "100", "--batch-size", "32", "--no-progress", "--no-report"]
+def test_a_stopped_grid_checkpoints_and_resumes_to_the_uninterrupted_result(tmp_path, how, uninterrupted):
+    one = ONE
     stopped_dirs = ["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
     argv = [sys.executable, "-m", "experiments.grid", *one, *stopped_dirs]
     if how == "budget":  # 1.2 s: the run starts at once (no estimate yet) and is stopped part-way
@@ -167,9 +180,8 @@ def test_a_stopped_grid_checkpoints_and_resumes_to_the_uninterrupted_result(tmp_
     assert read_rows(tmp_path / "results" / "runs.csv") == []
     resumed = subprocess.run(argv, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0 and "resuming after epoch" in resumed.stdout + resumed.stderr
-    assert grid.main(one + ["--out", str(tmp_path / "whole"), "--results", str(tmp_path / "whole-results")]) == 0
     [stopped_row] = read_rows(tmp_path / "results" / "runs.csv")
-    [whole_row] = read_rows(tmp_path / "whole-results" / "runs.csv")
+    whole_row = uninterrupted
     assert stopped_row["final_test_acc"] == whole_row["final_test_acc"]
     assert stopped_row["final_map_at_r"] == whole_row["final_map_at_r"]
 

@@ -124,13 +124,41 @@ def test_each_adapted_loss_classifies_separable_points_by_its_rule(name):
 
 def test_the_adapted_proxies_are_the_centers_and_only_the_joint_rule_trains_them():
     arcface = build_loss("arcface", C, D)
-    assert torch.equal(arcface.centers, arcface.metric_loss.W.t()) and arcface.centers.shape == (C, D)
+    unit = torch.nn.functional.normalize(arcface.metric_loss.W.t(), dim=1)
+    assert torch.allclose(arcface.centers, unit) and arcface.centers.shape == (C, D)
     assert arcface.learnable_centers is arcface.metric_loss.W
     assert build_loss("soft-triple", C, D).centers is None  # 10 sub-centers per class: no one center to draw
     build_center_rule("joint", arcface)
     for rule in ("separate", "wen"):
         with pytest.raises(ValueError, match=f"--center-rule {rule} does not fit"):
             build_center_rule(rule, arcface)
+
+
+@pytest.mark.parametrize("name", ["arcface", "cosface", "normalized-softmax", "proxy-nca", "proxy-anchor"])
+def test_the_nearest_center_of_a_cosine_loss_is_its_nearest_proxy_by_cosine(name):
+    # proxies (10, 0) and (0, 1): (3, 2.9) is nearest the first by cosine (3 > 2.9 after normalizing the proxies)
+    # and the second by Euclidean distance to the raw proxies (12.6 < 57.4), which would read every angle wrong
+    loss = build_loss(name, 2, 2)
+    proxies = torch.tensor([[10.0, 0.0], [0.0, 1.0]])
+    with torch.no_grad():
+        loss.learnable_centers.copy_(proxies.t() if loss.proxies[1] else proxies)
+    features, labels = torch.tensor([[3.0, 2.9], [1.0, 2.0]]), torch.tensor([0, 1])
+    assert torch.allclose(loss.centers, torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    accuracy = evaluate_embeddings(loss, features, labels, features, None, labels)
+    assert accuracy["center"].item() == 1.0 and accuracy["argmax"].item() == 1.0  # the library's logits agree
+
+
+def test_a_pair_losss_running_mean_starts_at_its_first_batch():
+    loss = build_loss("contrastive", 3, 2)
+    first = torch.tensor([[1.0, 2.0], [3.0, 4.0], [10.0, 0.0]])
+    loss(first, None, torch.tensor([0, 0, 1]))
+    assert torch.equal(loss.running_means, torch.tensor([[2.0, 3.0], [10.0, 0.0], [0.0, 0.0]]))  # class 2 unseen
+    loss(torch.tensor([[4.0, 5.0], [6.0, 8.0]]), None, torch.tensor([0, 2]))
+    assert torch.allclose(loss.running_means, torch.tensor([[0.9 * 2 + 0.1 * 4, 0.9 * 3 + 0.1 * 5], [10.0, 0.0],
+                                                           [6.0, 8.0]]))
+    loss.eval()
+    loss(torch.tensor([[100.0, 100.0]]), None, torch.tensor([1]))  # evaluation moves no mean
+    assert loss.running_means[1].tolist() == [10.0, 0.0] and loss.seen.squeeze(1).tolist() == [True, True, True]
 
 
 def test_graph_safety_is_declared_where_the_step_syncs_and_only_there():

@@ -11,8 +11,10 @@ from experiments import slot
 from experiments.runners import bundle
 from experiments.ledger.rows import read_rows
 
-GRID = ["--device", "cpu", "--datasets", "synthetic", "--feat-dims", "8", "--losses", "xent", "standalone",
-        "--seeds", "0", "--epochs", "30", "--train-size", "256", "--test-size", "100", "--check-steps", "3"]
+# one run of 30 epochs on 512 images: about 1 s an epoch here, so the first slot's 0.3 minutes can never finish it
+# on this machine (a run that finishes inside the first slot leaves nothing to resume) and the second one does
+GRID = ["--device", "cpu", "--datasets", "synthetic", "--feat-dims", "8", "--losses", "standalone",
+        "--seeds", "0", "--epochs", "30", "--train-size", "512", "--test-size", "100", "--check-steps", "3"]
 
 
 def machine(root):
@@ -25,20 +27,20 @@ def test_a_slot_stops_at_its_budget_and_the_next_slot_resumes_from_its_bundle_an
     assert slot.main(["--pack", str(carry), "--datasets", "synthetic"] + machine(here)) == 0
     assert "slot: packed" in capsys.readouterr().out and (carry / slot.MARKER).exists()
 
-    argv = ["--minutes", "0.5", "--out", str(tmp_path / "out1"), "--carry", str(carry)] + GRID + machine(gpu1)
+    argv = ["--minutes", "0.3", "--out", str(tmp_path / "out1"), "--carry", str(carry)] + GRID + machine(gpu1)
     t0 = time.time()
     assert slot.main(argv) == 0
-    assert time.time() - t0 < 0.5 * 60 + 3  # the budget holds: the last epoch in flight was planned for
+    assert time.time() - t0 < 0.3 * 60 + 3  # the budget holds: the last epoch in flight was planned for
     first = json.loads((tmp_path / "out1" / "summary.json").read_text())
     assert first["self_check"]["verdict"] == "skipped" and first["problems"] == [] and first["exit_code"] == 0
     assert first["self_check"]["reason"].startswith("no CUDA device: the graph-pool probe and the graphed steps "
                                                     "are skipped")
     assert first["steps"] == "eager steps (CPU)" and first["grid_exit"] == 0
     assert "--epochs 30" in first["departs"] and "--datasets synthetic" in first["departs"]
-    assert first["cells"]["per_seed"]["0"]["planned"] == 2 and first["cells"]["per_seed"]["0"]["done"] < 2
+    assert first["cells"]["per_seed"]["0"]["planned"] == 1 and first["cells"]["per_seed"]["0"]["done"] == 0
     assert first["cells"]["unfinished"] and all(e.endswith("/30") for e in first["cells"]["unfinished"].values())
     assert first["measured"]["epochs_trained"] > 0 and first["measured"]["s_per_epoch"] > 0
-    again = ["--minutes", "0.5", "--out", "$OUT"] + argv[4:]  # the same command: --carry, --device and the grid
+    again = ["--minutes", "0.3", "--out", "$OUT"] + argv[4:]  # the same command: --carry, --device and the grid
     assert first["next"] == ["here, with the returned files: ./suite bundle import grid.tar",
                              f"here: ./suite slot --pack {carry}",
                              "in the next slot: python3 -m experiments.slot " + " ".join(again)]
@@ -58,16 +60,16 @@ def test_a_slot_stops_at_its_budget_and_the_next_slot_resumes_from_its_bundle_an
                      + GRID + machine(gpu2)) == 0  # time enough to finish on a loaded machine; it ends when done
     assert time.time() - t0 < 2 * 60 + 3
     second = json.loads((tmp_path / "out2" / "summary.json").read_text())
-    assert second["cells"]["per_seed"]["0"] == {"done": 2, "planned": 2} and second["cells"]["unfinished"] == {}
+    assert second["cells"]["per_seed"]["0"] == {"done": 1, "planned": 1} and second["cells"]["unfinished"] == {}
     assert second["next"][-1] == "every planned cell is recorded: commit results/, imgs/ and README.md"
     log = (tmp_path / "out2" / "slot.log").read_text()
     assert "bundle: imported" in log and "resuming after epoch" in log
     rows = read_rows(gpu2 / "results" / "runs.csv")
-    assert sorted(r["loss"] for r in rows) == ["standalone", "xent"] and {r["status"] for r in rows} == {"finished"}
+    assert [r["loss"] for r in rows] == ["standalone"] and {r["status"] for r in rows} == {"finished"}
     resumed = [r for r in rows if r["run_id"] in first["cells"]["unfinished"]]
     assert resumed and all(r["epochs_done"] == "30" for r in resumed)
     counts = bundle.import_bundle(second["bundle"], here / "results", here / "results" / "imgs", here / "runs")
-    assert len(read_rows(here / "results" / "runs.csv")) == 2 and counts["rows added"] >= 1
+    assert len(read_rows(here / "results" / "runs.csv")) == 1 and counts["rows added"] == 1
 
 
 def test_a_slot_that_meets_problems_says_so_in_its_summary_and_exit_code(tmp_path, capsys):

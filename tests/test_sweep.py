@@ -66,6 +66,26 @@ def test_a_flag_no_chosen_loss_takes_is_refused(capsys):
     assert "--weight-inter applies to none of --losses xent" in capsys.readouterr().err
 
 
+def test_a_center_rule_applies_only_to_losses_with_class_centers_or_proxies(capsys):
+    from experiments import train
+    plan = grid.planned_configs(grid.parse_args(TINY + ["--losses", "xent", "contrastive", "cent",
+                                                        "--center-rule", "separate"]))
+    plain = grid.planned_configs(grid.parse_args(TINY + ["--losses", "xent", "contrastive"]))
+    assert {c.loss: c.center_rule for c in plan} == {"xent": "joint", "contrastive": "joint", "cent": "separate"}
+    assert [c.run_id for c in plan[:2]] == [c.run_id for c in plain]  # no run id for a rule the run ignores
+    for parse, argv, message in (
+            (grid.parse_args, TINY + ["--losses", "xent", "contrastive", "--center-rule", "wen"],
+             "--center-rule wen does not apply to --losses xent contrastive: none of them trains class centers"),
+            (train.parse_args, ["--loss", "supcon", "--center-rule", "separate"],
+             "--center-rule separate does not apply to --loss supcon: the loss trains no class centers")):
+        with pytest.raises(SystemExit):
+            parse(argv)
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    assert train.main(["--dataset", "synthetic", "--loss", "arcface", "--center-rule", "wen", "--out", "/nowhere"]) == 2
+    assert capsys.readouterr().err.startswith("error: --center-rule wen does not fit the loss arcface:")
+
+
 def test_every_option_is_defined_once_with_its_default_and_search_range():
     for name, cls in LOSSES.items():
         loss = build_loss(name, 10, 2)

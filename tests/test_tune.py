@@ -101,14 +101,14 @@ def test_a_trial_trains_and_selects_without_the_test_split(tmp_path):
 
 
 def test_workers_share_the_budget_and_the_winners_are_reproduced_into_the_ledger(tmp_path):
-    args = TINY + dirs(tmp_path) + ["--losses", "xent", "standalone", "--trials", "3", "--workers", "2",
+    args = TINY + dirs(tmp_path) + ["--losses", "xent", "standalone", "--trials", "2", "--workers", "2",
                                     "--reproductions", "2"]
     assert tune.main(args) == 0
     workers, ledger = set(), pd.read_csv(tmp_path / "results" / "runs.csv")
     for loss in ("xent", "standalone"):
         study = load(tmp_path, loss=loss)
         trials = study.get_trials()
-        assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+        assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
         workers |= {t.user_attrs["worker"] for t in trials}
         best = max(trials, key=lambda t: t.value)
         rows = ledger[ledger["loss"] == loss]
@@ -257,7 +257,7 @@ def test_a_diverged_reproduction_is_counted_and_removes_its_pair(tmp_path):
 
 def test_refresh_keeps_the_search_and_trains_the_winners_again_by_the_current_code(tmp_path, monkeypatch, capsys):
     from experiments.ledger import fingerprint
-    args = TINY + dirs(tmp_path) + ["--losses", "xent", "--trials", "2", "--reproductions", "1", "--no-report"]
+    args = TINY + dirs(tmp_path) + ["--losses", "xent", "--trials", "1", "--reproductions", "1", "--no-report"]
     assert tune.main(args) == 0
     trials = [(t.number, t.params, t.value) for t in load(tmp_path).get_trials()]
     [old] = pd.read_csv(tmp_path / "results" / "runs.csv", dtype=str).to_dict("records")

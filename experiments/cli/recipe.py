@@ -17,11 +17,12 @@ from pathlib import Path
 from experiments.cli.types import non_negative_float, non_negative_int, positive_float, positive_int
 from experiments.datasets.sources import OFFLINE_ENV
 from experiments.datasets.specs import default_data_root, get_spec
-from experiments.engine.center_rules import CENTER_RULES
+from experiments.engine.center_rules import CENTER_RULES, rule_problem
 from experiments.engine.config import RunConfig
 from experiments.runners.backends import BACKENDS, RunSettings, build_backend
 from experiments.runners.sweep import read_fields
-from losses import LOSSES, loss_options, option_definitions
+from losses import LOSSES, build_loss, loss_options, option_definitions
+from losses.traits import has_class_parameters
 from models import MODELS, model_recipe
 
 # Every option of every registered loss gets a flag, from its one definition (losses/options.py).
@@ -137,7 +138,7 @@ def warn_single_class_batches(batch_size: int, losses: list[str]) -> None:
     """A loss with a term over pairs of different labels gets 0 from a batch of one sample."""
     paired = [n for n in losses if LOSSES[n].pairs_across_classes]
     if batch_size == 1 and paired:
-        print(f"warning: with --batch-size 1 the inter-class term of {', '.join(paired)} is always 0 "
+        print(f"warning: with --batch-size 1 the term over pairs of classes of {', '.join(paired)} is always 0 "
               "(a batch needs samples of several classes)", file=sys.stderr)
 
 
@@ -156,21 +157,44 @@ def size_problem(cfg: RunConfig) -> str | None:
     return None
 
 
+def run_problem(cfg: RunConfig) -> str | None:
+    """Why a planned run cannot train as its config says, in one line (None when it can): a library its loss
+    needs is missing, its center rule does not fit its loss, or a subset is larger than the split."""
+    try:
+        loss = build_loss(cfg.loss, get_spec(cfg.dataset).num_classes, cfg.feat_dim, **cfg.loss_options)
+    except ValueError as e:  # a library the loss needs is missing (losses/pml.py), or a bad option value
+        return f"{cfg.loss}: {e}"
+    return rule_problem(cfg.center_rule, cfg.loss, loss) or size_problem(cfg)
+
+
+def center_rule_problem(rule: str, losses: list[str]) -> str | None:
+    """A center rule other than ``joint`` names losses none of which trains class centers or proxies."""
+    if rule == RunConfig.center_rule or any(has_class_parameters(loss) for loss in losses):
+        return None
+    why = ("the loss trains no class centers or proxies" if len(losses) == 1 else
+           "none of them trains class centers or proxies")
+    return (f"--center-rule {rule} does not apply to --loss{'es' if len(losses) > 1 else ''} {' '.join(losses)}: "
+            f"{why}; leave --center-rule out")
+
+
 def config_from_args(args, dataset: str, loss: str, feat_dim: int, seed: int, known_classes: str = "") -> RunConfig:
     """The run's config from the flags; a center lr or alpha the run does not read keeps its default, so that
     the run's id never differs by a value the run ignores (experiments/runners/sweep.py: ``read_fields``)."""
     given = {k: getattr(args, k) for k in LOSS_OPTION_FLAGS if getattr(args, k) is not None}
+    options = {k: v for k, v in given.items() if k in loss_options(loss)}
     reads = read_fields(loss, args.center_rule)
+    # a center rule acts on class centers or proxies: a loss without them keeps the default, as an unread field
+    center_rule = args.center_rule if has_class_parameters(loss, feat_dim, options) else RunConfig.center_rule
     center_lr, center_alpha = (getattr(args, f) if f in reads else getattr(RunConfig, f)
                                for f in ("center_lr", "center_alpha"))
     return RunConfig(
         dataset=dataset, loss=loss, feat_dim=feat_dim, model=args.model,
-        loss_options={k: v for k, v in given.items() if k in loss_options(loss)},
+        loss_options=options,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay, lr_factor=args.lr_factor, lr_patience=args.lr_patience,
         lr_threshold=args.lr_threshold, augment=args.augment, train_size=args.train_size,
         test_size=args.test_size, eval_train_size=args.eval_train_size, seed=seed, precision=args.precision,
-        center_rule=args.center_rule, center_lr=center_lr, center_alpha=center_alpha, protocol=args.protocol,
+        center_rule=center_rule, center_lr=center_lr, center_alpha=center_alpha, protocol=args.protocol,
         precise_bn=args.precise_bn,
         known_classes=known_classes, ood_images=str(Path(args.ood_images).resolve()) if args.ood_images else "")
 
