@@ -7,7 +7,9 @@ stated); ``--tests`` also checks the lines marked ``; tests``.
 """
 from __future__ import annotations
 
+import os
 import re
+import signal
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -55,4 +57,10 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the ./suite wrapper's first step: one line, then ended by SIGINT as Python would be
+        print("interrupted (Ctrl-C) while the command was starting (checking its Python): nothing was written; "
+              "the same command starts it again", file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)

@@ -26,8 +26,8 @@ from tqdm.auto import tqdm
 from experiments.report.cells import plural
 from experiments import report
 from experiments.cli.recipe import (DATASET_HELP, KNOWN_CLASSES_HELP, add_backend_arguments, add_recipe_arguments,
-                                    apply_model_recipe, backend_from_args, config_from_args, run_settings,
-                                    center_rule_problem, run_problem, warn_single_class_batches)
+                                    apply_model_recipe, backend_from_args, center_rule_problem, config_from_args,
+                                    run_problem, run_settings, unread_center_flags, warn_single_class_batches)
 from experiments.cli.types import HelpFormatter, Parser, class_list, non_negative_int, positive_float, positive_int
 from experiments.datasets.specs import SPECS, DataError, file_problems, get_spec
 from experiments.engine.data import load_images
@@ -37,7 +37,7 @@ from experiments.ledger.rows import read_rows
 from experiments.runners.backends import record_outcome
 from experiments.runners.plan import Budget, estimate_seconds, ready_datasets, recorded_runs, stale_configs
 from experiments.runners.presets import PRESET_KEYS, PRESETS
-from experiments.runners.sweep import SweepError, check_flags, parse_set, sweep_points
+from experiments.runners.sweep import SweepError, check_flags, described, parse_set, sweep_points
 from losses import LOSSES
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,7 +108,7 @@ def parse_args(argv=None):
         check_flags(args, args.losses, args.scoped)
     except SweepError as e:
         parser.error(str(e))
-    if (problem := center_rule_problem(args.center_rule, args.losses)) is not None:
+    if problem := center_rule_problem(args.center_rule, args.losses) or unread_center_flags(args, args.losses):
         parser.error(problem)
     warn_single_class_batches(args.batch_size, args.losses)
     return args
@@ -165,9 +165,9 @@ def main(argv=None, report_to: dict | None = None) -> int:
             return 2
     if args.dry_run:
         for cfg in configs:
-            print(f"{cfg.run_id}  {', '.join(cfg.departures()) or 'reference recipe'}")
+            print(f"{cfg.run_id}  {', '.join(described(cfg)) or 'reference recipe'}")
         missing = [d for d in args.datasets if file_problems(get_spec(d), args.data_root)]
-        print(f"grid: {len(configs)} runs planned (dry run: nothing trained, fetched or written)"
+        print(f"grid: {plural(len(configs), 'run')} planned (dry run: nothing trained, fetched or written)"
               + (f"; not in {args.data_root} yet: {', '.join(missing)} (a real run fetches what it can)"
                  if missing else ""))
         return 0

@@ -97,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def ledger_options(args) -> list[str]:
+    """``--results`` and ``--runs`` when not the main ledger's: the printed commands for the returned files
+    must bring them into the ledger this slot trained for, not into the README's."""
+    return [part for flag, value, default in (("--results", args.results, "results"), ("--runs", args.runs, "runs"))
+            if value != Path(default) for part in (flag, shlex.quote(str(value)))]
+
+
 def option_problem(args) -> str | None:
     """Why an option cannot work, in one line (asked once the Python has what the suite needs)."""
     from experiments.datasets.specs import SPECS
@@ -189,8 +196,10 @@ def pack(args) -> int:
           f"{' '.join(contents['bundle']) or 'none (no ledger yet)'}; wheels {' '.join(contents['wheels']) or 'none needed'}"
           + "".join(f"; unfinished run {r} ({e} epochs) left out: over {UNFINISHED_MB:g} MiB, it trains again from "
                     "scratch" for r, e in contents["left_out"].items()))
-    print(f"slot: next, on the GPU machine, from the checkout holding {dest}: "
-          f"python3 -m experiments.slot --minutes 9.5 --out $OUT" + (f" --carry {dest}" if dest != Path(".carry") else ""))
+    chosen = " ".join(["--datasets", *args.datasets]) if args.datasets != PAPER["datasets"] else ""
+    print(f"slot: next, on the GPU machine, from a checkout with {dest} copied to the same path: "
+          f"python3 -m experiments.slot --minutes 9.5 --out $OUT" + (f" --carry {dest}" if dest != Path(".carry") else "")
+          + (f" {chosen}" if chosen else ""))
     return 0
 
 
@@ -436,12 +445,14 @@ def summary_text(s: dict) -> str:
     return "\n".join(lines)
 
 
-def next_commands(argv: list[str], carry: Path, bundle_files: list[str], all_done: bool, refused: bool) -> list[str]:
-    """What to run here with the returned files, then in the next slot: the same command, ``--out $OUT``."""
+def next_commands(args, argv: list[str], bundle_files: list[str], all_done: bool, refused: bool) -> list[str]:
+    """What to run here with the returned files (into the ledger this slot trained for), then in the next slot:
+    the same command, ``--out $OUT``."""
     if refused:
         return ["fix what the problem line names, then run the same command again"]
     names = " ".join(Path(p).name for p in bundle_files)
-    lines = [f"here, with the returned files: ./suite bundle import {names}" if names else
+    ledger = "".join(f" {part}" for part in ledger_options(args))
+    lines = [f"here, with the returned files: ./suite bundle import {names}{ledger}" if names else
              "here: nothing to import (no bundle was written)"]
     if all_done:
         return lines + ["every planned cell is recorded: commit results/, imgs/ and README.md"]
@@ -457,7 +468,9 @@ def next_commands(argv: list[str], carry: Path, bundle_files: list[str], all_don
             again.append("--out=$OUT")
         else:
             again.append(shlex.quote(arg))
-    return lines + [f"here: ./suite slot --pack {shlex.quote(str(carry))}",
+    datasets = "".join(f" {d}" for d in args.datasets) if args.datasets != PAPER["datasets"] else ""
+    return lines + [f"here: ./suite slot --pack {shlex.quote(str(args.carry))}"
+                    + (f" --datasets{datasets}" if datasets else "") + ledger,
                     "in the next slot: python3 -m experiments.slot " + " ".join(again)]
 
 
@@ -493,7 +506,7 @@ def run_slot(args, argv: list[str], t0: float) -> int:
         summary.pop("ready", None)
         cells_state = summary.get("cells", {}).get("per_seed", {})
         all_done = bool(cells_state) and all(c["done"] == c["planned"] for c in cells_state.values())
-        summary["next"] = next_commands(argv, args.carry, summary["bundle"], all_done, summary["exit_code"] == 2)
+        summary["next"] = next_commands(args, argv, summary["bundle"], all_done, summary["exit_code"] == 2)
         if problems and summary["exit_code"] == 0:
             summary["exit_code"] = 1
         summary["used_s"] = round(time.time() - t0, 1)
@@ -578,8 +591,11 @@ def slot_steps(args, deadline: float, log: Log, problems: list[str], summary: di
     seconds = deadline - time.time() - export_s - 1.2 * epoch_s  # the epoch in flight at the deadline finishes
     summary["cells"] = cells(planned, outputs.results, args.runs)
     if seconds < 5:
-        log(f"grid: no time left for training ({max(seconds, 0):.0f} s after the export's {export_s:.0f} s and an "
-            f"epoch's {epoch_s:.0f} s); none started")
+        line = (f"grid: no time left for training ({max(seconds, 0):.0f} s after the export's {export_s:.0f} s and "
+                f"an epoch's {epoch_s:.0f} s); none started")
+        if any(c["done"] < c["planned"] for c in summary["cells"]["per_seed"].values()):
+            problems.append(line + "; give the slot more --minutes")  # cells left and none trained: no success
+        log(line)
         return 0
     log(f"grid: {seconds / 60:.1f} min with {summary['steps']} (an epoch estimated at {epoch_s:.0f} s)")
     code, ended = 0, {}

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from experiments.cli.recipe import (DATASET_HELP, KNOWN_CLASSES_HELP, LOSS_OPTION_FLAGS, add_recipe_arguments,
-                                    apply_model_recipe, center_rule_problem, config_from_args, run_problem, run_settings,
-                                    warn_single_class_batches)
+                                    apply_model_recipe, center_rule_problem, config_from_args, run_problem,
+                                    run_settings, unread_center_flags, warn_single_class_batches)
 from experiments.cli.types import HelpFormatter, Parser, class_list, non_negative_int, positive_int
 from experiments.datasets.sources import prepare_run
 from experiments.datasets.specs import SPECS, DataError
@@ -53,7 +53,7 @@ def parse_args(argv=None):
         if getattr(args, option) is not None and option not in loss_options(args.loss):
             parser.error(f"{flag} does not apply to --loss {args.loss} (it takes: "
                          f"{', '.join(LOSS_OPTION_FLAGS[o] for o in loss_options(args.loss)) or 'no loss option'})")
-    if (problem := center_rule_problem(args.center_rule, [args.loss])) is not None:
+    if problem := center_rule_problem(args.center_rule, [args.loss]) or unread_center_flags(args, [args.loss]):
         parser.error(problem)
     warn_single_class_batches(args.batch_size, [args.loss])
     return args

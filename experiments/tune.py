@@ -42,7 +42,8 @@ from pathlib import Path
 import torch
 
 from experiments import report
-from experiments.cli.recipe import DATASET_HELP, add_backend_arguments, add_offline_flag, backend_from_args, size_problem
+from experiments.cli.recipe import (DATASET_HELP, add_backend_arguments, add_offline_flag, backend_from_args,
+                                    center_rule_problem, run_problem, size_problem)
 from experiments.engine.config import RunConfig
 from experiments.cli.types import HelpFormatter, Parser, non_negative_int, positive_float, positive_int
 from experiments.datasets.sources import prepare
@@ -51,8 +52,9 @@ from experiments.engine.device import resolve_device
 from experiments.engine.io import unwritable
 from experiments.runners.backends import Stop
 from experiments.runners.sweep import SweepError, parse_set
-from experiments.tuning.study import (N_STARTUP, PRECISE_BN, PRUNERS, StudyMismatch, TuneSpec, WorkerJob, counted, journal_path,
-                                      open_studies, recover_dead_trials, reproduce, running, work, write_summary)
+from experiments.tuning.study import (N_STARTUP, PRECISE_BN, PRUNERS, StudyMismatch, TuneSpec, WorkerJob, base_config,
+                                      counted, journal_path, open_studies, recover_dead_trials, reproduce, running,
+                                      study_keys, work, write_summary)
 from experiments.tuning.trial import TrialData, describe_space
 from losses import LOSSES
 from models import MODELS
@@ -141,6 +143,8 @@ def parse_args(argv=None):
             args.fixed.setdefault(loss, {})[option] = values[0]
     except SweepError as e:
         parser.error(str(e))
+    if (problem := center_rule_problem(args.center_rule, args.losses)) is not None:
+        parser.error(problem)
     args.runs_per_gpu = args.workers
     return args
 
@@ -164,6 +168,10 @@ def main(argv=None) -> int:
               "has it)", file=sys.stderr)
         return 2
     spec = tune_spec(args)
+    for key in study_keys(spec):  # a rule that does not fit a loss, or a library it lacks: before any trial
+        if (problem := run_problem(base_config(spec, key))) is not None:
+            print(f"error: {problem}; nothing was run", file=sys.stderr)
+            return 2
     outputs = report.Outputs.for_ledger(args.results)
     for problem in (unwritable(args.out), unwritable(Path(args.results) / "tune"),
                     None if args.no_report else outputs.problem()):

@@ -156,6 +156,23 @@ def test_ctrl_c_while_a_command_starts_is_one_line_and_elsewhere_python_reports_
     assert STARTING not in done.stderr
 
 
+def test_ctrl_c_while_the_suite_wrapper_checks_its_python_is_one_line():
+    # the wrapper's first step (experiments/check_env.py, a script): a Ctrl-C while it reads the installed versions
+    stop = ("import importlib.metadata as m, runpy\ndef stop(name): raise KeyboardInterrupt\nm.version = stop\n"
+            "runpy.run_path('experiments/check_env.py', run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", stop], cwd=REPO, capture_output=True, text=True,
+                          preexec_fn=sigint_default)
+    assert done.returncode == -2 and "Traceback" not in done.stderr  # ended by SIGINT: the wrapper stops too
+    assert done.stderr.startswith("interrupted (Ctrl-C) while the command was starting (checking its Python)")
+
+
+def test_an_option_is_taken_only_by_its_whole_name(capsys):
+    from experiments import grid
+    with pytest.raises(SystemExit):  # argparse would take it as --runs-per-gpu 2
+        grid.parse_args(["--runs", "2", "--dry-run"])
+    assert "unrecognized arguments: --runs 2" in capsys.readouterr().err
+
+
 def test_a_ctrl_c_a_commands_main_saw_goes_to_pythons_own_hook(capsys):
     import experiments
     seen = []

@@ -151,9 +151,13 @@ ONE = ["--datasets", "synthetic", "--losses", "standalone", "--feat-dims", "2", 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    """The row of ONE trained without a stop."""
+    """The row of ONE trained without a stop, in a process of its own as the stopped runs are (a fresh
+    process: no state another test left in this one)."""
     root = tmp_path_factory.mktemp("whole")
-    assert grid.main(ONE + ["--out", str(root / "runs"), "--results", str(root / "results")]) == 0
+    done = subprocess.run([sys.executable, "-m", "experiments.grid", *ONE, "--out", str(root / "runs"),
+                           "--results", str(root / "results")], cwd=REPO, env=ENV, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
     [row] = read_rows(root / "results" / "runs.csv")
     return row
 

@@ -4,6 +4,8 @@ import json
 import os
 import time
 
+import pytest
+
 from experiments import grid
 from experiments.cli.recipe import run_settings
 from experiments.ledger import claims
@@ -53,13 +55,18 @@ def test_a_runner_whose_claim_was_taken_stops_before_its_next_epoch_and_records_
 
 
 def test_a_sweep_only_sweeps_what_a_run_reads(tmp_path, capsys):
-    base = ONE[:-2] + ["--center-lr", "0.1", "0.5", "--center-alpha", "0.2", "0.5", "--dry-run",
-                       "--results", str(tmp_path / "r"), "--out", str(tmp_path / "o")]
-    assert grid.main(base) == 0
-    assert "grid: 1 runs planned" in capsys.readouterr().out  # xent reads neither: one run, not 4
-    assert grid.main(base[:3] + ["cent", "--center-rule", "separate"] + base[4:]) == 0
+    dirs = ["--dry-run", "--results", str(tmp_path / "r"), "--out", str(tmp_path / "o")]
+    lrs, alphas = ["--center-lr", "0.1", "0.5"], ["--center-alpha", "0.2", "0.5"]
+    with pytest.raises(SystemExit):  # xent reads neither: no axis at all, and said so (it planned 4 runs once)
+        grid.main(ONE[:-2] + lrs + alphas + dirs)
+    assert "--center-lr is read by no run here" in capsys.readouterr().err
+    separate = ONE[:-2] + ["--losses", "xent", "cent", "--center-rule", "separate"]
+    assert grid.main(separate + lrs + dirs) == 0
     out = capsys.readouterr().out
-    assert "grid: 2 runs planned" in out and "center_alpha" not in out  # the center lr is read, the alpha is not
+    assert "grid: 3 runs planned" in out and out.count("center_lr=0.1") == 1  # xent once, cent twice
+    with pytest.raises(SystemExit):  # the alpha is read under wen only
+        grid.main(separate + lrs + alphas + dirs)
+    assert "--center-alpha is read by no run here" in capsys.readouterr().err
 
 
 def test_rows_are_ordered_by_when_they_were_recorded_whatever_the_zone():

@@ -41,8 +41,9 @@ def test_a_slot_stops_at_its_budget_and_the_next_slot_resumes_from_its_bundle_an
     assert first["cells"]["unfinished"] and all(e.endswith("/30") for e in first["cells"]["unfinished"].values())
     assert first["measured"]["epochs_trained"] > 0 and first["measured"]["s_per_epoch"] > 0
     again = ["--minutes", "0.3", "--out", "$OUT"] + argv[4:]  # the same command: --carry, --device and the grid
-    assert first["next"] == ["here, with the returned files: ./suite bundle import grid.tar",
-                             f"here: ./suite slot --pack {carry}",
+    ledger = f"--results {gpu1 / 'results'} --runs {gpu1 / 'runs'}"  # the ledger this slot trained for
+    assert first["next"] == [f"here, with the returned files: ./suite bundle import grid.tar {ledger}",
+                             f"here: ./suite slot --pack {carry} --datasets synthetic {ledger}",
                              "in the next slot: python3 -m experiments.slot " + " ".join(again)]
     text = (tmp_path / "out1" / "summary.txt").read_text()
     assert "self-check: SKIPPED" in text and "cells recorded: seed 0" in text and "unfinished (epochs done)" in text
@@ -78,6 +79,7 @@ def test_a_slot_that_meets_problems_says_so_in_its_summary_and_exit_code(tmp_pat
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert s["problems"][0].startswith(f"carry: {tmp_path / 'nowhere'} is not a folder made by `./suite slot --pack`")
     assert "no time left for training" in (tmp_path / "out" / "slot.log").read_text()
+    assert s["problems"][-1].startswith("grid: no time left for training") and s["exit_code"] == 1
     for bad, line in ((["--losses", "xent", "softmaxx"], "--losses softmaxx: unknown; choose from xent, cent"),
                       (["--datasets", "imagenet"], "--datasets imagenet: unknown; choose from mnist")):
         capsys.readouterr()

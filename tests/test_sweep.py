@@ -4,7 +4,7 @@ import pytest
 from experiments import grid, report
 from experiments.report import compare
 from experiments.ledger.rows import read_rows
-from experiments.runners.sweep import SweepError, parse_set
+from experiments.runners.sweep import SweepError, described, parse_set
 from losses import LOSSES, build_loss, loss_options
 from tests.example_loss import HingeToCenter
 
@@ -84,6 +84,20 @@ def test_a_center_rule_applies_only_to_losses_with_class_centers_or_proxies(caps
         assert message in err and err.count("\n") == 1
     assert train.main(["--dataset", "synthetic", "--loss", "arcface", "--center-rule", "wen", "--out", "/nowhere"]) == 2
     assert capsys.readouterr().err.startswith("error: --center-rule wen does not fit the loss arcface:")
+
+
+def test_a_center_lr_no_run_reads_is_refused_and_one_that_is_read_names_its_runs(capsys):
+    from experiments import train
+    for parse, argv in ((grid.parse_args, TINY + ["--losses", "xent", "cent", "--center-lr", "0.1", "0.5"]),
+                        (train.parse_args, ["--loss", "cent", "--center-alpha", "0.2", "--center-rule", "separate"])):
+        with pytest.raises(SystemExit):
+            parse(argv)
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is read by no run here" in err
+    plan = grid.planned_configs(grid.parse_args(TINY + ["--losses", "cent", "--center-rule", "separate",
+                                                        "--center-lr", "0.1", "0.5"]))
+    assert [described(c)[-2:] for c in plan] == [["center_rule=separate", "center_lr=0.1"],
+                                                 ["test_size=100", "center_rule=separate"]]
 
 
 def test_every_option_is_defined_once_with_its_default_and_search_range():

@@ -166,8 +166,20 @@ def test_a_killed_study_resumes_without_losing_or_repeating_trials(tmp_path):
     assert len(load(tmp_path).get_trials()) == len(after)
 
 
+def test_a_pair_loss_is_scored_by_class_means_and_a_center_rule_only_reaches_losses_with_centers(tmp_path, capsys):
+    args = TINY + dirs(tmp_path) + ["--epochs", "1", "--trials", "1", "--reproductions", "0", "--no-report",
+                                    "--center-rule", "separate"]
+    assert tune.main(args + ["--losses", "arcface", "cent"]) == 2  # refused before any trial
+    assert capsys.readouterr().err.startswith("error: --center-rule separate does not fit the loss arcface")
+    assert not (tmp_path / "results" / "tune" / "tuned.journal").exists()
+    assert tune.main(args + ["--losses", "contrastive", "cent"]) == 0
+    [pair] = load(tmp_path, loss="contrastive").get_trials()
+    assert pair.state == TrialState.COMPLETE and 0 < pair.value <= 1  # was NaN: no train features embedded
+    assert "center_lr" not in pair.params and "center_lr" in load(tmp_path, loss="cent").get_trials()[0].params
+
+
 def test_a_study_of_the_same_name_with_another_budget_or_space_is_refused(tmp_path, capsys):
-    base = TINY + dirs(tmp_path) + ["--losses", "xent", "--trials", "1", "--reproductions", "0", "--no-report"]
+    base = TINY + dirs(tmp_path) + ["--losses", "cent", "--trials", "1", "--reproductions", "0", "--no-report"]
     assert tune.main(base) == 0
     for change, what in ((["--epochs", "3"], "epochs"), (["--val-size", "100"], "val_size"),
                          (["--center-rule", "separate"], "center_rule")):
@@ -224,7 +236,7 @@ def test_the_tuned_section_computes_the_paired_difference_by_hand(tmp_path):
     assert "| +2.00 ± 2.48, 3 |" in text
     assert "0.8200 ± 0.0497, 3 |" in text  # mean 0.82, sd 0.02, 4.3027 * 0.02 / sqrt(3)
     assert "| 1 / 1 (2) / 0 |" in text  # one scored, one pruned after 1 of 3 epochs
-    assert "10 min in all" in text
+    assert "Compute: 3 min of trials and 3 min of reproductions on cpu" in text  # 2 x (60 + 20) s; 6 x 30 s
     assert (tmp_path / "imgs" / "tuned" / "s-synthetic-d2.png").exists()
 
 

@@ -167,6 +167,20 @@ def run_problem(cfg: RunConfig) -> str | None:
     return rule_problem(cfg.center_rule, cfg.loss, loss) or size_problem(cfg)
 
 
+def unread_center_flags(args, losses: list[str]) -> str | None:
+    """A --center-lr or --center-alpha other than its default that no run reads (the center lr is read under
+    ``separate``, the alpha under ``wen``, by losses with class centers or proxies), in one line."""
+    for field, rule in (("center_lr", "separate"), ("center_alpha", "wen")):
+        given = getattr(args, field)
+        values = given if isinstance(given, list) else [given]
+        if values != [getattr(RunConfig, field)] and not any(field in read_fields(loss, args.center_rule)
+                                                             for loss in losses):
+            flag = "--" + field.replace("_", "-")
+            return (f"{flag} is read by no run here: only under --center-rule {rule}, by a loss with class "
+                    f"centers or proxies; add --center-rule {rule}, or leave {flag} out")
+    return None
+
+
 def center_rule_problem(rule: str, losses: list[str]) -> str | None:
     """A center rule other than ``joint`` names losses none of which trains class centers or proxies."""
     if rule == RunConfig.center_rule or any(has_class_parameters(loss) for loss in losses):

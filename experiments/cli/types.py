@@ -8,7 +8,11 @@ import re
 
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose refusal is one line (the error, and where the options are listed), exit 2,
-    instead of the usage block and the error."""
+    instead of the usage block and the error; an option is taken only by its whole name (argparse's prefix
+    matching would read the slot's ``--runs DIR`` given to the grid as ``--runs-per-gpu DIR``)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")

@@ -17,6 +17,7 @@ from experiments.engine.center_rules import CENTER_RULES
 from experiments.engine.config import SWEEPABLE, RunConfig
 from experiments.ledger.fingerprint import code_fingerprint
 from experiments.ledger.rows import config_of
+from experiments.runners.sweep import described
 from losses import LOSSES, loss_options
 from losses.traits import has_class_parameters
 from models import MODELS
@@ -50,7 +51,7 @@ def readable(text: str) -> str:
 
 def departures_of(row: dict) -> str:
     cfg = config_of(row)
-    return "loss no longer exists" if cfg is None else readable(", ".join(cfg.departures()))
+    return "loss no longer exists" if cfg is None else readable(", ".join(described(cfg)))
 
 
 def is_stale(row: dict) -> bool:

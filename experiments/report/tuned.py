@@ -67,9 +67,9 @@ def budget_text(summary: dict, df: pd.DataFrame) -> str:
             f"{ident['seed']}, its first {ident['startup_trials']} trials random; pruner: {ident['pruner']}{precise}); "
             "the best point of each loss reproduced over "
             f"{summary['reproductions']} seeds on the {ident['train_size'] + ident['val_size']:,} images, its last "
-            f"epoch tested once on {test}. Wall time: {summary['wall_s'] / 60:.0f} min in all "
-            f"({trial_s / 60:.0f} min of trials, {runs['wall_s'].astype(float).sum() / 60:.0f} min of "
-            f"reproductions on {devices}). Code: the search by trial code {ident.get('trial_code') or 'unrecorded'}; "
+            f"epoch tested once on {test}. Compute: {trial_s / 60:.0f} min of trials and "
+            f"{runs['wall_s'].astype(float).sum() / 60:.0f} min of reproductions on {devices} (each run's own wall "
+            "time, summed over every invocation and worker of the study). Code: the search by trial code {ident.get('trial_code') or 'unrecorded'}; "
             f"the reproductions by {', '.join(sorted({c for c in runs.get('code_version', []) if c})) or '—'}.")
 
 
@@ -136,5 +136,6 @@ def tuned_markdown(df: pd.DataFrame, results: Path, imgs: Path, readme_dir: Path
 
 def spaces() -> str:
     """Every loss's search space under the joint center rule, from the option definitions."""
-    return "\n".join([f"Search spaces (`--center-rule separate` adds {CENTER_LR.describe_search()}):", ""]
+    return "\n".join([f"Search spaces (`--center-rule separate` adds {CENTER_LR.describe_search()} to the losses "
+                      "with class centers or proxies):", ""]
                      + [f"- `{loss}`: {describe_space(loss, 'joint')}" for loss in LOSSES])

@@ -67,3 +67,12 @@ def sweep_points(args, loss: str, scoped: list[tuple[str, str, list]]) -> list[d
         if target == loss:
             axes[option] = list(dict.fromkeys(values))
     return [dict(zip(axes, point)) for point in itertools.product(*axes.values())]
+
+
+def described(cfg: RunConfig) -> list[str]:
+    """``field=value`` for what makes a run other than the reference recipe (``RunConfig.departures``), with the
+    center lr or alpha where its center rule reads them and they are not the default: runs that differ only
+    there are told apart in a plan and a table."""
+    extra = [f"{f}={getattr(cfg, f)}" for f in ("center_lr", "center_alpha")
+             if f in read_fields(cfg.loss, cfg.center_rule) and getattr(cfg, f) != getattr(RunConfig, f)]
+    return cfg.departures() + extra

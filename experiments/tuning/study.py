@@ -33,6 +33,8 @@ from experiments.ledger.rows import is_done, mark_tuned
 from experiments.runners.backends import Outcome, RunSettings, Stop, record_outcome, train_run
 from experiments.tuning.trial import (TrialData, TrialStopped, describe_space, objective, run_trial, search_space,
                                       suggest, trial_config)
+from losses import LOSSES
+from losses.traits import has_class_parameters
 from models import model_recipe
 
 N_STARTUP = 10  # TPE's first trials of each study, drawn at random
@@ -107,13 +109,28 @@ def study_name(spec, key) -> str:
     return f"{spec.study}/{dataset}/d{feat_dim}/{loss}"
 
 
+def center_rule_of(spec, loss: str) -> str:
+    """The study's center rule for a loss that trains class centers or proxies; the default ``joint`` for one
+    that has none (no rule acts on it, and its search space holds no center lr)."""
+    return spec.center_rule if has_class_parameters(loss, options=spec.fixed.get(loss)) else RunConfig.center_rule
+
+
+def classifies_by_class_means(loss: str, feat_dim: int, options: dict | None) -> bool:
+    """Whether the loss classifies by the class means of the training features (one that predicts by centers
+    and has none: the pair losses), so that its trials must embed training images each epoch."""
+    return LOSSES[loss].prediction == "centers" and not has_class_parameters(loss, feat_dim, options)
+
+
 def base_config(spec, key) -> RunConfig:
     """A trial's recipe: the reference recipe (with the model's own weight decay, see models/), the study's
     budget and precise BN, the fair protocol (the validation split evaluated every epoch), a constant lr (the
-    plateau schedule's patience at least the epochs: as the reproductions train, with no schedule)."""
+    plateau schedule's patience at least the epochs: as the reproductions train, with no schedule). No
+    training images are embedded per epoch, except for a loss that classifies by their class means."""
     dataset, feat_dim, loss = key
+    embedded = RunConfig.eval_train_size if classifies_by_class_means(loss, feat_dim, spec.fixed.get(loss)) else 0
     return RunConfig(dataset=dataset, loss=loss, feat_dim=feat_dim, model=spec.model, epochs=spec.epochs,
-                     train_size=spec.train_size, center_rule=spec.center_rule, protocol="fair", eval_train_size=0,
+                     train_size=spec.train_size, center_rule=center_rule_of(spec, loss), protocol="fair",
+                     eval_train_size=embedded,
                      loss_options=spec.fixed.get(loss, {}), lr_patience=max(RunConfig.lr_patience, spec.epochs),
                      weight_decay=model_recipe(spec.model).get("weight_decay", RunConfig.weight_decay),
                      precise_bn=spec.precise_bn)
@@ -130,7 +147,7 @@ def common_identity(spec) -> dict:
 
 def identity(spec, key) -> dict:
     loss = key[2]
-    return {**common_identity(spec), "space": describe_space(loss, spec.center_rule, spec.fixed.get(loss)),
+    return {**common_identity(spec), "space": describe_space(loss, center_rule_of(spec, loss), spec.fixed.get(loss)),
             "recipe": base_config(spec, key).to_dict() | {"dataset": key[0]},
             "code": code_fingerprint(loss, spec.model)}
 
@@ -282,7 +299,7 @@ def run_one_trial(spec, key, study, trial, data, device, stop: Stop) -> str:
     """Train and score one trial; tell the study. Returns a line for the log."""
     import optuna
     from optuna.trial import TrialState
-    params = suggest(trial, search_space(key[2], spec.center_rule, spec.fixed.get(key[2])))
+    params = suggest(trial, search_space(key[2], center_rule_of(spec, key[2]), spec.fixed.get(key[2])))
     cfg = trial_config(base_config(spec, key), params)
     point = " ".join(f"{k}={v:.3g}" for k, v in params.items())
     head = f"{study.study_name} trial {trial.number}"
@@ -302,6 +319,10 @@ def run_one_trial(spec, key, study, trial, data, device, stop: Stop) -> str:
         study.enqueue_trial(params, user_attrs={"retry_of": trial.number})
         raise
     value = objective(results)
+    if value != value:  # NaN: no rule classified the validation split; every trial would end the same way
+        study.tell(trial, state=TrialState.FAIL)
+        raise ValueError(f"{head}: its validation accuracy is NaN (no rule classified the validation split), so "
+                         "the study cannot rank its points; nothing more is tried")
     diverged = next((r for r in results if r["status"] == "diverged"), None)
     trial.set_user_attr("epochs_done", results[0]["epochs_done"])
     trial.set_user_attr("wall_s", round(sum(r["wall_s"] for r in results), 2))
@@ -385,7 +406,7 @@ def write_summary(spec, studies: dict, reproductions: dict, wall_s: float) -> Pa
                   for t in study.get_trials(deepcopy=False) if t.state != TrialState.WAITING]
         best = best_trial(study)
         entries.append({"dataset": key[0], "feat_dim": key[1], "loss": key[2],
-                        "space": describe_space(key[2], spec.center_rule, spec.fixed.get(key[2])),
+                        "space": describe_space(key[2], center_rule_of(spec, key[2]), spec.fixed.get(key[2])),
                         "trials": trials, "best": None if best is None else
                         {"number": best.number, "value": best.value, "params": best.params},
                         "search_code": (study.user_attrs.get("identity") or {}).get("code"),
