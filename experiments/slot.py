@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def datasets_option(args) -> list[str]:
+    """``--datasets ...`` when not the paper's: the slot trains only what was packed."""
+    return ["--datasets", *args.datasets] if args.datasets != PAPER["datasets"] else []
+
+
 def ledger_options(args) -> list[str]:
     """``--results`` and ``--runs`` when not the main ledger's: the printed commands for the returned files
     must bring them into the ledger this slot trained for, not into the README's."""
@@ -196,10 +201,9 @@ def pack(args) -> int:
           f"{' '.join(contents['bundle']) or 'none (no ledger yet)'}; wheels {' '.join(contents['wheels']) or 'none needed'}"
           + "".join(f"; unfinished run {r} ({e} epochs) left out: over {UNFINISHED_MB:g} MiB, it trains again from "
                     "scratch" for r, e in contents["left_out"].items()))
-    chosen = " ".join(["--datasets", *args.datasets]) if args.datasets != PAPER["datasets"] else ""
     print(f"slot: next, on the GPU machine, from a checkout with {dest} copied to the same path: "
           f"python3 -m experiments.slot --minutes 9.5 --out $OUT" + (f" --carry {dest}" if dest != Path(".carry") else "")
-          + (f" {chosen}" if chosen else ""))
+          + "".join(f" {part}" for part in datasets_option(args)))
     return 0
 
 
@@ -468,9 +472,8 @@ def next_commands(args, argv: list[str], bundle_files: list[str], all_done: bool
             again.append("--out=$OUT")
         else:
             again.append(shlex.quote(arg))
-    datasets = "".join(f" {d}" for d in args.datasets) if args.datasets != PAPER["datasets"] else ""
     return lines + [f"here: ./suite slot --pack {shlex.quote(str(args.carry))}"
-                    + (f" --datasets{datasets}" if datasets else "") + ledger,
+                    + "".join(f" {part}" for part in datasets_option(args)) + ledger,
                     "in the next slot: python3 -m experiments.slot " + " ".join(again)]
 
 
