@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from eval.metrics import class_counts, class_means
-from losses.distances import squared_distances
+from .metrics import class_counts, class_means
+from ..losses.distances import squared_distances
 
 
 @torch.no_grad()

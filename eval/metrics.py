@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from losses.distances import squared_distances
+from ..losses.distances import squared_distances
 
 
 @torch.no_grad()

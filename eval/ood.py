@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import torch
 
-from eval.metrics import class_means
-from losses.distances import squared_distances
+from .metrics import class_means
+from ..losses.distances import squared_distances
 
 SCORES = ("center", "msp", "energy", "knn")
 METRICS = ("auroc", "fpr95", "aupr")

@@ -41,7 +41,7 @@ from experiments.ledger.provenance import code_version
 from experiments.engine.data import load_data
 from experiments.engine.trainer import Trainer
 from experiments.runners.backends import graph_safe
-from losses import LOSSES
+from centersuite.losses import LOSSES
 
 
 PLAIN = "plain loop (DataLoader, eager)"

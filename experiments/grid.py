@@ -38,7 +38,7 @@ from experiments.runners.backends import record_outcome
 from experiments.runners.plan import Budget, estimate_seconds, ready_datasets, recorded_runs, stale_configs
 from experiments.runners.presets import PRESET_KEYS, PRESETS
 from experiments.runners.sweep import SweepError, check_flags, described, parse_set, sweep_points
-from losses import LOSSES
+from centersuite.losses import LOSSES
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m experiments.grid", description=__doc__,

@@ -112,7 +112,7 @@ def ledger_options(args) -> list[str]:
 def option_problem(args) -> str | None:
     """Why an option cannot work, in one line (asked once the Python has what the suite needs)."""
     from experiments.datasets.specs import SPECS
-    from losses import LOSSES
+    from centersuite.losses import LOSSES
     for flag, given, known in (("--datasets", args.datasets, SPECS), ("--losses", getattr(args, "losses", []), LOSSES)):
         unknown = [v for v in given if v not in known]
         if unknown:

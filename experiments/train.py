@@ -28,7 +28,7 @@ from experiments.engine.run import never, run_one
 from experiments.engine.trainer import RunInterrupted
 from experiments.ledger.fingerprint import code_fingerprint
 from experiments.report.figures import run_pictures
-from losses import LOSSES, loss_options
+from centersuite.losses import LOSSES, loss_options
 
 
 def build_parser() -> argparse.ArgumentParser:

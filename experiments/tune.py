@@ -56,8 +56,8 @@ from experiments.tuning.study import (N_STARTUP, PRECISE_BN, PRUNERS, StudyMisma
                                       counted, journal_path, open_studies, recover_dead_trials, reproduce, running,
                                       study_keys, work, write_summary)
 from experiments.tuning.trial import TrialData, describe_space
-from losses import LOSSES
-from models import MODELS
+from centersuite.losses import LOSSES
+from centersuite.models import MODELS
 
 
 def build_parser() -> argparse.ArgumentParser:

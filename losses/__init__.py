@@ -5,18 +5,18 @@ loss does not take are rejected with a clear message.
 """
 from __future__ import annotations
 
-from losses.base import Loss
-from losses.options import Option
-from losses.cent import SoftmaxCenterLoss
-from losses.center_radius import CenterRadiusLoss
-from losses.centers_only import CentersOnlyLoss
-from losses.centers_softmax import CentersSoftmaxLoss
-from losses.contrastive_center import ContrastiveCenterLoss
-from losses.standalone import StandaloneCenterLoss
-from losses.standalone_variants import StandaloneLogLoss, StandaloneMarginLoss
-from losses.xent import SoftmaxLoss
-from losses.push_variants import GitLoss, IslandLoss
-from losses import pml
+from .base import Loss
+from .options import Option
+from .cent import SoftmaxCenterLoss
+from .center_radius import CenterRadiusLoss
+from .centers_only import CentersOnlyLoss
+from .centers_softmax import CentersSoftmaxLoss
+from .contrastive_center import ContrastiveCenterLoss
+from .standalone import StandaloneCenterLoss
+from .standalone_variants import StandaloneLogLoss, StandaloneMarginLoss
+from .xent import SoftmaxLoss
+from .push_variants import GitLoss, IslandLoss
+from . import pml
 
 LOSSES: dict[str, type[Loss]] = {
     "xent": SoftmaxLoss,

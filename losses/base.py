@@ -39,8 +39,8 @@ import inspect
 import torch
 from torch import nn
 
-from losses.distances import squared_distances
-from losses.options import Option
+from .distances import squared_distances
+from .options import Option
 
 
 class Loss(nn.Module):

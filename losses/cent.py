@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from losses.base import LossWithCenters
-from losses.distances import distance_to_own_center
-from losses.options import WEIGHT_CENT
+from .base import LossWithCenters
+from .distances import distance_to_own_center
+from .options import WEIGHT_CENT
 
 
 class SoftmaxCenterLoss(LossWithCenters):

@@ -3,9 +3,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from losses.base import CenterParameters, Loss
-from losses.distances import distance_to_own_center
-from losses.options import CENTER_SCALE, FIXED_CENTERS, RADIUS
+from .base import CenterParameters, Loss
+from .distances import distance_to_own_center
+from .options import CENTER_SCALE, FIXED_CENTERS, RADIUS
 
 
 class CenterRadiusLoss(Loss):

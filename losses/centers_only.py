@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import torch
 
-from losses.base import LossWithCenters
-from losses.distances import distance_to_own_center, squared_distances
-from losses.options import ALPHA, WEIGHT_INTER, WEIGHT_INTRA
+from .base import LossWithCenters
+from .distances import distance_to_own_center, squared_distances
+from .options import ALPHA, WEIGHT_INTER, WEIGHT_INTRA
 
 
 class CentersOnlyLoss(LossWithCenters):

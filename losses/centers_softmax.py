@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from losses.base import LossWithCenters
+from .base import LossWithCenters
 
 
 class CentersSoftmaxLoss(LossWithCenters):

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from losses.base import LossWithCenters
-from losses.distances import squared_distances
-from losses.options import DELTA, WEIGHT_CONTRASTIVE
+from .base import LossWithCenters
+from .distances import squared_distances
+from .options import DELTA, WEIGHT_CONTRASTIVE
 
 
 class ContrastiveCenterLoss(LossWithCenters):

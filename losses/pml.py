@@ -42,9 +42,9 @@ import inspect
 
 import torch
 
-from losses.base import Loss
-from losses.distances import squared_distances
-from losses.options import (ARC_MARGIN, COS_MARGIN, MINER_MARGIN, MS_ALPHA, MS_BASE, MS_BETA, NEG_MARGIN,
+from .base import Loss
+from .distances import squared_distances
+from .options import (ARC_MARGIN, COS_MARGIN, MINER_MARGIN, MS_ALPHA, MS_BASE, MS_BETA, NEG_MARGIN,
                             POS_MARGIN, PROXY_ALPHA, PROXY_MARGIN, SCALE, SOFT_GAMMA, SOFT_LA, SOFT_MARGIN,
                             SOFTMAX_SCALE, SOFTMAX_TEMPERATURE, SUPCON_TEMPERATURE, TRIPLET_MARGIN, Option)
 

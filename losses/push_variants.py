@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from losses.base import LossWithCenters
-from losses.distances import distance_to_own_center, squared_distances
-from losses.options import LAMBDA_1, LAMBDA_C, LAMBDA_G, LAMBDA_ISLAND
+from .base import LossWithCenters
+from .distances import distance_to_own_center, squared_distances
+from .options import LAMBDA_1, LAMBDA_C, LAMBDA_G, LAMBDA_ISLAND
 
 
 class SoftmaxCenterPush(LossWithCenters):

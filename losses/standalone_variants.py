@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import torch
 
-from losses.options import MARGIN, WEIGHT_INTER, WEIGHT_INTRA
-from losses.standalone import StandaloneCenterLoss
+from .options import MARGIN, WEIGHT_INTER, WEIGHT_INTRA
+from .standalone import StandaloneCenterLoss
 
 
 class StandaloneLogLoss(StandaloneCenterLoss):

@@ -2,8 +2,8 @@
 built here (a pytorch-metric-learning loss on a Python without the library: its class declares its proxies)."""
 from __future__ import annotations
 
-from losses import LOSSES, build_loss
-from losses.pml import MissingLibrary
+from . import LOSSES, build_loss
+from .pml import MissingLibrary
 
 
 def has_class_parameters(loss: str, feat_dim: int = 2, options: dict | None = None) -> bool:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from losses.base import Loss
+from .base import Loss
 
 
 class SoftmaxLoss(Loss):

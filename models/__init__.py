@@ -6,8 +6,8 @@ import inspect
 
 from torch import nn
 
-from models.lenet import LeNetPlusPlus
-from models.resnet import PreActResNet
+from .lenet import LeNetPlusPlus
+from .resnet import PreActResNet
 
 
 def _resnet(in_channels, num_classes, feat_dim, image_size):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from models.resnet import init_weights
+from .resnet import init_weights
 
 
 def conv_pair(in_ch: int, out_ch: int) -> list[nn.Module]:

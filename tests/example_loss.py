@@ -2,9 +2,9 @@
 import torch
 import torch.nn.functional as F
 
-from losses.base import LossWithCenters
-from losses.distances import distance_to_own_center
-from losses.options import Option
+from centersuite.losses.base import LossWithCenters
+from centersuite.losses.distances import distance_to_own_center
+from centersuite.losses.options import Option
 
 HINGE_WEIGHT = Option("hinge_weight", 0.5, "weight of the hinge pull to the centers", (1e-3, 10.0), log=True)
 

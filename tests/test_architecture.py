@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parent.parent
 COMMANDS = {"train", "grid", "tune", "bench", "bundle", "data", "gpu_check", "slot", "check_env"}
 # lowest first: a module may import its own layer's package and any layer before it, never one after it
 LAYERS = [
-    {"experiments", "experiments.cli", "experiments.cli.types"},
+    {"experiments", "experiments.cli", "experiments.cli.types", "experiments.plots"},
     {"experiments.datasets"},
     {"experiments.engine"},
     {"experiments.ledger"},
@@ -72,6 +72,20 @@ def test_every_import_goes_down_the_layers_or_stays_in_its_package():
     assert wrong == []
 
 
+def test_the_library_imports_nothing_of_the_suite_and_only_itself_by_relative_imports():
+    """losses/, models/ and eval/ are the installed package centersuite: they import each other relatively
+    (``from .base``, ``from ..losses.distances``), never ``experiments`` nor a top-level ``losses``."""
+    wrong = []
+    for folder in ("losses", "models", "eval"):
+        for path in (REPO / folder).glob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+                wrong += [f"{folder}/{path.name} imports {n}" for n in names
+                          if n.split(".")[0] in ("experiments", "losses", "models", "eval", "centersuite")]
+    assert wrong == []
+
+
 def test_no_import_circle():
     edges = graph()
     state = {}
@@ -105,9 +119,9 @@ def test_the_engine_never_takes_or_reads_an_argparse_namespace():
                 assert node.id not in ("Namespace", "args"), f"{path.name} reads {node.id}"
 
 
-FINGERPRINTS = ("import json; from experiments.ledger.fingerprint import code_fingerprint; from losses import LOSSES; "
-                "from models import MODELS; print(json.dumps({f'{l} {m}': code_fingerprint(l, m) for l in LOSSES "
-                "for m in MODELS}))")
+FINGERPRINTS = ("import json; from experiments.ledger.fingerprint import code_fingerprint; "
+                "from centersuite.losses import LOSSES; from centersuite.models import MODELS; "
+                "print(json.dumps({f'{l} {m}': code_fingerprint(l, m) for l in LOSSES for m in MODELS}))")
 
 
 def fingerprints_of(tree: Path) -> dict:
@@ -116,8 +130,8 @@ def fingerprints_of(tree: Path) -> dict:
 
 
 def copy_of_the_code(tmp: Path) -> Path:
-    for part in ("experiments", "losses", "models", "eval"):
-        shutil.copytree(REPO / part, tmp / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for part in ("experiments", "losses", "models", "eval", "centersuite"):
+        shutil.copytree(REPO / part, tmp / part, ignore=shutil.ignore_patterns("__pycache__"), symlinks=True)
     return tmp
 
 

@@ -3,13 +3,13 @@ import pytest
 import torch
 
 from experiments import grid
-from experiments.engine.center_rules import CENTER_RULES
+from centersuite.losses.center_rules import CENTER_RULES
 from experiments.engine.config import RunConfig
 from experiments.engine.data import epoch_batches
 from experiments.engine.trainer import Trainer
-from losses import LOSSES
-from losses.base import LossWithCenters
-from losses.options import Option
+from centersuite.losses import LOSSES
+from centersuite.losses.base import LossWithCenters
+from centersuite.losses.options import Option
 
 CPU = torch.device("cpu")
 MOVED_BY_OTHER_TERMS = {"centers-only", "centers-softmax", "git", "island",  # inter-center, classifier, pushes

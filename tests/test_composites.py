@@ -2,7 +2,7 @@
 import imageio.v3 as iio
 import torch
 
-import eval.plots as plots
+import experiments.plots as plots
 from experiments import report
 from experiments.engine.io import atomic_write_csv
 from experiments.ledger.rows import EPOCH_COLUMNS, RUN_COLUMNS

@@ -7,13 +7,13 @@ import textwrap
 import pytest
 import torch
 
-from eval.metrics import embed
+from centersuite.eval.metrics import embed
 from experiments.engine.compiled import CompiledForward
 from experiments.engine.config import RunConfig
 from experiments.engine.data import DeviceData
 from experiments.datasets.specs import get_spec
 from experiments.engine.trainer import Trainer
-from models import build_model
+from centersuite.models import build_model
 
 CPU = torch.device("cpu")
 
@@ -103,9 +103,9 @@ def test_without_a_per_epoch_train_subset_the_class_mean_accuracy_is_not_made_up
 def test_raised_glibc_thresholds_remove_the_page_faults_of_an_evaluation():
     child = textwrap.dedent("""
         import resource, torch
-        from eval.metrics import embed
+        from centersuite.eval.metrics import embed
         from experiments.engine.cpu_memory import keep_freed_memory
-        from models import build_model
+        from centersuite.models import build_model
         torch.set_num_threads(1)
         model = build_model("resnet", 1, 10, 2, 28)
         images = torch.randint(0, 256, (768, 1, 28, 28), dtype=torch.uint8)

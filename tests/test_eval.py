@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from eval.metrics import accuracy, class_means, evaluate_embeddings, nearest_center
-from losses import build_loss
+from centersuite.eval.metrics import accuracy, class_means, evaluate_embeddings, nearest_center
+from centersuite.losses import build_loss
 
 
 def test_nearest_center_on_constructed_points():
@@ -47,7 +47,7 @@ def test_xent_is_scored_by_class_means_and_standalone_by_centers():
 
 
 def test_embedding_metrics_by_hand():
-    from eval.embedding import intra_inter_ratio, knn1_accuracy, map_at_r
+    from centersuite.eval.embedding import intra_inter_ratio, knn1_accuracy, map_at_r
     # points on a line, no ties; classes of 3, so R = 2 for every query
     f2 = torch.tensor([[0.0, 0], [1.0, 0], [2.5, 0], [10.0, 0], [11.5, 0], [4.2, 0]])
     y = torch.tensor([0, 0, 0, 1, 1, 1])
@@ -69,7 +69,7 @@ def test_curve_bands_are_clipped_to_accuracies_and_left_out_for_one_seed(tmp_pat
     import matplotlib.axes
     import numpy as np
 
-    from eval.plots import learning_curve_png
+    from experiments.plots import learning_curve_png
     bands = []
     original = matplotlib.axes.Axes.fill_between
     monkeypatch.setattr(matplotlib.axes.Axes, "fill_between",

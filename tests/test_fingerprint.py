@@ -7,7 +7,7 @@ from experiments import grid
 from experiments.ledger import fingerprint
 from experiments.ledger.fingerprint import code_fingerprint
 from experiments.ledger.rows import merge, read_rows, record
-from losses import LOSSES
+from centersuite.losses import LOSSES
 
 REPO = Path(__file__).resolve().parent.parent
 STANDALONE_FAMILY = {"standalone", "standalone-log", "standalone-margin"}

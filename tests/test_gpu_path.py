@@ -268,7 +268,7 @@ def test_the_suite_wrapper_uses_a_python_that_has_the_requirements(tmp_path):
     (bin_dir / "python3").chmod(0o755)
     checkout = tmp_path / "checkout"
     checkout.mkdir()
-    for name in ("suite", "supported.txt", "requirements.txt", "experiments", "losses", "models", "eval"):
+    for name in ("suite", "supported.txt", "requirements.txt", "experiments", "losses", "models", "eval", "centersuite"):
         subprocess.run(["cp", "-r", str(REPO / name), str(checkout / name)], check=True)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PIP_NO_INDEX": "1"}
     env.pop("SUITE_PYTHON", None)

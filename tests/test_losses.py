@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from losses import LOSSES, build_loss
+from centersuite.losses import LOSSES, build_loss
 
 # Three 2-D features, labels, two centers.
 X = [[0.0, 0.0], [1.0, 1.0], [2.0, 0.0]]

@@ -8,14 +8,14 @@ import torch
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 
-from eval.metrics import evaluate_embeddings
+from centersuite.eval.metrics import evaluate_embeddings
 from experiments import grid, train
-from experiments.engine.center_rules import build_center_rule
+from centersuite.losses.center_rules import build_center_rule
 from experiments.ledger import fingerprint
 from experiments.runners.backends import graph_safe
-from losses import LOSSES, build_loss
-from losses.pml import MetricLearningLoss, MissingLibrary
-from losses.traits import has_class_parameters
+from centersuite.losses import LOSSES, build_loss
+from centersuite.losses.pml import MetricLearningLoss, MissingLibrary
+from centersuite.losses.traits import has_class_parameters
 from tests.test_cli import TINY
 from tests.test_speed import HostSyncs
 
@@ -210,7 +210,7 @@ def test_a_scale_or_temperature_of_0_and_a_half_turn_margin_are_refused(flag, va
 
 
 def test_every_loss_has_its_own_line_color():
-    from eval.plots import LINE_COLORS
+    from experiments.plots import LINE_COLORS
     from experiments.report.figures import loss_color
     assert len({LINE_COLORS[loss_color(name) % len(LINE_COLORS)] for name in LOSSES}) == len(LOSSES)
 

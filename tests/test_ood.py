@@ -4,7 +4,7 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from eval.ood import detection_metrics
+from centersuite.eval.ood import detection_metrics
 
 
 def sklearn_metrics(scores_in, scores_out):

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 from experiments import train
 from experiments.cli.recipe import LOSS_OPTIONS
-from experiments.engine.center_rules import CENTER_RULES
-from losses import LOSSES, loss_options
-from models import MODELS
+from centersuite.losses.center_rules import CENTER_RULES
+from centersuite.losses import LOSSES, loss_options
+from centersuite.models import MODELS
 
 TINY = ["--dataset", "synthetic", "--epochs", "1", "--no-progress", "--train-size", "120", "--test-size", "50"]
 

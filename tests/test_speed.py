@@ -18,7 +18,7 @@ from experiments.engine.trainer import Trainer
 from experiments.engine.run import RunContext
 from experiments.runners import backends
 from experiments.runners.backends import graph_safe
-from losses import LOSSES
+from centersuite.losses import LOSSES
 from tests.test_grid import grid_dirs
 
 
@@ -164,8 +164,8 @@ def test_packed_runs_record_what_sequential_runs_record(tmp_path):
 
 
 def test_evaluation_syncs_once_whatever_the_number_of_batches(synthetic_data, tmp_path):
-    from eval.embedding import embedding_metrics
-    from eval.metrics import embed, evaluate_embeddings
+    from centersuite.eval.embedding import embedding_metrics
+    from centersuite.eval.metrics import embed, evaluate_embeddings
     cfg = RunConfig(dataset="synthetic", loss="cent", feat_dim=16, train_size=1024, test_size=500)
     trainer = Trainer(cfg, synthetic_data, torch.device("cpu"), tmp_path, progress=False, use_graph=False)
     images, labels = synthetic_data.split("test")

@@ -5,7 +5,7 @@ from experiments import grid, report
 from experiments.report import compare
 from experiments.ledger.rows import read_rows
 from experiments.runners.sweep import SweepError, described, parse_set
-from losses import LOSSES, build_loss, loss_options
+from centersuite.losses import LOSSES, build_loss, loss_options
 from tests.example_loss import HingeToCenter
 
 TINY = ["--datasets", "synthetic", "--feat-dims", "2", "--seeds", "0", "--epochs", "1", "--train-size", "256",

@@ -25,7 +25,7 @@ from experiments.engine.trainer import Trainer
 from experiments.tuning import trial as trial_module
 from experiments.tuning.study import storage
 from experiments.tuning.trial import CENTER_LR, LR, NoTestSplit, TrialData, run_trial, search_space, suggest, trial_config
-from losses import LOSSES
+from centersuite.losses import LOSSES
 
 TINY = ["--datasets", "synthetic", "--epochs", "2", "--train-size", "384", "--val-size", "128", "--no-progress",
         "--device", "cpu"]

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from experiments.engine.center_rules import build_center_rule
-from losses import build_loss
+from centersuite.losses.center_rules import build_center_rule
+from centersuite.losses import build_loss
 from tests.test_losses import C, X, Y, setup
 
 

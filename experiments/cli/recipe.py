@@ -17,13 +17,13 @@ from pathlib import Path
 from experiments.cli.types import non_negative_float, non_negative_int, positive_float, positive_int
 from experiments.datasets.sources import OFFLINE_ENV
 from experiments.datasets.specs import default_data_root, get_spec
-from experiments.engine.center_rules import CENTER_RULES, rule_problem
+from centersuite.losses.center_rules import CENTER_RULES, rule_problem
 from experiments.engine.config import RunConfig
 from experiments.runners.backends import BACKENDS, RunSettings, build_backend
 from experiments.runners.sweep import read_fields
-from losses import LOSSES, build_loss, loss_options, option_definitions
-from losses.traits import has_class_parameters
-from models import MODELS, model_recipe
+from centersuite.losses import LOSSES, build_loss, loss_options, option_definitions
+from centersuite.losses.traits import has_class_parameters
+from centersuite.models import MODELS, model_recipe
 
 # Every option of every registered loss gets a flag, from its one definition (losses/options.py).
 LOSS_OPTIONS = option_definitions()

@@ -10,7 +10,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 
-from losses import loss_options
+from centersuite.losses import loss_options
 
 
 # The reference study's recipe (docs/reference.md): a run that departs from it in any of these

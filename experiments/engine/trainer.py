@@ -39,11 +39,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from eval.embedding import embedding_metrics
-from eval.ood import detection_metrics, ood_scores
-from eval.metrics import embed, evaluate_embeddings
+from centersuite.eval.embedding import embedding_metrics
+from centersuite.eval.ood import detection_metrics, ood_scores
+from centersuite.eval.metrics import embed, evaluate_embeddings
 from experiments.engine.augment import Augment
-from experiments.engine.center_rules import build_center_rule
+from centersuite.losses.center_rules import build_center_rule
 from experiments.engine.compiled import CompiledForward
 from experiments.engine.config import RunConfig
 from experiments.engine.cpu_memory import keep_freed_memory
@@ -52,8 +52,8 @@ from experiments.engine.data import DeviceData, epoch_batches
 from experiments.engine.device import device_name
 from experiments.engine.io import atomic_torch_save, atomic_write_csv, atomic_write_json
 from experiments.engine.seeding import RunGenerators, seeded
-from losses import build_loss
-from models import build_model
+from centersuite.losses import build_loss
+from centersuite.models import build_model
 
 TRAIN_EVAL_SIZE = 10000  # training samples embedded at the end (class means, 1-NN, OOD kNN); per epoch: eval_train_size
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

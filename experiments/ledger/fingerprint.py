@@ -46,9 +46,10 @@ from pathlib import Path
 from experiments import REPO
 
 ENGINE = REPO / "experiments" / "engine"
-SPECS = REPO / "experiments" / "datasets" / "specs.py"
-FOLLOWED = ("experiments.engine", "eval", "losses", "models")  # packages whose modules the engine's closure takes in
-NEVER = ("losses.options", "experiments.datasets.fixes")  # option definitions (values are in the config); words
+SPECS = "experiments.datasets.specs"
+LOSSES_PACKAGE, MODELS_PACKAGE = "centersuite.losses", "centersuite.models"
+FOLLOWED = ("experiments.engine", "centersuite")  # packages whose modules the engine's closure takes in
+NEVER = ("centersuite.losses.options", "experiments.datasets.fixes")  # option definitions (values are in the config); words
 
 
 def module_file(name: str) -> Path:
@@ -102,23 +103,27 @@ def _statements(path: Path) -> tuple[str, ...]:
     return tuple(ast.dump(node, include_attributes=False) for node in body)
 
 
-def _imported_modules(path: Path) -> set[str]:
-    """The modules the file imports (``from losses.x import y`` names ``losses.x`` and, where it is a module,
-    ``losses.x.y``)."""
+def _imported_modules(name: str) -> set[str]:
+    """The modules the module ``name`` imports, relative imports resolved (``from .x import y`` in
+    ``centersuite.losses.z`` names ``centersuite.losses.x`` and, where it is a module, ``centersuite.losses.x.y``)."""
+    path = module_file(name)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = importlib.util.resolve_name("." * node.level + (node.module or ""), package) if node.level \
+                else node.module
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)
     return {n for n in found if _is_module(n)}
 
 
 def _is_module(name: str) -> bool:
     try:
         spec = importlib.util.find_spec(name)
-    except (ModuleNotFoundError, ValueError):
+    except (ModuleNotFoundError, ValueError, ImportError):
         return False
     return spec is not None and spec.origin is not None and spec.origin.endswith(".py")
 
@@ -129,35 +134,37 @@ def _followed(name: str, packages: tuple[str, ...]) -> bool:
     return inside and name not in NEVER
 
 
-def _closure(start: list[Path], packages: tuple[str, ...]) -> set[Path]:
-    """The files and every module of ``packages`` they import, transitively; a package's ``__init__`` is taken
-    in, but what it imports (the whole registry) is not followed from it."""
-    seen, todo = set(start), [p for p in start if p.name != "__init__.py"]
+def _closure(start: list[str], packages: tuple[str, ...]) -> set[Path]:
+    """The files of the modules ``start`` and of every module of ``packages`` they import, transitively; a
+    package's ``__init__`` is taken in, but what it imports (the whole registry) is not followed from it."""
+    seen = {module_file(name): name for name in start}
+    todo = [name for name in start if module_file(name).name != "__init__.py"]
     while todo:
         for name in _imported_modules(todo.pop()):
             if _followed(name, packages) and (path := module_file(name)) not in seen:
-                seen.add(path)
+                seen[path] = name
                 if path.name != "__init__.py":
-                    todo.append(path)
-    return seen
+                    todo.append(name)
+    return set(seen)
 
 
 @functools.lru_cache(maxsize=None)
 def engine_files() -> frozenset[Path]:
-    """The engine's modules, the data specs, and the modules of eval/, losses/ and models/ they reach."""
-    return frozenset(_closure(sorted(p.resolve() for p in ENGINE.glob("*.py")) + [SPECS.resolve()], FOLLOWED))
+    """The engine's modules, the data specs, and the modules of the library (losses, models, eval) they reach."""
+    engine = [f"experiments.engine.{p.stem}" for p in sorted(ENGINE.glob("*.py"))]
+    return frozenset(_closure(engine + [SPECS], FOLLOWED))
 
 
 def loss_files(loss_class: type) -> set[Path]:
-    """The loss class's own file and every ``losses/`` module it imports."""
-    return _closure([Path(inspect.getsourcefile(loss_class)).resolve()], ("losses",))
+    """The loss class's own file and every module of the library's losses it imports."""
+    return _closure([loss_class.__module__], (LOSSES_PACKAGE,))
 
 
 def model_files(model: str) -> set[Path]:
-    """The files of the classes the model's builder names, and every ``models/`` module they import."""
-    from models import MODELS
+    """The files of the classes the model's builder names, and every module of the library's models they import."""
+    from centersuite.models import MODELS
     used = inspect.getclosurevars(MODELS[model]).globals.values()
-    return _closure([Path(inspect.getsourcefile(c)).resolve() for c in used if inspect.isclass(c)], ("models",))
+    return _closure([c.__module__ for c in used if inspect.isclass(c)], (MODELS_PACKAGE,))
 
 
 def _digest(paths) -> str:
@@ -185,7 +192,7 @@ def library_versions(loss_class: type) -> tuple[str, ...]:
 def code_fingerprint(loss: str, model: str) -> str:
     """The fingerprint of every run of ``loss`` and ``model`` with the code as it is now (12 hex digits), and
     with the versions of the libraries the loss declares (a loss that declares none: its code alone)."""
-    from losses import LOSSES
+    from centersuite.losses import LOSSES
     digest = _digest(engine_files() | loss_files(LOSSES[loss]) | model_files(model))
     versions = library_versions(LOSSES[loss])
     return hashlib.sha1("\0".join((digest, *versions)).encode()).hexdigest()[:12] if versions else digest

@@ -17,12 +17,12 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from eval.ood import METRICS as OOD_METRICS
-from eval.ood import SCORES as OOD_SCORES
+from centersuite.eval.ood import METRICS as OOD_METRICS
+from centersuite.eval.ood import SCORES as OOD_SCORES
 from experiments.engine.config import ADDED_LATER, RunConfig
 from experiments.engine.io import atomic_write_csv
 from experiments.ledger.fingerprint import code_fingerprint
-from losses import LOSSES, loss_options
+from centersuite.losses import LOSSES, loss_options
 
 CONFIG_COLUMNS = ["dataset", "loss", "feat_dim", "seed", "model", "loss_options", "epochs", "batch_size", "lr",
                   "momentum", "weight_decay", "lr_factor", "lr_patience", "lr_threshold", "augment", "train_size",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 
-from eval.plots import scatter_figure
+from experiments.plots import scatter_figure
 
 
 class TensorBoardLog:

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 from torchvision.transforms.functional import to_pil_image
 
-from models import build_model
+from centersuite.models import build_model
 
 BILINEAR = transforms.InterpolationMode.BILINEAR
 TRANSFORMS = {  # the reference augmentation, as torchvision transforms on PIL images

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from eval.plots import write_if_changed
+from experiments.plots import write_if_changed
 from experiments.cli.types import HelpFormatter, Parser
 from experiments.engine.io import unwritable
 from experiments.report.figures import feature_pictures, learning_curves

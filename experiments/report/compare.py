@@ -11,7 +11,7 @@ import pandas as pd
 from experiments.engine.config import RunConfig
 from experiments.report.cells import comparison_sentence, paired, pairs_text, points, runs_text
 from experiments.report.rows import config_of, run_groups
-from losses import option_definitions
+from centersuite.losses import option_definitions
 
 METRIC = "final_test_acc"
 

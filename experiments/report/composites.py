@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from eval.plots import composite_gif, composite_projection_png, even_subset, learning_curve_png
+from experiments.plots import composite_gif, composite_projection_png, even_subset, learning_curve_png
 from experiments.runners.presets import is_preset_run
 from experiments.report.figures import SPLIT_WORDS, class_names, group_curve, loss_color
 from experiments.report.rows import DATASET_ORDER, MAIN_LOSSES, config_of, held_out_split

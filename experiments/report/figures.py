@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eval.plots import embedding_pngs, feature_gifs, learning_curve_png
+from experiments.plots import embedding_pngs, feature_gifs, learning_curve_png
 from experiments.engine.data import class_names as dataset_class_names
 from experiments.report.rows import DATASET_ORDER, MAIN_LOSSES, held_out_split, run_groups
 from experiments.report.stats import mean_ci
-from losses import LOSSES
+from centersuite.losses import LOSSES
 
 
 def picture_split(row) -> str:

@@ -10,17 +10,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eval.ood import METRICS as OOD_METRICS
-from eval.ood import SCORES as OOD_SCORES
+from centersuite.eval.ood import METRICS as OOD_METRICS
+from centersuite.eval.ood import SCORES as OOD_SCORES
 from experiments.datasets.specs import SPECS
-from experiments.engine.center_rules import CENTER_RULES
+from centersuite.losses.center_rules import CENTER_RULES
 from experiments.engine.config import SWEEPABLE, RunConfig
 from experiments.ledger.fingerprint import code_fingerprint
 from experiments.ledger.rows import config_of
 from experiments.runners.sweep import described
-from losses import LOSSES, loss_options
-from losses.traits import has_class_parameters
-from models import MODELS
+from centersuite.losses import LOSSES, loss_options
+from centersuite.losses.traits import has_class_parameters
+from centersuite.models import MODELS
 
 REFERENCE = {  # the reference study's table (test accuracy, one run each)
     ("mnist", 2): {"xent": 0.991, "cent": 0.990, "standalone": 0.994},

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from eval.plots import best_so_far_png
+from experiments.plots import best_so_far_png
 from experiments.report.figures import loss_color
 from experiments.report.cells import COUNT_RULE, comparison_sentence, fmt_ci, paired, pairs_text, points, runs_text
 from experiments.tuning.trial import CENTER_LR, describe_space
-from losses import LOSSES
+from centersuite.losses import LOSSES
 
 METRIC = "final_test_acc"
 

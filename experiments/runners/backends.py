@@ -103,7 +103,7 @@ def graph_safe(loss: str) -> bool:
     """Whether the loss's forward can be captured in a CUDA graph: a loss class declares ``graph_safe = False``
     where its code syncs with the host or makes shapes that depend on the data (pytorch-metric-learning's
     masks and miners); tests/test_losses_pml.py checks every declaration op by op."""
-    from losses import LOSSES
+    from centersuite.losses import LOSSES
     return getattr(LOSSES[loss], "graph_safe", True)
 
 

@@ -12,8 +12,8 @@ from experiments.datasets.specs import DataError
 from experiments.ledger.fingerprint import code_fingerprint
 from experiments.ledger.rows import DONE, config_of, epochs_on_disk
 from experiments.runners.backends import Stop
-from losses import LOSSES
-from models import MODELS
+from centersuite.losses import LOSSES
+from centersuite.models import MODELS
 
 
 def recorded_runs(rows: list[dict], reuse_stale: bool) -> tuple[set[str], set[str]]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import itertools
 
 from experiments.engine.config import SWEEPABLE, RunConfig
-from losses import LOSSES, loss_options, option_definitions
-from losses.traits import has_class_parameters
+from centersuite.losses import LOSSES, loss_options, option_definitions
+from centersuite.losses.traits import has_class_parameters
 
 LOSS_OPTIONS = option_definitions()
 

@@ -33,9 +33,9 @@ from experiments.ledger.rows import is_done, mark_tuned
 from experiments.runners.backends import Outcome, RunSettings, Stop, record_outcome, train_run
 from experiments.tuning.trial import (TrialData, TrialStopped, describe_space, objective, run_trial, search_space,
                                       suggest, trial_config)
-from losses import LOSSES
-from losses.traits import has_class_parameters
-from models import model_recipe
+from centersuite.losses import LOSSES
+from centersuite.losses.traits import has_class_parameters
+from centersuite.models import model_recipe
 
 N_STARTUP = 10  # TPE's first trials of each study, drawn at random
 PRUNERS = ("none", "median", "hyperband")

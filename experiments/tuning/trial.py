@@ -35,8 +35,8 @@ from experiments.engine.data import DeviceData
 from experiments.engine.trainer import RunStopped, Trainer
 from experiments.ledger.fingerprint import code_fingerprint
 from experiments.ledger.tensorboard import TensorBoardLog
-from losses import LOSSES
-from losses.options import Option
+from centersuite.losses import LOSSES
+from centersuite.losses.options import Option
 
 LR = Option("lr", 0.01, "SGD learning rate (of the centers too, under the joint rule)", (1e-3, 1e-1), True)
 CENTER_LR = Option("center_lr", 0.5, "SGD learning rate of the centers under the separate rule", (1e-2, 1.0), True)

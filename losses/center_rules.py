@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from eval.metrics import class_counts
+from ..eval.metrics import class_counts
 
 
 class CenterRule:
