@@ -32,7 +32,7 @@ from centersuite.losses import LOSSES, loss_options
 
 
 def build_parser() -> argparse.ArgumentParser:
-    paired = ", ".join(n for n in LOSSES if LOSSES[n].pairs_across_classes)
+    paired = ", ".join(n for n in LOSSES if LOSSES.entry(n).pairs_across_classes)
     parser = Parser(prog="python -m experiments.train", description=__doc__, formatter_class=HelpFormatter,
                                      epilog=f"{paired} need batches holding several classes (a term of each sums "
                                             "over pairs of samples with different labels).")

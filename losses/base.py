@@ -1,10 +1,14 @@
 """The interface every loss implements.
 
-A loss is an ``nn.Module`` called as ``loss(features, logits, labels)`` that
-returns ``(total, terms)``: the scalar to minimise and a dict of its named
-terms (detached-free tensors, for logging). It owns its parameters (centers)
-and declares, through class attributes, what the trainer and the evaluation
-need to know:
+A loss is an ``nn.Module`` called as pytorch-metric-learning's losses are,
+``loss(embeddings, labels)``, which returns the scalar to minimise; a loss that
+trains the model's classifier head (``uses_logits``: xent, cent, the push
+variants) also takes that head's ``logits=``. ``loss.loss_terms(embeddings,
+labels, logits)`` returns ``(total, terms)``: the scalar and a dict of its named
+terms (for logging; the trainer calls this). Its learnable centers or proxies
+are its parameters (``loss.parameters()``: give them their own optimizer and
+lr, or a center rule, ``centersuite.losses.center_rules``). A loss declares,
+through class attributes, what the trainer and the evaluation need to know:
 
 - ``uses_logits``: whether the loss trains the model's classifier head. When
   False, argmax accuracy is not reported (the head is untrained).
@@ -14,23 +18,19 @@ need to know:
   head's when it trains it; None for a loss that classifies by distance).
 - ``centers``: the ``num_classes x feat_dim`` centers, or None;
   ``learnable_centers``: the same when they are a trained parameter.
-- ``pairs_across_classes``: whether a term sums over pairs of samples with
-  different labels, so a batch holding one class (batch size 1) makes it 0.
 - ``center_weight``: the weight in front of the term that pulls features to
   the centers (the ``separate`` center rule divides the center gradient by it).
-- ``options``: the options it takes (losses/options.py: each defined once,
-  with its default and search range), the parameters of its ``__init__``,
-  whose defaults are the options' defaults (checked when the class is defined).
 - ``centers_only_pulled``: whether the pull term is the only one that moves
   the centers; the ``separate`` and ``wen`` rules replace exactly that
   term's update, so they are refused for a loss where other terms move them.
+- ``graph_safe`` (True): False where the loss's step syncs with the host or
+  makes shapes that depend on the data, so that it cannot be captured in a CUDA
+  graph (the runner then gives it eager steps).
 
-Two optional attributes, read where they are absent as their defaults:
-``graph_safe`` (True): False where the loss's step syncs with the host or makes
-shapes that depend on the data, so that it cannot be captured in a CUDA graph
-(the runner then gives it eager steps); ``libraries`` (none): the names of the
-installed packages whose code computes the loss (their versions enter its rows'
-code fingerprint).
+Its options (each defined once in ``losses/options.py``) are its ``__init__``'s
+keyword parameters; the registry (``losses/__init__.py``) lists them, so that
+commands know them without importing torch, and checks them against the
+signature when it first loads the class.
 """
 from __future__ import annotations
 
@@ -40,24 +40,13 @@ import torch
 from torch import nn
 
 from .distances import squared_distances
-from .options import Option
 
 
 class Loss(nn.Module):
     uses_logits: bool = True
     prediction: str = "logits"
-    pairs_across_classes: bool = False
     centers_only_pulled: bool = True
-    options: tuple[Option, ...] = ()
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        params = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
-                  if k not in ("self", "num_classes", "feat_dim")}
-        declared = {o.name: o.default for o in cls.options}
-        if params != declared:
-            raise TypeError(f"loss {cls.__name__}: its options {declared} (class attribute options, see "
-                            f"losses/options.py) must be its __init__ parameters with their defaults, {params}")
+    graph_safe: bool = True
 
     def __init__(self, num_classes: int, feat_dim: int):
         super().__init__()
@@ -77,7 +66,19 @@ class Loss(nn.Module):
     def center_weight(self) -> float:
         return 1.0
 
-    def forward(self, features, logits, labels):  # pragma: no cover - interface
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor, indices_tuple=None, *,
+                logits: torch.Tensor | None = None) -> torch.Tensor:
+        """The scalar loss of ``embeddings`` ``(batch, feat_dim)`` with ``labels`` ``(batch,)`` (int64, 0 to
+        classes - 1); ``logits`` ``(batch, classes)``: the model head's, for a loss that trains it
+        (``uses_logits``). ``indices_tuple`` (a miner's output, in pytorch-metric-learning's call) is taken by
+        none of these losses: ValueError when given."""
+        if indices_tuple is not None:
+            raise ValueError(f"{type(self).__name__} takes no miner output (indices_tuple); call it as "
+                             "loss(embeddings, labels)")
+        return self.loss_terms(embeddings, labels, logits)[0]
+
+    def loss_terms(self, embeddings: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None = None):
+        """``(total, {name: term})``: the scalar to minimise and its named terms."""  # pragma: no cover
         raise NotImplementedError
 
     def check_inputs(self, features: torch.Tensor, logits: torch.Tensor | None, labels: torch.Tensor):
@@ -85,9 +86,12 @@ class Loss(nn.Module):
             raise ValueError(f"{type(self).__name__}: features must be (batch, {self.feat_dim}), got {tuple(features.shape)}")
         if labels.shape != features.shape[:1]:
             raise ValueError(f"{type(self).__name__}: labels must be ({features.shape[0]},), got {tuple(labels.shape)}")
-        if self.uses_logits and (logits is None or logits.shape != (features.shape[0], self.num_classes)):
-            got = None if logits is None else tuple(logits.shape)
-            raise ValueError(f"{type(self).__name__}: logits must be ({features.shape[0]}, {self.num_classes}), got {got}")
+        if self.uses_logits and logits is None:
+            raise ValueError(f"{type(self).__name__} trains the model's classifier head: call it as "
+                             "loss(embeddings, labels, logits=logits)")
+        if self.uses_logits and logits.shape != (features.shape[0], self.num_classes):
+            raise ValueError(f"{type(self).__name__}: logits must be ({features.shape[0]}, {self.num_classes}), "
+                             f"got {tuple(logits.shape)}")
 
     def class_logits(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor | None:
         return logits if self.uses_logits else None

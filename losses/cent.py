@@ -16,13 +16,12 @@ class SoftmaxCenterLoss(LossWithCenters):
     """
 
     pull_weight = "weight_cent"
-    options = (WEIGHT_CENT,)
 
     def __init__(self, num_classes: int, feat_dim: int, weight_cent: float = WEIGHT_CENT.default):
         super().__init__(num_classes, feat_dim)
         self.weight_cent = weight_cent
 
-    def forward(self, features, logits, labels):
+    def loss_terms(self, features, labels, logits=None):
         self.check_inputs(features, logits, labels)
         xent = F.cross_entropy(logits.float(), labels)
         center = distance_to_own_center(features, self.centers, labels).mean()

@@ -20,7 +20,6 @@ class CenterRadiusLoss(Loss):
 
     uses_logits = False
     prediction = "centers"
-    options = (RADIUS, FIXED_CENTERS, CENTER_SCALE)
 
     def __init__(self, num_classes, feat_dim, radius: float = RADIUS.default,
                  fixed_centers: bool = FIXED_CENTERS.default, center_scale: float = CENTER_SCALE.default):
@@ -40,7 +39,7 @@ class CenterRadiusLoss(Loss):
     def centers(self) -> torch.Tensor | nn.Parameter:
         return self.fixed if self.fixed_centers else self.center_params.weight
 
-    def forward(self, features, logits, labels):
+    def loss_terms(self, features, labels, logits=None):
         self.check_inputs(features, logits, labels)
         d = distance_to_own_center(features, self.centers, labels)
         radius = torch.relu(d - self.radius).mean()

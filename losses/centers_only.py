@@ -21,14 +21,13 @@ class CentersOnlyLoss(LossWithCenters):
     prediction = "centers"
     pull_weight = "weight_intra"
     centers_only_pulled = False  # the inter-center term moves them too
-    options = (ALPHA, WEIGHT_INTRA, WEIGHT_INTER)
 
     def __init__(self, num_classes, feat_dim, alpha: float = ALPHA.default, weight_intra: float = WEIGHT_INTRA.default,
                  weight_inter: float = WEIGHT_INTER.default):
         super().__init__(num_classes, feat_dim)
         self.alpha, self.weight_intra, self.weight_inter = alpha, weight_intra, weight_inter
 
-    def forward(self, features, logits, labels):
+    def loss_terms(self, features, labels, logits=None):
         self.check_inputs(features, logits, labels)
         intra = torch.exp(self.alpha * distance_to_own_center(features, self.centers, labels)).mean()
         d = squared_distances(self.centers, self.centers).clamp_min(1e-12)

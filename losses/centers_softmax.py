@@ -30,7 +30,7 @@ class CentersSoftmaxLoss(LossWithCenters):
     def class_logits(self, features, logits=None):
         return features.float() @ self.centers.t() + self.bias
 
-    def forward(self, features, logits, labels):
+    def loss_terms(self, features, labels, logits=None):
         self.check_inputs(features, logits, labels)
         xent = F.cross_entropy(self.class_logits(features), labels)
         return xent, {"xent": xent}

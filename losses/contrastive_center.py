@@ -15,14 +15,13 @@ class ContrastiveCenterLoss(LossWithCenters):
     """
 
     pull_weight = "weight"
-    options = (WEIGHT_CONTRASTIVE, DELTA)
 
     def __init__(self, num_classes, feat_dim, weight: float = WEIGHT_CONTRASTIVE.default,
                  delta: float = DELTA.default):
         super().__init__(num_classes, feat_dim)
         self.weight, self.delta = weight, delta
 
-    def forward(self, features, logits, labels):
+    def loss_terms(self, features, labels, logits=None):
         self.check_inputs(features, logits, labels)
         xent = F.cross_entropy(logits.float(), labels)
         d = squared_distances(features, self.centers)

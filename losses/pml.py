@@ -29,7 +29,7 @@ says whether the library's forward can be captured in a CUDA graph (no host
 sync, no output shape that depends on the data): where it cannot, the runner
 runs that loss with eager steps and says so once (tests/test_losses_pml.py
 checks each declaration op by op). The installed library's version is part of
-these losses' code fingerprint (``libraries``), so upgrading it makes their rows
+these losses' code fingerprint (their registry entry names it), so upgrading it makes their rows
 stale. The library is imported when such a loss is built: without it, building
 one fails with one line naming the package, and every other loss still runs.
 
@@ -38,18 +38,15 @@ arXiv:2008.09164, 2020; the losses' papers are named in each class's docstring.
 """
 from __future__ import annotations
 
-import inspect
-
 import torch
 
 from .base import Loss
 from .distances import squared_distances
 from .options import (ARC_MARGIN, COS_MARGIN, MINER_MARGIN, MS_ALPHA, MS_BASE, MS_BETA, NEG_MARGIN,
-                            POS_MARGIN, PROXY_ALPHA, PROXY_MARGIN, SCALE, SOFT_GAMMA, SOFT_LA, SOFT_MARGIN,
-                            SOFTMAX_SCALE, SOFTMAX_TEMPERATURE, SUPCON_TEMPERATURE, TRIPLET_MARGIN, Option)
+                      POS_MARGIN, PROXY_ALPHA, PROXY_MARGIN, SCALE, SOFT_GAMMA, SOFT_LA, SOFT_MARGIN, SOFTMAX_SCALE,
+                      SOFTMAX_TEMPERATURE, SUPCON_TEMPERATURE, TRIPLET_MARGIN)
 
 LIBRARY = "pytorch-metric-learning"
-KINDS = ("classifier", "proxy", "pair")
 RUNNING_MOMENTUM = 0.9
 
 
@@ -70,14 +67,14 @@ def library():
 
 
 class MetricLearningLoss(Loss):
-    """A pytorch-metric-learning loss as a suite loss (see the module docstring). Subclasses are made by
-    ``adapted``: ``library_loss`` (the class in ``pytorch_metric_learning.losses``), ``kind``, ``renamed``
-    (suite option name -> the library's argument), ``proxies`` (the attribute holding the class weights, and
-    whether the library stores them as ``(feat_dim, classes)``), ``miner`` and ``graph_safe``."""
+    """A pytorch-metric-learning loss as a suite loss (see the module docstring). Each subclass names
+    ``library_loss`` (the class in ``pytorch_metric_learning.losses``), its ``kind`` (``classifier``,
+    ``proxy``, ``pair``) and ``prediction``, ``renamed`` (suite option name -> the library's argument),
+    ``proxies`` (the attribute holding the class weights, and whether the library stores them as
+    ``(feat_dim, classes)``), ``miner`` and ``graph_safe``; its ``__init__`` takes its options."""
 
     uses_logits = False  # the model's head is not trained
     centers_only_pulled = False  # the library's loss moves its proxies: only the joint rule fits
-    libraries = (LIBRARY,)
     library_loss = ""
     kind = "pair"
     renamed: dict[str, str] = {}
@@ -86,7 +83,10 @@ class MetricLearningLoss(Loss):
     graph_safe = False
     term = ""
 
-    def _build(self, values: dict[str, float]) -> None:
+    def __init__(self, num_classes: int, feat_dim: int, **values: float):
+        super().__init__(num_classes, feat_dim)
+        for name, value in values.items():
+            setattr(self, name, value)
         lib = library()
         args = {self.renamed.get(k, k): v for k, v in values.items() if self.renamed.get(k, k) is not None}
         miner_args = {}
@@ -120,7 +120,7 @@ class MetricLearningLoss(Loss):
         return torch.nn.functional.normalize(weights, dim=1) if self.metric_loss.distance.normalize_embeddings \
             else weights
 
-    def forward(self, features, logits, labels):
+    def loss_terms(self, features, labels, logits=None):
         self.check_inputs(features, logits, labels)
         with torch.autocast(features.device.type, enabled=False):
             features = features.float()
@@ -154,64 +154,119 @@ class MetricLearningLoss(Loss):
         return super().predict(features, logits)
 
 
-def adapted(term: str, library_loss: str, kind: str, *options: Option, doc: str, renamed: dict | None = None,
-            proxies: tuple[str, bool] | None = None, miner: tuple[str, dict[str, str]] | None = None,
-            graph_safe: bool = False) -> type[MetricLearningLoss]:
-    """A suite loss class for the library's ``library_loss``, taking ``options`` (each defined once in
-    losses/options.py, default the library's); ``renamed`` maps a suite option to the library's argument."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+class ArcFace(MetricLearningLoss):
+    """``arcface``: additive angular margin softmax (Deng et al., CVPR 2019); the library's ``ArcFaceLoss``."""
+    library_loss, term, proxies, renamed = "ArcFaceLoss", "arcface", ("W", True), {"arc_margin": "margin"}
+    kind, prediction = "classifier", "logits"
 
-    def __init__(self, num_classes: int, feat_dim: int, **values):
-        Loss.__init__(self, num_classes, feat_dim)
-        values = {o.name: values.pop(o.name, o.default) for o in options}
-        for name, value in values.items():
-            setattr(self, name, value)
-        self._build(values)
-
-    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in ("self", "num_classes",
-                                                                                      "feat_dim")]
-    params += [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default) for o in options]
-    __init__.__signature__ = inspect.Signature(params)
-    name = "".join(part.capitalize() for part in term.split("-")) + "Loss"
-    return type(name, (MetricLearningLoss,), {
-        "__init__": __init__, "__doc__": doc, "__module__": __name__, "__qualname__": name, "term": term,
-        "library_loss": library_loss, "kind": kind, "options": options, "renamed": renamed or {},
-        "proxies": proxies, "miner": miner, "graph_safe": graph_safe, "pairs_across_classes": kind == "pair",
-        "prediction": "centers" if kind == "pair" else "logits"})
+    def __init__(self, num_classes: int, feat_dim: int, arc_margin: float = ARC_MARGIN.default,
+                 scale: float = SCALE.default):
+        super().__init__(num_classes, feat_dim, arc_margin=arc_margin, scale=scale)
 
 
-ArcFace = adapted("arcface", "ArcFaceLoss", "classifier", ARC_MARGIN, SCALE, proxies=("W", True),
-                  renamed={"arc_margin": "margin"},
-                  doc="``arcface``: additive angular margin softmax (Deng et al., CVPR 2019).")
-CosFace = adapted("cosface", "CosFaceLoss", "classifier", COS_MARGIN, SCALE, proxies=("W", True),
-                  renamed={"cos_margin": "margin"},
-                  doc="``cosface``: additive cosine margin softmax (Wang et al., CVPR 2018).")
-SphereFace = adapted("sphereface", "SphereFaceLoss", "classifier", proxies=("W", True),
-                     doc="``sphereface``: multiplicative angular margin softmax, A-Softmax (Liu et al., CVPR 2017); "
-                         "the library's margin 4 and scale 1.")
-NormalizedSoftmax = adapted("normalized-softmax", "NormalizedSoftmaxLoss", "classifier", SOFTMAX_TEMPERATURE,
-                            proxies=("W", True), renamed={"softmax_temperature": "temperature"}, graph_safe=True,
-                            doc="``normalized-softmax``: softmax over normalized class weights with a temperature "
-                                "(Zhai and Wu, BMVC 2019).")
-ProxyNCA = adapted("proxy-nca", "ProxyNCALoss", "proxy", SOFTMAX_SCALE, proxies=("proxies", False),
-                   doc="``proxy-nca``: NCA over one proxy per class (Movshovitz-Attias et al., ICCV 2017).")
-ProxyAnchor = adapted("proxy-anchor", "ProxyAnchorLoss", "proxy", PROXY_MARGIN, PROXY_ALPHA,
-                      proxies=("proxies", False), renamed={"proxy_margin": "margin", "proxy_alpha": "alpha"},
-                      doc="``proxy-anchor``: proxies as anchors (Kim et al., CVPR 2020).")
-SoftTriple = adapted("soft-triple", "SoftTripleLoss", "proxy", SOFT_LA, SOFT_GAMMA, SOFT_MARGIN,
-                     proxies=("fc", True), renamed={"soft_la": "la", "soft_gamma": "gamma", "soft_margin": "margin"},
-                     doc="``soft-triple``: softmax over 10 sub-centers per class (Qian et al., ICCV 2019).")
-Contrastive = adapted("contrastive", "ContrastiveLoss", "pair", POS_MARGIN, NEG_MARGIN,
-                      doc="``contrastive``: every positive and negative pair of the batch, Euclidean distance "
-                          "(Hadsell et al., CVPR 2006).")
-Triplet = adapted("triplet", "TripletMarginLoss", "pair", TRIPLET_MARGIN, MINER_MARGIN,
-                  renamed={"triplet_margin": "margin"}, miner=("TripletMarginMiner", {"miner_margin": "margin"}),
-                  doc="``triplet``: triplet margin loss on the triplets the library's triplet-margin miner finds "
-                      "(Schroff et al., CVPR 2015).")
-MultiSimilarity = adapted("multi-similarity", "MultiSimilarityLoss", "pair", MS_ALPHA, MS_BETA, MS_BASE,
-                          renamed={"ms_alpha": "alpha", "ms_beta": "beta", "ms_base": "base"},
-                          doc="``multi-similarity``: pairs weighted by their self and relative similarities "
-                              "(Wang et al., CVPR 2019).")
-SupCon = adapted("supcon", "SupConLoss", "pair", SUPCON_TEMPERATURE, renamed={"supcon_temperature": "temperature"},
-                 doc="``supcon``: supervised contrastive loss (Khosla et al., NeurIPS 2020).")
+class CosFace(MetricLearningLoss):
+    """``cosface``: additive cosine margin softmax (Wang et al., CVPR 2018); the library's ``CosFaceLoss``."""
+    library_loss, term, proxies, renamed = "CosFaceLoss", "cosface", ("W", True), {"cos_margin": "margin"}
+    kind, prediction = "classifier", "logits"
+
+    def __init__(self, num_classes: int, feat_dim: int, cos_margin: float = COS_MARGIN.default,
+                 scale: float = SCALE.default):
+        super().__init__(num_classes, feat_dim, cos_margin=cos_margin, scale=scale)
+
+
+class SphereFace(MetricLearningLoss):
+    """``sphereface``: multiplicative angular margin softmax, A-Softmax (Liu et al., CVPR 2017); the library's
+    ``SphereFaceLoss`` with its margin 4 and scale 1."""
+    library_loss, term, proxies = "SphereFaceLoss", "sphereface", ("W", True)
+    kind, prediction = "classifier", "logits"
+
+    def __init__(self, num_classes: int, feat_dim: int):
+        super().__init__(num_classes, feat_dim)
+
+
+class NormalizedSoftmax(MetricLearningLoss):
+    """``normalized-softmax``: softmax over normalized class weights with a temperature (Zhai and Wu, BMVC
+    2019); the library's ``NormalizedSoftmaxLoss``."""
+    library_loss, term, proxies = "NormalizedSoftmaxLoss", "normalized-softmax", ("W", True)
+    renamed = {"softmax_temperature": "temperature"}
+    kind, prediction, graph_safe = "classifier", "logits", True
+
+    def __init__(self, num_classes: int, feat_dim: int, softmax_temperature: float = SOFTMAX_TEMPERATURE.default):
+        super().__init__(num_classes, feat_dim, softmax_temperature=softmax_temperature)
+
+
+class ProxyNCA(MetricLearningLoss):
+    """``proxy-nca``: NCA over one proxy per class (Movshovitz-Attias et al., ICCV 2017); the library's
+    ``ProxyNCALoss``."""
+    library_loss, term, proxies = "ProxyNCALoss", "proxy-nca", ("proxies", False)
+    kind, prediction = "proxy", "logits"
+
+    def __init__(self, num_classes: int, feat_dim: int, softmax_scale: float = SOFTMAX_SCALE.default):
+        super().__init__(num_classes, feat_dim, softmax_scale=softmax_scale)
+
+
+class ProxyAnchor(MetricLearningLoss):
+    """``proxy-anchor``: proxies as anchors (Kim et al., CVPR 2020); the library's ``ProxyAnchorLoss``."""
+    library_loss, term, proxies = "ProxyAnchorLoss", "proxy-anchor", ("proxies", False)
+    renamed = {"proxy_margin": "margin", "proxy_alpha": "alpha"}
+    kind, prediction = "proxy", "logits"
+
+    def __init__(self, num_classes: int, feat_dim: int, proxy_margin: float = PROXY_MARGIN.default,
+                 proxy_alpha: float = PROXY_ALPHA.default):
+        super().__init__(num_classes, feat_dim, proxy_margin=proxy_margin, proxy_alpha=proxy_alpha)
+
+
+class SoftTriple(MetricLearningLoss):
+    """``soft-triple``: softmax over 10 sub-centers per class (Qian et al., ICCV 2019); the library's
+    ``SoftTripleLoss``."""
+    library_loss, term, proxies = "SoftTripleLoss", "soft-triple", ("fc", True)
+    renamed = {"soft_la": "la", "soft_gamma": "gamma", "soft_margin": "margin"}
+    kind, prediction = "proxy", "logits"
+
+    def __init__(self, num_classes: int, feat_dim: int, soft_la: float = SOFT_LA.default,
+                 soft_gamma: float = SOFT_GAMMA.default, soft_margin: float = SOFT_MARGIN.default):
+        super().__init__(num_classes, feat_dim, soft_la=soft_la, soft_gamma=soft_gamma, soft_margin=soft_margin)
+
+
+class Contrastive(MetricLearningLoss):
+    """``contrastive``: every positive and negative pair of the batch, Euclidean distance (Hadsell et al., CVPR
+    2006); the library's ``ContrastiveLoss``."""
+    library_loss, term = "ContrastiveLoss", "contrastive"
+    kind, prediction = "pair", "centers"
+
+    def __init__(self, num_classes: int, feat_dim: int, pos_margin: float = POS_MARGIN.default,
+                 neg_margin: float = NEG_MARGIN.default):
+        super().__init__(num_classes, feat_dim, pos_margin=pos_margin, neg_margin=neg_margin)
+
+
+class Triplet(MetricLearningLoss):
+    """``triplet``: triplet margin loss on the triplets the library's triplet-margin miner finds (Schroff et al.,
+    CVPR 2015); the library's ``TripletMarginLoss`` and ``TripletMarginMiner``."""
+    library_loss, term, renamed = "TripletMarginLoss", "triplet", {"triplet_margin": "margin"}
+    miner = ("TripletMarginMiner", {"miner_margin": "margin"})
+    kind, prediction = "pair", "centers"
+
+    def __init__(self, num_classes: int, feat_dim: int, triplet_margin: float = TRIPLET_MARGIN.default,
+                 miner_margin: float = MINER_MARGIN.default):
+        super().__init__(num_classes, feat_dim, triplet_margin=triplet_margin, miner_margin=miner_margin)
+
+
+class MultiSimilarity(MetricLearningLoss):
+    """``multi-similarity``: pairs weighted by their self and relative similarities (Wang et al., CVPR 2019);
+    the library's ``MultiSimilarityLoss``."""
+    library_loss, term = "MultiSimilarityLoss", "multi-similarity"
+    renamed = {"ms_alpha": "alpha", "ms_beta": "beta", "ms_base": "base"}
+    kind, prediction = "pair", "centers"
+
+    def __init__(self, num_classes: int, feat_dim: int, ms_alpha: float = MS_ALPHA.default,
+                 ms_beta: float = MS_BETA.default, ms_base: float = MS_BASE.default):
+        super().__init__(num_classes, feat_dim, ms_alpha=ms_alpha, ms_beta=ms_beta, ms_base=ms_base)
+
+
+class SupCon(MetricLearningLoss):
+    """``supcon``: supervised contrastive loss (Khosla et al., NeurIPS 2020); the library's ``SupConLoss``."""
+    library_loss, term, renamed = "SupConLoss", "supcon", {"supcon_temperature": "temperature"}
+    kind, prediction = "pair", "centers"
+
+    def __init__(self, num_classes: int, feat_dim: int, supcon_temperature: float = SUPCON_TEMPERATURE.default):
+        super().__init__(num_classes, feat_dim, supcon_temperature=supcon_temperature)

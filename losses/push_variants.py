@@ -28,7 +28,7 @@ class SoftmaxCenterPush(LossWithCenters):
     def push(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, features, logits, labels):
+    def loss_terms(self, features, labels, logits=None):
         self.check_inputs(features, logits, labels)
         xent = F.cross_entropy(logits.float(), labels)
         center = distance_to_own_center(features, self.centers, labels).mean()
@@ -54,7 +54,6 @@ class GitLoss(SoftmaxCenterPush):
 
     pull_weight = "lambda_c"
     push_term = "git"
-    options = (LAMBDA_C, LAMBDA_G)
 
     def __init__(self, num_classes: int, feat_dim: int, lambda_c: float = LAMBDA_C.default,
                  lambda_g: float = LAMBDA_G.default):
@@ -90,7 +89,6 @@ class IslandLoss(SoftmaxCenterPush):
 
     pull_weight = "lambda_island"
     push_term = "island"
-    options = (LAMBDA_ISLAND, LAMBDA_1)
 
     def __init__(self, num_classes: int, feat_dim: int, lambda_island: float = LAMBDA_ISLAND.default,
                  lambda_1: float = LAMBDA_1.default):

@@ -19,9 +19,7 @@ class StandaloneCenterLoss(LossWithCenters):
 
     uses_logits = False
     prediction = "centers"
-    pairs_across_classes = True
     pull_weight = "weight_intra"
-    options = (WEIGHT_INTRA, WEIGHT_INTER)
 
     def __init__(self, num_classes: int, feat_dim: int, weight_intra: float = WEIGHT_INTRA.default,
                  weight_inter: float = WEIGHT_INTER.default):
@@ -33,7 +31,7 @@ class StandaloneCenterLoss(LossWithCenters):
         """The per-pair quantity summed by ``L_inter``: ``log(1 + d)``."""
         return torch.log1p(pair_distances)
 
-    def forward(self, features, logits, labels):
+    def loss_terms(self, features, labels, logits=None):
         self.check_inputs(features, logits, labels)
         m = features.shape[0]
         intra = distance_to_own_center(features, self.centers, labels).sum() / m

@@ -24,7 +24,6 @@ class StandaloneMarginLoss(StandaloneCenterLoss):
     the logged ``inter`` term is the negated hinge sum (what is subtracted).
     """
 
-    options = (WEIGHT_INTRA, WEIGHT_INTER, MARGIN)
 
     def __init__(self, num_classes, feat_dim, weight_intra: float = WEIGHT_INTRA.default,
                  weight_inter: float = WEIGHT_INTER.default, margin: float = MARGIN.default):

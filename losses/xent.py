@@ -11,7 +11,7 @@ class SoftmaxLoss(Loss):
     ``L = -1/m * sum_i log softmax(z_i)[y_i]``; classify by argmax of the logits.
     """
 
-    def forward(self, features, logits, labels):
+    def loss_terms(self, features, labels, logits=None):
         self.check_inputs(features, logits, labels)
         xent = F.cross_entropy(logits.float(), labels)
         return xent, {"xent": xent}

@@ -8,8 +8,8 @@ Without batch norm, the seven PReLU layers are not safe at the reference
 recipe's lr of 0.01 (the ResNet's, whose batch norm keeps its activations in
 scale): with momentum 0.9 the standalone loss gave NaN within its first
 steps and softmax within its first epoch. LeNet++ has its own recipe
-(``RECIPE``: lr 0.001 and weight decay 5e-4, the settings the widely used
-PyTorch center-loss port trains it with), which the command line applies
+(its registry entry's recipe, models/__init__.py: lr 0.001 and weight decay
+5e-4, the settings the widely used PyTorch center-loss port trains it with), which the command line applies
 when --lr and --weight-decay are not given; a run records them as departures
 from the reference recipe like any other. At it, on 8,192 Fashion-MNIST
 images for 2 epochs, softmax, center loss and the standalone loss all stay
@@ -31,8 +31,6 @@ def conv_pair(in_ch: int, out_ch: int) -> list[nn.Module]:
 
 
 class LeNetPlusPlus(nn.Module):
-    RECIPE = {"lr": 0.001, "weight_decay": 5e-4}  # the port's SGD settings (momentum 0.9, as the reference)
-
     def __init__(self, in_channels: int, num_classes: int, feat_dim: int, image_size: int = 28):
         super().__init__()
         self.convs = nn.Sequential(*conv_pair(in_channels, 32), *conv_pair(32, 64), *conv_pair(64, 128))

@@ -152,8 +152,8 @@ def test_help_text_messages_fetch_code_and_moves_change_no_fingerprint_and_an_au
     replace_in(engine / "trainer.py", "resuming after epoch", "resumed after epoch")  # a log message
     replace_in(tree / "experiments" / "datasets" / "fixes.py", "takes the npm package", "from the npm package")
     assert fingerprints_of(tree) == before
-    replace_in(tree / "models" / "__init__.py", "return PreActResNet(in_channels, num_classes, feat_dim)",
-               "return PreActResNet(in_channels, num_classes, feat_dim + 1)")  # a builder, in the registry
+    replace_in(tree / "models" / "__init__.py", "return cls(in_channels, num_classes, feat_dim)",
+               "return cls(in_channels, num_classes, feat_dim + 1)")  # the builder, in the registry
     built = fingerprints_of(tree)
     assert all(built[k] != before[k] for k in before)  # the registry's functions count for every run
     replace_in(engine / "augment.py", "degrees: float = 5.0", "degrees: float = 6.0")

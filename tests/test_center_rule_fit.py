@@ -7,7 +7,7 @@ from centersuite.losses.center_rules import CENTER_RULES
 from experiments.engine.config import RunConfig
 from experiments.engine.data import epoch_batches
 from experiments.engine.trainer import Trainer
-from centersuite.losses import LOSSES
+from centersuite.losses import LOSSES, LossEntry, build_loss
 from centersuite.losses.base import LossWithCenters
 from centersuite.losses.options import Option
 
@@ -63,7 +63,6 @@ def test_a_loss_with_centers_that_declares_no_pull_weight_is_refused_when_define
 
     class Declared(LossWithCenters):
         pull_weight = "weight"
-        options = (weight_option,)
 
         def __init__(self, num_classes, feat_dim, weight: float = weight_option.default):
             super().__init__(num_classes, feat_dim)
@@ -72,17 +71,16 @@ def test_a_loss_with_centers_that_declares_no_pull_weight_is_refused_when_define
     assert Declared(3, 2).center_weight == 2.0
 
 
-def test_a_loss_whose_options_are_not_its_parameters_is_refused_when_defined():
-    with pytest.raises(TypeError, match=r"loss Undeclared: its options \{\} .* must be its __init__ parameters"):
-        class Undeclared(LossWithCenters):
-            pull_weight = None
+def test_a_loss_whose_registered_options_are_not_its_parameters_is_refused_when_loaded(monkeypatch):
+    class Undeclared(LossWithCenters):
+        pull_weight = None
 
-            def __init__(self, num_classes, feat_dim, weight: float = 2.0):
-                super().__init__(num_classes, feat_dim)
-    with pytest.raises(TypeError, match="loss OtherDefault"):
-        class OtherDefault(LossWithCenters):
-            pull_weight = None
-            options = (Option("weight", 1.0, "a weight"),)
+        def __init__(self, num_classes, feat_dim, weight: float = 2.0):
+            super().__init__(num_classes, feat_dim)
 
-            def __init__(self, num_classes, feat_dim, weight: float = 2.0):
-                super().__init__(num_classes, feat_dim)
+    monkeypatch.setitem(LOSSES, "undeclared", LossEntry(Undeclared))
+    with pytest.raises(TypeError, match=r"loss 'undeclared': its registered options \{\} must be the parameters"):
+        build_loss("undeclared", 3, 2)
+    monkeypatch.setitem(LOSSES, "other-default", LossEntry(Undeclared, (Option("weight", 1.0, "a weight"),)))
+    with pytest.raises(TypeError, match="'other-default'.*weight.: 2.0"):
+        build_loss("other-default", 3, 2)

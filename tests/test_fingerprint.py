@@ -43,7 +43,7 @@ def test_editing_the_standalone_module_changes_its_family_and_no_other_loss(monk
 
 def test_a_loss_defined_outside_losses_counts_its_own_file():
     from tests.example_loss import HingeToCenter
-    assert sorted(p.name for p in fingerprint.loss_files(HingeToCenter)) == ["base.py", "distances.py",
+    assert sorted(p.name for p in fingerprint.loss_files(HingeToCenter)) == ["__init__.py", "base.py", "distances.py",
                                                                             "example_loss.py"]
 
 

@@ -29,14 +29,14 @@ def hand_xent():
 
 def test_xent_value():
     loss, x, z, y = setup("xent")
-    total, terms = loss(x, z, y)
+    total, terms = loss.loss_terms(x, y, z)
     assert total.item() == pytest.approx(hand_xent(), rel=1e-6)
     assert set(terms) == {"xent"}
 
 
 def test_cent_value_and_gradients():
     loss, x, z, y = setup("cent", weight_cent=0.5)
-    total, terms = loss(x, z, y)
+    total, terms = loss.loss_terms(x, y, z)
     # d(x_i, c_{y_i}): |(0,0)-(1,0)|^2 = 1, |(1,1)-(1,0)|^2 = 1, |(2,0)-(0,2)|^2 = 8 -> sum/m = 10/3
     assert terms["center"].item() == pytest.approx(10 / 3)
     assert total.item() == pytest.approx(hand_xent() + 0.5 * 10 / 3, rel=1e-6)
@@ -62,7 +62,7 @@ def hand_standalone_inter(points, labels):
 
 def test_standalone_value_pair_mask_and_normalisation():
     loss, x, z, y = setup("standalone")
-    total, terms = loss(x, None, y)
+    total, terms = loss.loss_terms(x, y, None)
     # different-label ordered pairs: (0,2),(2,0),(1,2),(2,1); d02 = 4, d12 = 2
     inter = (2 * math.log(5) + 2 * math.log(3)) / 3
     assert inter == pytest.approx(hand_standalone_inter(X, Y))
@@ -73,8 +73,8 @@ def test_standalone_value_pair_mask_and_normalisation():
 
 def test_standalone_inter_divides_by_batch_not_pairs():
     loss, x, z, y = setup("standalone")
-    _, terms = loss(x, None, y)
-    _, doubled = loss(torch.cat([x, x]), None, torch.cat([y, y]))
+    _, terms = loss.loss_terms(x, y, None)
+    _, doubled = loss.loss_terms(torch.cat([x, x]), torch.cat([y, y]))
     # twice the batch: four times the pairs (pairs of copies at d=0 add log1p(0)=0
     # only for same labels), divided by twice m -> the inter term doubles
     assert doubled["inter"].item() == pytest.approx(2 * terms["inter"].item(), rel=1e-6)
@@ -83,7 +83,7 @@ def test_standalone_inter_divides_by_batch_not_pairs():
 
 def test_standalone_gradient_by_hand():
     loss, x, z, y = setup("standalone", weight_intra=1.0, weight_inter=0.1)
-    total, _ = loss(x, None, y)
+    total, _ = loss.loss_terms(x, y, None)
     total.backward()
     pts, m = torch.tensor(X), 3
     expected = torch.zeros(3, 2)
@@ -100,14 +100,14 @@ def test_standalone_gradient_by_hand():
 def test_same_label_pairs_do_not_push():
     loss, x, z, _ = setup("standalone")
     y = torch.tensor([0, 0, 0])
-    _, terms = loss(x, None, y)
+    _, terms = loss.loss_terms(x, y, None)
     assert terms["inter"].item() == 0.0
 
 
 def test_distances_float32_under_autocast():
     loss, x, z, y = setup("standalone")
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        total, terms = loss(x.bfloat16(), None, y)
+        total, terms = loss.loss_terms(x.bfloat16(), y, None)
     assert total.dtype == torch.float32 and terms["inter"].dtype == torch.float32
 
 
@@ -129,6 +129,6 @@ def test_registry_and_shape_errors():
         build_loss("standalone", 2, 2, weight_cent=1.0)
     loss, x, z, y = setup("cent")
     with pytest.raises(ValueError, match=r"features must be \(batch, 2\)"):
-        loss(torch.zeros(3, 5), z, y)
+        loss.loss_terms(torch.zeros(3, 5), y, z)
     with pytest.raises(ValueError, match="logits must be"):
-        loss(x, torch.zeros(3, 7), y)
+        loss.loss_terms(x, y, torch.zeros(3, 7))

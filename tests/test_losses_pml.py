@@ -15,7 +15,7 @@ from experiments.ledger import fingerprint
 from experiments.runners.backends import graph_safe
 from centersuite.losses import LOSSES, build_loss
 from centersuite.losses.pml import MetricLearningLoss, MissingLibrary
-from centersuite.losses.traits import has_class_parameters
+from centersuite.losses import has_class_parameters
 from tests.test_cli import TINY
 from tests.test_speed import HostSyncs
 
@@ -74,7 +74,7 @@ def test_the_adapter_returns_the_librarys_own_total(name, given):
     if ours.learnable_centers is not None:  # the same proxies in both
         twin.load_state_dict(ours.metric_loss.state_dict())
     features, labels = batch()
-    total, terms = ours(features, None, labels)
+    total, terms = ours.loss_terms(features, labels, None)
     expected = twin(features, labels, mine(features, labels) if mine else None)
     assert torch.equal(total, expected) and terms == {name: total}
 
@@ -91,7 +91,7 @@ def test_one_step_lowers_the_loss(name):
 
     def value():
         features = head(x)
-        return loss(features, logits_head(features), labels)[0]
+        return loss.loss_terms(features, labels, logits_head(features))[0]
 
     before = value()
     optimizer.zero_grad()
@@ -107,7 +107,7 @@ def test_each_adapted_loss_classifies_separable_points_by_its_rule(name):
     directions = torch.eye(C, D)
     if loss.kind == "pair":
         for _ in range(50):  # the running means that the train accuracy reads
-            loss(features, None, labels)
+            loss.loss_terms(features, labels, None)
         assert loss.class_logits(features, None) is None and loss.centers is None
         rule = "class_mean"
     else:
@@ -151,13 +151,13 @@ def test_the_nearest_center_of_a_cosine_loss_is_its_nearest_proxy_by_cosine(name
 def test_a_pair_losss_running_mean_starts_at_its_first_batch():
     loss = build_loss("contrastive", 3, 2)
     first = torch.tensor([[1.0, 2.0], [3.0, 4.0], [10.0, 0.0]])
-    loss(first, None, torch.tensor([0, 0, 1]))
+    loss(first, torch.tensor([0, 0, 1]))
     assert torch.equal(loss.running_means, torch.tensor([[2.0, 3.0], [10.0, 0.0], [0.0, 0.0]]))  # class 2 unseen
-    loss(torch.tensor([[4.0, 5.0], [6.0, 8.0]]), None, torch.tensor([0, 2]))
+    loss(torch.tensor([[4.0, 5.0], [6.0, 8.0]]), torch.tensor([0, 2]))
     assert torch.allclose(loss.running_means, torch.tensor([[0.9 * 2 + 0.1 * 4, 0.9 * 3 + 0.1 * 5], [10.0, 0.0],
                                                            [6.0, 8.0]]))
     loss.eval()
-    loss(torch.tensor([[100.0, 100.0]]), None, torch.tensor([1]))  # evaluation moves no mean
+    loss(torch.tensor([[100.0, 100.0]]), torch.tensor([1]))  # evaluation moves no mean
     assert loss.running_means[1].tolist() == [10.0, 0.0] and loss.seen.squeeze(1).tolist() == [True, True, True]
 
 
@@ -168,7 +168,7 @@ def test_graph_safety_is_declared_where_the_step_syncs_and_only_there():
         features.requires_grad_(True)
         logits = torch.randn(len(labels), C, requires_grad=True)
         with HostSyncs() as syncs:
-            total, _ = loss(features, logits, labels)
+            total, _ = loss.loss_terms(features, labels, logits)
             total.backward()
             loss.predict(features.detach(), logits.detach())
         assert (syncs.seen == []) == graph_safe(name), (name, syncs.seen)
@@ -222,7 +222,7 @@ def test_git_loss_matches_a_hand_computation():
     features = torch.tensor([[1.0, 0.0], [3.0, 3.0]])
     labels = torch.tensor([0, 1])
     logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
-    total, terms = loss(features, logits, labels)
+    total, terms = loss.loss_terms(features, labels, logits)
     xent = (math.log(1 + math.exp(-2.0)) + math.log(1 + math.exp(-1.0))) / 2
     center = (1.0 + 1.0) / 2  # ||(1,0)-(0,0)||^2 = 1, ||(3,3)-(3,4)||^2 = 1
     git = (1 / (1 + 20.0) + 1 / (1 + 18.0)) / 2  # ||(1,0)-(3,4)||^2 = 20, ||(3,3)-(0,0)||^2 = 18
@@ -237,7 +237,7 @@ def test_island_loss_matches_a_hand_computation():
     features = torch.tensor([[1.0, 1.0]])
     labels = torch.tensor([2])
     logits = torch.zeros(1, 3)
-    total, terms = loss(features, logits, labels)
+    total, terms = loss.loss_terms(features, labels, logits)
     # cosines: (0, 1) = 0, (0, 2) = -1, (1, 2) = 0; each ordered pair twice: 2 * ((0+1) + (-1+1) + (0+1)) = 4
     assert terms["island"].item() == pytest.approx(4.0)
     assert terms["center"].item() == pytest.approx(16.0 + 1.0)  # ||(1,1)-(-3,0)||^2

@@ -6,7 +6,7 @@ from experiments.report import compare
 from experiments.ledger.rows import read_rows
 from experiments.runners.sweep import SweepError, described, parse_set
 from centersuite.losses import LOSSES, build_loss, loss_options
-from tests.example_loss import HingeToCenter
+from tests.example_loss import ENTRY
 
 TINY = ["--datasets", "synthetic", "--feat-dims", "2", "--seeds", "0", "--epochs", "1", "--train-size", "256",
         "--test-size", "100", "--batch-size", "64", "--no-progress", "--runs-per-gpu", "1"]
@@ -103,16 +103,16 @@ def test_a_center_lr_no_run_reads_is_refused_and_one_that_is_read_names_its_runs
 def test_every_option_is_defined_once_with_its_default_and_search_range():
     for name, cls in LOSSES.items():
         loss = build_loss(name, 10, 2)
-        for option in cls.options:
+        for option in LOSSES.entry(name).options:
             assert getattr(loss, option.name) == option.default == loss_options(name)[option.name]
             if option.search is not None:
                 low, high = option.search
                 assert 0 < low < high and (not option.log or low > 0)
-    assert "weight_inter log-uniform over [0.001, 1]" in LOSSES["standalone"].options[1].describe_search()
+    assert "weight_inter log-uniform over [0.001, 1]" in LOSSES.entry("standalone").options[1].describe_search()
 
 
 def test_a_loss_defined_outside_losses_runs_through_the_grid_and_the_report(tmp_path, monkeypatch):
-    monkeypatch.setitem(LOSSES, "hinge-to-center", HingeToCenter)
+    monkeypatch.setitem(LOSSES, "hinge-to-center", ENTRY)
     assert grid.main(TINY + dirs(tmp_path) + ["--losses", "hinge-to-center", "xent", "--epochs", "3", "--feat-dims",
                                               "8", "--lr", "0.05"]) == 0
     rows = {r["loss"]: r for r in read_rows(tmp_path / "results" / "runs.csv")}

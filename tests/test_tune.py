@@ -54,7 +54,7 @@ def test_every_loss_space_is_sampled_within_its_bounds(center_rule):
             assert ("center_lr" in params) == (center_rule == "separate")
             if center_rule == "separate":
                 assert cfg.center_lr == params["center_lr"] and CENTER_LR.search[0] <= cfg.center_lr <= CENTER_LR.search[1]
-            for option in cls.options:
+            for option in LOSSES.entry(loss).options:
                 if option.search is None:  # weight_intra, fixed_centers: kept at the default
                     assert option.name not in params and cfg.loss_options[option.name] == option.default
                 else:

@@ -17,7 +17,7 @@ def one_step(rule_name, weight_decay=0.0, **rule_kw):
     groups = rule.model_param_groups(model, weight_decay)
     opt = torch.optim.SGD(groups, lr=0.1, momentum=0.0)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    total, _ = loss(x, z, y)
+    total, _ = loss.loss_terms(x, y, z)
     opt.zero_grad()
     rule.zero_grad()
     total.backward()
@@ -61,7 +61,7 @@ def test_wen_rule_by_hand():
 
 def value(name, **options):
     loss, x, z, y = setup(name, **options)
-    return loss(x, z if loss.uses_logits else None, y)
+    return loss.loss_terms(x, y, z if loss.uses_logits else None)
 
 
 def test_standalone_log_variant():
@@ -112,7 +112,7 @@ def scaled_separate_step(init_scale):
     rule = build_center_rule("separate", loss, center_lr=0.5)
     opt = torch.optim.SGD(rule.model_param_groups(model, 0.0), lr=0.1)
     scaler = torch.amp.GradScaler("cpu", init_scale=init_scale)
-    total, _ = loss(x, model(z), y)
+    total, _ = loss.loss_terms(x, y, model(z))
     opt.zero_grad()
     rule.zero_grad()
     scaler.scale(total).backward()
@@ -145,7 +145,7 @@ def test_centers_softmax_by_hand():
     x, y = torch.tensor([[1.0, 1.0], [2.0, -1.0]]), torch.tensor([1, 0])
     # sample 0: z = (1 + 0.5, 2 - 0.5) = (1.5, 1.5) -> -log 1/2 ; sample 1: z = (2.5, -2.5) -> -log(e^2.5 / (e^2.5 + e^-2.5))
     expected = (math.log(2) + math.log(1 + math.exp(-5.0))) / 2
-    total, terms = loss(x, None, y)
+    total, terms = loss.loss_terms(x, y, None)
     assert total.item() == pytest.approx(expected, abs=1e-6) and terms["xent"].item() == pytest.approx(expected, abs=1e-6)
     assert loss.predict(x, None).tolist() == [0, 0]  # a tie goes to the first class; 2.5 > -2.5
     total.backward()

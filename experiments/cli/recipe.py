@@ -22,7 +22,7 @@ from experiments.engine.config import RunConfig
 from experiments.runners.backends import BACKENDS, RunSettings, build_backend
 from experiments.runners.sweep import read_fields
 from centersuite.losses import LOSSES, build_loss, loss_options, option_definitions
-from centersuite.losses.traits import has_class_parameters
+from centersuite.losses import has_class_parameters
 from centersuite.models import MODELS, model_recipe
 
 # Every option of every registered loss gets a flag, from its one definition (losses/options.py).
@@ -136,7 +136,7 @@ def apply_model_recipe(args, sweep: bool = False) -> None:
 
 def warn_single_class_batches(batch_size: int, losses: list[str]) -> None:
     """A loss with a term over pairs of different labels gets 0 from a batch of one sample."""
-    paired = [n for n in losses if LOSSES[n].pairs_across_classes]
+    paired = [n for n in losses if LOSSES.entry(n).pairs_across_classes]
     if batch_size == 1 and paired:
         print(f"warning: with --batch-size 1 the term over pairs of classes of {', '.join(paired)} is always 0 "
               "(a batch needs samples of several classes)", file=sys.stderr)
@@ -198,7 +198,7 @@ def config_from_args(args, dataset: str, loss: str, feat_dim: int, seed: int, kn
     options = {k: v for k, v in given.items() if k in loss_options(loss)}
     reads = read_fields(loss, args.center_rule)
     # a center rule acts on class centers or proxies: a loss without them keeps the default, as an unread field
-    center_rule = args.center_rule if has_class_parameters(loss, feat_dim, options) else RunConfig.center_rule
+    center_rule = args.center_rule if has_class_parameters(loss, options) else RunConfig.center_rule
     center_lr, center_alpha = (getattr(args, f) if f in reads else getattr(RunConfig, f)
                                for f in ("center_lr", "center_alpha"))
     return RunConfig(

@@ -183,7 +183,7 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.bfloat16,
                             enabled=self.autocast_dtype is not None, cache_enabled=False):
             features, logits = (self.forward or self.model)(x)
-        total, terms = self.loss(features, logits, labels)
+        total, terms = self.loss.loss_terms(features, labels, logits)
         self.optimizer.zero_grad(set_to_none=True)
         self.center_rule.zero_grad()
         self.scaler.scale(total).backward()

@@ -14,7 +14,7 @@ packages, with no list of modules to keep up to date:
   ``standalone-margin``, which build on it, and no other loss); a loss defined
   outside ``losses/`` counts its class's own source file;
 - the model's module and the ``models/`` modules it imports;
-- the installed version of each library the loss class names in ``libraries``
+- the installed version of the library the loss's registry entry names (``library``)
   (pytorch-metric-learning for the adapted losses of ``losses/pml.py``), so
   that upgrading it makes those rows, and only those, stale.
 
@@ -40,7 +40,6 @@ import functools
 import hashlib
 import importlib.metadata
 import importlib.util
-import inspect
 from pathlib import Path
 
 from experiments import REPO
@@ -161,10 +160,9 @@ def loss_files(loss_class: type) -> set[Path]:
 
 
 def model_files(model: str) -> set[Path]:
-    """The files of the classes the model's builder names, and every module of the library's models they import."""
-    from centersuite.models import MODELS
-    used = inspect.getclosurevars(MODELS[model]).globals.values()
-    return _closure([c.__module__ for c in used if inspect.isclass(c)], (MODELS_PACKAGE,))
+    """The model class's file, and every module of the library's models it imports."""
+    from centersuite.models import model_class
+    return _closure([model_class(model).__module__], (MODELS_PACKAGE,))
 
 
 def _digest(paths) -> str:
@@ -177,22 +175,23 @@ def modules_fingerprint(*names: str) -> str:
     return _digest([module_file(m) for m in names])
 
 
-def library_versions(loss_class: type) -> tuple[str, ...]:
-    """``name==version`` of each installed library the loss declares (``libraries``: the code a loss calls
-    outside this repository, whose numbers its rows depend on); a missing one is named as ``name==missing``."""
-    found = []
-    for name in getattr(loss_class, "libraries", ()):
-        try:
-            found.append(f"{name}=={importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            found.append(f"{name}==missing")
-    return tuple(found)
+def library_versions(loss: str) -> tuple[str, ...]:
+    """``name==version`` of the installed library the loss's registry entry names (``library``: the code a loss
+    calls outside this repository, whose numbers its rows depend on); a missing one is ``name==missing``."""
+    from centersuite.losses import LOSSES
+    name = LOSSES.entry(loss).library
+    if name is None:
+        return ()
+    try:
+        return (f"{name}=={importlib.metadata.version(name)}",)
+    except importlib.metadata.PackageNotFoundError:
+        return (f"{name}==missing",)
 
 
 def code_fingerprint(loss: str, model: str) -> str:
     """The fingerprint of every run of ``loss`` and ``model`` with the code as it is now (12 hex digits), and
-    with the versions of the libraries the loss declares (a loss that declares none: its code alone)."""
+    with the version of the library the loss needs (a loss that needs none: its code alone)."""
     from centersuite.losses import LOSSES
     digest = _digest(engine_files() | loss_files(LOSSES[loss]) | model_files(model))
-    versions = library_versions(LOSSES[loss])
+    versions = library_versions(loss)
     return hashlib.sha1("\0".join((digest, *versions)).encode()).hexdigest()[:12] if versions else digest

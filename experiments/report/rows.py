@@ -19,7 +19,7 @@ from experiments.ledger.fingerprint import code_fingerprint
 from experiments.ledger.rows import config_of
 from experiments.runners.sweep import described
 from centersuite.losses import LOSSES, loss_options
-from centersuite.losses.traits import has_class_parameters
+from centersuite.losses import has_class_parameters
 from centersuite.models import MODELS
 
 REFERENCE = {  # the reference study's table (test accuracy, one run each)
@@ -122,7 +122,7 @@ def has_learnable_centers(loss: str, feat_dim: int, options: str) -> bool:
         return False
     known = loss_options(loss)
     kept = {k: v for k, v in json.loads(options or "{}").items() if k in known}
-    return has_class_parameters(loss, int(feat_dim), kept)
+    return has_class_parameters(loss, kept)
 
 
 def centers_of(row) -> str:

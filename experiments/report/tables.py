@@ -12,7 +12,7 @@ from experiments.report.cells import fmt_ci, plural, points, runs_text
 from experiments.report.rows import (MAIN_LOSSES, cells_by_setting, centers_of, on_recipe_finished, on_recipe_rows,
                                      reference_of, run_groups)
 from centersuite.losses import LOSSES
-from centersuite.losses.traits import has_class_parameters
+from centersuite.losses import has_class_parameters
 
 PAPER_COMMAND = "./suite grid --preset paper --datasets mnist fashion-mnist"
 

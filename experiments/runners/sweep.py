@@ -7,7 +7,7 @@ import itertools
 
 from experiments.engine.config import SWEEPABLE, RunConfig
 from centersuite.losses import LOSSES, loss_options, option_definitions
-from centersuite.losses.traits import has_class_parameters
+from centersuite.losses import has_class_parameters
 
 LOSS_OPTIONS = option_definitions()
 

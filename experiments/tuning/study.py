@@ -34,7 +34,7 @@ from experiments.runners.backends import Outcome, RunSettings, Stop, record_outc
 from experiments.tuning.trial import (TrialData, TrialStopped, describe_space, objective, run_trial, search_space,
                                       suggest, trial_config)
 from centersuite.losses import LOSSES
-from centersuite.losses.traits import has_class_parameters
+from centersuite.losses import has_class_parameters
 from centersuite.models import model_recipe
 
 N_STARTUP = 10  # TPE's first trials of each study, drawn at random
@@ -118,7 +118,7 @@ def center_rule_of(spec, loss: str) -> str:
 def classifies_by_class_means(loss: str, feat_dim: int, options: dict | None) -> bool:
     """Whether the loss classifies by the class means of the training features (one that predicts by centers
     and has none: the pair losses), so that its trials must embed training images each epoch."""
-    return LOSSES[loss].prediction == "centers" and not has_class_parameters(loss, feat_dim, options)
+    return LOSSES[loss].prediction == "centers" and not has_class_parameters(loss, options)
 
 
 def base_config(spec, key) -> RunConfig:

@@ -46,13 +46,13 @@ def search_space(loss: str, center_rule: str, fixed: dict | None = None) -> list
     """What a study of ``loss`` searches: the shared knobs, then the loss's options with a search range that
     are not ``fixed`` (the user's ``--set``)."""
     shared = [LR] + ([CENTER_LR] if center_rule == "separate" else [])
-    return shared + [o for o in LOSSES[loss].options if o.search is not None and o.name not in (fixed or {})]
+    return shared + [o for o in LOSSES.entry(loss).options if o.search is not None and o.name not in (fixed or {})]
 
 
 def describe_space(loss: str, center_rule: str, fixed: dict | None = None) -> str:
     searched = [o.describe_search() for o in search_space(loss, center_rule, fixed)]
     kept = [f"{name} fixed at {value:g}" for name, value in sorted((fixed or {}).items())]
-    kept += [o.describe_search() for o in LOSSES[loss].options
+    kept += [o.describe_search() for o in LOSSES.entry(loss).options
              if o.search is None and o.name not in (fixed or {})]
     return "; ".join(searched + kept)
 
