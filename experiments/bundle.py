@@ -16,7 +16,7 @@ from pathlib import Path
 
 from experiments import report
 from experiments.cli.types import HelpFormatter, Parser, positive_float
-from experiments.runners.bundle import BundleError, export, import_bundle
+from experiments.cli.entry import command, loading
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +47,8 @@ def main(argv=None) -> int:
     if args.command == "export" and len(args.files) != 1:
         parser.error("export writes one FILE (its parts are named after it: --part-mb)")
     outputs = report.Outputs.for_ledger(args.results, args.imgs, args.readme)
+    with loading():  # the ledger's modules (torch), once the flags are good
+        from experiments.runners.bundle import BundleError, export, import_bundle
     try:
         if args.command == "export":
             counts = export(args.files[0], outputs.results, outputs.imgs, args.runs, args.max_mb, args.force,
@@ -69,4 +71,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command(main))

@@ -17,6 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from experiments.cli.entry import command
 from experiments.cli.recipe import add_offline_flag
 from experiments.cli.types import HelpFormatter, Parser
 from experiments.datasets.fixes import HOW_TO_GET
@@ -92,4 +93,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command(main))

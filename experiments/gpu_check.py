@@ -32,8 +32,8 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import torch
 
+from experiments.cli.entry import command, loading
 from experiments.cli.types import HelpFormatter, Parser, positive_float, positive_int
 from experiments.datasets.sources import run_limited
 from experiments.datasets.specs import SPECS, default_data_root, file_problems, get_spec
@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    with loading():  # torch, once the flags are good
+        import torch
     if not torch.cuda.is_available():
         print(f"gpu-check: no CUDA device here (torch {torch.__version__} sees none); nothing to check")
         return 0
@@ -145,4 +147,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command(main))

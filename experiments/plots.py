@@ -61,9 +61,12 @@ def write_if_changed(path: Path, data: bytes) -> bool:
 
 def feature_gifs(frame_files: list[Path], class_names, out_dir: Path, title: str, held_out: str = "test") -> None:
     """``train.gif`` and ``{held_out}.gif`` from the per-epoch feature files of one feat_dim-2 run
-    (``held_out``: the split its frames hold, test under the reference protocol, val under fair)."""
+    (``held_out``: the split its frames hold, experiments/engine/protocol.py: test under the reference protocol,
+    val under fair, train under last, which makes the one ``train.gif``)."""
     frames = [torch.load(f) for f in frame_files]
-    for split, key in (("train", "train"), (held_out, "test")):
+    # under protocol last the frames' held-out slot holds the fixed training subset: one gif, train.gif
+    pairs = [("train", "test")] if held_out == "train" else [("train", "train"), (held_out, "test")]
+    for split, key in pairs:
         feats = [f[f"{key}_features"].float().numpy() for f in frames]
         labels = [f[f"{key}_labels"].numpy() for f in frames]
         if not any(len(a) for a in feats):  # a run that embedded no train subset per epoch has no train gif

@@ -11,31 +11,23 @@ interrupted run, or prints the result of a finished one.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
 
-from experiments.cli.recipe import (DATASET_HELP, KNOWN_CLASSES_HELP, LOSS_OPTION_FLAGS, add_recipe_arguments,
-                                    apply_model_recipe, center_rule_problem, config_from_args, run_problem,
-                                    run_settings, unread_center_flags, warn_single_class_batches)
-from experiments.cli.types import HelpFormatter, Parser, class_list, non_negative_int, positive_int
-from experiments.datasets.sources import prepare_run
-from experiments.datasets.specs import SPECS, DataError
-from experiments.engine.device import resolve_device
-from experiments.engine.io import unwritable
-from experiments.engine.run import never, run_one
-from experiments.engine.trainer import RunInterrupted
-from experiments.ledger.fingerprint import code_fingerprint
-from experiments.report.figures import run_pictures
 from centersuite.losses import LOSSES, loss_options
+from experiments.cli.entry import command, loading
+from experiments.cli.recipe import (DATASET_HELP, KNOWN_CLASSES_HELP, LOSS_OPTION_FLAGS, add_recipe_arguments,
+                                    config_from_args, recipe_problem, recipe_values, warn_single_class_batches)
+from experiments.cli.types import HelpFormatter, Parser, class_list, non_negative_int, positive_int
+from experiments.datasets.specs import SPECS
 
 
 def build_parser() -> argparse.ArgumentParser:
     paired = ", ".join(n for n in LOSSES if LOSSES.entry(n).pairs_across_classes)
     parser = Parser(prog="python -m experiments.train", description=__doc__, formatter_class=HelpFormatter,
-                                     epilog=f"{paired} need batches holding several classes (a term of each sums "
-                                            "over pairs of samples with different labels).")
+                    epilog=f"{paired} need batches holding several classes (a term of each sums over pairs of "
+                           "samples with different labels).")
     parser.add_argument("--dataset", choices=list(SPECS), default="fashion-mnist", help=DATASET_HELP)
     parser.add_argument("--loss", choices=list(LOSSES), default="standalone", help="the loss (see losses/)")
     parser.add_argument("--feat-dim", type=positive_int, default=2, help="feature dimension (2 for the plots)")
@@ -46,22 +38,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv=None):
+    """The flags and the run they make (``args.cfg``); every refusal the flags alone decide, in one line, before
+    torch is loaded."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    apply_model_recipe(args)
     for option, flag in LOSS_OPTION_FLAGS.items():
         if getattr(args, option) is not None and option not in loss_options(args.loss):
             parser.error(f"{flag} does not apply to --loss {args.loss} (it takes: "
                          f"{', '.join(LOSS_OPTION_FLAGS[o] for o in loss_options(args.loss)) or 'no loss option'})")
-    if problem := center_rule_problem(args.center_rule, [args.loss]) or unread_center_flags(args, [args.loss]):
+    if problem := recipe_problem(recipe_values(args), None, [args.loss]):
         parser.error(problem)
     warn_single_class_batches(args.batch_size, [args.loss])
+    args.cfg = config_from_args(args, args.dataset, args.loss, args.feat_dim, args.seed, args.known_classes or "")
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cfg = config_from_args(args, args.dataset, args.loss, args.feat_dim, args.seed, args.known_classes or "")
+    cfg = args.cfg
+    with loading():  # torch and the rest, once the flags are good
+        import dataclasses
+
+        from experiments.cli.recipe import run_problem, run_settings
+        from experiments.datasets.sources import prepare_run
+        from experiments.datasets.specs import DataError
+        from experiments.engine.device import resolve_device
+        from experiments.engine.io import unwritable
+        from experiments.engine.run import never, run_one
+        from experiments.engine.trainer import RunInterrupted
+        from experiments.ledger.fingerprint import code_fingerprint
+        from experiments.report.figures import run_pictures
     if (problem := run_problem(cfg)) is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -103,4 +109,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command(main))

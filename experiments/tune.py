@@ -33,30 +33,21 @@ The same study name with other losses, spaces, budget or code is refused;
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 import sys
 import time
 from pathlib import Path
 
-import torch
-
-from experiments import report
-from experiments.cli.recipe import (DATASET_HELP, add_backend_arguments, add_offline_flag, backend_from_args,
-                                    center_rule_problem, run_problem, size_problem)
-from experiments.engine.config import RunConfig
-from experiments.cli.types import HelpFormatter, Parser, non_negative_int, positive_float, positive_int
-from experiments.datasets.sources import prepare
-from experiments.datasets.specs import SPECS, DataError, default_data_root, get_spec
-from experiments.engine.device import resolve_device
-from experiments.engine.io import unwritable
-from experiments.runners.backends import Stop
-from experiments.runners.sweep import SweepError, parse_set
-from experiments.tuning.study import (N_STARTUP, PRECISE_BN, PRUNERS, StudyMismatch, TuneSpec, WorkerJob, base_config,
-                                      counted, journal_path, open_studies, recover_dead_trials, reproduce, running,
-                                      study_keys, work, write_summary)
-from experiments.tuning.trial import TrialData, describe_space
 from centersuite.losses import LOSSES
+from experiments.cli.entry import command, loading
+from experiments.cli.recipe import (DATASET_HELP, add_backend_arguments, add_offline_flag, center_rule_problem)
+from experiments.cli.types import HelpFormatter, Parser, non_negative_int, positive_float, positive_int
+from experiments.datasets.specs import SPECS, default_data_root
+from experiments.runners.presets import MAIN_LOSSES
+from experiments.runners.sweep import SweepError, parse_set
+from experiments.tuning.space import N_STARTUP, PRECISE_BN, PRUNERS, describe_space
 from centersuite.models import MODELS
 
 
@@ -64,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="python -m experiments.tune", description=__doc__,
                                      formatter_class=HelpFormatter, epilog=spaces_epilog())
     parser.add_argument("--study", default="tuned", help="the study's name (RESULTS/tune/NAME.journal)")
-    parser.add_argument("--losses", nargs="+", choices=list(LOSSES), default=["xent", "cent", "standalone"],
+    parser.add_argument("--losses", nargs="+", choices=list(LOSSES), default=MAIN_LOSSES,
                         help="the losses compared, each with its own study")
     parser.add_argument("--datasets", nargs="+", choices=list(SPECS), default=["fashion-mnist"], help=DATASET_HELP)
     parser.add_argument("--feat-dims", nargs="+", type=positive_int, default=[2], help="feature dimensions")
@@ -149,18 +140,31 @@ def parse_args(argv=None):
     return args
 
 
-def tune_spec(args) -> TuneSpec:
-    return TuneSpec(study=args.study, losses=list(args.losses), datasets=list(args.datasets),
-                    feat_dims=list(args.feat_dims), model=args.model, center_rule=args.center_rule, epochs=args.epochs,
-                    train_size=args.train_size, val_size=args.val_size, test_size=args.test_size, trials=args.trials,
-                    trial_seeds=args.trial_seeds, precise_bn=args.precise_bn,
-                    pruner=args.pruner, seed=args.seed, reproductions=args.reproductions, fixed=args.fixed,
-                    results=Path(args.results), out=Path(args.out), data_root=Path(args.data_root),
-                    device=args.device, progress=not args.no_progress, command=args.command)
+def tune_spec(args):
+    """The study the flags describe: every field of ``TuneSpec`` from the flag of the same name."""
+    from experiments.tuning.study import TuneSpec
+    names = {f.name for f in dataclasses.fields(TuneSpec)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    return TuneSpec(**values, progress=not args.no_progress)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    with loading():  # torch, Optuna and the rest, once the flags are good
+        import torch
+
+        from experiments import report
+        from experiments.cli.recipe import backend_from_args, run_problem, size_problem
+        from experiments.datasets.sources import prepare
+        from experiments.datasets.specs import DataError, get_spec
+        from experiments.engine.config import RunConfig
+        from experiments.engine.device import resolve_device
+        from experiments.engine.io import unwritable
+        from experiments.runners.backends import Stop
+        from experiments.tuning.study import (StudyMismatch, WorkerJob, base_config, counted, journal_path,
+                                              open_studies, recover_dead_trials, reproduce, running, study_keys, work,
+                                              write_summary)
+        from experiments.tuning.trial import TrialData
     try:
         import optuna  # noqa: F401
     except ImportError:
@@ -218,10 +222,10 @@ def main(argv=None) -> int:
     if left:
         print(f"tune: stopped with {left} trials left; the same command continues the study")
     if not args.no_report:
-        report.build(outputs, args.out)
-        print(f"report: {outputs.results / 'table.md'}" + report.readme_line(outputs))
+        built = report.build(outputs, args.out)
+        print(f"report: {outputs.results / 'table.md'}" + (built.readme_line() if built else ", README untouched"))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command(main))

@@ -27,6 +27,7 @@ from .options import (ALPHA, ARC_MARGIN, CENTER_SCALE, COS_MARGIN, DELTA, FIXED_
                       WEIGHT_CONTRASTIVE, WEIGHT_INTER, WEIGHT_INTRA, Option)
 
 PML = "pytorch-metric-learning"
+CENTER_RULES = ("joint", "separate", "wen")  # how learnable centers are updated: losses/center_rules.py
 
 
 @dataclass(frozen=True)

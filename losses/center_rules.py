@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from . import CENTER_RULES
 from ..eval.metrics import class_counts
 
 
@@ -102,7 +103,6 @@ class WenRule(CenterRule):
         c.sub_(self.alpha * diff_sum / (1 + counts))
 
 
-CENTER_RULES = ("joint", "separate", "wen")
 
 
 def rule_problem(rule: str, loss_name: str, loss) -> str | None:

@@ -10,7 +10,8 @@ REPO = Path(__file__).resolve().parent.parent
 COMMANDS = {"train", "grid", "tune", "bench", "bundle", "data", "gpu_check", "slot", "check_env"}
 # lowest first: a module may import its own layer's package and any layer before it, never one after it
 LAYERS = [
-    {"experiments", "experiments.cli", "experiments.cli.types", "experiments.plots"},
+    {"experiments", "experiments.cli", "experiments.cli.types", "experiments.plots", "experiments.text",
+     "experiments.cli.entry"},
     {"experiments.datasets"},
     {"experiments.engine"},
     {"experiments.ledger"},
@@ -144,7 +145,7 @@ def replace_in(path: Path, old: str, new: str) -> None:
 def test_help_text_messages_fetch_code_and_moves_change_no_fingerprint_and_an_augmentation_edit_changes_all(tmp_path):
     before = fingerprints_of(REPO)
     tree = copy_of_the_code(tmp_path / "edits")
-    replace_in(tree / "experiments" / "cli" / "recipe.py", '"training epochs"', '"epochs to train"')  # a help string
+    replace_in(tree / "experiments" / "engine" / "config.py", '"training epochs"', '"epochs to train"')  # a help text
     replace_in(tree / "experiments" / "datasets" / "sources.py", "FETCH_LIMIT_S = 60.0", "FETCH_LIMIT_S = 90.0")
     engine = tree / "experiments" / "engine"  # a pure move: cpu_memory.py renamed, its importer updated
     (engine / "cpu_memory.py").rename(engine / "heap.py")

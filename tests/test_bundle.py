@@ -1,10 +1,13 @@
 """A grid carried between checkouts in a bundle finishes with what an uninterrupted grid records."""
+import dataclasses
 import tarfile
 
 import pytest
 import torch
 
 from experiments import bundle, grid
+from experiments.runners import bundle as runner_bundle
+from experiments.runners.sweep import plan
 from experiments.cli.recipe import run_settings
 from experiments.runners import backends
 from experiments.ledger.rows import read_rows
@@ -35,14 +38,14 @@ def test_a_grid_exported_mid_way_finishes_in_a_fresh_checkout(tmp_path, monkeypa
         assert grid.main(ONE + ["--seeds", "0"] + checkout(a)) == 0
     assert grid.main(ONE + ["--seeds", "1"] + checkout(a)) == 0
     assert [r["seed"] for r in read_rows(a / "results" / "runs.csv")] == ["1"]
-    counts = bundle.export(tmp_path / "grid.tar", **folders(a), max_mb=16)
+    counts = runner_bundle.export(tmp_path / "grid.tar", **folders(a), max_mb=16)
     assert counts["runs"] >= 3  # config, metrics, checkpoint (+ frames) of the unfinished seed-0 run
     with tarfile.open(tmp_path / "grid.tar") as tar:
         names = tar.getnames()
     assert "results/runs.csv" in names and any(n.endswith("/checkpoint.pt") for n in names)
     assert not any(n.endswith("result.json") for n in names)
     # checkout b: import, then the same grid command finishes there
-    assert bundle.import_bundle(tmp_path / "grid.tar", **folders(b))["runs taken"] == 1
+    assert runner_bundle.import_bundle(tmp_path / "grid.tar", **folders(b))["runs taken"] == 1
     assert grid.main(ONE + ["--seeds", "0", "1"] + checkout(b)) == 0
     assert grid.main(ONE + ["--seeds", "0", "1"] + checkout(whole)) == 0
     rows = {r["run_id"]: r for r in read_rows(b / "results" / "runs.csv")}
@@ -53,7 +56,7 @@ def test_a_grid_exported_mid_way_finishes_in_a_fresh_checkout(tmp_path, monkeypa
                                                                  expected[run_id]["best_test_acc"])
     assert sorted(e["epoch"] for e in read_rows(b / "results" / "epochs.csv")) == ["1", "1", "2", "2", "3", "3"]
     # importing the same bundle again doubles nothing and does not roll the finished run back
-    bundle.import_bundle(tmp_path / "grid.tar", **folders(b))
+    runner_bundle.import_bundle(tmp_path / "grid.tar", **folders(b))
     assert len(read_rows(b / "results" / "runs.csv")) == 2
     [resumed] = [run_id for run_id, r in rows.items() if r["seed"] == "0"]
     assert (b / "runs" / resumed / "result.json").exists()
@@ -65,12 +68,12 @@ def test_the_size_cap_and_an_existing_file_are_refused_with_the_reason(tmp_path,
         stop_after_first_epoch(m)
         assert grid.main(ONE + ["--seeds", "0"] + checkout(tmp_path)) == 0
     assert grid.main(ONE + ["--seeds", "1", "--epochs", "1"] + checkout(tmp_path)) == 0
-    with pytest.raises(bundle.BundleError, match=r"over the 0.01 MiB cap \(largest: .*checkpoint.pt"):
-        bundle.export(tmp_path / "small.tar", **folders(tmp_path), max_mb=0.01)
+    with pytest.raises(runner_bundle.BundleError, match=r"over the 0.01 MiB cap \(largest: .*checkpoint.pt"):
+        runner_bundle.export(tmp_path / "small.tar", **folders(tmp_path), max_mb=0.01)
     assert not (tmp_path / "small.tar").exists()
     (tmp_path / "taken.tar").write_text("mine")
-    with pytest.raises(bundle.BundleError, match="taken.tar exists; give another file name, or --force"):
-        bundle.export(tmp_path / "taken.tar", **folders(tmp_path), max_mb=16)
+    with pytest.raises(runner_bundle.BundleError, match="taken.tar exists; give another file name, or --force"):
+        runner_bundle.export(tmp_path / "taken.tar", **folders(tmp_path), max_mb=16)
     assert (tmp_path / "taken.tar").read_text() == "mine"
     (tmp_path / "broken.tar").write_bytes(b"not a tar")
     assert bundle.main(["import", str(tmp_path / "broken.tar"), "--results", str(tmp_path / "elsewhere")]) == 2
@@ -79,6 +82,7 @@ def test_the_size_cap_and_an_existing_file_are_refused_with_the_reason(tmp_path,
 def test_a_two_dimensional_run_keeps_its_frames_small(tmp_path):
     """Per-epoch frames are float16 on at most 5000 points per split: ~53 KB an epoch, ~5 MB for 100 epochs."""
     from experiments.engine.config import RunConfig
+    from experiments.engine.context import RunContext
     from experiments.engine.trainer import FRAME_POINTS, Trainer
     from experiments.engine.data import DeviceData
     from experiments.datasets.specs import get_spec
@@ -86,7 +90,7 @@ def test_a_two_dimensional_run_keeps_its_frames_small(tmp_path):
     embeddings = (torch.randn(10000, 2), torch.randint(0, 10, (10000,)), torch.randn(6000, 2), None,
                   torch.randint(0, 10, (6000,)))
     data = DeviceData(get_spec("synthetic"), tmp_path, torch.device("cpu"), 1024, 500)
-    trainer = Trainer(cfg, data, torch.device("cpu"), tmp_path, progress=False)
+    trainer = Trainer(cfg, data, tmp_path, RunContext(device=torch.device("cpu"), progress=False))
     trainer.history = [{"epoch": 1}]
     frame = trainer.feature_frame(embeddings, 0.5, FRAME_POINTS)
     assert frame["train_features"].shape == (5000, 2) and frame["test_features"].shape == (5000, 2)
@@ -100,8 +104,7 @@ def test_a_two_dimensional_run_keeps_its_frames_small(tmp_path):
 def test_the_worker_data_cache_tells_known_class_splits_apart(tmp_path):
     """A worker reuses the dataset on its device only for the same split: open-set runs differ by known classes."""
     args = grid.parse_args(ONE + ["--seeds", "0", "--epochs", "1"] + checkout(tmp_path))
-    args.known_classes = ["0-5", ""]
-    a, b = grid.planned_configs(args)
+    a, b = plan(dataclasses.replace(args.spec, known_classes=["0-5", ""]))
     assert (a.known_classes, b.known_classes) == ("0-5", "")
     stop = backends.Stop(tmp_path / "no-stop", None)
     settings = run_settings(args, args.results)

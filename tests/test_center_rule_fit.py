@@ -3,9 +3,10 @@ import pytest
 import torch
 
 from experiments import grid
-from centersuite.losses.center_rules import CENTER_RULES
+from centersuite.losses import CENTER_RULES
 from experiments.engine.config import RunConfig
 from experiments.engine.data import epoch_batches
+from experiments.engine.context import RunContext
 from experiments.engine.trainer import Trainer
 from centersuite.losses import LOSSES, LossEntry, build_loss
 from centersuite.losses.base import LossWithCenters
@@ -25,10 +26,10 @@ def test_every_loss_and_center_rule_pair_trains_a_step_or_is_refused_in_one_line
                     test_size=500, model="lenet++")
     if loss in MOVED_BY_OTHER_TERMS and rule != "joint":
         with pytest.raises(ValueError, match=f"--center-rule {rule} does not fit the loss") as e:
-            Trainer(cfg, synthetic_data, CPU, tmp_path, progress=False)
+            Trainer(cfg, synthetic_data, tmp_path, RunContext(device=CPU, progress=False))
         assert "\n" not in str(e.value)
         return
-    trainer = Trainer(cfg, synthetic_data, CPU, tmp_path, progress=False)
+    trainer = Trainer(cfg, synthetic_data, tmp_path, RunContext(device=CPU, progress=False))
     out = trainer.train_step(epoch_batches(1024, 16, CPU)[0])
     assert torch.isfinite(out).all()
 

@@ -140,18 +140,26 @@ def test_ctrl_c_stops_a_run_with_one_line_and_the_same_command_resumes(tmp_path)
     assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["epoch"] == epoch >= 1
 
 
-def test_ctrl_c_while_a_command_starts_is_one_line_and_elsewhere_python_reports_as_usual():
-    from experiments import STARTING
-    # a real SIGINT that arrives while the modules load (as during torch's import, seconds on a CPU machine)
-    start = ("import experiments, os, signal\nos.kill(os.getpid(), signal.SIGINT)\nimport torch\n"
-             "print('not reached')")
+def test_ctrl_c_while_a_command_loads_is_one_line_and_elsewhere_python_reports_as_usual():
+    from experiments.cli.entry import STARTING
+    # a real SIGINT that arrives while a command's main loads its modules (torch's import: seconds on a CPU)
+    start = ("import os, signal, sys\nfrom experiments.cli.entry import command, loading\n"
+             "def main():\n    with loading():\n        os.kill(os.getpid(), signal.SIGINT)\n        import torch\n"
+             "    print('not reached')\nsys.exit(command(main))")
     done = subprocess.run([sys.executable, "-c", start], cwd=REPO, capture_output=True, text=True,
                           preexec_fn=sigint_default)
     assert done.returncode == -2 and done.stdout == ""  # ended by SIGINT: 130 in a shell
     assert done.stderr.strip() == STARTING and "Traceback" not in done.stderr
+    # a Ctrl-C once the command works is its own to report: Python's traceback where it does not
+    later = ("import os, signal, sys\nfrom experiments.cli.entry import command, loading\n"
+             "def main():\n    with loading():\n        pass\n    os.kill(os.getpid(), signal.SIGINT)\n"
+             "sys.exit(command(main))")
+    done = subprocess.run([sys.executable, "-c", later], cwd=REPO, capture_output=True, text=True,
+                          preexec_fn=sigint_default)
+    assert "Traceback" in done.stderr and STARTING not in done.stderr
     # an exception that is no Ctrl-C is shown whole, as Python shows it
-    done = subprocess.run([sys.executable, "-c", "import experiments\n1 / 0"], cwd=REPO, capture_output=True,
-                          text=True)
+    done = subprocess.run([sys.executable, "-c", "from experiments.cli.entry import command\ncommand(lambda: 1 / 0)"],
+                          cwd=REPO, capture_output=True, text=True)
     assert "Traceback" in done.stderr and done.stderr.strip().endswith("ZeroDivisionError: division by zero")
     assert STARTING not in done.stderr
 
@@ -171,24 +179,6 @@ def test_an_option_is_taken_only_by_its_whole_name(capsys):
     with pytest.raises(SystemExit):  # argparse would take it as --runs-per-gpu 2
         grid.parse_args(["--runs", "2", "--dry-run"])
     assert "unrecognized arguments: --runs 2" in capsys.readouterr().err
-
-
-def test_a_ctrl_c_a_commands_main_saw_goes_to_pythons_own_hook(capsys):
-    import experiments
-    seen = []
-    code = compile("def main():\n    raise KeyboardInterrupt\n", str(REPO / "experiments" / "train.py"), "exec")
-    space = {}
-    exec(code, space)  # a function named main in a command's file, as the traceback of a command's main has it
-    try:
-        space["main"]()
-    except KeyboardInterrupt:
-        experiments._ctrl_c_at_start_up(*sys.exc_info(), default=lambda *info: seen.append(info[0]))
-    assert seen == [KeyboardInterrupt] and capsys.readouterr().err == ""
-    try:
-        raise KeyboardInterrupt  # here: no command's main on the way
-    except KeyboardInterrupt:
-        experiments._ctrl_c_at_start_up(*sys.exc_info(), default=lambda *info: seen.append(info[0]))
-    assert seen == [KeyboardInterrupt] and capsys.readouterr().err.strip() == experiments.STARTING
 
 
 def test_the_suite_wrapper_prints_its_usage_and_rejects_unknown_commands():

@@ -12,6 +12,7 @@ from experiments.engine.compiled import CompiledForward
 from experiments.engine.config import RunConfig
 from experiments.engine.data import DeviceData
 from experiments.datasets.specs import get_spec
+from experiments.engine.context import RunContext
 from experiments.engine.trainer import Trainer
 from centersuite.models import build_model
 
@@ -63,9 +64,9 @@ def test_a_compiler_that_fails_leaves_the_run_eager_after_one_warning_line():
 
 
 def test_compilation_is_asked_for_and_changes_the_layout(synthetic_data, tmp_path):
-    eager = Trainer(tiny(), synthetic_data, CPU, tmp_path, progress=False)
+    eager = Trainer(tiny(), synthetic_data, tmp_path, RunContext(device=CPU, progress=False))
     assert eager.forward is None and eager.memory_format == torch.channels_last
-    compiled = Trainer(tiny(), synthetic_data, CPU, tmp_path, progress=False, compile=True)
+    compiled = Trainer(tiny(), synthetic_data, tmp_path, RunContext(device=CPU, progress=False, compile=True))
     assert isinstance(compiled.forward, CompiledForward) and compiled.memory_format == torch.contiguous_format
 
 
@@ -77,23 +78,21 @@ def small_data():
 
 @pytest.fixture(scope="module")
 def fp32_eager(small_data, tmp_path_factory):
-    return Trainer(tiny(train_size=512, test_size=200, batch_size=32), small_data, CPU, tmp_path_factory.mktemp("base"),
-                   progress=False, log=lambda *_: None).fit()
+    return Trainer(tiny(train_size=512, test_size=200, batch_size=32), small_data, tmp_path_factory.mktemp("base"), RunContext(device=CPU, progress=False, log=lambda *_: None)).fit()
 
 
 @pytest.mark.xdist_group("cpu-variants")  # one worker: the fp32 eager run is trained once
 @pytest.mark.parametrize("variant", [{"precision": "bf16"}, {"eval_train_size": 0}])
 def test_each_cpu_variant_trains_to_what_fp32_eager_reaches(variant, small_data, fp32_eager, tmp_path):
     base = fp32_eager
-    other = Trainer(tiny(train_size=512, test_size=200, batch_size=32, **variant), small_data, CPU, tmp_path / "other",
-                    progress=False, log=lambda *_: None).fit()
+    other = Trainer(tiny(train_size=512, test_size=200, batch_size=32, **variant), small_data, tmp_path / "other", RunContext(device=CPU, progress=False, log=lambda *_: None)).fit()
     assert other["status"] == "finished" and base["final_test_acc"] > 0.9
     assert abs(other["final_test_acc"] - base["final_test_acc"]) < 0.05
     assert other["final_knn1_acc"] > 0.9  # the final evaluation embeds the train subset in any case
 
 
 def test_without_a_per_epoch_train_subset_the_class_mean_accuracy_is_not_made_up(synthetic_data, tmp_path):
-    trainer = Trainer(tiny(eval_train_size=0, loss="xent"), synthetic_data, CPU, tmp_path, progress=False)
+    trainer = Trainer(tiny(eval_train_size=0, loss="xent"), synthetic_data, tmp_path, RunContext(device=CPU, progress=False))
     metrics, embeddings = trainer.evaluate("test")
     assert embeddings[0] is None
     assert torch.isnan(metrics["test_acc_class_mean"]) and torch.isnan(metrics["test_acc_center"])

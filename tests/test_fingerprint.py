@@ -80,17 +80,16 @@ def test_an_edited_loss_makes_the_grid_retrain_its_runs_only(tmp_path, monkeypat
 def test_an_interrupted_checkpoint_of_other_code_is_not_resumed(tmp_path, monkeypatch):
     from experiments.engine.config import RunConfig
     from experiments.engine.data import load_data
+    from experiments.engine.context import RunContext
     from experiments.engine.trainer import RunStopped, Trainer
     import torch
     cfg = RunConfig(dataset="synthetic", loss="standalone", epochs=2, train_size=256, test_size=100, batch_size=64)
     data = load_data(cfg, tmp_path, torch.device("cpu"))
     with pytest.raises(RunStopped):
-        Trainer(cfg, data, torch.device("cpu"), tmp_path / cfg.run_id, progress=False,
-                fingerprint=code_fingerprint(cfg.loss, cfg.model)).fit(lambda: True)
+        Trainer(cfg, data, tmp_path / cfg.run_id, RunContext(device=torch.device("cpu"), progress=False, fingerprint=code_fingerprint(cfg.loss, cfg.model))).fit(lambda: True)
     edited(monkeypatch, "standalone.py")
     logs = []
-    result = Trainer(cfg, data, torch.device("cpu"), tmp_path / cfg.run_id, progress=False, log=logs.append,
-                     fingerprint=code_fingerprint(cfg.loss, cfg.model)).fit()
+    result = Trainer(cfg, data, tmp_path / cfg.run_id, RunContext(device=torch.device("cpu"), progress=False, log=logs.append, fingerprint=code_fingerprint(cfg.loss, cfg.model))).fit()
     assert result["epochs_done"] == 2 and not any("resuming" in line for line in logs)
     assert any("trained by other code" in line for line in logs)
 

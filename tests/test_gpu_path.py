@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from experiments import bench, gpu_check
+from experiments.probes import bench as probe
 from experiments.cli.recipe import backend_from_args
 from experiments.runners import backends
 from experiments.engine.config import RunConfig
@@ -23,6 +24,7 @@ from experiments.datasets.sources import Source, ensure, run_limited
 from experiments.datasets.specs import DataError
 from experiments.datasets.specs import default_data_root
 from experiments.engine.device import resolve_device
+from experiments.engine.context import RunContext
 from experiments.engine.trainer import RunStopped, Trainer, restore_rng_state, rng_state
 from tests.fake_cuda import FakeCuda
 
@@ -80,8 +82,8 @@ def test_the_bench_picks_the_synthetic_set_when_no_dataset_is_present(tmp_path):
 
 # ---- 4. fp16 with the graph mode ----------------------------------------------------------
 def test_the_bench_runs_fp16_eagerly_when_the_graph_mode_is_asked(synthetic_data):
-    row = bench.bench_one(synthetic_data, "synthetic", "standalone", "graph", 2, torch.device("cpu"), "fp16")
-    assert row["mode"] == bench.FP16_EAGER and row["precision"] == "fp16" and row["finite"]
+    row = probe.bench_one(synthetic_data, "synthetic", "standalone", "graph", 2, torch.device("cpu"), "fp16")
+    assert row["mode"] == probe.FP16_EAGER and row["precision"] == "fp16" and row["finite"]
 
 
 # ---- 7. RNG state of the run's device only ------------------------------------------------
@@ -122,7 +124,7 @@ def test_a_checkpoint_made_with_two_gpus_resumes_on_a_machine_with_one(monkeypat
 def tiny_trainer(data, run_dir, epochs=2):
     cfg = RunConfig(dataset="synthetic", loss="cent", feat_dim=8, epochs=epochs, batch_size=64, train_size=1024,
                     test_size=500)
-    return Trainer(cfg, data, torch.device("cpu"), run_dir, progress=False, log=lambda *_: None)
+    return Trainer(cfg, data, run_dir, RunContext(device=torch.device("cpu"), progress=False, log=lambda *_: None))
 
 
 @pytest.mark.parametrize("stop", [False, True])

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from experiments import grid
+from experiments.runners.sweep import plan
 from experiments.cli.recipe import run_settings
 from experiments.ledger import claims
 from experiments.ledger.claims import Claim
@@ -34,7 +35,7 @@ def test_a_live_holder_on_this_host_keeps_its_claim_however_long_it_was_paused(t
 
 def test_a_runner_whose_claim_was_taken_stops_before_its_next_epoch_and_records_nothing(tmp_path, monkeypatch):
     args = grid.parse_args(ONE + ["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")])
-    [cfg] = grid.planned_configs(args)
+    [cfg] = plan(args.spec)
     asked = []
 
     def held(self):  # the claim is taken over (by a runner on another host) once the first epoch is done
@@ -82,7 +83,7 @@ def test_a_paused_runner_and_a_second_grid_train_each_run_once(tmp_path):
     """Two grids on one folder while the first holds a run: the second skips it, however old the claim."""
     dirs = ["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
     args = grid.parse_args(ONE + dirs)
-    [cfg] = grid.planned_configs(args)
+    [cfg] = plan(args.spec)
     holder = Claim(tmp_path / "runs", cfg.run_id)
     assert holder.take()
     old = time.time() - 3600

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from experiments import train
 from experiments.cli.recipe import LOSS_OPTIONS
-from centersuite.losses.center_rules import CENTER_RULES
+from centersuite.losses import CENTER_RULES
 from centersuite.losses import LOSSES, loss_options
 from centersuite.models import MODELS
 

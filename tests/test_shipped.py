@@ -12,6 +12,7 @@ from experiments.ledger.rows import read_rows
 from experiments.engine.device import device_name
 from experiments.report import config_of
 from experiments.engine.data import load_data
+from experiments.engine.context import RunContext
 from experiments.engine.trainer import Trainer
 from tests.conftest import THREADS, dataset_root
 
@@ -64,7 +65,7 @@ def test_the_cheapest_shipped_cpu_row_reproduces_its_first_epoch_exactly(tmp_pat
                and e["code_fingerprint"] == row["code_fingerprint"] and e["epoch"] == "1"]
     data = load_data(cfg, root, torch.device("cpu"))
     one_epoch = dataclasses.replace(cfg, epochs=1)
-    Trainer(one_epoch, data, torch.device("cpu"), tmp_path, progress=False, log=lambda *_: None).fit()
+    Trainer(one_epoch, data, tmp_path, RunContext(device=torch.device("cpu"), progress=False, log=lambda *_: None)).fit()
     [again] = read_rows(tmp_path / "metrics.csv")
     recorded = [n for n in ("test_acc", "val_acc", "train_acc") if first.get(n)]  # protocol last: no held-out
     assert "train_acc" in recorded  # accuracy per epoch, only a final test

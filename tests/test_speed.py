@@ -10,6 +10,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from experiments import bench, grid
+from experiments.probes import bench as probe
 from experiments.engine.augment import Augment
 from experiments.engine.config import RunConfig
 from experiments.engine.data import epoch_batches
@@ -25,7 +26,7 @@ from tests.test_grid import grid_dirs
 def first_losses(data, device, use_graph, steps=8, precision="fp32"):
     cfg = RunConfig(dataset="synthetic", loss="standalone", feat_dim=16, batch_size=64, lr=0.05,
                     augment="none", precision=precision, train_size=1024, test_size=500)
-    trainer = Trainer(cfg, data, device, "/tmp/unused", progress=False, use_graph=use_graph)
+    trainer = Trainer(cfg, data, "/tmp/unused", RunContext(device=device, progress=False, use_graph=use_graph))
     step = trainer.make_step()
     torch.manual_seed(123)
     batches = epoch_batches(len(data.train_labels), 64, device)
@@ -67,7 +68,7 @@ def test_the_training_step_waits_for_the_host_only_where_the_loss_declares_it(lo
     # loss that syncs (pytorch-metric-learning's masks and miners) declares graph_safe = False and runs eagerly
     cfg = RunConfig(dataset="synthetic", loss=loss, center_rule=rule, feat_dim=16, batch_size=64,
                     train_size=1024, test_size=500)
-    trainer = Trainer(cfg, synthetic_data, torch.device("cpu"), tmp_path, progress=False, use_graph=False)
+    trainer = Trainer(cfg, synthetic_data, tmp_path, RunContext(device=torch.device("cpu"), progress=False, use_graph=False))
     index = epoch_batches(len(synthetic_data.train_labels), 64, torch.device("cpu"))[0]
     with HostSyncs() as syncs:
         out = trainer.train_step(index)
@@ -122,8 +123,8 @@ def test_graph_and_eager_runs_reach_the_same_accuracy(tmp_path):
     data = DeviceData(get_spec("synthetic"), "data", device, 1024, 500)
     cfg = RunConfig(dataset="synthetic", loss="cent", feat_dim=16, epochs=12, batch_size=64, lr=0.05,
                     lr_patience=2, train_size=1024, test_size=500)  # patience 2: the lr drops, graph recaptured
-    eager = Trainer(cfg, data, device, tmp_path / "eager", progress=False, use_graph=False).fit()
-    trainer = Trainer(cfg, data, device, tmp_path / "graph", progress=False, use_graph=True)
+    eager = Trainer(cfg, data, tmp_path / "eager", RunContext(device=device, progress=False, use_graph=False)).fit()
+    trainer = Trainer(cfg, data, tmp_path / "graph", RunContext(device=device, progress=False, use_graph=True))
     graphed = trainer.fit()
     assert trainer.step.captures >= 2  # the lr changed and the step was recaptured
     assert abs(eager["final_test_acc"] - graphed["final_test_acc"]) < 0.05
@@ -136,7 +137,7 @@ def test_bench_runs_on_the_cpu_and_writes_its_figures_beside_the_plain_loop(tmp_
                        "--out", str(out)]) == 0
     with open(out) as f:
         rows = list(csv.DictReader(f))
-    assert [(r["mode"], r["precision"]) for r in rows] == [(bench.PLAIN, "fp32"), ("eager", "fp32"),
+    assert [(r["mode"], r["precision"]) for r in rows] == [(probe.PLAIN, "fp32"), ("eager", "fp32"),
                                                            ("packed x2 (eager)", "fp32")]
     assert all(float(r["train_images_per_s"]) > 0 and r["finite"] == "True" for r in rows)
     plain, eager = rows[0], rows[1]
@@ -167,7 +168,7 @@ def test_evaluation_syncs_once_whatever_the_number_of_batches(synthetic_data, tm
     from centersuite.eval.embedding import embedding_metrics
     from centersuite.eval.metrics import embed, evaluate_embeddings
     cfg = RunConfig(dataset="synthetic", loss="cent", feat_dim=16, train_size=1024, test_size=500)
-    trainer = Trainer(cfg, synthetic_data, torch.device("cpu"), tmp_path, progress=False, use_graph=False)
+    trainer = Trainer(cfg, synthetic_data, tmp_path, RunContext(device=torch.device("cpu"), progress=False, use_graph=False))
     images, labels = synthetic_data.split("test")
     with HostSyncs() as syncs:
         features, logits = embed(trainer.model, images, batch_size=64)  # 8 batches

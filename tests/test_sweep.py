@@ -4,7 +4,7 @@ import pytest
 from experiments import grid, report
 from experiments.report import compare
 from experiments.ledger.rows import read_rows
-from experiments.runners.sweep import SweepError, described, parse_set
+from experiments.runners.sweep import SweepError, described, parse_set, plan
 from centersuite.losses import LOSSES, build_loss, loss_options
 from tests.example_loss import ENTRY
 
@@ -68,11 +68,11 @@ def test_a_flag_no_chosen_loss_takes_is_refused(capsys):
 
 def test_a_center_rule_applies_only_to_losses_with_class_centers_or_proxies(capsys):
     from experiments import train
-    plan = grid.planned_configs(grid.parse_args(TINY + ["--losses", "xent", "contrastive", "cent",
-                                                        "--center-rule", "separate"]))
-    plain = grid.planned_configs(grid.parse_args(TINY + ["--losses", "xent", "contrastive"]))
-    assert {c.loss: c.center_rule for c in plan} == {"xent": "joint", "contrastive": "joint", "cent": "separate"}
-    assert [c.run_id for c in plan[:2]] == [c.run_id for c in plain]  # no run id for a rule the run ignores
+    planned = plan(grid.parse_args(TINY + ["--losses", "xent", "contrastive", "cent",
+                                                        "--center-rule", "separate"]).spec)
+    plain = plan(grid.parse_args(TINY + ["--losses", "xent", "contrastive"]).spec)
+    assert {c.loss: c.center_rule for c in planned} == {"xent": "joint", "contrastive": "joint", "cent": "separate"}
+    assert [c.run_id for c in planned[:2]] == [c.run_id for c in plain]  # no run id for a rule the run ignores
     for parse, argv, message in (
             (grid.parse_args, TINY + ["--losses", "xent", "contrastive", "--center-rule", "wen"],
              "--center-rule wen does not apply to --losses xent contrastive: none of them trains class centers"),
@@ -94,9 +94,9 @@ def test_a_center_lr_no_run_reads_is_refused_and_one_that_is_read_names_its_runs
             parse(argv)
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "is read by no run here" in err
-    plan = grid.planned_configs(grid.parse_args(TINY + ["--losses", "cent", "--center-rule", "separate",
-                                                        "--center-lr", "0.1", "0.5"]))
-    assert [described(c)[-2:] for c in plan] == [["center_rule=separate", "center_lr=0.1"],
+    planned = plan(grid.parse_args(TINY + ["--losses", "cent", "--center-rule", "separate",
+                                                        "--center-lr", "0.1", "0.5"]).spec)
+    assert [described(c)[-2:] for c in planned] == [["center_rule=separate", "center_lr=0.1"],
                                                  ["test_size=100", "center_rule=separate"]]
 
 

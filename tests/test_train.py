@@ -7,6 +7,7 @@ import torch
 from experiments.engine.config import RunConfig
 from experiments.engine.data import DeviceData
 from experiments.datasets.specs import get_spec
+from experiments.engine.context import RunContext
 from experiments.engine.trainer import Trainer
 from tests.conftest import fashion_mnist_root
 
@@ -22,7 +23,7 @@ def synthetic_config(loss, **kw):
 @pytest.mark.parametrize("loss", ["xent", "cent", "standalone"])
 def test_every_loss_learns_a_separable_problem(loss, synthetic_data, tmp_path):
     cfg = synthetic_config(loss)
-    result = Trainer(cfg, synthetic_data, CPU, tmp_path / cfg.run_id, progress=False).fit()
+    result = Trainer(cfg, synthetic_data, tmp_path / cfg.run_id, RunContext(device=CPU, progress=False)).fit()
     assert result["status"] == "finished" and result["epochs_done"] == 5
     assert result["final_test_acc"] > 0.9
     assert result["final_test_acc_center"] > 0.9
@@ -35,7 +36,7 @@ def test_every_loss_learns_a_separable_problem(loss, synthetic_data, tmp_path):
 
 def test_two_dimensional_features_are_saved_per_epoch(synthetic_data, tmp_path):
     cfg = synthetic_config("standalone", feat_dim=2, epochs=2)
-    Trainer(cfg, synthetic_data, CPU, tmp_path, progress=False).fit()
+    Trainer(cfg, synthetic_data, tmp_path, RunContext(device=CPU, progress=False)).fit()
     frames = sorted((tmp_path / "features").glob("epoch_*.pt"))
     assert [f.name for f in frames] == ["epoch_000.125.pt", "epoch_000.250.pt", "epoch_000.500.pt", "epoch_001.pt",
                                         "epoch_002.pt"]
@@ -49,9 +50,9 @@ def test_two_dimensional_features_are_saved_per_epoch(synthetic_data, tmp_path):
 def test_frames_within_the_first_epoch_do_not_change_the_training(synthetic_data, tmp_path, monkeypatch):
     import experiments.engine.trainer as trainer_module
     cfg = synthetic_config("standalone", feat_dim=2, epochs=1)
-    with_frames = Trainer(cfg, synthetic_data, CPU, tmp_path / "a", progress=False).fit()
+    with_frames = Trainer(cfg, synthetic_data, tmp_path / "a", RunContext(device=CPU, progress=False)).fit()
     monkeypatch.setattr(trainer_module, "EARLY_FRAMES", ())
-    without = Trainer(cfg, synthetic_data, CPU, tmp_path / "b", progress=False).fit()
+    without = Trainer(cfg, synthetic_data, tmp_path / "b", RunContext(device=CPU, progress=False)).fit()
     assert len(list((tmp_path / "a" / "features").glob("epoch_000.*.pt"))) == 3
     assert not list((tmp_path / "b" / "features").glob("epoch_000.*.pt"))
     assert with_frames["final_test_acc"] == without["final_test_acc"]
@@ -60,14 +61,14 @@ def test_frames_within_the_first_epoch_do_not_change_the_training(synthetic_data
 
 def test_a_diverging_loss_is_recorded_not_raised(synthetic_data, tmp_path):
     cfg = synthetic_config("xent", lr=1e12, epochs=3)
-    result = Trainer(cfg, synthetic_data, CPU, tmp_path, progress=False, log=lambda *_: None).fit()
+    result = Trainer(cfg, synthetic_data, tmp_path, RunContext(device=CPU, progress=False, log=lambda *_: None)).fit()
     assert result["status"] == "diverged" and result["diverged_epoch"] == 1
     assert result["epochs_done"] == 0
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(synthetic_data, tmp_path, monkeypatch):
     cfg = synthetic_config("cent", epochs=3)
-    trainer = Trainer(cfg, synthetic_data, CPU, tmp_path, progress=False)
+    trainer = Trainer(cfg, synthetic_data, tmp_path, RunContext(device=CPU, progress=False))
     real_epoch = Trainer.train_epoch
 
     def interrupted(self, epoch):
@@ -81,7 +82,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(synthetic_data, tmp_path, m
     assert not (tmp_path / "result.json").exists()
     monkeypatch.setattr(Trainer, "train_epoch", real_epoch)
     messages = []
-    result = Trainer(cfg, synthetic_data, CPU, tmp_path, progress=False, log=messages.append).fit()
+    result = Trainer(cfg, synthetic_data, tmp_path, RunContext(device=CPU, progress=False, log=messages.append)).fit()
     assert messages[0] == f"run {cfg.run_id}: resuming after epoch 1"
     assert [m.split("epoch")[1].split()[0] for m in messages[1:]] == ["2", "3"]  # one line per epoch trained
     assert result["epochs_done"] == 3
@@ -108,7 +109,7 @@ def test_fashion_mnist_few_hundred_steps_is_clearly_above_chance(tmp_path):
     cfg = RunConfig(dataset="fashion-mnist", loss="xent", feat_dim=128, epochs=2, batch_size=32,
                     train_size=1600, test_size=1000, eval_train_size=0)  # 0.66 here
     data = DeviceData(get_spec("fashion-mnist"), root, CPU, cfg.train_size, cfg.test_size)
-    result = Trainer(cfg, data, CPU, tmp_path, progress=False).fit()  # 100 steps
+    result = Trainer(cfg, data, tmp_path, RunContext(device=CPU, progress=False)).fit()  # 100 steps
     assert result["final_test_acc"] > 0.5, result  # chance is 0.1
 
 
@@ -119,7 +120,7 @@ def test_fashion_mnist_few_hundred_steps_is_clearly_above_chance(tmp_path):
 def test_every_variant_and_center_rule_trains_in_the_same_trainer(loss, rule, synthetic_data, tmp_path):
     # centers-only runs at the reference lr: the exponential of a distance overflows sooner at higher ones
     cfg = synthetic_config(loss, center_rule=rule, epochs=4, lr=0.01 if loss == "centers-only" else 0.05)
-    result = Trainer(cfg, synthetic_data, CPU, tmp_path, progress=False).fit()
+    result = Trainer(cfg, synthetic_data, tmp_path, RunContext(device=CPU, progress=False)).fit()
     assert result["status"] == "finished"
     assert result["final_test_acc"] > 0.5, result  # chance is 0.1
 
@@ -131,7 +132,7 @@ def test_fair_protocol_selects_on_validation_and_tests_once(tmp_path):
     # 10% of each class of the 1024 training samples held out, disjoint from the rest
     counts = torch.bincount(data.val_labels, minlength=10)
     assert len(data.val_labels) + len(data.train_labels) == 1024 and counts.min() >= 10 and counts.max() <= 11
-    result = Trainer(cfg, data, CPU, tmp_path, progress=False).fit()
+    result = Trainer(cfg, data, tmp_path, RunContext(device=CPU, progress=False)).fit()
     header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
     assert "val_acc" in header and "test_acc" not in header  # the test split is not looked at per epoch
     rows = json_rows(tmp_path / "metrics.csv")
@@ -144,7 +145,7 @@ def test_fp16_trains_through_the_grad_scaler_on_the_cpu(tmp_path):
     # fp16 is emulated (slow) on the CPU: three steps prove the path
     cfg = synthetic_config("cent", precision="fp16", center_rule="separate", epochs=1, train_size=192, test_size=100)
     data = DeviceData(get_spec("synthetic"), tmp_path, CPU, cfg.train_size, cfg.test_size)
-    trainer = Trainer(cfg, data, CPU, tmp_path, progress=False)
+    trainer = Trainer(cfg, data, tmp_path, RunContext(device=CPU, progress=False))
     result = trainer.fit()
     assert result["status"] == "finished" and result["precision"] == "fp16"
     assert trainer.scaler.is_enabled() and trainer.scaler.get_scale() > 0
@@ -152,7 +153,7 @@ def test_fp16_trains_through_the_grad_scaler_on_the_cpu(tmp_path):
 
 def test_centers_softmax_trains_and_classifies_by_its_own_logits(synthetic_data, tmp_path):
     cfg = synthetic_config("centers-softmax", epochs=3)
-    result = Trainer(cfg, synthetic_data, CPU, tmp_path, progress=False).fit()
+    result = Trainer(cfg, synthetic_data, tmp_path, RunContext(device=CPU, progress=False)).fit()
     assert result["status"] == "finished" and result["final_test_acc"] > 0.9
     assert result["final_test_acc"] == result["final_test_acc_argmax"]  # its own logits: z = x . c + b
     assert result["final_ood_msp_auroc"] is not None  # the softmax scores come from those logits
@@ -160,7 +161,7 @@ def test_centers_softmax_trains_and_classifies_by_its_own_logits(synthetic_data,
 
 @pytest.mark.parametrize("loss, natural", [("standalone", "center"), ("xent", "msp")])
 def test_an_ood_score_separates_a_shifted_set(loss, natural, synthetic_data, tmp_path):
-    result = Trainer(synthetic_config(loss, epochs=4), synthetic_data, CPU, tmp_path, progress=False).fit()
+    result = Trainer(synthetic_config(loss, epochs=4), synthetic_data, tmp_path, RunContext(device=CPU, progress=False)).fit()
     assert result["ood_dataset"] == "noise"  # no partner dataset for the synthetic set: uniform noise
     assert result[f"final_ood_{natural}_auroc"] > 0.8 and result["final_ood_knn_auroc"] > 0.8
     for score in ("center", "knn", *(("msp", "energy") if loss == "xent" else ())):
@@ -179,7 +180,7 @@ def test_known_classes_never_let_an_unknown_class_reach_training_or_selection(tm
         assert labels.min() >= 0 and labels.max() <= 5
     assert len(data.ood_images) == int((raw_test[:500] >= 6).sum()) and data.ood_name == "unknown classes"
     assert len(data.train_labels) + len(data.val_labels) < 1024 * 0.7  # about 6/10 of the 1024 samples
-    result = Trainer(cfg, data, CPU, tmp_path, progress=False).fit()
+    result = Trainer(cfg, data, tmp_path, RunContext(device=CPU, progress=False)).fit()
     assert result["final_test_acc"] > 0.8  # closed-set accuracy on the known classes
     assert result["final_ood_center_auroc"] > 0.6 and result["ood_dataset"] == "unknown classes"
     assert {"protocol=fair", "known_classes=0-5"} <= set(cfg.departures())
@@ -189,13 +190,13 @@ def test_lenet_trains_at_its_own_recipe_where_the_reference_lr_diverges(syntheti
     from experiments import grid, train
     args = train.parse_args(["--model", "lenet++", "--dataset", "synthetic", "--loss", "standalone", "--epochs", "2",
                              "--train-size", "512", "--test-size", "500"])
-    assert (args.lr, args.weight_decay) == (0.001, 5e-4)  # LeNet++'s RECIPE, applied where no flag is given
-    cfg = train.config_from_args(args, "synthetic", "standalone", 2, 0)
+    cfg = args.cfg
+    assert (cfg.lr, cfg.weight_decay) == (0.001, 5e-4)  # LeNet++'s own recipe, applied where no flag is given
     assert "lr=0.001" in cfg.departures() and "weight_decay=0.0005" in cfg.departures()
-    assert grid.parse_args(["--model", "lenet++", "--preset", "quick"]).lr == [0.001]
-    assert train.parse_args(["--model", "lenet++", "--lr", "0.01"]).lr == 0.01  # a given flag wins
-    assert train.parse_args([]).lr == 0.01  # the ResNet: the reference recipe
-    result = Trainer(cfg, synthetic_data, CPU, tmp_path / "own", progress=False).fit()
+    assert grid.parse_args(["--model", "lenet++", "--preset", "quick"]).spec.sweep.recipe["lr"] == [0.001]
+    assert train.parse_args(["--model", "lenet++", "--lr", "0.01"]).cfg.lr == 0.01  # a given flag wins
+    assert train.parse_args([]).cfg.lr == 0.01  # the ResNet: the reference recipe
+    result = Trainer(cfg, synthetic_data, tmp_path / "own", RunContext(device=CPU, progress=False)).fit()
     assert result["status"] == "finished"
     reference = RunConfig.from_dict({**cfg.to_dict(), "lr": 0.01, "weight_decay": 0.0})
-    assert Trainer(reference, synthetic_data, CPU, tmp_path / "ref", progress=False).fit()["status"] == "diverged"
+    assert Trainer(reference, synthetic_data, tmp_path / "ref", RunContext(device=CPU, progress=False)).fit()["status"] == "diverged"

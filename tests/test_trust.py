@@ -7,6 +7,7 @@ import torch
 
 from experiments.engine.config import RunConfig
 from experiments.engine.data import epoch_batches, load_data
+from experiments.engine.context import RunContext
 from experiments.engine.trainer import Trainer
 
 SMALL = dict(dataset="synthetic", feat_dim=2, epochs=2, train_size=512, test_size=200, batch_size=64)
@@ -16,7 +17,7 @@ def first_steps(loss: str, tmp_path: Path, steps: int = 2) -> dict:
     """The model's initial weights, the first batches' indices and their augmented images, for ``loss``."""
     cfg = RunConfig(loss=loss, **SMALL)
     data = load_data(cfg, tmp_path, torch.device("cpu"))
-    trainer = Trainer(cfg, data, torch.device("cpu"), tmp_path / cfg.run_id, progress=False)
+    trainer = Trainer(cfg, data, tmp_path / cfg.run_id, RunContext(device=torch.device("cpu"), progress=False))
     weights = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     seen = []
     augment = trainer.augment
@@ -39,8 +40,8 @@ def test_one_seed_gives_every_loss_the_same_start_batches_and_augmentations(tmp_
 def test_another_seed_gives_other_batches(tmp_path):
     cfg = RunConfig(loss="xent", seed=1, **SMALL)
     data = load_data(cfg, tmp_path, torch.device("cpu"))
-    a = Trainer(cfg, data, torch.device("cpu"), tmp_path / "a", progress=False).generators.batches
-    b = Trainer(RunConfig(loss="xent", **SMALL), data, torch.device("cpu"), tmp_path / "b", progress=False)
+    a = Trainer(cfg, data, tmp_path / "a", RunContext(device=torch.device("cpu"), progress=False)).generators.batches
+    b = Trainer(RunConfig(loss="xent", **SMALL), data, tmp_path / "b", RunContext(device=torch.device("cpu"), progress=False))
     assert not torch.equal(epoch_batches(512, 64, torch.device("cpu"), a),
                            epoch_batches(512, 64, torch.device("cpu"), b.generators.batches))
 
@@ -52,7 +53,7 @@ def test_one_seed_gives_every_loss_the_same_batches_and_augmentations_on_cuda(tm
     for loss in ("xent", "cent", "standalone"):
         cfg = RunConfig(loss=loss, **SMALL)
         data = load_data(cfg, tmp_path, device)
-        trainer = Trainer(cfg, data, device, tmp_path / cfg.run_id, progress=False, use_graph=False)
+        trainer = Trainer(cfg, data, tmp_path / cfg.run_id, RunContext(device=device, progress=False, use_graph=False))
         batches = epoch_batches(len(data.train_labels), cfg.batch_size, device, trainer.generators.batches)
         seen[loss] = (batches[:2].cpu(), trainer.augment(data.train_images[batches[0]]).cpu(),
                       [v.cpu() for v in trainer.model.state_dict().values()])
@@ -65,7 +66,7 @@ def test_one_seed_gives_every_loss_the_same_batches_and_augmentations_on_cuda(tm
 def test_a_run_that_claims_one_test_evaluation_makes_exactly_one(tmp_path, protocol, test_evaluations):
     cfg = RunConfig(loss="cent", protocol=protocol, **SMALL)
     data = load_data(cfg, tmp_path, torch.device("cpu"))
-    trainer = Trainer(cfg, data, torch.device("cpu"), tmp_path / cfg.run_id, progress=False)
+    trainer = Trainer(cfg, data, tmp_path / cfg.run_id, RunContext(device=torch.device("cpu"), progress=False))
     splits = []
     evaluate = trainer.evaluate
     trainer.evaluate = lambda split, final=False: splits.append(split) or evaluate(split, final)
@@ -79,9 +80,8 @@ def test_a_run_that_claims_one_test_evaluation_makes_exactly_one(tmp_path, proto
 def test_precise_bn_recomputes_the_statistics_on_fixed_training_images_without_changing_training(tmp_path):
     base = RunConfig(loss="xent", lr=0.1, **SMALL)
     data = load_data(base, tmp_path, torch.device("cpu"))
-    plain = Trainer(base, data, torch.device("cpu"), tmp_path / "plain", progress=False)
-    precise = Trainer(RunConfig.from_dict({**base.to_dict(), "precise_bn": 256}), data, torch.device("cpu"),
-                      tmp_path / "precise", progress=False)
+    plain = Trainer(base, data, tmp_path / "plain", RunContext(device=torch.device("cpu"), progress=False))
+    precise = Trainer(RunConfig.from_dict({**base.to_dict(), "precise_bn": 256}), data, tmp_path / "precise", RunContext(device=torch.device("cpu"), progress=False))
     plain.fit(), precise.fit()
     assert [r["loss"] for r in plain.history] == [r["loss"] for r in precise.history]  # the same training
     bn, bn_plain = (next(m for m in t.model.modules() if isinstance(m, torch.nn.BatchNorm2d)) for t in (precise, plain))

@@ -21,10 +21,12 @@ from experiments.engine.config import RunConfig
 from experiments.datasets.specs import get_spec
 from experiments import REPO
 from experiments.report import tuned
+from experiments.engine.context import RunContext
 from experiments.engine.trainer import Trainer
 from experiments.tuning import trial as trial_module
 from experiments.tuning.study import storage
-from experiments.tuning.trial import CENTER_LR, LR, NoTestSplit, TrialData, run_trial, search_space, suggest, trial_config
+from experiments.tuning.space import CENTER_LR, LR, search_space, suggest
+from experiments.tuning.trial import NoTestSplit, TrialData, run_trial, trial_config
 from centersuite.losses import LOSSES
 
 TINY = ["--datasets", "synthetic", "--epochs", "2", "--train-size", "384", "--val-size", "128", "--no-progress",
@@ -97,7 +99,7 @@ def test_a_trial_trains_and_selects_without_the_test_split(tmp_path):
     assert not (tmp_path / "trial" / cfg.run_id / "features" / "final.pt").exists()  # no final evaluation
     # the shared trainer's final evaluation would have reached for the test split: the stand-in stops it
     with pytest.raises(trial_module.TestSplitTouched):
-        Trainer(cfg, data, torch.device("cpu"), tmp_path / "plain", progress=False).fit()
+        Trainer(cfg, data, tmp_path / "plain", RunContext(device=torch.device("cpu"), progress=False)).fit()
 
 
 def test_workers_share_the_budget_and_the_winners_are_reproduced_into_the_ledger(tmp_path):

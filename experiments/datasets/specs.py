@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from torchvision import datasets as tvd
 
 from experiments.datasets.fixes import HOW_TO_GET
 
@@ -28,7 +26,7 @@ class DataError(RuntimeError):
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
-    torchvision_class: type
+    torchvision_class: str | None  # the name of torchvision's dataset class (imported when parsing)
     folder: str                       # where the files live, relative to the data root
     files: dict[str, tuple[int | None, str]]  # file name -> (bytes or None, md5)
     train_size: int
@@ -55,7 +53,7 @@ IDX_SIZES = {"train-images-idx3-ubyte": 47040016, "train-labels-idx1-ubyte": 600
              "t10k-images-idx3-ubyte": 7840016, "t10k-labels-idx1-ubyte": 10008}
 
 
-def _idx_spec(name: str, torchvision_class: type, folder: str, md5s: tuple[str, str, str, str],
+def _idx_spec(name: str, torchvision_class: str, folder: str, md5s: tuple[str, str, str, str],
               class_names: tuple[str, ...], balanced: bool) -> DatasetSpec:
     """An MNIST-layout dataset: four IDX files (train/test images and labels), 60k/10k 28x28 gray images;
     ``md5s`` in the order of ``IDX_SIZES``."""
@@ -66,9 +64,10 @@ def _idx_spec(name: str, torchvision_class: type, folder: str, md5s: tuple[str, 
         balanced=balanced)
 
 
-def make_synthetic(train: bool, size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def make_synthetic(train: bool, size: int | None = None):
     """A small separable 10-class problem: a bright 4x4 patch whose position is the
     class, on a noisy 16x16 background. Deterministic; for tests and smoke runs."""
+    import torch
     n = size or (2000 if train else 500)
     g = torch.Generator().manual_seed(0 if train else 1)
     labels = torch.arange(n) % 10
@@ -82,18 +81,18 @@ def make_synthetic(train: bool, size: int | None = None) -> tuple[torch.Tensor, 
 
 SPECS: dict[str, DatasetSpec] = {
     "mnist": _idx_spec(
-        "mnist", tvd.MNIST, "MNIST/raw",
+        "mnist", "MNIST", "MNIST/raw",
         ("6bbc9ace898e44ae57da46a324031adb", "a25bea736e30d166cdddb491f175f624",
          "2646ac647ad5339dbf082846283269ea", "27ae3e4e09519cfbb04c329615203637"),
         class_names=tuple(str(i) for i in range(10)), balanced=False),
     "fashion-mnist": _idx_spec(
-        "fashion-mnist", tvd.FashionMNIST, "FashionMNIST/raw",
+        "fashion-mnist", "FashionMNIST", "FashionMNIST/raw",
         ("f4a8712d7a061bf5bd6d2ca38dc4d50a", "9018921c3c673c538a1fc5bad174d6f9",
          "8181f5470baa50b63fa0f6fddb340f0a", "15d484375f8d13e6eb1aabb0c3f46965"),
         class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"), balanced=True),
     "cifar-10": DatasetSpec(
-        name="cifar-10", torchvision_class=tvd.CIFAR10, folder="cifar-10-batches-py",
+        name="cifar-10", torchvision_class="CIFAR10", folder="cifar-10-batches-py",
         files={
             "data_batch_1": (None, "c99cafc152244af753f735de768cd75f"),
             "data_batch_2": (None, "d4bba439e000b95fd0a9bffe97cbabec"),
@@ -129,10 +128,12 @@ def get_spec(name: str) -> DatasetSpec:
 def torchvision_class(spec: DatasetSpec) -> type:
     """torchvision's dataset class, checking the md5s of the spec (the same as
     torchvision's for the real files; the tests' tiny files have their own)."""
-    if not issubclass(spec.torchvision_class, tvd.CIFAR10):
-        return spec.torchvision_class
+    from torchvision import datasets as tvd
+    cls = getattr(tvd, spec.torchvision_class)
+    if not issubclass(cls, tvd.CIFAR10):
+        return cls
     md5 = {name: digest for name, (_, digest) in spec.files.items()}
-    return type("SpecCIFAR10", (spec.torchvision_class,), {
+    return type("SpecCIFAR10", (cls,), {
         "train_list": [[n, md5[n]] for n, _ in tvd.CIFAR10.train_list],
         "test_list": [[n, md5[n]] for n, _ in tvd.CIFAR10.test_list],
         "meta": {**tvd.CIFAR10.meta, "md5": md5["batches.meta"]},
@@ -168,7 +169,8 @@ def verify_files(spec: DatasetSpec, root: Path) -> None:
                         f"to fix, {spec.how_to_get}")
 
 
-def check_labels(spec: DatasetSpec, labels: torch.Tensor, train: bool) -> None:
+def check_labels(spec: DatasetSpec, labels, train: bool) -> None:
+    import torch
     split = "train" if train else "test"
     expected = spec.train_size if train else spec.test_size
     counts = torch.bincount(labels, minlength=spec.num_classes)
@@ -179,8 +181,9 @@ def check_labels(spec: DatasetSpec, labels: torch.Tensor, train: bool) -> None:
         raise DataError(f"{spec.name} {split}: class counts {counts.tolist()} are not balanced; to fix, {spec.how_to_get}")
 
 
-def load_split(spec: DatasetSpec, root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def load_split(spec: DatasetSpec, root: Path, train: bool):
     """Verified ``(images uint8 N x C x H x W, labels int64 N)`` of one split, on the CPU."""
+    import torch
     if spec.make is not None:
         return spec.make(train)
     verify_files(spec, root)

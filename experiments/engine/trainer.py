@@ -46,11 +46,13 @@ from experiments.engine.augment import Augment
 from centersuite.losses.center_rules import build_center_rule
 from experiments.engine.compiled import CompiledForward
 from experiments.engine.config import RunConfig
+from experiments.engine.context import RunContext
 from experiments.engine.cpu_memory import keep_freed_memory
 from experiments.engine.cuda_graph import GraphedStep
 from experiments.engine.data import DeviceData, epoch_batches
 from experiments.engine.device import device_name
 from experiments.engine.io import atomic_torch_save, atomic_write_csv, atomic_write_json
+from experiments.engine.protocol import protocol_of
 from experiments.engine.seeding import RunGenerators, seeded
 from centersuite.losses import build_loss
 from centersuite.models import build_model
@@ -119,19 +121,17 @@ def set_aside_other_code(run_dir: Path, fingerprint: str, log=print) -> None:
 
 
 class Trainer:
-    def __init__(self, cfg: RunConfig, data: DeviceData, device: torch.device, run_dir: Path,
-                 progress: bool = True, log=print, use_graph: bool | None = None, compile: bool = False,
-                 fingerprint: str = "", code_version: str = "unknown", epoch_log=None):
-        """``fingerprint`` and ``code_version``: recorded with the run (a run directory of another fingerprint
-        is set aside, never resumed); ``epoch_log``: ``(run_dir, first epoch) -> log`` with
-        ``log_epoch(row, class_names, features, labels, centers)`` and ``close()``, or None."""
-        self.cfg, self.data, self.device, self.run_dir = cfg, data, device, Path(run_dir)
-        self.fingerprint, self.code_version, self.epoch_log_factory = fingerprint, code_version, epoch_log
-        self.progress, self.log = progress, log
+    def __init__(self, cfg: RunConfig, data: DeviceData, run_dir: Path, ctx: RunContext = RunContext()):
+        """Train ``cfg`` on ``data`` in ``run_dir``; ``ctx``: the device, the steps, what is recorded beside the
+        numbers (a run directory of another fingerprint is set aside, never resumed) and the logs."""
+        self.cfg, self.data, self.run_dir, self.ctx = cfg, data, Path(run_dir), ctx
+        device, compile = ctx.device, ctx.compile
+        self.device, self.log = device, ctx.log
+        self.protocol = protocol_of(cfg.protocol)
         self.precision = cfg.precision
         self.autocast_dtype = AUTOCAST_DTYPES[self.precision]
         on_cuda = device.type == "cuda"
-        self.use_graph = (on_cuda and self.precision != "fp16") if use_graph is None else use_graph
+        self.use_graph = (on_cuda and self.precision != "fp16") if ctx.use_graph is None else ctx.use_graph
         if self.use_graph and (not on_cuda or self.precision == "fp16"):
             raise ValueError("CUDA graph mode needs a CUDA device and bf16 or fp32 (GradScaler cannot be captured)")
         if compile and on_cuda:
@@ -148,7 +148,7 @@ class Trainer:
         with seeded(cfg.seed, "model"):
             self.model = build_model(cfg.model, spec.in_channels, data.num_classes, cfg.feat_dim, spec.image_size)
         self.model = self.model.to(device, memory_format=self.memory_format)
-        self.forward = CompiledForward(self.model, log) if compile else None
+        self.forward = CompiledForward(self.model, self.log) if compile else None
         with seeded(cfg.seed, "loss"):
             self.loss = build_loss(cfg.loss, data.num_classes, cfg.feat_dim, **cfg.loss_options).to(device)
         self.generators = RunGenerators(cfg.seed, device)
@@ -163,10 +163,6 @@ class Trainer:
             :TRAIN_EVAL_SIZE].to(device)
         self.bn_index = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(3))[
             :cfg.precise_bn].to(device)
-        # the split that drives the schedule and the choice of epoch (none under "last"), and the one the
-        # per-epoch frames show
-        self.selection_split = {"reference": "test", "fair": "val", "last": None}[cfg.protocol]
-        self.frame_split = self.selection_split or "train_eval"
         self.history: list[dict] = []
         self.best_state: dict | None = None
         self.start_epoch = 1
@@ -217,7 +213,7 @@ class Trainer:
         self.step = self.step or self.make_step()
         batches = epoch_batches(len(self.data.train_labels), self.cfg.batch_size, self.device, self.generators.batches)
         sums = None
-        bar = tqdm(batches, desc=f"epoch {epoch}/{self.cfg.epochs}", leave=False, disable=not self.progress,
+        bar = tqdm(batches, desc=f"epoch {epoch}/{self.cfg.epochs}", leave=False, disable=not self.ctx.progress,
                    unit="step", dynamic_ncols=True)
         early = {max(1, round(f * len(batches))): f for f in EARLY_FRAMES} if epoch == 1 and self.cfg.feat_dim == 2 else {}
         for step, index in enumerate(bar, 1):
@@ -285,11 +281,11 @@ class Trainer:
     def fit(self, should_stop=lambda: False) -> dict:
         """Train to the last epoch and write result.json. ``should_stop()`` is asked after each
         epoch's checkpoint: when it says yes, RunStopped is raised; on Ctrl-C, RunInterrupted."""
-        set_aside_other_code(self.run_dir, self.fingerprint, self.log)
+        set_aside_other_code(self.run_dir, self.ctx.fingerprint, self.log)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.run_dir / "config.json", {**self.cfg.to_dict(), "code_fingerprint": self.fingerprint})
+        atomic_write_json(self.run_dir / "config.json", {**self.cfg.to_dict(), "code_fingerprint": self.ctx.fingerprint})
         self.resume_if_interrupted()
-        self.epoch_log = self.epoch_log_factory(self.run_dir, self.start_epoch) if self.epoch_log_factory else None
+        self.epoch_log = self.ctx.epoch_log(self.run_dir, self.start_epoch) if self.ctx.epoch_log else None
         t0 = time.perf_counter() - sum(row["seconds"] for row in self.history)
         try:
             status, diverged_epoch = self.train_epochs(should_stop)
@@ -316,17 +312,19 @@ class Trainer:
 
     def train_epochs(self, should_stop) -> tuple[str, int | None]:
         """The epoch loop; ``(status, diverged epoch)``."""
-        select = f"{self.selection_split}_acc"
+        selection = self.protocol.selection
+        select = f"{selection}_acc"
         for epoch in range(self.start_epoch, self.cfg.epochs + 1):
             t_epoch = time.perf_counter()
             train_metrics = self.train_epoch(epoch)
-            if self.selection_split is not None:
-                eval_metrics, embeddings = self.evaluate(self.selection_split)
-                frame_acc = eval_metrics[f"{self.selection_split}_acc"]
+            if selection is not None:
+                eval_metrics, embeddings = self.evaluate(selection)
+                frame_acc = eval_metrics[f"{selection}_acc"]
             else:  # protocol "last": no held-out split; the training subset only for the 2-D frames
-                eval_metrics, (frame_metrics, embeddings) = {}, self.evaluate("train_eval") \
+                frames = self.protocol.frames_from
+                eval_metrics, (frame_metrics, embeddings) = {}, self.evaluate(frames) \
                     if self.cfg.feat_dim == 2 else ({}, None)
-                frame_acc = frame_metrics.get("train_eval_acc", torch.zeros((), device=self.device))
+                frame_acc = frame_metrics.get(f"{frames}_acc", torch.zeros((), device=self.device))
             names = [*train_metrics, *eval_metrics]
             values = torch.stack([*train_metrics.values(), *eval_metrics.values(), frame_acc]).tolist()  # one sync
             frame_acc = values.pop()
@@ -335,14 +333,15 @@ class Trainer:
                 self.log(f"run {self.cfg.run_id}: loss is {row['loss']} at epoch {epoch}; stopping "
                          "(lower --lr or the loss weights)")
                 return "diverged", epoch
-            if self.selection_split == "val" and row[select] > max((r[select] for r in self.history), default=-1):
+            if selection is not None and self.protocol.tests_once \
+                    and row[select] > max((r[select] for r in self.history), default=-1):
                 self.best_state = self.snapshot()
-            if self.selection_split is not None:
+            if selection is not None:
                 self.scheduler.step(row[select])
             row["seconds"] = time.perf_counter() - t_epoch
             self.history.append(row)
             self.save_epoch(epoch, embeddings, frame_acc)
-            (tqdm.write if self.progress else self.log)(self.format_row(row))
+            (tqdm.write if self.ctx.progress else self.log)(self.format_row(row))
             if epoch < self.cfg.epochs and should_stop():
                 raise RunStopped(self.cfg.run_id, epoch)
         return "finished", None
@@ -381,8 +380,9 @@ class Trainer:
     def save_early_frame(self, fraction: float) -> None:
         """A 2-D frame within epoch 1 (``features/epoch_000.125.pt``): the frames' split's features and accuracy
         after that fraction of the epoch's steps. It only observes: the training's numbers do not change."""
-        metrics, embeddings = self.evaluate(self.frame_split)
-        frame = self.feature_frame(embeddings, metrics[f"{self.frame_split}_acc"].item(), FRAME_POINTS, fraction)
+        split = self.protocol.frames_from
+        metrics, embeddings = self.evaluate(split)
+        frame = self.feature_frame(embeddings, metrics[f"{split}_acc"].item(), FRAME_POINTS, fraction)
         atomic_torch_save(self.run_dir / "features" / f"epoch_{fraction:07.3f}.pt", frame)
 
     def feature_frame(self, embeddings, accuracy: float, points: int | None = None,
@@ -445,13 +445,13 @@ class Trainer:
         self.log(f"run {self.cfg.run_id}: resuming after epoch {state['epoch']}")
 
     def result(self, status: str, diverged_epoch: int | None, wall_s: float, final: dict) -> dict:
-        split = self.selection_split
+        split = self.protocol.selection
         select = f"{split}_acc"
         out = {"run_id": self.cfg.run_id, "status": status, "diverged_epoch": diverged_epoch,
                "epochs_done": len(self.history), "wall_s": round(wall_s, 2),
                "device": device_name(self.device), "precision": self.precision,
-               "torch_version": torch.__version__, "code_version": self.code_version,
-               "code_fingerprint": self.fingerprint,
+               "torch_version": torch.__version__, "code_version": self.ctx.code_version,
+               "code_fingerprint": self.ctx.fingerprint,
                "headline_rule": "argmax" if self.loss.prediction == "logits" else "nearest_center",
                "ood_dataset": self.data.ood_name + ("" if len(self.data.ood_images) else " (empty: no metric)"),
                "train_images": len(self.data.train_labels),
@@ -466,7 +466,7 @@ class Trainer:
             out["best_epoch"] = max(self.history, key=lambda r: r[select])["epoch"]
         finite = {k: (v if math.isfinite(v) else None) for k, v in final.items()}
         out.update({f"final_{k}": v for k, v in finite.items() if not k.startswith("test_")})  # embedding metrics
-        if split == "val":  # the test split was evaluated once, on the selected model
+        if split is not None and self.protocol.tests_once:  # the test split was evaluated once, on the selected model
             out.update({f"{w}_{k}": v for k, v in finite.items() if k.startswith("test_") for w in ("final", "best")})
             out["selected_epoch"] = out.get("best_epoch")
         elif split is None:  # the test split was evaluated once, on the last epoch's model: no best-epoch figure

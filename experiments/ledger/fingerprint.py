@@ -23,6 +23,8 @@ only the functions count (``build_loss``, ``build_model`` and the builders),
 not the registry table, so that registering a new loss changes no other
 loss's fingerprint; ``losses/options.py`` is never followed (an option's
 default is in the run's config; its search range does not change a run), nor
+``experiments/engine/config.py`` (the recipe's definitions: every value of a run's config is recorded in its
+row, and its id hashes them), nor
 ``experiments/datasets/fixes.py`` (words for a reader).
 
 The grain is each module's statements in their order, as syntax trees, without
@@ -48,7 +50,8 @@ ENGINE = REPO / "experiments" / "engine"
 SPECS = "experiments.datasets.specs"
 LOSSES_PACKAGE, MODELS_PACKAGE = "centersuite.losses", "centersuite.models"
 FOLLOWED = ("experiments.engine", "centersuite")  # packages whose modules the engine's closure takes in
-NEVER = ("centersuite.losses.options", "experiments.datasets.fixes")  # option definitions (values are in the config); words
+# option definitions and the recipe's definitions (every value is in the run's config); words for a reader
+NEVER = ("centersuite.losses.options", "experiments.engine.config", "experiments.datasets.fixes")
 
 
 def module_file(name: str) -> Path:
@@ -150,7 +153,7 @@ def _closure(start: list[str], packages: tuple[str, ...]) -> set[Path]:
 @functools.lru_cache(maxsize=None)
 def engine_files() -> frozenset[Path]:
     """The engine's modules, the data specs, and the modules of the library (losses, models, eval) they reach."""
-    engine = [f"experiments.engine.{p.stem}" for p in sorted(ENGINE.glob("*.py"))]
+    engine = [name for p in sorted(ENGINE.glob("*.py")) if (name := f"experiments.engine.{p.stem}") not in NEVER]
     return frozenset(_closure(engine + [SPECS], FOLLOWED))
 
 

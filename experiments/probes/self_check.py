@@ -31,6 +31,7 @@ from experiments.engine.config import RunConfig
 from experiments.engine.data import DeviceData, epoch_batches
 from experiments.datasets.specs import SPECS, default_data_root, file_problems, get_spec
 from experiments.engine.device import device_name, resolve_device
+from experiments.engine.context import RunContext
 from experiments.engine.trainer import Trainer
 
 FIRST_STEPS, FIRST_STEPS_RTOL = 8, 1e-3
@@ -44,7 +45,7 @@ def step_losses(cfg: RunConfig, data, device: torch.device, batches: torch.Tenso
     ``seed``, and the training images per second after ``WARMUP`` steps."""
     torch.manual_seed(seed)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(cfg, data, device, Path(tmp), progress=False, log=lambda *_: None, use_graph=use_graph)
+        trainer = Trainer(cfg, data, Path(tmp), RunContext(device=device, progress=False, log=lambda *_: None, use_graph=use_graph))
         trainer.model.train()
         step = trainer.step = trainer.make_step()
         torch.manual_seed(seed + 1)  # the augmentation draws start at the same state in both modes

@@ -1,6 +1,7 @@
-"""``python -m experiments.report``: rebuild every table and picture from the recorded rows."""
+"""``python -m experiments.report``: the report command (experiments/report/command.py)."""
 import sys
 
-from experiments.report import main
+from experiments.cli.entry import command
+from experiments.report.command import main
 
-sys.exit(main())
+sys.exit(command(main))

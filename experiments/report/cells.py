@@ -4,6 +4,9 @@ from __future__ import annotations
 import pandas as pd
 
 from experiments.report.stats import mean_ci
+from experiments.text import plural
+
+__all__ = ["COUNT_RULE", "comparison_sentence", "fmt_ci", "paired", "pairs_text", "plural", "points", "runs_text"]
 
 
 def fmt_ci(values, digits: int = 4) -> str:
@@ -22,11 +25,6 @@ COUNT_RULE = ("A run that diverged or failed enters no mean: every mean is over 
               "beside it stands how many of the group's runs finished, and how many diverged or failed "
               "(`4/5, 1 diverged`); a paired comparison pairs the seeds finished in both groups and says how many "
               "pairs a divergence or failure removed.")
-
-
-def plural(n: int, word: str) -> str:
-    """``1 run``, ``2 runs``."""
-    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def runs_text(g: pd.DataFrame) -> str:

@@ -9,15 +9,16 @@ import pandas as pd
 
 from experiments.plots import embedding_pngs, feature_gifs, learning_curve_png
 from experiments.engine.data import class_names as dataset_class_names
+from experiments.engine.protocol import protocol_of
 from experiments.report.rows import DATASET_ORDER, MAIN_LOSSES, held_out_split, run_groups
 from experiments.report.stats import mean_ci
 from centersuite.losses import LOSSES
 
 
 def picture_split(row) -> str:
-    """The held-out split a run's pictures show: the per-epoch frames (feat_dim 2) hold the split that
-    chose the epoch; the final features (wider) are always the test split's."""
-    return held_out_split(row) if int(row["feat_dim"]) == 2 else "test"
+    """The split a run's feature picture shows, and names (experiments/engine/protocol.py): the per-epoch
+    frames' split for feat_dim 2, the test split for the final features of wider runs."""
+    return protocol_of(row.get("protocol")).picture_split(int(row["feat_dim"]))
 
 
 LINES_PER_PANEL = 6  # more lines than this in one picture cannot be told apart: the rest go to the next one
@@ -146,7 +147,7 @@ def run_pictures(cfg, run_dir: Path) -> Path | None:
     frames = sorted((run_dir / "features").glob("epoch_*.pt"))
     title = f"{cfg.loss}, {cfg.dataset}"
     if cfg.feat_dim == 2 and frames:
-        feature_gifs(frames, names, out, title, "test" if cfg.protocol == "reference" else "val")
+        feature_gifs(frames, names, out, title, protocol_of(cfg.protocol).shown)
     elif cfg.feat_dim != 2 and (run_dir / "features" / "final.pt").exists():
         embedding_pngs(run_dir / "features" / "final.pt", names, out, title)
     else:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments.report.markers import MARKERS
 from experiments.runners.presets import is_preset_run
 from experiments.report.figures import picture_split
 from experiments.report.rows import config_of, held_out_split, on_recipe_finished
@@ -13,9 +14,6 @@ from experiments.report.cells import COUNT_RULE
 from experiments.report.compare import against_xent
 from experiments.report.tables import PAPER_COMMAND, ood_table, other_runs_table, paper_table, train_test_gap
 
-MARKERS = {"results": ("<!-- results:start -->", "<!-- results:end -->"),
-           "figures": ("<!-- figures:start -->", "<!-- figures:end -->"),
-           "tuned": ("<!-- tuned:start -->", "<!-- tuned:end -->")}
 
 
 def relative(path: Path, base: Path) -> str:

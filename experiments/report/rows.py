@@ -12,9 +12,11 @@ import pandas as pd
 
 from centersuite.eval.ood import METRICS as OOD_METRICS
 from centersuite.eval.ood import SCORES as OOD_SCORES
+from experiments.runners.presets import MAIN_LOSSES
 from experiments.datasets.specs import SPECS
-from centersuite.losses.center_rules import CENTER_RULES
+from centersuite.losses import CENTER_RULES
 from experiments.engine.config import SWEEPABLE, RunConfig
+from experiments.engine.protocol import protocol_of
 from experiments.ledger.fingerprint import code_fingerprint
 from experiments.ledger.rows import config_of
 from experiments.runners.sweep import described
@@ -32,7 +34,6 @@ REFERENCE = {  # the reference study's table (test accuracy, one run each)
 }
 
 
-MAIN_LOSSES = ["xent", "cent", "standalone"]
 
 
 DATASET_ORDER = list(SPECS)
@@ -152,7 +153,7 @@ def cells_by_setting(df: pd.DataFrame):
 
 
 def held_out_split(row) -> str:
-    """The split a run reports per epoch: test under the reference protocol, val under fair, and under
-    ``last`` (no held-out split) the training split (its curves: the training batches' accuracy; its 2-D
-    frames: the fixed training subset, unaugmented)."""
-    return {"reference": "test", "fair": "val", "last": "train"}[row.get("protocol") or "reference"]
+    """The split a run shows per epoch (experiments/engine/protocol.py): test under the reference protocol, val
+    under fair, and under ``last`` (no held-out split) the training split (its curves: the training batches'
+    accuracy; its 2-D frames: the fixed training subset, unaugmented)."""
+    return protocol_of(row.get("protocol")).shown

@@ -11,7 +11,7 @@ import pandas as pd
 from experiments.plots import best_so_far_png
 from experiments.report.figures import loss_color
 from experiments.report.cells import COUNT_RULE, comparison_sentence, fmt_ci, paired, pairs_text, points, runs_text
-from experiments.tuning.trial import CENTER_LR, describe_space
+from experiments.tuning.space import CENTER_LR, describe_space
 from centersuite.losses import LOSSES
 
 METRIC = "final_test_acc"

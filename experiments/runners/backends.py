@@ -45,7 +45,6 @@ from experiments.ledger.provenance import code_version
 from experiments.ledger.rows import failed_row, is_done, record, row_from_result
 from experiments.ledger.tensorboard import TensorBoardLog
 
-BACKENDS = ("local", "ray", "slurm")
 
 
 @dataclass(frozen=True)

@@ -68,12 +68,36 @@ class Budget:
         self.stop.file.unlink(missing_ok=True)
 
 
+def kind_of(cfg) -> tuple:
+    """What an epoch's cost depends on: the dataset, the feature dimension, the model and the subset sizes."""
+    return cfg.dataset, int(cfg.feat_dim), cfg.model, cfg.train_size, cfg.test_size
+
+
+def epoch_seconds(rows: list[dict], device: str) -> dict[tuple, list[float]]:
+    """Seconds per epoch of the finished runs recorded on ``device``, by their kind (``kind_of``)."""
+    out: dict[tuple, list[float]] = {}
+    for r in rows:
+        if r["status"] != "finished" or r.get("device") != device or not r.get("wall_s") \
+                or int(r.get("epochs_done") or 0) <= 0:
+            continue
+        sizes = [int(r[k]) if r.get(k) else None for k in ("train_size", "test_size")]
+        kind = (r["dataset"], int(r["feat_dim"]), r.get("model") or "resnet", *sizes)
+        out.setdefault(kind, []).append(float(r["wall_s"]) / int(r["epochs_done"]))
+    return out
+
+
 def estimate_seconds(cfg, run_dir: Path, rows: list[dict], device: str) -> float | None:
-    """Seconds left for ``cfg``: its epochs to go times the median seconds per epoch of finished runs of the
-    same dataset and feat_dim on this device (None when there is none yet)."""
-    rates = sorted(float(r["wall_s"]) / int(r["epochs_done"]) for r in rows
-                   if r["status"] == "finished" and r["dataset"] == cfg.dataset and int(r["feat_dim"]) == cfg.feat_dim
-                   and r.get("device") == device and r.get("wall_s") and int(r.get("epochs_done") or 0) > 0)
+    """Seconds left for ``cfg``: its epochs to go times the median seconds per epoch of the finished runs of its
+    kind on this device (None when there is none yet)."""
+    rates = sorted(epoch_seconds(rows, device).get(kind_of(cfg), []))
     if not rates:
         return None
     return rates[len(rates) // 2] * (cfg.epochs - epochs_on_disk(run_dir))
+
+
+def slowest_epoch_seconds(configs: list, rows: list[dict], device: str) -> float | None:
+    """The longest epoch recorded on ``device`` of any kind among ``configs`` (what a budget must leave for the
+    epoch in flight); None when none of their kinds has a finished run here."""
+    known = epoch_seconds(rows, device)
+    seen = [max(known[kind]) for kind in {kind_of(c) for c in configs} if kind in known]
+    return max(seen) if seen else None

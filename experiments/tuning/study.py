@@ -31,15 +31,12 @@ from experiments.ledger.claims import Claim
 from experiments.ledger.fingerprint import code_fingerprint, modules_fingerprint
 from experiments.ledger.rows import is_done, mark_tuned
 from experiments.runners.backends import Outcome, RunSettings, Stop, record_outcome, train_run
-from experiments.tuning.trial import (TrialData, TrialStopped, describe_space, objective, run_trial, search_space,
-                                      suggest, trial_config)
+from experiments.tuning.space import N_STARTUP, describe_space, search_space, suggest
+from experiments.tuning.trial import TrialData, TrialStopped, objective, run_trial, trial_config
 from centersuite.losses import LOSSES
 from centersuite.losses import has_class_parameters
 from centersuite.models import model_recipe
 
-N_STARTUP = 10  # TPE's first trials of each study, drawn at random
-PRUNERS = ("none", "median", "hyperband")
-PRECISE_BN = 2000  # training images the trials and reproductions recompute BatchNorm statistics on (--precise-bn)
 
 
 @dataclass(frozen=True)
@@ -142,7 +139,7 @@ def common_identity(spec) -> dict:
             "model": spec.model, "center_rule": spec.center_rule, "epochs": spec.epochs,
             "train_size": spec.train_size, "val_size": spec.val_size, "pruner": spec.pruner, "seed": spec.seed,
             "trial_seeds": spec.trial_seeds, "precise_bn": spec.precise_bn, "startup_trials": N_STARTUP,
-            "trial_code": modules_fingerprint("experiments.tuning.trial")}
+            "trial_code": modules_fingerprint("experiments.tuning.trial", "experiments.tuning.space")}
 
 
 def identity(spec, key) -> dict:

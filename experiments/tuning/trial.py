@@ -32,35 +32,11 @@ import torch
 from experiments.datasets.specs import DataError, DatasetSpec, load_split
 from experiments.engine.config import RunConfig
 from experiments.engine.data import DeviceData
+from experiments.engine.context import RunContext
 from experiments.engine.trainer import RunStopped, Trainer
 from experiments.ledger.fingerprint import code_fingerprint
 from experiments.ledger.tensorboard import TensorBoardLog
-from centersuite.losses import LOSSES
-from centersuite.losses.options import Option
-
-LR = Option("lr", 0.01, "SGD learning rate (of the centers too, under the joint rule)", (1e-3, 1e-1), True)
-CENTER_LR = Option("center_lr", 0.5, "SGD learning rate of the centers under the separate rule", (1e-2, 1.0), True)
-
-
-def search_space(loss: str, center_rule: str, fixed: dict | None = None) -> list[Option]:
-    """What a study of ``loss`` searches: the shared knobs, then the loss's options with a search range that
-    are not ``fixed`` (the user's ``--set``)."""
-    shared = [LR] + ([CENTER_LR] if center_rule == "separate" else [])
-    return shared + [o for o in LOSSES.entry(loss).options if o.search is not None and o.name not in (fixed or {})]
-
-
-def describe_space(loss: str, center_rule: str, fixed: dict | None = None) -> str:
-    searched = [o.describe_search() for o in search_space(loss, center_rule, fixed)]
-    kept = [f"{name} fixed at {value:g}" for name, value in sorted((fixed or {}).items())]
-    kept += [o.describe_search() for o in LOSSES.entry(loss).options
-             if o.search is None and o.name not in (fixed or {})]
-    return "; ".join(searched + kept)
-
-
-def suggest(trial, space: list[Option]) -> dict:
-    """One point of the space, drawn by the trial's sampler."""
-    return {o.name: trial.suggest_float(o.name, *o.search, log=o.log) for o in space}
-
+from experiments.tuning.space import CENTER_LR, LR
 
 class TestSplitTouched(RuntimeError):
     """Something in a tuning trial reached for the test split or the out-of-distribution images."""
@@ -142,7 +118,7 @@ class TrialTrainer(Trainer):
 
     def result(self, status: str, diverged_epoch: int | None, wall_s: float, final: dict) -> dict:
         return {"run_id": self.cfg.run_id, "status": status, "diverged_epoch": diverged_epoch,
-                "epochs_done": len(self.history), "wall_s": round(wall_s, 2), "code_fingerprint": self.fingerprint,
+                "epochs_done": len(self.history), "wall_s": round(wall_s, 2), "code_fingerprint": self.ctx.fingerprint,
                 "val_acc": [row["val_acc"] for row in self.history]}
 
 
@@ -168,8 +144,7 @@ def run_trial(trial, cfg: RunConfig, data: TrialData, device: torch.device, out:
     results = []
     for k in range(seeds):
         run = RunConfig.from_dict({**cfg.to_dict(), "seed": cfg.seed + k})
-        trainer = TrialTrainer(run, data, device, Path(out) / run.run_id, progress=progress, log=log,
-                               fingerprint=code_fingerprint(run.loss, run.model), epoch_log=TensorBoardLog)
+        trainer = TrialTrainer(run, data, Path(out) / run.run_id, RunContext(device=device, progress=progress, log=log, fingerprint=code_fingerprint(run.loss, run.model), epoch_log=TensorBoardLog))
         reported, pruned = set(), []
 
         def report() -> None:

@@ -1,0 +1,6 @@
+"""``python -m experiments.slot``: the slot command (experiments/slot/__init__.py)."""
+import sys
+
+from experiments.slot import main
+
+sys.exit(main())
