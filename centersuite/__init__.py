@@ -8,4 +8,5 @@ center-loss comparison suite, as a library (docs/library.md).
 
 Needs torch only (pytorch-metric-learning for the adapted competitors: ``pip install centersuite[pml]``).
 """
+
 __version__ = "0.4.0"

@@ -7,20 +7,23 @@
 - ``intra_inter_ratio``: mean distance of a feature to its class mean divided by
   the mean distance between class means (Euclidean, not squared); lower is tighter.
 """
+
 from __future__ import annotations
 
 import torch
 
-from .metrics import class_counts, class_means
 from ..losses.distances import squared_distances
+from .metrics import class_counts, class_means
 
 
 @torch.no_grad()
-def knn1_accuracy(query, query_labels, reference, reference_labels, chunk: int = 1024) -> torch.Tensor:
+def knn1_accuracy(
+    query, query_labels, reference, reference_labels, chunk: int = 1024
+) -> torch.Tensor:
     correct = torch.zeros((), device=query.device)
     for start in range(0, len(query), chunk):
-        nearest = squared_distances(query[start:start + chunk], reference).argmin(1)
-        correct += (reference_labels[nearest] == query_labels[start:start + chunk]).sum()
+        nearest = squared_distances(query[start : start + chunk], reference).argmin(1)
+        correct += (reference_labels[nearest] == query_labels[start : start + chunk]).sum()
     return correct / len(query)
 
 
@@ -33,16 +36,20 @@ def map_at_r(features, labels, num_classes: int, chunk: int = 1024) -> torch.Ten
     counted = torch.zeros((), device=features.device)
     ranks = torch.arange(1, r_max + 1, device=features.device, dtype=torch.float)
     for start in range(0, n, chunk):
-        q, q_labels = features[start:start + chunk], labels[start:start + chunk]
+        q, q_labels = features[start : start + chunk], labels[start : start + chunk]
         d = squared_distances(q, features)
-        d.diagonal(start).fill_(float("inf"))  # not its own neighbour: (i, start + i); fill_, no host-made tensor
+        d.diagonal(start).fill_(
+            float("inf")
+        )  # not its own neighbour: (i, start + i); fill_, no host-made tensor
         r = r_per_class[q_labels]
         neighbours = d.topk(r_max, dim=1, largest=False).indices
         within_r = ranks[None, :] <= r[:, None]
         relevant = (labels[neighbours] == q_labels[:, None]) & within_r
         precision = relevant.float().cumsum(1) / ranks
         ap = (precision * relevant).sum(1) / r.clamp_min(1)
-        total += torch.where(r > 0, ap, torch.zeros_like(ap)).sum()  # where, not a mask index: no sync
+        total += torch.where(
+            r > 0, ap, torch.zeros_like(ap)
+        ).sum()  # where, not a mask index: no sync
         counted += (r > 0).sum()
     return total / counted
 
@@ -53,11 +60,17 @@ def intra_inter_ratio(features, labels, num_classes: int) -> torch.Tensor:
     intra = (features - means[labels]).norm(dim=1).mean()
     present = class_counts(labels, num_classes) > 0
     between = squared_distances(means.nan_to_num(0.0), means.nan_to_num(0.0)).sqrt()
-    pair = present[:, None] & present[None, :] & ~torch.eye(num_classes, dtype=torch.bool, device=features.device)
+    pair = (
+        present[:, None]
+        & present[None, :]
+        & ~torch.eye(num_classes, dtype=torch.bool, device=features.device)
+    )
     return intra / ((between * pair).sum() / pair.sum())
 
 
-def embedding_metrics(train_features, train_labels, test_features, test_labels, num_classes) -> dict[str, torch.Tensor]:
+def embedding_metrics(
+    train_features, train_labels, test_features, test_labels, num_classes
+) -> dict[str, torch.Tensor]:
     return {
         "knn1_acc": knn1_accuracy(test_features, test_labels, train_features, train_labels),
         "map_at_r": map_at_r(test_features, test_labels, num_classes),

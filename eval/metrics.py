@@ -3,6 +3,7 @@
 Nothing here reads a value back to the host: the functions return tensors,
 the caller syncs once per evaluation.
 """
+
 from __future__ import annotations
 
 import torch
@@ -11,8 +12,14 @@ from ..losses.distances import squared_distances
 
 
 @torch.no_grad()
-def embed(model, images: torch.Tensor, batch_size: int | None = None, autocast_dtype=None,
-          memory_format=torch.contiguous_format, forward=None):
+def embed(
+    model,
+    images: torch.Tensor,
+    batch_size: int | None = None,
+    autocast_dtype=None,
+    memory_format=torch.contiguous_format,
+    forward=None,
+):
     """``(features, logits)`` of uint8 images in eval mode, in fixed-size chunks, float32.
 
     Default chunk: 4096 on CUDA; 256 on the CPU, where large batches fall out of cache. Each chunk is
@@ -23,19 +30,25 @@ def embed(model, images: torch.Tensor, batch_size: int | None = None, autocast_d
     batch_size = min(batch_size or (4096 if images.is_cuda else 256), max(len(images), 1))
     was_training = model.training
     model.eval()
-    x = torch.empty((batch_size, *images.shape[1:]), device=images.device).contiguous(memory_format=memory_format)
+    x = torch.empty((batch_size, *images.shape[1:]), device=images.device).contiguous(
+        memory_format=memory_format
+    )
     features = logits = None
     for start in range(0, len(images), batch_size):
-        chunk = images[start:start + batch_size]
-        xb = x[:len(chunk)]
+        chunk = images[start : start + batch_size]
+        xb = x[: len(chunk)]
         xb.copy_(chunk).div_(255.0)
-        with torch.autocast(x.device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
-            f, z = (model(xb) if forward is None else [out[:len(chunk)] for out in forward(x)])
+        with torch.autocast(
+            x.device.type,
+            dtype=autocast_dtype or torch.bfloat16,
+            enabled=autocast_dtype is not None,
+        ):
+            f, z = model(xb) if forward is None else [out[: len(chunk)] for out in forward(x)]
         if features is None:
             features = torch.empty(len(images), f.shape[1], device=images.device)
             logits = torch.empty(len(images), z.shape[1], device=images.device)
-        features[start:start + len(chunk)] = f
-        logits[start:start + len(chunk)] = z
+        features[start : start + len(chunk)] = f
+        logits[start : start + len(chunk)] = z
     model.train(was_training)
     return features, logits
 
@@ -55,7 +68,9 @@ def class_counts(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Mean feature of each class; a class with no sample gets NaN (never nearest)."""
-    sums = torch.zeros(num_classes, features.shape[1], device=features.device).index_add_(0, labels, features.float())
+    sums = torch.zeros(num_classes, features.shape[1], device=features.device).index_add_(
+        0, labels, features.float()
+    )
     counts = class_counts(labels, num_classes)[:, None]
     return torch.where(counts > 0, sums / counts.clamp_min(1), torch.full_like(sums, float("nan")))
 
@@ -64,7 +79,9 @@ def accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (predictions == labels).float().mean()
 
 
-def evaluate_embeddings(loss, train_features, train_labels, test_features, test_logits, test_labels) -> dict[str, torch.Tensor]:
+def evaluate_embeddings(
+    loss, train_features, train_labels, test_features, test_logits, test_labels
+) -> dict[str, torch.Tensor]:
     """Test accuracies of one model by every rule that applies.
 
     - ``argmax``: argmax of the logits the loss classifies by (NaN for a loss that classifies by distance);
@@ -75,13 +92,23 @@ def evaluate_embeddings(loss, train_features, train_labels, test_features, test_
     """
     num_classes = loss.num_classes
     nan = torch.full((), float("nan"), device=test_features.device)
-    means = class_means(train_features, train_labels, num_classes) if train_features is not None else None
+    means = (
+        class_means(train_features, train_labels, num_classes)
+        if train_features is not None
+        else None
+    )
     centers = loss.centers.detach() if loss.centers is not None else means
     class_logits = loss.class_logits(test_features, test_logits)
     out = {
-        "argmax": accuracy(class_logits.argmax(1), test_labels) if class_logits is not None else nan,
-        "class_mean": accuracy(nearest_center(test_features, means), test_labels) if means is not None else nan,
-        "center": accuracy(nearest_center(test_features, centers), test_labels) if centers is not None else nan,
+        "argmax": accuracy(class_logits.argmax(1), test_labels)
+        if class_logits is not None
+        else nan,
+        "class_mean": accuracy(nearest_center(test_features, means), test_labels)
+        if means is not None
+        else nan,
+        "center": accuracy(nearest_center(test_features, centers), test_labels)
+        if centers is not None
+        else nan,
     }
     out["headline"] = out["argmax"] if loss.prediction == "logits" else out["center"]
     return out

@@ -15,12 +15,13 @@ handled as scikit-learn does: a threshold falls between distinct scores only):
 - ``fpr95``: false positive rate at the first threshold whose true positive rate is at least 0.95;
 - ``aupr``: average precision, ``sum_n (R_n - R_{n-1}) P_n`` over the distinct thresholds.
 """
+
 from __future__ import annotations
 
 import torch
 
-from .metrics import class_means
 from ..losses.distances import squared_distances
+from .metrics import class_means
 
 SCORES = ("center", "msp", "energy", "knn")
 METRICS = ("auroc", "fpr95", "aupr")
@@ -49,11 +50,16 @@ def detection_metrics(scores_in: torch.Tensor, scores_out: torch.Tensor) -> dict
 @torch.no_grad()
 def ood_scores(loss, train_features, train_labels, features, logits) -> dict[str, torch.Tensor]:
     """Every score that applies to this loss, for ``features`` (and their ``logits``)."""
-    centers = loss.centers.detach() if loss.centers is not None else class_means(train_features, train_labels,
-                                                                                  loss.num_classes)
+    centers = (
+        loss.centers.detach()
+        if loss.centers is not None
+        else class_means(train_features, train_labels, loss.num_classes)
+    )
     centers = centers.nan_to_num(1e6)  # a class with no training sample is never the nearest
-    out = {"center": -squared_distances(features, centers).min(1).values,
-           "knn": -nearest_distance(features, train_features)}
+    out = {
+        "center": -squared_distances(features, centers).min(1).values,
+        "knn": -nearest_distance(features, train_features),
+    }
     class_logits = loss.class_logits(features, logits)
     if class_logits is not None:
         out["msp"] = class_logits.softmax(1).max(1).values
@@ -61,9 +67,15 @@ def ood_scores(loss, train_features, train_labels, features, logits) -> dict[str
     return out
 
 
-def nearest_distance(query: torch.Tensor, reference: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-    return torch.cat([squared_distances(query[i:i + chunk], reference).min(1).values
-                      for i in range(0, len(query), chunk)])
+def nearest_distance(
+    query: torch.Tensor, reference: torch.Tensor, chunk: int = 1024
+) -> torch.Tensor:
+    return torch.cat(
+        [
+            squared_distances(query[i : i + chunk], reference).min(1).values
+            for i in range(0, len(query), chunk)
+        ]
+    )
 
 
 def natural_score(loss) -> str:

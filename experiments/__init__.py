@@ -18,6 +18,7 @@ The modules directly in ``experiments/`` are the commands (``python -m experimen
 NAME``): each parses its flags into typed objects and calls the packages. docs/architecture.md draws the
 flow; tests/test_architecture.py checks the order.
 """
+
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent

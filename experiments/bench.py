@@ -15,6 +15,7 @@ same process, alternately. ``--packed K`` then runs K bench processes side
 by side (graph mode on CUDA) and reports their summed images/s. Figures are
 printed and written to a CSV, rewritten after each case.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,12 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from centersuite.losses import LOSSES
 from experiments.cli.entry import command, loading
 from experiments.cli.recipe import add_offline_flag
 from experiments.cli.types import HelpFormatter, Parser, non_negative_int, positive_int
 from experiments.datasets.specs import SPECS, default_data_root, file_problems, get_spec
 from experiments.runners.presets import MAIN_LOSSES
-from centersuite.losses import LOSSES
 
 
 def default_datasets(cuda: bool, root: Path) -> list[str]:
@@ -46,30 +47,57 @@ def default_datasets(cuda: bool, root: Path) -> list[str]:
 def packed(k: int, dataset: str, steps: int, args, precision: str) -> dict:
     """K processes side by side; each waits until all are ready, then times its steps."""
     with tempfile.TemporaryDirectory() as barrier:
-        cmd = [sys.executable, "-m", "experiments.bench", "--worker", barrier, str(k), "--datasets", dataset,
-               "--steps", str(steps), "--data-root", str(args.data_root), "--device", args.device,
-               "--precisions", precision]
+        cmd = [
+            sys.executable,
+            "-m",
+            "experiments.bench",
+            "--worker",
+            barrier,
+            str(k),
+            "--datasets",
+            dataset,
+            "--steps",
+            str(steps),
+            "--data-root",
+            str(args.data_root),
+            "--device",
+            args.device,
+            "--precisions",
+            precision,
+        ]
         procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) for _ in range(k)]
         outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
     rate = sum(o["train_images_per_s"] for o in outs)
-    return {"dataset": dataset, "loss": "standalone", "mode": f"packed x{k} ({outs[0]['mode']})",
-            "precision": precision, "feat_dim": 2, "batch_size": 128, "steps_timed": steps,
-            "ms_per_step": round(max(o["ms_per_step"] for o in outs), 3), "train_images_per_s": round(rate, 1),
-            "s_per_epoch": None, "eval_s": None,
-            "peak_gpu_mem_mb": max((o["peak_gpu_mem_mb"] or 0) for o in outs) or None, "finite": all(
-                o["finite"] for o in outs)}
+    return {
+        "dataset": dataset,
+        "loss": "standalone",
+        "mode": f"packed x{k} ({outs[0]['mode']})",
+        "precision": precision,
+        "feat_dim": 2,
+        "batch_size": 128,
+        "steps_timed": steps,
+        "ms_per_step": round(max(o["ms_per_step"] for o in outs), 3),
+        "train_images_per_s": round(rate, 1),
+        "s_per_epoch": None,
+        "eval_s": None,
+        "peak_gpu_mem_mb": max((o["peak_gpu_mem_mb"] or 0) for o in outs) or None,
+        "finite": all(o["finite"] for o in outs),
+    }
 
 
 def worker(barrier: str, k: int, args, device) -> None:
     from experiments.engine.config import RunConfig
     from experiments.engine.data import load_data
     from experiments.probes.bench import bench_one
+
     dataset = args.datasets[0]
     data = load_data(RunConfig(dataset=dataset, train_size=args.train_size), args.data_root, device)
     mode = "graph" if device.type == "cuda" else "eager"
     precision = args.precisions[0]
     if device.type == "cuda":
-        bench_one(data, dataset, "standalone", mode, 2, device, precision)  # kernels chosen before the clock starts
+        bench_one(
+            data, dataset, "standalone", mode, 2, device, precision
+        )  # kernels chosen before the clock starts
     Path(barrier, f"ready-{os.getpid()}").touch()
     while len(list(Path(barrier).glob("ready-*"))) < k:
         time.sleep(0.05)
@@ -77,26 +105,58 @@ def worker(barrier: str, k: int, args, device) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="python -m experiments.bench", description=__doc__,
-                                     formatter_class=HelpFormatter)
-    parser.add_argument("--datasets", nargs="+", choices=list(SPECS),
-                        help="default: every dataset present on CUDA, Fashion-MNIST (else the first present, else "
-                             "the synthetic set) on the CPU; nothing is fetched")
-    parser.add_argument("--losses", nargs="+", choices=list(LOSSES),
-                        help="losses to time (default: xent, cent, standalone on CUDA; xent on the CPU)")
-    parser.add_argument("--modes", nargs="+", choices=["eager", "compile", "graph"],
-                        help="step modes (default: eager and graph on CUDA, eager and compile on the CPU; compile "
-                             "counts its compilation in warmup_s)")
-    parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16", "fp16"],
-                        help="default: fp32 (the reference) and bf16 (on the CPU only where it is native); packed "
-                             "runs use the first")
-    parser.add_argument("--steps", type=positive_int, help="timed steps per case (default 300 on CUDA, 40 on the CPU)")
-    parser.add_argument("--packed", type=non_negative_int,
-                        help="processes side by side (default 4 on CUDA, 0 on the CPU; 0: skip)")
-    parser.add_argument("--train-size", type=positive_int, help="train on N samples (CPU default: 4096)")
-    parser.add_argument("--data-root", type=Path, default=default_data_root(), help="where the datasets live")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
-    parser.add_argument("--out", type=Path, default=Path("results/bench.csv"), help="the CSV written")
+    parser = Parser(
+        prog="python -m experiments.bench", description=__doc__, formatter_class=HelpFormatter
+    )
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        choices=list(SPECS),
+        help="default: every dataset present on CUDA, Fashion-MNIST (else the first present, else "
+        "the synthetic set) on the CPU; nothing is fetched",
+    )
+    parser.add_argument(
+        "--losses",
+        nargs="+",
+        choices=list(LOSSES),
+        help="losses to time (default: xent, cent, standalone on CUDA; xent on the CPU)",
+    )
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=["eager", "compile", "graph"],
+        help="step modes (default: eager and graph on CUDA, eager and compile on the CPU; compile "
+        "counts its compilation in warmup_s)",
+    )
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        choices=["fp32", "bf16", "fp16"],
+        help="default: fp32 (the reference) and bf16 (on the CPU only where it is native); packed "
+        "runs use the first",
+    )
+    parser.add_argument(
+        "--steps",
+        type=positive_int,
+        help="timed steps per case (default 300 on CUDA, 40 on the CPU)",
+    )
+    parser.add_argument(
+        "--packed",
+        type=non_negative_int,
+        help="processes side by side (default 4 on CUDA, 0 on the CPU; 0: skip)",
+    )
+    parser.add_argument(
+        "--train-size", type=positive_int, help="train on N samples (CPU default: 4096)"
+    )
+    parser.add_argument(
+        "--data-root", type=Path, default=default_data_root(), help="where the datasets live"
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("results/bench.csv"), help="the CSV written"
+    )
     add_offline_flag(parser)
     parser.add_argument("--worker", nargs=2, metavar=("BARRIER", "K"), help=argparse.SUPPRESS)
     return parser
@@ -121,8 +181,10 @@ def main(argv=None) -> int:
         bf16_pays = cuda or native_bf16()
         args.precisions = ["fp32", "bf16"] if bf16_pays else ["fp32"]
         if not bf16_pays:
-            print(f"bf16 left out: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16, so "
-                  "autocast emulates it (about 10x slower than fp32); --precisions fp32 bf16 times it anyway")
+            print(
+                f"bf16 left out: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16, so "
+                "autocast emulates it (about 10x slower than fp32); --precisions fp32 bf16 times it anyway"
+            )
     args.losses = args.losses or (MAIN_LOSSES if cuda else ["xent"])
     modes = args.modes or (["eager", "graph"] if cuda else ["eager", "compile"])
     if args.worker:
@@ -132,10 +194,14 @@ def main(argv=None) -> int:
         args.datasets = default_datasets(cuda, args.data_root)
     rows = []
     print(f"bench on {device_name(device)}, torch {torch.__version__}, code {code_version()}")
-    print(f"{'dataset':14} {'loss':11} {'mode':32} {'prec':5} {'ms/step':>8} {'img/s':>9} {'x plain':>7} "
-          f"{'s/epoch':>8} {'eval s':>7} {'peak MB':>8}")
+    print(
+        f"{'dataset':14} {'loss':11} {'mode':32} {'prec':5} {'ms/step':>8} {'img/s':>9} {'x plain':>7} "
+        f"{'s/epoch':>8} {'eval s':>7} {'peak MB':>8}"
+    )
     for dataset in args.datasets:
-        data = load_data(RunConfig(dataset=dataset, train_size=args.train_size), args.data_root, device)
+        data = load_data(
+            RunConfig(dataset=dataset, train_size=args.train_size), args.data_root, device
+        )
         plain = PlainLoop(data, dataset, device, workers=4 if cuda else 0)
         plain_rates = [plain.images_per_s(args.steps)]
         record(rows, plain_row(dataset, plain_rates[0], args.steps, device), args.out, device)
@@ -143,13 +209,22 @@ def main(argv=None) -> int:
             for precision in args.precisions:
                 for mode in case_modes(modes, precision):
                     row = bench_one(data, dataset, loss, mode, args.steps, device, precision)
-                    plain_rates.append(plain.images_per_s(args.steps))  # alternately: before and after each case
-                    row["x_plain"] = round(row["train_images_per_s"] / (sum(plain_rates[-2:]) / 2), 2)
+                    plain_rates.append(
+                        plain.images_per_s(args.steps)
+                    )  # alternately: before and after each case
+                    row["x_plain"] = round(
+                        row["train_images_per_s"] / (sum(plain_rates[-2:]) / 2), 2
+                    )
                     record(rows, row, args.out, device)
         del data, plain
     k = args.packed if args.packed is not None else (4 if cuda else 0)
     if k > 0:
-        record(rows, packed(k, args.datasets[0], args.steps, args, args.precisions[0]), args.out, device)
+        record(
+            rows,
+            packed(k, args.datasets[0], args.steps, args, args.precisions[0]),
+            args.out,
+            device,
+        )
     print(f"written: {args.out}")
     return 0
 

@@ -5,6 +5,7 @@
 Reads the supported ranges from ``supported.txt`` (the one place they are
 stated); ``--tests`` also checks the lines marked ``; tests``.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,8 +60,13 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except KeyboardInterrupt:  # the ./suite wrapper's first step: one line, then ended by SIGINT as Python would be
-        print("interrupted (Ctrl-C) while the command was starting (checking its Python): nothing was written; "
-              "the same command starts it again", file=sys.stderr)
+    except (
+        KeyboardInterrupt
+    ):  # the ./suite wrapper's first step: one line, then ended by SIGINT as Python would be
+        print(
+            "interrupted (Ctrl-C) while the command was starting (checking its Python): nothing was written; "
+            "the same command starts it again",
+            file=sys.stderr,
+        )
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)

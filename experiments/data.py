@@ -11,6 +11,7 @@ file that is present but truncated or corrupt is never replaced unless asked
 (``--repair``). Offline (``--offline`` or ``SUITE_OFFLINE=1``) no network
 source is tried.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,26 +27,49 @@ from experiments.datasets.specs import SPECS, DataError, default_data_root, file
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="python -m experiments.data", description=__doc__,
-                                     formatter_class=HelpFormatter)
-    parser.add_argument("command", choices=["fetch", "check", "pack"],
-                        help="fetch: make the datasets present and verified; check: only verify; pack: write their "
-                             "verified files gzipped into --to (to carry to a machine without network)")
-    parser.add_argument("datasets", nargs="*", choices=[[], *SPECS], default=[], metavar="DATASET",
-                        help=f"any of {', '.join(SPECS)} (default: all)")
-    parser.add_argument("--data-root", type=Path, default=default_data_root(),
-                        help="where the datasets live, in torchvision's layout (env SUITE_DATA)")
-    parser.add_argument("--repair", action="store_true",
-                        help="fetch: replace files that are present but truncated or corrupt (else they are named "
-                             "and left as they are)")
-    parser.add_argument("--from", dest="source", type=Path,
-                        help="fetch: take the gzipped files from SOURCE/DATASET/ (a folder made by pack), no network")
+    parser = Parser(
+        prog="python -m experiments.data", description=__doc__, formatter_class=HelpFormatter
+    )
+    parser.add_argument(
+        "command",
+        choices=["fetch", "check", "pack"],
+        help="fetch: make the datasets present and verified; check: only verify; pack: write their "
+        "verified files gzipped into --to (to carry to a machine without network)",
+    )
+    parser.add_argument(
+        "datasets",
+        nargs="*",
+        choices=[[], *SPECS],
+        default=[],
+        metavar="DATASET",
+        help=f"any of {', '.join(SPECS)} (default: all)",
+    )
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=default_data_root(),
+        help="where the datasets live, in torchvision's layout (env SUITE_DATA)",
+    )
+    parser.add_argument(
+        "--repair",
+        action="store_true",
+        help="fetch: replace files that are present but truncated or corrupt (else they are named "
+        "and left as they are)",
+    )
+    parser.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        help="fetch: take the gzipped files from SOURCE/DATASET/ (a folder made by pack), no network",
+    )
     parser.add_argument("--to", type=Path, help="pack: the folder to write into")
     add_offline_flag(parser)
     return parser
 
 
-OPTIONAL = ("cifar-10",)  # no offline source: the suite works without it, and only a check that names it fails
+OPTIONAL = (
+    "cifar-10",
+)  # no offline source: the suite works without it, and only a check that names it fails
 
 
 def fix_command(name: str, root: Path, problems: list[str]) -> str:
@@ -71,20 +95,36 @@ def main(argv=None) -> int:
             if args.command == "fetch":
                 sources = None
                 if args.source is not None:
-                    sources = [Source(f"files in {args.source / name}",
-                                      lambda spec, root, _s, d=args.source / name: from_debian_dir(spec, root, 0, d))]
+                    sources = [
+                        Source(
+                            f"files in {args.source / name}",
+                            lambda spec, root, _s, d=args.source / name: from_debian_dir(
+                                spec, root, 0, d
+                            ),
+                        )
+                    ]
                 ensure(name, args.data_root, repair=args.repair, sources=sources)
             else:
                 problems = file_problems(get_spec(name), args.data_root)
-                if problems and name in OPTIONAL and not args.datasets and all(p.endswith(": missing") for p in problems):
+                if (
+                    problems
+                    and name in OPTIONAL
+                    and not args.datasets
+                    and all(p.endswith(": missing") for p in problems)
+                ):
                     fetch = f"./suite data fetch {name}"
-                    print(f"{name}: not present (optional: the suite works without it; "
-                          f"{HOW_TO_GET[name].replace(fetch, fetch + root_flag(args.data_root))})")
+                    print(
+                        f"{name}: not present (optional: the suite works without it; "
+                        f"{HOW_TO_GET[name].replace(fetch, fetch + root_flag(args.data_root))})"
+                    )
                     continue
                 if problems:
-                    raise DataError(f"{name}: {problems[0]}" + (f" (+{len(problems) - 1} more)" if len(problems) > 1
-                                                                else "") + f"; to fix, "
-                                    f"{fix_command(name, args.data_root, problems)}")
+                    raise DataError(
+                        f"{name}: {problems[0]}"
+                        + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
+                        + f"; to fix, "
+                        f"{fix_command(name, args.data_root, problems)}"
+                    )
             print(f"{name}: ok ({args.data_root / get_spec(name).folder})")
         except DataError as e:
             failed += 1

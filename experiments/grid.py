@@ -16,6 +16,7 @@ imgs/ and the README; any other ledger gets its table and pictures under
 itself and leaves the README alone. The quick preset's ledger is
 results/quick/ (not tracked by git).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,62 +25,130 @@ import sys
 from pathlib import Path
 
 from centersuite.losses import LOSSES
-from experiments.cli.recipe import (DATASET_HELP, KNOWN_CLASSES_HELP, SweepError, add_backend_arguments,
-                                    add_recipe_arguments, recipe_problem, sweep_values, warn_single_class_batches)
 from experiments.cli.entry import command, loading
-from experiments.cli.types import HelpFormatter, Parser, class_list, non_negative_int, positive_float, positive_int
+from experiments.cli.recipe import (
+    DATASET_HELP,
+    KNOWN_CLASSES_HELP,
+    SweepError,
+    add_backend_arguments,
+    add_recipe_arguments,
+    recipe_problem,
+    sweep_values,
+    warn_single_class_batches,
+)
+from experiments.cli.types import (
+    HelpFormatter,
+    Parser,
+    class_list,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from experiments.datasets.specs import SPECS
 from experiments.runners.presets import PRESET_KEYS, PRESETS, preset_value
 from experiments.runners.sweep import GridSpec
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="python -m experiments.grid", description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("--preset", choices=list(PRESETS), default="paper",
-                        help="; ".join(f"{name}: {preset['about']}" for name, preset in PRESETS.items())
-                        + ". Every option below overrides the preset")
+    parser = Parser(
+        prog="python -m experiments.grid", description=__doc__, formatter_class=HelpFormatter
+    )
+    parser.add_argument(
+        "--preset",
+        choices=list(PRESETS),
+        default="paper",
+        help="; ".join(f"{name}: {preset['about']}" for name, preset in PRESETS.items())
+        + ". Every option below overrides the preset",
+    )
     parser.add_argument("--datasets", nargs="+", choices=list(SPECS), help=DATASET_HELP)
     parser.add_argument("--losses", nargs="+", choices=list(LOSSES), help="losses to train")
     parser.add_argument("--feat-dims", nargs="+", type=positive_int, help="feature dimensions")
-    parser.add_argument("--seeds", nargs="+", type=non_negative_int, help="seeds (runs of one seed are paired)")
-    parser.add_argument("--known-classes", nargs="+", type=class_list,
-                        help=KNOWN_CLASSES_HELP.replace("these classes", "each of these splits of the classes"))
+    parser.add_argument(
+        "--seeds", nargs="+", type=non_negative_int, help="seeds (runs of one seed are paired)"
+    )
+    parser.add_argument(
+        "--known-classes",
+        nargs="+",
+        type=class_list,
+        help=KNOWN_CLASSES_HELP.replace("these classes", "each of these splits of the classes"),
+    )
     add_recipe_arguments(parser, sweep=True)
-    parser.add_argument("--set", action="append", default=[], metavar="LOSS.OPTION=V1,V2",
-                        help="sweep a loss option for one loss only, e.g. --set standalone.weight_inter=0.01,0.1,1 "
-                             "(a flag such as --weight-inter sweeps it for every loss of --losses that takes it; "
-                             "--set wins for its loss); repeatable")
-    parser.add_argument("--dry-run", action="store_true", help="list the planned runs (and how many) and train nothing")
-    parser.add_argument("--yes", action="store_true",
-                        help="train without asking when the estimate is over an hour on a CPU (needed off a "
-                             "terminal)")
-    parser.add_argument("--results", type=Path, help="the ledger folder: runs.csv, epochs.csv, table.md "
-                                                     "(default: the preset's)")
-    parser.add_argument("--imgs", type=Path, help="where the pictures go (default: imgs/ for the main ledger "
-                                                  "results/, RESULTS/imgs otherwise)")
-    parser.add_argument("--readme", type=Path, help="the README whose marked sections are rewritten (default: "
-                                                    "README.md for the main ledger, none otherwise)")
-    parser.add_argument("--no-report", action="store_true", help="do not rebuild the report at the end")
-    parser.add_argument("--reuse-stale", action="store_true",
-                        help="count runs recorded by other code (another code fingerprint: a loss, the trainer, "
-                             "the model, the data or the metrics changed since) as done, instead of retraining "
-                             "them; the report marks them stale")
-    parser.add_argument("--retrain-stale", action="store_true",
-                        help="train again, by the code as it is now, every run of the ledger (--results) recorded "
-                             "by other code, instead of the preset's grid (a tuning study's reproductions: with "
-                             "`tune --refresh`); the old rows stay, superseded")
-    parser.add_argument("--max-minutes", type=positive_float,
-                        help="time budget: no run is started that its estimate says cannot finish in time; when the "
-                             "budget ends, running runs stop after their current epoch (checkpointed) and the grid "
-                             "exits 0; the same command resumes them. SIGTERM does the same")
-    parser.add_argument("--fill-budget", action="store_true",
-                        help="with --max-minutes: start runs even when their estimate says they cannot finish in "
-                             "time; they stop after an epoch, checkpointed, and the same command resumes them (time "
-                             "that recurs: GPU slots, walltime allocations)")
-    parser.add_argument("--runs-per-gpu", type=positive_int, default=None,
-                        help="runs sharing one GPU, the same default for every backend: 4 on a GPU of 40 GB or more, "
-                             "2 below that, 1 on the CPU (local: processes side by side; ray: each task takes 1/N "
-                             "of a GPU; slurm without SLURM: N local jobs per visible GPU)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="LOSS.OPTION=V1,V2",
+        help="sweep a loss option for one loss only, e.g. --set standalone.weight_inter=0.01,0.1,1 "
+        "(a flag such as --weight-inter sweeps it for every loss of --losses that takes it; "
+        "--set wins for its loss); repeatable",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the planned runs (and how many) and train nothing",
+    )
+    parser.add_argument(
+        "--yes",
+        action="store_true",
+        help="train without asking when the estimate is over an hour on a CPU (needed off a "
+        "terminal)",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help="the ledger folder: runs.csv, epochs.csv, table.md (default: the preset's)",
+    )
+    parser.add_argument(
+        "--imgs",
+        type=Path,
+        help="where the pictures go (default: imgs/ for the main ledger "
+        "results/, RESULTS/imgs otherwise)",
+    )
+    parser.add_argument(
+        "--readme",
+        type=Path,
+        help="the README whose marked sections are rewritten (default: "
+        "README.md for the main ledger, none otherwise)",
+    )
+    parser.add_argument(
+        "--no-report", action="store_true", help="do not rebuild the report at the end"
+    )
+    parser.add_argument(
+        "--reuse-stale",
+        action="store_true",
+        help="count runs recorded by other code (another code fingerprint: a loss, the trainer, "
+        "the model, the data or the metrics changed since) as done, instead of retraining "
+        "them; the report marks them stale",
+    )
+    parser.add_argument(
+        "--retrain-stale",
+        action="store_true",
+        help="train again, by the code as it is now, every run of the ledger (--results) recorded "
+        "by other code, instead of the preset's grid (a tuning study's reproductions: with "
+        "`tune --refresh`); the old rows stay, superseded",
+    )
+    parser.add_argument(
+        "--max-minutes",
+        type=positive_float,
+        help="time budget: no run is started that its estimate says cannot finish in time; when the "
+        "budget ends, running runs stop after their current epoch (checkpointed) and the grid "
+        "exits 0; the same command resumes them. SIGTERM does the same",
+    )
+    parser.add_argument(
+        "--fill-budget",
+        action="store_true",
+        help="with --max-minutes: start runs even when their estimate says they cannot finish in "
+        "time; they stop after an epoch, checkpointed, and the same command resumes them (time "
+        "that recurs: GPU slots, walltime allocations)",
+    )
+    parser.add_argument(
+        "--runs-per-gpu",
+        type=positive_int,
+        default=None,
+        help="runs sharing one GPU, the same default for every backend: 4 on a GPU of 40 GB or more, "
+        "2 below that, 1 on the CPU (local: processes side by side; ray: each task takes 1/N "
+        "of a GPU; slurm without SLURM: N local jobs per visible GPU)",
+    )
     add_backend_arguments(parser)
     parser.set_defaults(epochs=None, train_size=None, test_size=None, eval_train_size=None)
     return parser
@@ -100,8 +169,15 @@ def parse_args(argv=None):
     if problem := recipe_problem(recipe, sweep, args.losses):
         parser.error(problem)
     warn_single_class_batches(recipe["batch_size"], args.losses)
-    args.spec = GridSpec(datasets=args.datasets, losses=args.losses, feat_dims=args.feat_dims, seeds=args.seeds,
-                         known_classes=args.known_classes, recipe=recipe, sweep=sweep)
+    args.spec = GridSpec(
+        datasets=args.datasets,
+        losses=args.losses,
+        feat_dims=args.feat_dims,
+        seeds=args.seeds,
+        known_classes=args.known_classes,
+        recipe=recipe,
+        sweep=sweep,
+    )
     return args
 
 
@@ -122,9 +198,18 @@ def main(argv=None) -> int:
 
     results = Path(args.results)
     outputs = report.Outputs.for_ledger(results, args.imgs, args.readme)
-    made = [p for p in (args.out, results, outputs.imgs) if not Path(p).exists()]  # put back if nothing trains
-    checks = () if args.dry_run else (unwritable(args.out), unwritable(results),
-                                      None if args.no_report else outputs.problem())
+    made = [
+        p for p in (args.out, results, outputs.imgs) if not Path(p).exists()
+    ]  # put back if nothing trains
+    checks = (
+        ()
+        if args.dry_run
+        else (
+            unwritable(args.out),
+            unwritable(results),
+            None if args.no_report else outputs.problem(),
+        )
+    )
     for problem in checks:  # a dry run writes nothing, so it asks nothing of the folders
         if problem is not None:
             print(f"error: {problem}; nothing was trained", file=sys.stderr)
@@ -133,7 +218,9 @@ def main(argv=None) -> int:
     spec = args.spec
     to_retrain = stale_configs(read_rows(results / "runs.csv")) if args.retrain_stale else []
     if args.retrain_stale:
-        spec = dataclasses.replace(spec, datasets=sorted({c.dataset for c in to_retrain}, key=list(SPECS).index))
+        spec = dataclasses.replace(
+            spec, datasets=sorted({c.dataset for c in to_retrain}, key=list(SPECS).index)
+        )
     if not args.dry_run:  # a dry run fetches nothing
         spec = dataclasses.replace(spec, datasets=ready_datasets(spec.datasets, args.data_root))
         try:
@@ -143,16 +230,24 @@ def main(argv=None) -> int:
             print(f"error: --ood-images {e}; nothing was trained", file=sys.stderr)
             return 2
     if args.retrain_stale and not to_retrain:
-        print(f"grid: no run of {results / 'runs.csv'} was recorded by other code; nothing to retrain")
+        print(
+            f"grid: no run of {results / 'runs.csv'} was recorded by other code; nothing to retrain"
+        )
         return 0
     if not spec.datasets:
-        print("error: no dataset can be used (the lines above say why and how to fix it); nothing was trained",
-              file=sys.stderr)
-        for folder in sorted(made, key=lambda p: -len(Path(p).parts)):  # the folders the checks made, if empty
+        print(
+            "error: no dataset can be used (the lines above say why and how to fix it); nothing was trained",
+            file=sys.stderr,
+        )
+        for folder in sorted(
+            made, key=lambda p: -len(Path(p).parts)
+        ):  # the folders the checks made, if empty
             if Path(folder).is_dir() and not any(Path(folder).iterdir()):
                 Path(folder).rmdir()
         return 1
-    configs = [c for c in to_retrain if c.dataset in spec.datasets] if args.retrain_stale else plan(spec)
+    configs = (
+        [c for c in to_retrain if c.dataset in spec.datasets] if args.retrain_stale else plan(spec)
+    )
     for cfg in configs:
         if (problem := run_problem(cfg)) is not None:
             print(f"error: {problem}; nothing was trained", file=sys.stderr)
@@ -161,13 +256,24 @@ def main(argv=None) -> int:
         for cfg in configs:
             print(f"{cfg.run_id}  {', '.join(described(cfg)) or 'reference recipe'}")
         missing = [d for d in spec.datasets if file_problems(get_spec(d), args.data_root)]
-        print(f"grid: {plural(len(configs), 'run')} planned (dry run: nothing trained, fetched or written)"
-              + (f"; not in {args.data_root} yet: {', '.join(missing)} (a real run fetches what it can)"
-                 if missing else ""))
+        print(
+            f"grid: {plural(len(configs), 'run')} planned (dry run: nothing trained, fetched or written)"
+            + (
+                f"; not in {args.data_root} yet: {', '.join(missing)} (a real run fetches what it can)"
+                if missing
+                else ""
+            )
+        )
         return 0
     settings = run_settings(args, results)
-    outcome = run_grid(configs, settings, backend_from_args(args, device), device,
-                       args.max_minutes, args.fill_budget)
+    outcome = run_grid(
+        configs,
+        settings,
+        backend_from_args(args, device),
+        device,
+        args.max_minutes,
+        args.fill_budget,
+    )
     if outcome.interrupted:
         return 130
     if not args.no_report:

@@ -1,5 +1,6 @@
 """Feature pictures: 2-D scatter frames, gifs over epochs, PCA of wide features,
 learning curves. Output is deterministic, so regenerating changes no byte."""
+
 from __future__ import annotations
 
 import io
@@ -16,12 +17,18 @@ import torch  # noqa: E402
 
 COLORS = plt.get_cmap("tab10").colors  # one per class
 # one per loss (the registry's order: report/figures.loss_color): tab10's, their light tints, then Dark2's
-LINE_COLORS = plt.get_cmap("tab20").colors[::2] + plt.get_cmap("tab20").colors[1::2] + plt.get_cmap("Dark2").colors
+LINE_COLORS = (
+    plt.get_cmap("tab20").colors[::2]
+    + plt.get_cmap("tab20").colors[1::2]
+    + plt.get_cmap("Dark2").colors
+)
 LINE_STYLES = ("-", "--", ":", "-.")
 MAX_TRAIN_POINTS = 2000  # train frames subsample to keep gifs small
 
 
-def fixed_limits(arrays: list[np.ndarray], margin: float = 0.05) -> tuple[float, float, float, float] | None:
+def fixed_limits(
+    arrays: list[np.ndarray], margin: float = 0.05
+) -> tuple[float, float, float, float] | None:
     """Axis limits covering the 0.5-99.5 percentiles of all frames, so a gif does not jump; None when no frame
     holds a finite point (a run that diverged at once)."""
     points = np.concatenate([a[np.isfinite(a).all(1)] for a in arrays])
@@ -34,7 +41,16 @@ def fixed_limits(arrays: list[np.ndarray], margin: float = 0.05) -> tuple[float,
 
 def scatter_figure(features, labels, class_names, title, centers=None, limits=None, size=4.2):
     fig, ax = plt.subplots(figsize=(size, size), dpi=80)
-    _panel(ax, np.asarray(features), np.asarray(labels), class_names, centers, limits, title, legend=True)
+    _panel(
+        ax,
+        np.asarray(features),
+        np.asarray(labels),
+        class_names,
+        centers,
+        limits,
+        title,
+        legend=True,
+    )
     fig.tight_layout()
     return fig
 
@@ -59,7 +75,9 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
-def feature_gifs(frame_files: list[Path], class_names, out_dir: Path, title: str, held_out: str = "test") -> None:
+def feature_gifs(
+    frame_files: list[Path], class_names, out_dir: Path, title: str, held_out: str = "test"
+) -> None:
     """``train.gif`` and ``{held_out}.gif`` from the per-epoch feature files of one feat_dim-2 run
     (``held_out``: the split its frames hold, experiments/engine/protocol.py: test under the reference protocol,
     val under fair, train under last, which makes the one ``train.gif``)."""
@@ -69,18 +87,33 @@ def feature_gifs(frame_files: list[Path], class_names, out_dir: Path, title: str
     for split, key in pairs:
         feats = [f[f"{key}_features"].float().numpy() for f in frames]
         labels = [f[f"{key}_labels"].numpy() for f in frames]
-        if not any(len(a) for a in feats):  # a run that embedded no train subset per epoch has no train gif
+        if not any(
+            len(a) for a in feats
+        ):  # a run that embedded no train subset per epoch has no train gif
             continue
         if split == "train":
             feats, labels = map(list, zip(*(subsample(a, b) for a, b in zip(feats, labels))))
         last = frames[-1]["centers"]
-        limits = covering(fixed_limits(feats), np.zeros((0, 2)) if last is None else last.float().numpy())
-        images = [figure_to_array(scatter_figure(
-            a, b, class_names, f"{title} {split}, epoch {f['epoch']}, {held_out} acc {f['test_acc']:.3f}",
-            centers=None if f["centers"] is None else f["centers"].numpy(), limits=limits))
-            for a, b, f in zip(feats, labels, frames)]
-        write_if_changed(out_dir / f"{split}.gif", iio.imwrite("<bytes>", np.stack(images), extension=".gif",
-                                                               duration=200, loop=0))
+        limits = covering(
+            fixed_limits(feats), np.zeros((0, 2)) if last is None else last.float().numpy()
+        )
+        images = [
+            figure_to_array(
+                scatter_figure(
+                    a,
+                    b,
+                    class_names,
+                    f"{title} {split}, epoch {f['epoch']}, {held_out} acc {f['test_acc']:.3f}",
+                    centers=None if f["centers"] is None else f["centers"].numpy(),
+                    limits=limits,
+                )
+            )
+            for a, b, f in zip(feats, labels, frames)
+        ]
+        write_if_changed(
+            out_dir / f"{split}.gif",
+            iio.imwrite("<bytes>", np.stack(images), extension=".gif", duration=200, loop=0),
+        )
 
 
 def pca_2d(features: np.ndarray, basis_of: np.ndarray | None = None) -> np.ndarray:
@@ -90,7 +123,7 @@ def pca_2d(features: np.ndarray, basis_of: np.ndarray | None = None) -> np.ndarr
     ref = ref[np.isfinite(ref).all(1)]  # a diverged model's NaN features have no direction
     if ref.shape[1] < 2 or not len(ref):  # one feature (or none finite): the axis, and 0 beside it
         out = np.zeros((len(features), 2), dtype=features.dtype)
-        out[:, :min(1, features.shape[1])] = features[:, :1] - (ref.mean(0)[:1] if len(ref) else 0)
+        out[:, : min(1, features.shape[1])] = features[:, :1] - (ref.mean(0)[:1] if len(ref) else 0)
         return out
     mean = ref.mean(0)
     _, _, vt = np.linalg.svd(ref - mean, full_matrices=False)
@@ -102,20 +135,31 @@ def embedding_pngs(final_file: Path, class_names, out_dir: Path, title: str) -> 
     """PCA (fit on the train features) of the final train subset and test features: ``train.png``, ``test.png``."""
     f = torch.load(final_file)
     train, test = f["train_features"].float().numpy(), f["test_features"].float().numpy()
-    for split, feats, labels in (("train", train, f["train_labels"].numpy()),
-                                 ("test", test, f["test_labels"].numpy())):
+    for split, feats, labels in (
+        ("train", train, f["train_labels"].numpy()),
+        ("test", test, f["test_labels"].numpy()),
+    ):
         if split == "train":
             feats, labels = subsample(feats, labels)
-        fig = scatter_figure(pca_2d(feats, basis_of=train), labels, class_names,
-                             f"{title} {split} (PCA), test acc {f['test_acc']:.3f}")
+        fig = scatter_figure(
+            pca_2d(feats, basis_of=train),
+            labels,
+            class_names,
+            f"{title} {split} (PCA), test acc {f['test_acc']:.3f}",
+        )
         buf = io.BytesIO()
         fig.savefig(buf, format="png", metadata={"Software": None})
         plt.close(fig)
         write_if_changed(out_dir / f"{split}.png", buf.getvalue())
 
 
-def learning_curve_png(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], title: str, path: Path,
-                       colors: dict[str, int] | None = None, ylabel: str = "accuracy (headline rule)") -> None:
+def learning_curve_png(
+    curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    title: str,
+    path: Path,
+    colors: dict[str, int] | None = None,
+    ylabel: str = "accuracy (headline rule)",
+) -> None:
     """``curves[label] = (epochs, mean, half_width)``: one line per group of runs with a band over seeds,
     clipped to [0, 1] (an accuracy), and no band for a single seed (half width 0). ``colors[label]``: the
     color index of each line (one color per loss across pictures); lines of one color get other styles.
@@ -128,21 +172,40 @@ def learning_curve_png(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarra
         style = LINE_STYLES[used.get(index, 0) % len(LINE_STYLES)]
         used[index] = used.get(index, 0) + 1
         color = LINE_COLORS[index]
-        ax.plot(epochs, mean, color=color, linestyle=style, label=label, linewidth=1.2,
-                marker="o" if len(epochs) == 1 else None, markersize=3)  # a one-epoch line is a point
+        ax.plot(
+            epochs,
+            mean,
+            color=color,
+            linestyle=style,
+            label=label,
+            linewidth=1.2,
+            marker="o" if len(epochs) == 1 else None,
+            markersize=3,
+        )  # a one-epoch line is a point
         if np.any(half > 0):
             banded = True
-            ax.fill_between(epochs, np.clip(mean - half, 0, 1), np.clip(mean + half, 0, 1), color=color, alpha=0.2,
-                            linewidth=0)
+            ax.fill_between(
+                epochs,
+                np.clip(mean - half, 0, 1),
+                np.clip(mean + half, 0, 1),
+                color=color,
+                alpha=0.2,
+                linewidth=0,
+            )
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
-    ax.set_title(title + ("\n(bands: 95% t-interval over seeds)" if banded else "\n(one seed each: no interval)"),
-                 fontsize=9)
+    ax.set_title(
+        title
+        + ("\n(bands: 95% t-interval over seeds)" if banded else "\n(one seed each: no interval)"),
+        fontsize=9,
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None}, bbox_inches="tight")  # the legend is outside
+    fig.savefig(
+        buf, format="png", metadata={"Software": None}, bbox_inches="tight"
+    )  # the legend is outside
     plt.close(fig)
     write_if_changed(path, buf.getvalue())
 
@@ -171,13 +234,19 @@ def outside(features: np.ndarray, limits) -> int:
         return 0
     x, y = features[:, 0], features[:, 1]
     finite = np.isfinite(features).all(1)
-    return int((finite & ((x < limits[0]) | (x > limits[1]) | (y < limits[2]) | (y > limits[3]))).sum())
+    return int(
+        (finite & ((x < limits[0]) | (x > limits[1]) | (y < limits[2]) | (y > limits[3]))).sum()
+    )
 
 
 def drawn(frame: dict) -> np.ndarray:
     """The points of a frame that its panel draws: its test features and its centers, ``(n, 2)``."""
     points = frame["test_features"].float().numpy()
-    return points if frame["centers"] is None else np.concatenate([points, frame["centers"].float().numpy()])
+    return (
+        points
+        if frame["centers"] is None
+        else np.concatenate([points, frame["centers"].float().numpy()])
+    )
 
 
 def covering(limits, features: np.ndarray, margin: float = 0.02):
@@ -187,20 +256,42 @@ def covering(limits, features: np.ndarray, margin: float = 0.02):
         return limits
     lo, hi = finite.min(0), finite.max(0)
     pad = (hi - lo) * margin + 1e-6
-    return (min(limits[0], lo[0] - pad[0]), max(limits[1], hi[0] + pad[0]),
-            min(limits[2], lo[1] - pad[1]), max(limits[3], hi[1] + pad[1]))
+    return (
+        min(limits[0], lo[0] - pad[0]),
+        max(limits[1], hi[0] + pad[0]),
+        min(limits[2], lo[1] - pad[1]),
+        max(limits[3], hi[1] + pad[1]),
+    )
 
 
-def _panel(ax, features, labels, class_names, centers, limits, title, legend=False, axis_labels=("feature 1",
-                                                                                                 "feature 2")):
+def _panel(
+    ax,
+    features,
+    labels,
+    class_names,
+    centers,
+    limits,
+    title,
+    legend=False,
+    axis_labels=("feature 1", "feature 2"),
+):
     """One scatter of 2-D features coloured by class, the centers marked X, on ``limits`` when given."""
     for k, name in enumerate(class_names):
         pts = features[labels == k]
-        ax.scatter(pts[:, 0], pts[:, 1], s=2, color=COLORS[k % 10], label=name, alpha=0.6, linewidths=0)
+        ax.scatter(
+            pts[:, 0], pts[:, 1], s=2, color=COLORS[k % 10], label=name, alpha=0.6, linewidths=0
+        )
     if centers is not None:
         c = np.asarray(centers)
-        ax.scatter(c[:, 0], c[:, 1], s=60, c=[COLORS[k % 10] for k in range(len(c))], marker="X",
-                   edgecolors="black", linewidths=0.8)
+        ax.scatter(
+            c[:, 0],
+            c[:, 1],
+            s=60,
+            c=[COLORS[k % 10] for k in range(len(c))],
+            marker="X",
+            edgecolors="black",
+            linewidths=0.8,
+        )
     if limits is not None:
         ax.set_xlim(limits[0], limits[1])
         ax.set_ylim(limits[2], limits[3])
@@ -214,14 +305,28 @@ def _panel(ax, features, labels, class_names, centers, limits, title, legend=Fal
 
 def _composite_figure(n_panels: int, class_names):
     fig, axes = plt.subplots(1, n_panels, figsize=(4.2 * n_panels, 4.8), dpi=90, squeeze=False)
-    handles = [matplotlib.lines.Line2D([], [], marker="o", linestyle="", color=COLORS[k % 10], markersize=4)
-               for k in range(len(class_names))]
-    fig.legend(handles, class_names, loc="lower center", ncol=min(len(class_names), 10), fontsize=7,
-               frameon=False, handletextpad=0.1, columnspacing=0.8)
+    handles = [
+        matplotlib.lines.Line2D(
+            [], [], marker="o", linestyle="", color=COLORS[k % 10], markersize=4
+        )
+        for k in range(len(class_names))
+    ]
+    fig.legend(
+        handles,
+        class_names,
+        loc="lower center",
+        ncol=min(len(class_names), 10),
+        fontsize=7,
+        frameon=False,
+        handletextpad=0.1,
+        columnspacing=0.8,
+    )
     return fig, axes[0]
 
 
-def composite_gif(panels: list[dict], class_names, title: str, gif_path: Path, png_path: Path) -> None:
+def composite_gif(
+    panels: list[dict], class_names, title: str, gif_path: Path, png_path: Path
+) -> None:
     """Losses side by side over training: ``panels[i] = {"name", "frames"}``, each frame a dict with
     ``epoch``, ``test_acc``, ``test_features`` (n, 2), ``test_labels`` and ``centers`` (or None); every
     panel holds the same points of training. Each panel keeps its axes over the frames (fixed limits);
@@ -230,8 +335,13 @@ def composite_gif(panels: list[dict], class_names, title: str, gif_path: Path, p
     chosen = even_subset(count)
     # each panel on its own fixed axes: the 0.5-99.5 percentiles of all its frames, widened to hold every point
     # and center of the last frame; a point or center of an earlier frame outside them is counted in the title
-    limits = [covering(fixed_limits([f["test_features"].float().numpy() for f in p["frames"][:count]]),
-                       drawn(p["frames"][chosen[-1]])) for p in panels]
+    limits = [
+        covering(
+            fixed_limits([f["test_features"].float().numpy() for f in p["frames"][:count]]),
+            drawn(p["frames"][chosen[-1]]),
+        )
+        for p in panels
+    ]
     images = []
     for i in chosen:
         fig, axes = _composite_figure(len(panels), class_names)
@@ -239,20 +349,38 @@ def composite_gif(panels: list[dict], class_names, title: str, gif_path: Path, p
             f = panel["frames"][i]
             features = f["test_features"].float().numpy()
             centers = None if f["centers"] is None else f["centers"].float().numpy()
-            hidden = [f"{n} {what} outside" for n, what in ((outside(features, lim), "points"),
-                      (0 if centers is None else outside(centers, lim), "centers")) if n]
-            _panel(ax, features, f["test_labels"].numpy(), class_names, centers, lim,
-                   f"{panel['name']}: acc {f['test_acc']:.3f}" + (f" ({', '.join(hidden)})" if hidden else ""))
-        fig.suptitle(f"{title}, {training_point(panels[0]['frames'][i]['epoch'])}; each panel on its own scale",
-                     fontsize=10)
+            hidden = [
+                f"{n} {what} outside"
+                for n, what in (
+                    (outside(features, lim), "points"),
+                    (0 if centers is None else outside(centers, lim), "centers"),
+                )
+                if n
+            ]
+            _panel(
+                ax,
+                features,
+                f["test_labels"].numpy(),
+                class_names,
+                centers,
+                lim,
+                f"{panel['name']}: acc {f['test_acc']:.3f}"
+                + (f" ({', '.join(hidden)})" if hidden else ""),
+            )
+        fig.suptitle(
+            f"{title}, {training_point(panels[0]['frames'][i]['epoch'])}; each panel on its own scale",
+            fontsize=10,
+        )
         fig.tight_layout(rect=(0, 0.07, 1, 1))
         if i == chosen[-1]:
             buf = io.BytesIO()
             fig.savefig(buf, format="png", metadata={"Software": None})
             write_if_changed(png_path, buf.getvalue())
         images.append(figure_to_array(fig))
-    write_if_changed(gif_path, iio.imwrite("<bytes>", np.stack(images), extension=".gif", duration=GIF_FRAME_MS,
-                                           loop=0))
+    write_if_changed(
+        gif_path,
+        iio.imwrite("<bytes>", np.stack(images), extension=".gif", duration=GIF_FRAME_MS, loop=0),
+    )
 
 
 def project_2d(features: np.ndarray, method: str) -> np.ndarray:
@@ -260,15 +388,26 @@ def project_2d(features: np.ndarray, method: str) -> np.ndarray:
     if method == "pca":
         return pca_2d(features)
     from sklearn.manifold import TSNE
+
     return TSNE(n_components=2, init="pca", random_state=0, perplexity=30).fit_transform(features)
 
 
-def composite_projection_png(panels: list[dict], class_names, title: str, method: str, path: Path) -> None:
+def composite_projection_png(
+    panels: list[dict], class_names, title: str, method: str, path: Path
+) -> None:
     """Wide features of several losses side by side, each projected to 2-D by the same method:
     ``panels[i] = {"name", "features" (n, d), "labels"}``."""
     fig, axes = _composite_figure(len(panels), class_names)
     for ax, panel in zip(axes, panels):
-        _panel(ax, project_2d(panel["features"], method), panel["labels"], class_names, None, None, panel["name"])
+        _panel(
+            ax,
+            project_2d(panel["features"], method),
+            panel["labels"],
+            class_names,
+            None,
+            None,
+            panel["name"],
+        )
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     buf = io.BytesIO()
@@ -277,8 +416,12 @@ def composite_projection_png(panels: list[dict], class_names, title: str, method
     write_if_changed(path, buf.getvalue())
 
 
-def best_so_far_png(series: dict[str, list[tuple[int, float | None]]], title: str, path: Path,
-                    colors: dict[str, int] | None = None) -> None:
+def best_so_far_png(
+    series: dict[str, list[tuple[int, float | None]]],
+    title: str,
+    path: Path,
+    colors: dict[str, int] | None = None,
+) -> None:
     """``series[label]``: ``(trial number, score)`` per trial in the order the trials were started (None:
     pruned or failed); one line per label of the best score so far, against the trial numbers the table
     names."""
@@ -289,7 +432,9 @@ def best_so_far_png(series: dict[str, list[tuple[int, float | None]]], title: st
         best = np.maximum.accumulate([-np.inf if s is None else s for s in scores])
         shown = np.where(np.isfinite(best), best, np.nan)
         ax.step(numbers, shown, where="post", color=color, label=label, linewidth=1.4)
-        ax.scatter(numbers, [np.nan if s is None else s for s in scores], s=9, color=color, alpha=0.5)
+        ax.scatter(
+            numbers, [np.nan if s is None else s for s in scores], s=9, color=color, alpha=0.5
+        )
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("trial (its number in the table)")
     ax.set_ylabel("validation accuracy")

@@ -1,4 +1,5 @@
 """Words for a reader, usable anywhere: counts with their noun."""
+
 from __future__ import annotations
 
 

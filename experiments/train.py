@@ -8,6 +8,7 @@ features). Defaults are the reference study's recipe; every
 departure is a named option. Running the same command again resumes an
 interrupted run, or prints the result of a finished one.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,21 +18,41 @@ from pathlib import Path
 
 from centersuite.losses import LOSSES, loss_options
 from experiments.cli.entry import command, loading
-from experiments.cli.recipe import (DATASET_HELP, KNOWN_CLASSES_HELP, LOSS_OPTION_FLAGS, add_recipe_arguments,
-                                    config_from_args, recipe_problem, recipe_values, warn_single_class_batches)
+from experiments.cli.recipe import (
+    DATASET_HELP,
+    KNOWN_CLASSES_HELP,
+    LOSS_OPTION_FLAGS,
+    add_recipe_arguments,
+    config_from_args,
+    recipe_problem,
+    recipe_values,
+    warn_single_class_batches,
+)
 from experiments.cli.types import HelpFormatter, Parser, class_list, non_negative_int, positive_int
 from experiments.datasets.specs import SPECS
 
 
 def build_parser() -> argparse.ArgumentParser:
     paired = ", ".join(n for n in LOSSES if LOSSES.entry(n).pairs_across_classes)
-    parser = Parser(prog="python -m experiments.train", description=__doc__, formatter_class=HelpFormatter,
-                    epilog=f"{paired} need batches holding several classes (a term of each sums over pairs of "
-                           "samples with different labels).")
-    parser.add_argument("--dataset", choices=list(SPECS), default="fashion-mnist", help=DATASET_HELP)
-    parser.add_argument("--loss", choices=list(LOSSES), default="standalone", help="the loss (see losses/)")
-    parser.add_argument("--feat-dim", type=positive_int, default=2, help="feature dimension (2 for the plots)")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initialisation and batches")
+    parser = Parser(
+        prog="python -m experiments.train",
+        description=__doc__,
+        formatter_class=HelpFormatter,
+        epilog=f"{paired} need batches holding several classes (a term of each sums over pairs of "
+        "samples with different labels).",
+    )
+    parser.add_argument(
+        "--dataset", choices=list(SPECS), default="fashion-mnist", help=DATASET_HELP
+    )
+    parser.add_argument(
+        "--loss", choices=list(LOSSES), default="standalone", help="the loss (see losses/)"
+    )
+    parser.add_argument(
+        "--feat-dim", type=positive_int, default=2, help="feature dimension (2 for the plots)"
+    )
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of the initialisation and batches"
+    )
     parser.add_argument("--known-classes", type=class_list, help=KNOWN_CLASSES_HELP)
     add_recipe_arguments(parser)
     return parser
@@ -44,12 +65,16 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     for option, flag in LOSS_OPTION_FLAGS.items():
         if getattr(args, option) is not None and option not in loss_options(args.loss):
-            parser.error(f"{flag} does not apply to --loss {args.loss} (it takes: "
-                         f"{', '.join(LOSS_OPTION_FLAGS[o] for o in loss_options(args.loss)) or 'no loss option'})")
+            parser.error(
+                f"{flag} does not apply to --loss {args.loss} (it takes: "
+                f"{', '.join(LOSS_OPTION_FLAGS[o] for o in loss_options(args.loss)) or 'no loss option'})"
+            )
     if problem := recipe_problem(recipe_values(args), None, [args.loss]):
         parser.error(problem)
     warn_single_class_batches(args.batch_size, [args.loss])
-    args.cfg = config_from_args(args, args.dataset, args.loss, args.feat_dim, args.seed, args.known_classes or "")
+    args.cfg = config_from_args(
+        args, args.dataset, args.loss, args.feat_dim, args.seed, args.known_classes or ""
+    )
     return args
 
 
@@ -79,7 +104,9 @@ def main(argv=None) -> int:
     try:
         device = resolve_device(args.device)
         prepare_run(cfg.dataset, settings.data_root)
-        ctx = dataclasses.replace(settings.context(device, never), fingerprint=code_fingerprint(cfg.loss, cfg.model))
+        ctx = dataclasses.replace(
+            settings.context(device, never), fingerprint=code_fingerprint(cfg.loss, cfg.model)
+        )
         result = run_one(cfg, ctx)
     except (DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -88,11 +115,24 @@ def main(argv=None) -> int:
         print(e, file=sys.stderr)
         return 130
     except KeyboardInterrupt:  # while the data is made present and loaded: nothing has trained yet
-        print("interrupted while loading the data, before training began; the same command starts the run",
-              file=sys.stderr)
+        print(
+            "interrupted while loading the data, before training began; the same command starts the run",
+            file=sys.stderr,
+        )
         return 130
-    summary = {k: result.get(k) for k in ("run_id", "status", "epochs_done", "final_test_acc", "best_test_acc",
-                                          "final_test_acc_argmax", "final_test_acc_center", "wall_s")}
+    summary = {
+        k: result.get(k)
+        for k in (
+            "run_id",
+            "status",
+            "epochs_done",
+            "final_test_acc",
+            "best_test_acc",
+            "final_test_acc_argmax",
+            "final_test_acc_center",
+            "wall_s",
+        )
+    }
     print(json.dumps(summary, indent=2))
     run_dir = Path(args.out) / cfg.run_id
     print(f"run directory: {run_dir}")
@@ -102,8 +142,11 @@ def main(argv=None) -> int:
         if (pictures := run_pictures(cfg, run_dir)) is not None:
             print(f"pictures: {pictures}")
     except KeyboardInterrupt:
-        print(f"interrupted while drawing the pictures; the run is done and kept in {run_dir}: the same command "
-              "draws them", file=sys.stderr)
+        print(
+            f"interrupted while drawing the pictures; the run is done and kept in {run_dir}: the same command "
+            "draws them",
+            file=sys.stderr,
+        )
         return 130
     return 0 if result["status"] == "finished" else 1
 

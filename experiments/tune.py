@@ -30,6 +30,7 @@ marked failed and its point enqueued again, counting once toward --trials.
 The same study name with other losses, spaces, budget or code is refused;
 --refresh keeps the search and trains its winners again by the current code.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,74 +42,170 @@ import time
 from pathlib import Path
 
 from centersuite.losses import LOSSES
+from centersuite.models import MODELS
 from experiments.cli.entry import command, loading
-from experiments.cli.recipe import (DATASET_HELP, add_backend_arguments, add_offline_flag, center_rule_problem)
-from experiments.cli.types import HelpFormatter, Parser, non_negative_int, positive_float, positive_int
+from experiments.cli.recipe import (
+    DATASET_HELP,
+    add_backend_arguments,
+    add_offline_flag,
+    center_rule_problem,
+)
+from experiments.cli.types import (
+    HelpFormatter,
+    Parser,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from experiments.datasets.specs import SPECS, default_data_root
 from experiments.runners.presets import MAIN_LOSSES
 from experiments.runners.sweep import SweepError, parse_set
 from experiments.tuning.space import N_STARTUP, PRECISE_BN, PRUNERS, describe_space
-from centersuite.models import MODELS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="python -m experiments.tune", description=__doc__,
-                                     formatter_class=HelpFormatter, epilog=spaces_epilog())
-    parser.add_argument("--study", default="tuned", help="the study's name (RESULTS/tune/NAME.journal)")
-    parser.add_argument("--losses", nargs="+", choices=list(LOSSES), default=MAIN_LOSSES,
-                        help="the losses compared, each with its own study")
-    parser.add_argument("--datasets", nargs="+", choices=list(SPECS), default=["fashion-mnist"], help=DATASET_HELP)
-    parser.add_argument("--feat-dims", nargs="+", type=positive_int, default=[2], help="feature dimensions")
-    parser.add_argument("--trials", type=positive_int, default=20,
-                        help="trials per loss (the same for every loss; a failed trial's point is trained again and "
-                             "counted once; more trials later continue the study)")
-    parser.add_argument("--epochs", type=positive_int, default=2, help="epochs of every trial and reproduction")
-    parser.add_argument("--train-size", type=positive_int, default=4096, help="training images of every trial")
-    parser.add_argument("--val-size", type=positive_int, default=2000,
-                        help="validation images, held out of the training split beside the training images "
-                             "(stratified; the same for every trial and loss); the reproductions train on both")
-    parser.add_argument("--test-size", type=positive_int, default=None,
-                        help="test images of the reproductions (default: the whole split); trials never see any")
+    parser = Parser(
+        prog="python -m experiments.tune",
+        description=__doc__,
+        formatter_class=HelpFormatter,
+        epilog=spaces_epilog(),
+    )
+    parser.add_argument(
+        "--study", default="tuned", help="the study's name (RESULTS/tune/NAME.journal)"
+    )
+    parser.add_argument(
+        "--losses",
+        nargs="+",
+        choices=list(LOSSES),
+        default=MAIN_LOSSES,
+        help="the losses compared, each with its own study",
+    )
+    parser.add_argument(
+        "--datasets", nargs="+", choices=list(SPECS), default=["fashion-mnist"], help=DATASET_HELP
+    )
+    parser.add_argument(
+        "--feat-dims", nargs="+", type=positive_int, default=[2], help="feature dimensions"
+    )
+    parser.add_argument(
+        "--trials",
+        type=positive_int,
+        default=20,
+        help="trials per loss (the same for every loss; a failed trial's point is trained again and "
+        "counted once; more trials later continue the study)",
+    )
+    parser.add_argument(
+        "--epochs", type=positive_int, default=2, help="epochs of every trial and reproduction"
+    )
+    parser.add_argument(
+        "--train-size", type=positive_int, default=4096, help="training images of every trial"
+    )
+    parser.add_argument(
+        "--val-size",
+        type=positive_int,
+        default=2000,
+        help="validation images, held out of the training split beside the training images "
+        "(stratified; the same for every trial and loss); the reproductions train on both",
+    )
+    parser.add_argument(
+        "--test-size",
+        type=positive_int,
+        default=None,
+        help="test images of the reproductions (default: the whole split); trials never see any",
+    )
     parser.add_argument("--model", choices=list(MODELS), default="resnet", help="the model")
-    parser.add_argument("--center-rule", choices=["joint", "separate"], default="joint",
-                        help="how centers are updated; separate adds the center lr to every space")
-    parser.add_argument("--set", action="append", default=[], metavar="LOSS.OPTION=VALUE",
-                        help="fix one option of one loss instead of searching it, e.g. standalone.margin=10; "
-                             "repeatable")
-    parser.add_argument("--pruner", choices=PRUNERS, default="none",
-                        help="stop hopeless trials early on their per-epoch validation accuracy: median (Optuna's "
-                             "MedianPruner after 5 trials), hyperband; pruned trials count toward --trials")
-    parser.add_argument("--seed", type=non_negative_int, default=0,
-                        help=f"seed of every study's TPE sampler (its first {N_STARTUP} trials random); results "
-                             "follow from it only with --workers 1 and no interruption")
-    parser.add_argument("--trial-seeds", type=positive_int, default=1,
-                        help="seeds each trial trains (each a full training, in the budget): its score is their mean "
-                             "last-epoch validation accuracy, as a winner is reported over seeds")
-    parser.add_argument("--precise-bn", type=non_negative_int, default=PRECISE_BN, metavar="N",
-                        help="recompute the BatchNorm statistics on N fixed training images before every evaluation "
-                             "of the trials and the reproductions (0: the running averages, as the reference)")
-    parser.add_argument("--reproductions", type=non_negative_int, default=5,
-                        help="seeds each loss's best point is trained again with, then tested")
-    parser.add_argument("--refresh", action="store_true",
-                        help="keep the search, and train each loss's best point again by the code as it is now "
-                             "(new rows; the old ones stay, superseded or marked stale)")
-    parser.add_argument("--workers", type=positive_int, default=1,
-                        help="trials at once, each worker a process of the backend that loads the study by name; "
-                             "with more than 1 the trials' order, so the search, depends on timing")
+    parser.add_argument(
+        "--center-rule",
+        choices=["joint", "separate"],
+        default="joint",
+        help="how centers are updated; separate adds the center lr to every space",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="LOSS.OPTION=VALUE",
+        help="fix one option of one loss instead of searching it, e.g. standalone.margin=10; "
+        "repeatable",
+    )
+    parser.add_argument(
+        "--pruner",
+        choices=PRUNERS,
+        default="none",
+        help="stop hopeless trials early on their per-epoch validation accuracy: median (Optuna's "
+        "MedianPruner after 5 trials), hyperband; pruned trials count toward --trials",
+    )
+    parser.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help=f"seed of every study's TPE sampler (its first {N_STARTUP} trials random); results "
+        "follow from it only with --workers 1 and no interruption",
+    )
+    parser.add_argument(
+        "--trial-seeds",
+        type=positive_int,
+        default=1,
+        help="seeds each trial trains (each a full training, in the budget): its score is their mean "
+        "last-epoch validation accuracy, as a winner is reported over seeds",
+    )
+    parser.add_argument(
+        "--precise-bn",
+        type=non_negative_int,
+        default=PRECISE_BN,
+        metavar="N",
+        help="recompute the BatchNorm statistics on N fixed training images before every evaluation "
+        "of the trials and the reproductions (0: the running averages, as the reference)",
+    )
+    parser.add_argument(
+        "--reproductions",
+        type=non_negative_int,
+        default=5,
+        help="seeds each loss's best point is trained again with, then tested",
+    )
+    parser.add_argument(
+        "--refresh",
+        action="store_true",
+        help="keep the search, and train each loss's best point again by the code as it is now "
+        "(new rows; the old ones stay, superseded or marked stale)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="trials at once, each worker a process of the backend that loads the study by name; "
+        "with more than 1 the trials' order, so the search, depends on timing",
+    )
     add_backend_arguments(parser)
-    parser.add_argument("--max-minutes", type=positive_float,
-                        help="time budget: no trial or reproduction starts after it, running ones stop after their "
-                             "current epoch (enqueued again); the same command continues")
-    parser.add_argument("--results", type=Path, default=Path("results"),
-                        help="the ledger folder: the reproductions' rows, and tune/STUDY.journal and .json")
-    parser.add_argument("--out", type=Path, default=Path("runs"), help="where run directories go (trials under "
-                                                                      "OUT/tune/STUDY/)")
-    parser.add_argument("--data-root", type=Path, default=default_data_root(),
-                        help="where the datasets live (env SUITE_DATA)")
+    parser.add_argument(
+        "--max-minutes",
+        type=positive_float,
+        help="time budget: no trial or reproduction starts after it, running ones stop after their "
+        "current epoch (enqueued again); the same command continues",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results"),
+        help="the ledger folder: the reproductions' rows, and tune/STUDY.journal and .json",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs"),
+        help="where run directories go (trials under OUT/tune/STUDY/)",
+    )
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=default_data_root(),
+        help="where the datasets live (env SUITE_DATA)",
+    )
     add_offline_flag(parser)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--no-report", action="store_true", help="do not rebuild the report at the end")
+    parser.add_argument(
+        "--no-report", action="store_true", help="do not rebuild the report at the end"
+    )
     return parser
 
 
@@ -128,7 +225,9 @@ def parse_args(argv=None):
         for text in args.set:
             loss, option, values = parse_set(text)
             if loss not in args.losses:
-                raise SweepError(f"--set {text!r}: {loss} is not among --losses {' '.join(args.losses)}")
+                raise SweepError(
+                    f"--set {text!r}: {loss} is not among --losses {' '.join(args.losses)}"
+                )
             if len(values) != 1:
                 raise SweepError(f"--set {text!r}: give one value (tuning searches; --set fixes)")
             args.fixed.setdefault(loss, {})[option] = values[0]
@@ -143,6 +242,7 @@ def parse_args(argv=None):
 def tune_spec(args):
     """The study the flags describe: every field of ``TuneSpec`` from the flag of the same name."""
     from experiments.tuning.study import TuneSpec
+
     names = {f.name for f in dataclasses.fields(TuneSpec)}
     values = {k: v for k, v in vars(args).items() if k in names}
     return TuneSpec(**values, progress=not args.no_progress)
@@ -161,24 +261,41 @@ def main(argv=None) -> int:
         from experiments.engine.device import resolve_device
         from experiments.engine.io import unwritable
         from experiments.runners.backends import Stop
-        from experiments.tuning.study import (StudyMismatch, WorkerJob, base_config, counted, journal_path,
-                                              open_studies, recover_dead_trials, reproduce, running, study_keys, work,
-                                              write_summary)
+        from experiments.tuning.study import (
+            StudyMismatch,
+            WorkerJob,
+            base_config,
+            counted,
+            journal_path,
+            open_studies,
+            running,
+            study_keys,
+        )
         from experiments.tuning.trial import TrialData
+        from experiments.tuning.winners import reproduce, write_summary
+        from experiments.tuning.worker import recover_dead_trials, work
     try:
         import optuna  # noqa: F401
     except ImportError:
-        print(f"error: tuning needs Optuna, which {sys.executable} lacks: pip install 'optuna>=4.0' (requirements.txt "
-              "has it)", file=sys.stderr)
+        print(
+            f"error: tuning needs Optuna, which {sys.executable} lacks: pip install 'optuna>=4.0' (requirements.txt "
+            "has it)",
+            file=sys.stderr,
+        )
         return 2
     spec = tune_spec(args)
-    for key in study_keys(spec):  # a rule that does not fit a loss, or a library it lacks: before any trial
+    for key in study_keys(
+        spec
+    ):  # a rule that does not fit a loss, or a library it lacks: before any trial
         if (problem := run_problem(base_config(spec, key))) is not None:
             print(f"error: {problem}; nothing was run", file=sys.stderr)
             return 2
     outputs = report.Outputs.for_ledger(args.results)
-    for problem in (unwritable(args.out), unwritable(Path(args.results) / "tune"),
-                    None if args.no_report else outputs.problem()):
+    for problem in (
+        unwritable(args.out),
+        unwritable(Path(args.results) / "tune"),
+        None if args.no_report else outputs.problem(),
+    ):
         if problem is not None:
             print(f"error: {problem}; nothing was run", file=sys.stderr)
             return 2
@@ -188,31 +305,51 @@ def main(argv=None) -> int:
             if problem := size_problem(RunConfig(dataset=dataset, test_size=args.test_size)):
                 raise DataError(problem)
             prepare(dataset, args.data_root)
-            TrialData(get_spec(dataset), args.data_root, torch.device("cpu"), args.train_size, args.val_size)
+            TrialData(
+                get_spec(dataset),
+                args.data_root,
+                torch.device("cpu"),
+                args.train_size,
+                args.val_size,
+            )
         studies = open_studies(spec, create=not args.refresh, refresh=args.refresh)
     except (DataError, StudyMismatch) as e:
         print(f"error: {e}; nothing was run", file=sys.stderr)
         return 2
     recover_dead_trials(spec, studies)
-    stop = Stop(Path(args.out) / f".stop-tune-{os.getpid()}-{time.time_ns()}",
-                time.time() + 60 * args.max_minutes if args.max_minutes else None)
+    stop = Stop(
+        Path(args.out) / f".stop-tune-{os.getpid()}-{time.time_ns()}",
+        time.time() + 60 * args.max_minutes if args.max_minutes else None,
+    )
     previous_sigterm = signal.signal(signal.SIGTERM, lambda *_: stop.file.touch())
     backend = backend_from_args(args, device)
     t0 = time.time()
-    print(f"tune: study {args.study!r}: {len(studies)} studies x {args.trials} trials, {args.epochs} epochs on "
-          f"{args.train_size} images, validated on {args.val_size} ({journal_path(spec)})")
+    print(
+        f"tune: study {args.study!r}: {len(studies)} studies x {args.trials} trials, {args.epochs} epochs on "
+        f"{args.train_size} images, validated on {args.val_size} ({journal_path(spec)})"
+    )
     reproductions = {}
     try:
-        for outcome in backend.run([] if args.refresh else [WorkerJob(i) for i in range(args.workers)], spec, stop,
-                                   lambda _: None, task=work):
+        for outcome in backend.run(
+            [] if args.refresh else [WorkerJob(i) for i in range(args.workers)],
+            spec,
+            stop,
+            lambda _: None,
+            task=work,
+        ):
             if outcome.error:
                 print(f"tune: worker {outcome.cfg.index} failed: {outcome.error}", file=sys.stderr)
-        searched = all(counted(s) >= args.trials and not running(s) for s in studies.values())  # live: read from the journal
+        searched = all(
+            counted(s) >= args.trials and not running(s) for s in studies.values()
+        )  # live: read from the journal
         if searched and args.reproductions:
             reproductions = reproduce(spec, studies, backend, stop, device)
     except KeyboardInterrupt:
-        print("tune: interrupted; each running trial is enqueued again and resumes from its last epoch, finished "
-              "trials and reproductions are kept: the same command continues", file=sys.stderr)
+        print(
+            "tune: interrupted; each running trial is enqueued again and resumes from its last epoch, finished "
+            "trials and reproductions are kept: the same command continues",
+            file=sys.stderr,
+        )
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
@@ -223,7 +360,10 @@ def main(argv=None) -> int:
         print(f"tune: stopped with {left} trials left; the same command continues the study")
     if not args.no_report:
         built = report.build(outputs, args.out)
-        print(f"report: {outputs.results / 'table.md'}" + (built.readme_line() if built else ", README untouched"))
+        print(
+            f"report: {outputs.results / 'table.md'}"
+            + (built.readme_line() if built else ", README untouched")
+        )
     return 0
 
 

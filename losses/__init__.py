@@ -12,6 +12,7 @@ one; an option it does not take is refused in one line.
 A loss defined elsewhere joins with one line:
 ``LOSSES["my-loss"] = LossEntry(MyLoss, (MY_WEIGHT,), class_parameters="centers")``.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -20,14 +21,48 @@ import inspect
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 
-from .options import (ALPHA, ARC_MARGIN, CENTER_SCALE, COS_MARGIN, DELTA, FIXED_CENTERS, LAMBDA_1, LAMBDA_C,
-                      LAMBDA_G, LAMBDA_ISLAND, MARGIN, MINER_MARGIN, MS_ALPHA, MS_BASE, MS_BETA, NEG_MARGIN,
-                      POS_MARGIN, PROXY_ALPHA, PROXY_MARGIN, RADIUS, SCALE, SOFT_GAMMA, SOFT_LA, SOFT_MARGIN,
-                      SOFTMAX_SCALE, SOFTMAX_TEMPERATURE, SUPCON_TEMPERATURE, TRIPLET_MARGIN, WEIGHT_CENT,
-                      WEIGHT_CONTRASTIVE, WEIGHT_INTER, WEIGHT_INTRA, Option)
+from .options import (
+    ALPHA,
+    ARC_MARGIN,
+    CENTER_SCALE,
+    COS_MARGIN,
+    DELTA,
+    FIXED_CENTERS,
+    LAMBDA_1,
+    LAMBDA_C,
+    LAMBDA_G,
+    LAMBDA_ISLAND,
+    MARGIN,
+    MINER_MARGIN,
+    MS_ALPHA,
+    MS_BASE,
+    MS_BETA,
+    NEG_MARGIN,
+    POS_MARGIN,
+    PROXY_ALPHA,
+    PROXY_MARGIN,
+    RADIUS,
+    SCALE,
+    SOFT_GAMMA,
+    SOFT_LA,
+    SOFT_MARGIN,
+    SOFTMAX_SCALE,
+    SOFTMAX_TEMPERATURE,
+    SUPCON_TEMPERATURE,
+    TRIPLET_MARGIN,
+    WEIGHT_CENT,
+    WEIGHT_CONTRASTIVE,
+    WEIGHT_INTER,
+    WEIGHT_INTRA,
+    Option,
+)
 
 PML = "pytorch-metric-learning"
-CENTER_RULES = ("joint", "separate", "wen")  # how learnable centers are updated: losses/center_rules.py
+CENTER_RULES = (
+    "joint",
+    "separate",
+    "wen",
+)  # how learnable centers are updated: losses/center_rules.py
 
 
 @dataclass(frozen=True)
@@ -38,6 +73,7 @@ class LossEntry:
     makes it 0; ``class_parameters``: ``"centers"`` or ``"proxies"`` when it trains one learnable vector per
     class (what the center rules act on), unless the option ``fixed_by`` is on; ``library``: the installed
     package it needs (its version enters the loss's code fingerprint)."""
+
     target: object
     options: tuple[Option, ...] = ()
     pairs_across_classes: bool = False
@@ -46,12 +82,19 @@ class LossEntry:
     library: str | None = None
 
     def has_class_parameters(self, options: dict | None = None) -> bool:
-        return self.class_parameters is not None and not (self.fixed_by and (options or {}).get(self.fixed_by))
+        return self.class_parameters is not None and not (
+            self.fixed_by and (options or {}).get(self.fixed_by)
+        )
 
 
 def _pml(target: str, *options: Option, kind: str) -> LossEntry:
-    return LossEntry(f".pml:{target}", options, pairs_across_classes=kind == "pair",
-                     class_parameters=None if kind == "pair" else "proxies", library=PML)
+    return LossEntry(
+        f".pml:{target}",
+        options,
+        pairs_across_classes=kind == "pair",
+        class_parameters=None if kind == "pair" else "proxies",
+        library=PML,
+    )
 
 
 class Registry(MutableMapping):
@@ -77,7 +120,9 @@ class Registry(MutableMapping):
 
     def __setitem__(self, name: str, entry: LossEntry) -> None:
         if not isinstance(entry, LossEntry):
-            raise TypeError(f"register a loss as LOSSES[{name!r}] = LossEntry(TheClass, options, ...)")
+            raise TypeError(
+                f"register a loss as LOSSES[{name!r}] = LossEntry(TheClass, options, ...)"
+            )
         self._entries[name] = entry
         self._classes.pop(name, None)
 
@@ -94,45 +139,80 @@ class Registry(MutableMapping):
 
 def check_signature(name: str, cls: type, options: tuple[Option, ...]) -> None:
     """A loss class's ``__init__`` takes exactly its registered options, with their defaults."""
-    params = {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
-              if k not in ("self", "num_classes", "feat_dim")}
+    params = {
+        k: p.default
+        for k, p in inspect.signature(cls.__init__).parameters.items()
+        if k not in ("self", "num_classes", "feat_dim")
+    }
     declared = {o.name: o.default for o in options}
     if params != declared:
-        raise TypeError(f"loss {name!r}: its registered options {declared} must be the parameters of "
-                        f"{cls.__name__}.__init__ with their defaults, {params}")
+        raise TypeError(
+            f"loss {name!r}: its registered options {declared} must be the parameters of "
+            f"{cls.__name__}.__init__ with their defaults, {params}"
+        )
 
 
-LOSSES = Registry({
-    "xent": LossEntry(".xent:SoftmaxLoss"),
-    "cent": LossEntry(".cent:SoftmaxCenterLoss", (WEIGHT_CENT,), class_parameters="centers"),
-    "standalone": LossEntry(".standalone:StandaloneCenterLoss", (WEIGHT_INTRA, WEIGHT_INTER),
-                            pairs_across_classes=True, class_parameters="centers"),
-    "standalone-log": LossEntry(".standalone_variants:StandaloneLogLoss", (WEIGHT_INTRA, WEIGHT_INTER),
-                                pairs_across_classes=True, class_parameters="centers"),
-    "standalone-margin": LossEntry(".standalone_variants:StandaloneMarginLoss", (WEIGHT_INTRA, WEIGHT_INTER, MARGIN),
-                                   pairs_across_classes=True, class_parameters="centers"),
-    "centers-only": LossEntry(".centers_only:CentersOnlyLoss", (ALPHA, WEIGHT_INTRA, WEIGHT_INTER),
-                              class_parameters="centers"),
-    "center-radius": LossEntry(".center_radius:CenterRadiusLoss", (RADIUS, FIXED_CENTERS, CENTER_SCALE),
-                               class_parameters="centers", fixed_by="fixed_centers"),
-    "contrastive-center": LossEntry(".contrastive_center:ContrastiveCenterLoss", (WEIGHT_CONTRASTIVE, DELTA),
-                                    class_parameters="centers"),
-    "centers-softmax": LossEntry(".centers_softmax:CentersSoftmaxLoss", class_parameters="centers"),
-    "git": LossEntry(".push_variants:GitLoss", (LAMBDA_C, LAMBDA_G), class_parameters="centers"),
-    "island": LossEntry(".push_variants:IslandLoss", (LAMBDA_ISLAND, LAMBDA_1), class_parameters="centers"),
-    # pytorch-metric-learning's losses (losses/pml.py: an adapter; the library is imported when one is built)
-    "arcface": _pml("ArcFace", ARC_MARGIN, SCALE, kind="classifier"),
-    "cosface": _pml("CosFace", COS_MARGIN, SCALE, kind="classifier"),
-    "sphereface": _pml("SphereFace", kind="classifier"),
-    "normalized-softmax": _pml("NormalizedSoftmax", SOFTMAX_TEMPERATURE, kind="classifier"),
-    "proxy-nca": _pml("ProxyNCA", SOFTMAX_SCALE, kind="proxy"),
-    "proxy-anchor": _pml("ProxyAnchor", PROXY_MARGIN, PROXY_ALPHA, kind="proxy"),
-    "soft-triple": _pml("SoftTriple", SOFT_LA, SOFT_GAMMA, SOFT_MARGIN, kind="proxy"),
-    "contrastive": _pml("Contrastive", POS_MARGIN, NEG_MARGIN, kind="pair"),
-    "triplet": _pml("Triplet", TRIPLET_MARGIN, MINER_MARGIN, kind="pair"),
-    "multi-similarity": _pml("MultiSimilarity", MS_ALPHA, MS_BETA, MS_BASE, kind="pair"),
-    "supcon": _pml("SupCon", SUPCON_TEMPERATURE, kind="pair"),
-})
+LOSSES = Registry(
+    {
+        "xent": LossEntry(".xent:SoftmaxLoss"),
+        "cent": LossEntry(".cent:SoftmaxCenterLoss", (WEIGHT_CENT,), class_parameters="centers"),
+        "standalone": LossEntry(
+            ".standalone:StandaloneCenterLoss",
+            (WEIGHT_INTRA, WEIGHT_INTER),
+            pairs_across_classes=True,
+            class_parameters="centers",
+        ),
+        "standalone-log": LossEntry(
+            ".standalone_variants:StandaloneLogLoss",
+            (WEIGHT_INTRA, WEIGHT_INTER),
+            pairs_across_classes=True,
+            class_parameters="centers",
+        ),
+        "standalone-margin": LossEntry(
+            ".standalone_variants:StandaloneMarginLoss",
+            (WEIGHT_INTRA, WEIGHT_INTER, MARGIN),
+            pairs_across_classes=True,
+            class_parameters="centers",
+        ),
+        "centers-only": LossEntry(
+            ".centers_only:CentersOnlyLoss",
+            (ALPHA, WEIGHT_INTRA, WEIGHT_INTER),
+            class_parameters="centers",
+        ),
+        "center-radius": LossEntry(
+            ".center_radius:CenterRadiusLoss",
+            (RADIUS, FIXED_CENTERS, CENTER_SCALE),
+            class_parameters="centers",
+            fixed_by="fixed_centers",
+        ),
+        "contrastive-center": LossEntry(
+            ".contrastive_center:ContrastiveCenterLoss",
+            (WEIGHT_CONTRASTIVE, DELTA),
+            class_parameters="centers",
+        ),
+        "centers-softmax": LossEntry(
+            ".centers_softmax:CentersSoftmaxLoss", class_parameters="centers"
+        ),
+        "git": LossEntry(
+            ".push_variants:GitLoss", (LAMBDA_C, LAMBDA_G), class_parameters="centers"
+        ),
+        "island": LossEntry(
+            ".push_variants:IslandLoss", (LAMBDA_ISLAND, LAMBDA_1), class_parameters="centers"
+        ),
+        # pytorch-metric-learning's losses (losses/pml.py: an adapter; the library is imported when one is built)
+        "arcface": _pml("ArcFace", ARC_MARGIN, SCALE, kind="classifier"),
+        "cosface": _pml("CosFace", COS_MARGIN, SCALE, kind="classifier"),
+        "sphereface": _pml("SphereFace", kind="classifier"),
+        "normalized-softmax": _pml("NormalizedSoftmax", SOFTMAX_TEMPERATURE, kind="classifier"),
+        "proxy-nca": _pml("ProxyNCA", SOFTMAX_SCALE, kind="proxy"),
+        "proxy-anchor": _pml("ProxyAnchor", PROXY_MARGIN, PROXY_ALPHA, kind="proxy"),
+        "soft-triple": _pml("SoftTriple", SOFT_LA, SOFT_GAMMA, SOFT_MARGIN, kind="proxy"),
+        "contrastive": _pml("Contrastive", POS_MARGIN, NEG_MARGIN, kind="pair"),
+        "triplet": _pml("Triplet", TRIPLET_MARGIN, MINER_MARGIN, kind="pair"),
+        "multi-similarity": _pml("MultiSimilarity", MS_ALPHA, MS_BETA, MS_BASE, kind="pair"),
+        "supcon": _pml("SupCon", SUPCON_TEMPERATURE, kind="pair"),
+    }
+)
 
 
 def loss_options(name: str) -> dict[str, object]:
@@ -146,8 +226,10 @@ def option_definitions() -> dict[str, Option]:
     for name in LOSSES:
         for option in LOSSES.entry(name).options:
             if found.setdefault(option.name, option) != option:
-                raise TypeError(f"two losses define the option {option.name!r} differently; define it once in "
-                                "losses/options.py and use it in both")
+                raise TypeError(
+                    f"two losses define the option {option.name!r} differently; define it once in "
+                    "losses/options.py and use it in both"
+                )
     return found
 
 
@@ -169,6 +251,8 @@ def build_loss(name: str, num_classes: int, feat_dim: int, **options):
     option (one line)."""
     unknown = sorted(set(options) - set(loss_options(name)))
     if unknown:
-        raise ValueError(f"loss {name!r} takes no option {', '.join(unknown)}; it takes: "
-                         f"{', '.join(loss_options(name)) or 'none'}")
+        raise ValueError(
+            f"loss {name!r} takes no option {', '.join(unknown)}; it takes: "
+            f"{', '.join(loss_options(name)) or 'none'}"
+        )
     return LOSSES[name](num_classes, feat_dim, **options)

@@ -32,6 +32,7 @@ keyword parameters; the registry (``losses/__init__.py``) lists them, so that
 commands know them without importing torch, and checks them against the
 signature when it first loads the class.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -66,32 +67,52 @@ class Loss(nn.Module):
     def center_weight(self) -> float:
         return 1.0
 
-    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor, indices_tuple=None, *,
-                logits: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        indices_tuple=None,
+        *,
+        logits: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The scalar loss of ``embeddings`` ``(batch, feat_dim)`` with ``labels`` ``(batch,)`` (int64, 0 to
         classes - 1); ``logits`` ``(batch, classes)``: the model head's, for a loss that trains it
         (``uses_logits``). ``indices_tuple`` (a miner's output, in pytorch-metric-learning's call) is taken by
         none of these losses: ValueError when given."""
         if indices_tuple is not None:
-            raise ValueError(f"{type(self).__name__} takes no miner output (indices_tuple); call it as "
-                             "loss(embeddings, labels)")
+            raise ValueError(
+                f"{type(self).__name__} takes no miner output (indices_tuple); call it as "
+                "loss(embeddings, labels)"
+            )
         return self.loss_terms(embeddings, labels, logits)[0]
 
-    def loss_terms(self, embeddings: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None = None):
+    def loss_terms(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor | None = None
+    ):
         """``(total, {name: term})``: the scalar to minimise and its named terms."""  # pragma: no cover
         raise NotImplementedError
 
-    def check_inputs(self, features: torch.Tensor, logits: torch.Tensor | None, labels: torch.Tensor):
+    def check_inputs(
+        self, features: torch.Tensor, logits: torch.Tensor | None, labels: torch.Tensor
+    ):
         if features.dim() != 2 or features.shape[1] != self.feat_dim:
-            raise ValueError(f"{type(self).__name__}: features must be (batch, {self.feat_dim}), got {tuple(features.shape)}")
+            raise ValueError(
+                f"{type(self).__name__}: features must be (batch, {self.feat_dim}), got {tuple(features.shape)}"
+            )
         if labels.shape != features.shape[:1]:
-            raise ValueError(f"{type(self).__name__}: labels must be ({features.shape[0]},), got {tuple(labels.shape)}")
+            raise ValueError(
+                f"{type(self).__name__}: labels must be ({features.shape[0]},), got {tuple(labels.shape)}"
+            )
         if self.uses_logits and logits is None:
-            raise ValueError(f"{type(self).__name__} trains the model's classifier head: call it as "
-                             "loss(embeddings, labels, logits=logits)")
+            raise ValueError(
+                f"{type(self).__name__} trains the model's classifier head: call it as "
+                "loss(embeddings, labels, logits=logits)"
+            )
         if self.uses_logits and logits.shape != (features.shape[0], self.num_classes):
-            raise ValueError(f"{type(self).__name__}: logits must be ({features.shape[0]}, {self.num_classes}), "
-                             f"got {tuple(logits.shape)}")
+            raise ValueError(
+                f"{type(self).__name__}: logits must be ({features.shape[0]}, {self.num_classes}), "
+                f"got {tuple(logits.shape)}"
+            )
 
     def class_logits(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor | None:
         return logits if self.uses_logits else None
@@ -118,10 +139,17 @@ class LossWithCenters(Loss):
     features to the centers; a subclass that forgets it is refused when it is defined."""
 
     def __init_subclass__(cls, **kwargs):
-        declared = next((c.__dict__["pull_weight"] for c in cls.__mro__ if "pull_weight" in c.__dict__), "missing")
-        if declared == "missing" or (declared is not None and declared not in inspect.signature(cls.__init__).parameters):
-            raise TypeError(f"loss {cls.__name__}: it has learnable centers, so it must declare pull_weight, the name "
-                            "of the option that weighs its pull-to-center term (or None when it has none)")
+        declared = next(
+            (c.__dict__["pull_weight"] for c in cls.__mro__ if "pull_weight" in c.__dict__),
+            "missing",
+        )
+        if declared == "missing" or (
+            declared is not None and declared not in inspect.signature(cls.__init__).parameters
+        ):
+            raise TypeError(
+                f"loss {cls.__name__}: it has learnable centers, so it must declare pull_weight, the name "
+                "of the option that weighs its pull-to-center term (or None when it has none)"
+            )
         super().__init_subclass__(**kwargs)
 
     def __init__(self, num_classes: int, feat_dim: int):

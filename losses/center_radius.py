@@ -21,15 +21,23 @@ class CenterRadiusLoss(Loss):
     uses_logits = False
     prediction = "centers"
 
-    def __init__(self, num_classes, feat_dim, radius: float = RADIUS.default,
-                 fixed_centers: bool = FIXED_CENTERS.default, center_scale: float = CENTER_SCALE.default):
+    def __init__(
+        self,
+        num_classes,
+        feat_dim,
+        radius: float = RADIUS.default,
+        fixed_centers: bool = FIXED_CENTERS.default,
+        center_scale: float = CENTER_SCALE.default,
+    ):
         super().__init__(num_classes, feat_dim)
         self.radius, self.fixed_centers, self.center_scale = radius, fixed_centers, center_scale
         if fixed_centers:
             if feat_dim == num_classes:
                 fixed = torch.eye(num_classes)
             else:
-                fixed = torch.randn(num_classes, feat_dim, generator=torch.Generator().manual_seed(0))
+                fixed = torch.randn(
+                    num_classes, feat_dim, generator=torch.Generator().manual_seed(0)
+                )
                 fixed = fixed / fixed.norm(dim=1, keepdim=True)
             self.register_buffer("fixed", center_scale * fixed)
         else:

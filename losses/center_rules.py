@@ -14,12 +14,13 @@ optimizer's step, then ``after_step(features, labels, scaler)``, then
 rule unscales the center gradient before the 1/weight rescale and steps its
 optimizer through the scaler (skipped, like the model's, on an inf gradient).
 """
+
 from __future__ import annotations
 
 import torch
 
-from . import CENTER_RULES
 from ..eval.metrics import class_counts
+from . import CENTER_RULES
 
 
 class CenterRule:
@@ -61,7 +62,9 @@ class SeparateRule(CenterRule):
 
     def __init__(self, loss, lr: float):
         super().__init__(loss)
-        self.optimizer = torch.optim.SGD([self.centers], lr=lr) if self.centers is not None else None
+        self.optimizer = (
+            torch.optim.SGD([self.centers], lr=lr) if self.centers is not None else None
+        )
 
     def zero_grad(self) -> None:
         if self.optimizer is not None:
@@ -103,8 +106,6 @@ class WenRule(CenterRule):
         c.sub_(self.alpha * diff_sum / (1 + counts))
 
 
-
-
 def rule_problem(rule: str, loss_name: str, loss) -> str | None:
     """Why ``rule`` does not fit the loss (None when it does): ``separate`` and ``wen`` replace the update of
     the pull-to-center term, so they would silently change a loss whose centers other terms move too; and
@@ -112,17 +113,30 @@ def rule_problem(rule: str, loss_name: str, loss) -> str | None:
     if rule == "joint" or loss.learnable_centers is None:
         return None
     if not loss.centers_only_pulled:
-        return (f"--center-rule {rule} does not fit the loss {loss_name}: terms other than a pull to the centers "
-                "move its centers, which that rule would replace; use --center-rule joint")
+        return (
+            f"--center-rule {rule} does not fit the loss {loss_name}: terms other than a pull to the centers "
+            "move its centers, which that rule would replace; use --center-rule joint"
+        )
     if rule == "separate" and not loss.center_weight:
-        weight = f"--{loss.pull_weight.replace('_', '-')} is 0" if loss.pull_weight else "it has no pull weight"
-        return (f"--center-rule separate divides the centers' gradient by the pull weight, and {weight} for "
-                f"{loss_name}: give it a positive value, or use --center-rule joint")
+        weight = (
+            f"--{loss.pull_weight.replace('_', '-')} is 0"
+            if loss.pull_weight
+            else "it has no pull weight"
+        )
+        return (
+            f"--center-rule separate divides the centers' gradient by the pull weight, and {weight} for "
+            f"{loss_name}: give it a positive value, or use --center-rule joint"
+        )
     return None
 
 
-def build_center_rule(name: str, loss, center_lr: float = 0.5, center_alpha: float = 0.5) -> CenterRule:
-    if name in CENTER_RULES and (problem := rule_problem(name, type(loss).__name__, loss)) is not None:
+def build_center_rule(
+    name: str, loss, center_lr: float = 0.5, center_alpha: float = 0.5
+) -> CenterRule:
+    if (
+        name in CENTER_RULES
+        and (problem := rule_problem(name, type(loss).__name__, loss)) is not None
+    ):
         raise ValueError(problem)
     if name == "joint":
         return JointRule(loss)

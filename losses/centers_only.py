@@ -22,16 +22,29 @@ class CentersOnlyLoss(LossWithCenters):
     pull_weight = "weight_intra"
     centers_only_pulled = False  # the inter-center term moves them too
 
-    def __init__(self, num_classes, feat_dim, alpha: float = ALPHA.default, weight_intra: float = WEIGHT_INTRA.default,
-                 weight_inter: float = WEIGHT_INTER.default):
+    def __init__(
+        self,
+        num_classes,
+        feat_dim,
+        alpha: float = ALPHA.default,
+        weight_intra: float = WEIGHT_INTRA.default,
+        weight_inter: float = WEIGHT_INTER.default,
+    ):
         super().__init__(num_classes, feat_dim)
         self.alpha, self.weight_intra, self.weight_inter = alpha, weight_intra, weight_inter
 
     def loss_terms(self, features, labels, logits=None):
         self.check_inputs(features, logits, labels)
-        intra = torch.exp(self.alpha * distance_to_own_center(features, self.centers, labels)).mean()
+        intra = torch.exp(
+            self.alpha * distance_to_own_center(features, self.centers, labels)
+        ).mean()
         d = squared_distances(self.centers, self.centers).clamp_min(1e-12)
         off_diagonal = ~torch.eye(self.num_classes, dtype=torch.bool, device=d.device)
         # torch.where, not boolean indexing: indexing by a mask syncs with the host and breaks graph capture
-        inter = -torch.where(off_diagonal, torch.log(d), torch.zeros_like(d)).sum() / self.num_classes
-        return self.weight_intra * intra + self.weight_inter * inter, {"intra": intra, "inter": inter}
+        inter = (
+            -torch.where(off_diagonal, torch.log(d), torch.zeros_like(d)).sum() / self.num_classes
+        )
+        return self.weight_intra * intra + self.weight_inter * inter, {
+            "intra": intra,
+            "inter": inter,
+        }

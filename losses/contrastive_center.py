@@ -16,8 +16,13 @@ class ContrastiveCenterLoss(LossWithCenters):
 
     pull_weight = "weight"
 
-    def __init__(self, num_classes, feat_dim, weight: float = WEIGHT_CONTRASTIVE.default,
-                 delta: float = DELTA.default):
+    def __init__(
+        self,
+        num_classes,
+        feat_dim,
+        weight: float = WEIGHT_CONTRASTIVE.default,
+        delta: float = DELTA.default,
+    ):
         super().__init__(num_classes, feat_dim)
         self.weight, self.delta = weight, delta
 

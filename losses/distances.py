@@ -1,4 +1,5 @@
 """Squared Euclidean distances, always in float32 (also under autocast)."""
+
 from __future__ import annotations
 
 import torch
@@ -17,7 +18,9 @@ def squared_distances(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return d.clamp_min(0.0)
 
 
-def distance_to_own_center(features: torch.Tensor, centers: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def distance_to_own_center(
+    features: torch.Tensor, centers: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
     """``d(x_i, c_{y_i})`` for each sample, in float32, shape ``(n,)``."""
     with torch.autocast(features.device.type, enabled=False):
         return (features.float() - centers.float()[labels]).pow(2).sum(1)

@@ -2,6 +2,7 @@
 search draws it from. A loss lists the options it takes (``Loss.options``) and uses their
 defaults in its signature; the command-line flags, the grid's sweep axes, the help and the
 search spaces are all derived from these definitions."""
+
 from __future__ import annotations
 
 import math
@@ -13,10 +14,14 @@ class Option:
     name: str
     default: float | bool
     help: str
-    search: tuple[float, float] | None = None  # (low, high) a search draws from; None: kept at its default
+    search: tuple[float, float] | None = (
+        None  # (low, high) a search draws from; None: kept at its default
+    )
     log: bool = False  # search on a log scale
     positive: bool = False  # 0 is refused too (a scale or temperature of 0 leaves nothing to learn)
-    below: float | None = None  # values from this one up are refused (an angle of 180 degrees or more)
+    below: float | None = (
+        None  # values from this one up are refused (an angle of 180 degrees or more)
+    )
 
     @property
     def flag(self) -> str:
@@ -52,49 +57,150 @@ class Option:
         return f"{self.name} {'log-' if self.log else ''}uniform over [{self.search[0]:g}, {self.search[1]:g}]"
 
 
-WEIGHT_CENT = Option("weight_cent", 1.0, "weight of the center loss term next to softmax (lambda)", (1e-3, 10.0), True)
-WEIGHT_INTRA = Option("weight_intra", 1.0, "weight of the pull-to-center term (kept at 1 by a search: scaling it "
-                                           "with the other terms only repeats the lr axis under SGD)")
+WEIGHT_CENT = Option(
+    "weight_cent",
+    1.0,
+    "weight of the center loss term next to softmax (lambda)",
+    (1e-3, 10.0),
+    True,
+)
+WEIGHT_INTRA = Option(
+    "weight_intra",
+    1.0,
+    "weight of the pull-to-center term (kept at 1 by a search: scaling it "
+    "with the other terms only repeats the lr axis under SGD)",
+)
 WEIGHT_INTER = Option("weight_inter", 0.1, "weight of the inter-class push term", (1e-3, 1.0), True)
-MARGIN = Option("margin", 10.0, "squared distance beyond which two features of different classes stop pushing",
-                (1.0, 100.0), True)
-ALPHA = Option("alpha", 0.01, "scale inside the exponential pull of centers-only", (1e-3, 0.03), True)
-RADIUS = Option("radius", 1.0, "squared distance to the center within which a feature is not pulled",
-                (0.01, 10.0), True)
-FIXED_CENTERS = Option("fixed_centers", False, "fixed centers (one-hot or random directions) instead of learned")
+MARGIN = Option(
+    "margin",
+    10.0,
+    "squared distance beyond which two features of different classes stop pushing",
+    (1.0, 100.0),
+    True,
+)
+ALPHA = Option(
+    "alpha", 0.01, "scale inside the exponential pull of centers-only", (1e-3, 0.03), True
+)
+RADIUS = Option(
+    "radius",
+    1.0,
+    "squared distance to the center within which a feature is not pulled",
+    (0.01, 10.0),
+    True,
+)
+FIXED_CENTERS = Option(
+    "fixed_centers", False, "fixed centers (one-hot or random directions) instead of learned"
+)
 CENTER_SCALE = Option("center_scale", 10.0, "norm of the fixed centers", (1.0, 100.0), True)
-WEIGHT_CONTRASTIVE = Option("weight", 1.0, "weight of the contrastive-center term next to softmax", (1e-3, 10.0), True)
-DELTA = Option("delta", 1.0, "constant added to the contrastive-center denominator", (0.1, 10.0), True)
+WEIGHT_CONTRASTIVE = Option(
+    "weight", 1.0, "weight of the contrastive-center term next to softmax", (1e-3, 10.0), True
+)
+DELTA = Option(
+    "delta", 1.0, "constant added to the contrastive-center denominator", (0.1, 10.0), True
+)
 
 # pytorch-metric-learning's losses (losses/pml.py): each default is the library's (2.9); a name says which loss
 # it belongs to where two losses of the library use one word for different things
-ARC_MARGIN = Option("arc_margin", 28.6, "ArcFace's additive angular margin, in degrees", (5.0, 60.0), below=180.0)
+ARC_MARGIN = Option(
+    "arc_margin", 28.6, "ArcFace's additive angular margin, in degrees", (5.0, 60.0), below=180.0
+)
 COS_MARGIN = Option("cos_margin", 0.35, "CosFace's additive cosine margin", (0.05, 0.8))
-SCALE = Option("scale", 64.0, "scale of the cosine logits (ArcFace, CosFace)", (8.0, 128.0), True, positive=True)
-SOFTMAX_TEMPERATURE = Option("softmax_temperature", 0.05, "temperature of the normalized softmax", (0.01, 1.0), True, positive=True)
-SOFTMAX_SCALE = Option("softmax_scale", 1.0, "scale of Proxy-NCA's softmax over proxy distances", (0.1, 100.0), True, positive=True)
-PROXY_MARGIN = Option("proxy_margin", 0.1, "Proxy-Anchor's margin on the cosine similarity", (0.01, 0.5), True)
-PROXY_ALPHA = Option("proxy_alpha", 32.0, "Proxy-Anchor's scale (alpha)", (4.0, 128.0), True, positive=True)
+SCALE = Option(
+    "scale",
+    64.0,
+    "scale of the cosine logits (ArcFace, CosFace)",
+    (8.0, 128.0),
+    True,
+    positive=True,
+)
+SOFTMAX_TEMPERATURE = Option(
+    "softmax_temperature",
+    0.05,
+    "temperature of the normalized softmax",
+    (0.01, 1.0),
+    True,
+    positive=True,
+)
+SOFTMAX_SCALE = Option(
+    "softmax_scale",
+    1.0,
+    "scale of Proxy-NCA's softmax over proxy distances",
+    (0.1, 100.0),
+    True,
+    positive=True,
+)
+PROXY_MARGIN = Option(
+    "proxy_margin", 0.1, "Proxy-Anchor's margin on the cosine similarity", (0.01, 0.5), True
+)
+PROXY_ALPHA = Option(
+    "proxy_alpha", 32.0, "Proxy-Anchor's scale (alpha)", (4.0, 128.0), True, positive=True
+)
 SOFT_LA = Option("soft_la", 20.0, "SoftTriple's scale (lambda)", (5.0, 100.0), True, positive=True)
-SOFT_GAMMA = Option("soft_gamma", 0.1, "SoftTriple's temperature over a class's sub-centers (gamma)", (0.01, 1.0), True, positive=True)
+SOFT_GAMMA = Option(
+    "soft_gamma",
+    0.1,
+    "SoftTriple's temperature over a class's sub-centers (gamma)",
+    (0.01, 1.0),
+    True,
+    positive=True,
+)
 SOFT_MARGIN = Option("soft_margin", 0.01, "SoftTriple's margin (delta)", (0.001, 0.1), True)
-POS_MARGIN = Option("pos_margin", 0.0, "contrastive: distance under which a positive pair stops pulling")
-NEG_MARGIN = Option("neg_margin", 1.0, "contrastive: distance beyond which a negative pair stops pushing",
-                    (0.1, 4.0), True)
+POS_MARGIN = Option(
+    "pos_margin", 0.0, "contrastive: distance under which a positive pair stops pulling"
+)
+NEG_MARGIN = Option(
+    "neg_margin",
+    1.0,
+    "contrastive: distance beyond which a negative pair stops pushing",
+    (0.1, 4.0),
+    True,
+)
 TRIPLET_MARGIN = Option("triplet_margin", 0.05, "triplet margin", (0.01, 0.5), True)
-MINER_MARGIN = Option("miner_margin", 0.2, "the triplet miner's margin: triplets within it are mined",
-                      (0.01, 1.0), True)
-MS_ALPHA = Option("ms_alpha", 2.0, "multi-similarity: weight of the positive pairs (alpha)", (0.5, 10.0), True)
-MS_BETA = Option("ms_beta", 50.0, "multi-similarity: weight of the negative pairs (beta)", (10.0, 100.0), True)
+MINER_MARGIN = Option(
+    "miner_margin",
+    0.2,
+    "the triplet miner's margin: triplets within it are mined",
+    (0.01, 1.0),
+    True,
+)
+MS_ALPHA = Option(
+    "ms_alpha", 2.0, "multi-similarity: weight of the positive pairs (alpha)", (0.5, 10.0), True
+)
+MS_BETA = Option(
+    "ms_beta", 50.0, "multi-similarity: weight of the negative pairs (beta)", (10.0, 100.0), True
+)
 MS_BASE = Option("ms_base", 0.5, "multi-similarity: similarity offset (lambda)")
-SUPCON_TEMPERATURE = Option("supcon_temperature", 0.1, "temperature of the supervised contrastive loss",
-                            (0.01, 1.0), True, positive=True)
+SUPCON_TEMPERATURE = Option(
+    "supcon_temperature",
+    0.1,
+    "temperature of the supervised contrastive loss",
+    (0.01, 1.0),
+    True,
+    positive=True,
+)
 
 # the center-loss family's push variants (losses/push_variants.py)
-LAMBDA_C = Option("lambda_c", 0.01, "Git loss: weight of the center loss term (lambda_C)", (1e-3, 1.0), True)
-LAMBDA_G = Option("lambda_g", 0.1, "Git loss: weight of the push from the other classes' centers (lambda_G)",
-                  (1e-3, 1.0), True)
-LAMBDA_ISLAND = Option("lambda_island", 0.01, "Island loss: weight of the island loss next to softmax (lambda)",
-                       (1e-3, 1.0), True)
-LAMBDA_1 = Option("lambda_1", 10.0, "Island loss: weight of the centers' pairwise cosine term (lambda_1)",
-                  (0.1, 100.0), True)
+LAMBDA_C = Option(
+    "lambda_c", 0.01, "Git loss: weight of the center loss term (lambda_C)", (1e-3, 1.0), True
+)
+LAMBDA_G = Option(
+    "lambda_g",
+    0.1,
+    "Git loss: weight of the push from the other classes' centers (lambda_G)",
+    (1e-3, 1.0),
+    True,
+)
+LAMBDA_ISLAND = Option(
+    "lambda_island",
+    0.01,
+    "Island loss: weight of the island loss next to softmax (lambda)",
+    (1e-3, 1.0),
+    True,
+)
+LAMBDA_1 = Option(
+    "lambda_1",
+    10.0,
+    "Island loss: weight of the centers' pairwise cosine term (lambda_1)",
+    (0.1, 100.0),
+    True,
+)

@@ -36,15 +36,33 @@ one fails with one line naming the package, and every other loss still runs.
 Source: K. Musgrave, S. Belongie, S.-N. Lim, "PyTorch Metric Learning",
 arXiv:2008.09164, 2020; the losses' papers are named in each class's docstring.
 """
+
 from __future__ import annotations
 
 import torch
 
 from .base import Loss
 from .distances import squared_distances
-from .options import (ARC_MARGIN, COS_MARGIN, MINER_MARGIN, MS_ALPHA, MS_BASE, MS_BETA, NEG_MARGIN,
-                      POS_MARGIN, PROXY_ALPHA, PROXY_MARGIN, SCALE, SOFT_GAMMA, SOFT_LA, SOFT_MARGIN, SOFTMAX_SCALE,
-                      SOFTMAX_TEMPERATURE, SUPCON_TEMPERATURE, TRIPLET_MARGIN)
+from .options import (
+    ARC_MARGIN,
+    COS_MARGIN,
+    MINER_MARGIN,
+    MS_ALPHA,
+    MS_BASE,
+    MS_BETA,
+    NEG_MARGIN,
+    POS_MARGIN,
+    PROXY_ALPHA,
+    PROXY_MARGIN,
+    SCALE,
+    SOFT_GAMMA,
+    SOFT_LA,
+    SOFT_MARGIN,
+    SOFTMAX_SCALE,
+    SOFTMAX_TEMPERATURE,
+    SUPCON_TEMPERATURE,
+    TRIPLET_MARGIN,
+)
 
 LIBRARY = "pytorch-metric-learning"
 RUNNING_MOMENTUM = 0.9
@@ -60,9 +78,11 @@ def library():
         import pytorch_metric_learning.losses
         import pytorch_metric_learning.miners  # noqa: F401 (the adapter reads both submodules)
     except ImportError:
-        raise MissingLibrary(f"this loss needs the package {LIBRARY}, which this Python lacks: "
-                             f"pip install {LIBRARY} (requirements.txt pins it; ./suite slot --pack carries its "
-                             "wheel to a GPU machine); every other loss runs without it") from None
+        raise MissingLibrary(
+            f"this loss needs the package {LIBRARY}, which this Python lacks: "
+            f"pip install {LIBRARY} (requirements.txt pins it; ./suite slot --pack carries its "
+            "wheel to a GPU machine); every other loss runs without it"
+        ) from None
     return pytorch_metric_learning
 
 
@@ -88,14 +108,20 @@ class MetricLearningLoss(Loss):
         for name, value in values.items():
             setattr(self, name, value)
         lib = library()
-        args = {self.renamed.get(k, k): v for k, v in values.items() if self.renamed.get(k, k) is not None}
+        args = {
+            self.renamed.get(k, k): v
+            for k, v in values.items()
+            if self.renamed.get(k, k) is not None
+        }
         miner_args = {}
         if self.miner is not None:
             miner_args = {lib_name: args.pop(name) for name, lib_name in self.miner[1].items()}
         if self.kind != "pair":
             args.update(num_classes=self.num_classes, embedding_size=self.feat_dim)
         self.metric_loss = getattr(lib.losses, self.library_loss)(**args)
-        self.mine = getattr(lib.miners, self.miner[0])(**miner_args) if self.miner is not None else None
+        self.mine = (
+            getattr(lib.miners, self.miner[0])(**miner_args) if self.miner is not None else None
+        )
         if self.kind == "pair":
             self.register_buffer("running_means", torch.zeros(self.num_classes, self.feat_dim))
             self.register_buffer("seen", torch.zeros(self.num_classes, 1, dtype=torch.bool))
@@ -117,8 +143,11 @@ class MetricLearningLoss(Loss):
         weights = weights.t() if self.proxies[1] else weights
         if weights.shape != (self.num_classes, self.feat_dim):
             return None
-        return torch.nn.functional.normalize(weights, dim=1) if self.metric_loss.distance.normalize_embeddings \
+        return (
+            torch.nn.functional.normalize(weights, dim=1)
+            if self.metric_loss.distance.normalize_embeddings
             else weights
+        )
 
     def loss_terms(self, features, labels, logits=None):
         self.check_inputs(features, logits, labels)
@@ -134,9 +163,12 @@ class MetricLearningLoss(Loss):
     def _track_means(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         sums = torch.zeros_like(self.running_means).index_add_(0, labels, features)
         counts = torch.zeros(self.num_classes, device=features.device).index_add_(
-            0, labels, torch.ones_like(labels, dtype=features.dtype))[:, None]
+            0, labels, torch.ones_like(labels, dtype=features.dtype)
+        )[:, None]
         means = sums / counts.clamp_min(1)
-        moved = torch.where(self.seen, RUNNING_MOMENTUM * self.running_means + (1 - RUNNING_MOMENTUM) * means, means)
+        moved = torch.where(
+            self.seen, RUNNING_MOMENTUM * self.running_means + (1 - RUNNING_MOMENTUM) * means, means
+        )
         self.running_means.copy_(torch.where(counts > 0, moved, self.running_means))
         self.seen.logical_or_(counts > 0)
 
@@ -156,27 +188,50 @@ class MetricLearningLoss(Loss):
 
 class ArcFace(MetricLearningLoss):
     """``arcface``: additive angular margin softmax (Deng et al., CVPR 2019); the library's ``ArcFaceLoss``."""
-    library_loss, term, proxies, renamed = "ArcFaceLoss", "arcface", ("W", True), {"arc_margin": "margin"}
+
+    library_loss, term, proxies, renamed = (
+        "ArcFaceLoss",
+        "arcface",
+        ("W", True),
+        {"arc_margin": "margin"},
+    )
     kind, prediction = "classifier", "logits"
 
-    def __init__(self, num_classes: int, feat_dim: int, arc_margin: float = ARC_MARGIN.default,
-                 scale: float = SCALE.default):
+    def __init__(
+        self,
+        num_classes: int,
+        feat_dim: int,
+        arc_margin: float = ARC_MARGIN.default,
+        scale: float = SCALE.default,
+    ):
         super().__init__(num_classes, feat_dim, arc_margin=arc_margin, scale=scale)
 
 
 class CosFace(MetricLearningLoss):
     """``cosface``: additive cosine margin softmax (Wang et al., CVPR 2018); the library's ``CosFaceLoss``."""
-    library_loss, term, proxies, renamed = "CosFaceLoss", "cosface", ("W", True), {"cos_margin": "margin"}
+
+    library_loss, term, proxies, renamed = (
+        "CosFaceLoss",
+        "cosface",
+        ("W", True),
+        {"cos_margin": "margin"},
+    )
     kind, prediction = "classifier", "logits"
 
-    def __init__(self, num_classes: int, feat_dim: int, cos_margin: float = COS_MARGIN.default,
-                 scale: float = SCALE.default):
+    def __init__(
+        self,
+        num_classes: int,
+        feat_dim: int,
+        cos_margin: float = COS_MARGIN.default,
+        scale: float = SCALE.default,
+    ):
         super().__init__(num_classes, feat_dim, cos_margin=cos_margin, scale=scale)
 
 
 class SphereFace(MetricLearningLoss):
     """``sphereface``: multiplicative angular margin softmax, A-Softmax (Liu et al., CVPR 2017); the library's
     ``SphereFaceLoss`` with its margin 4 and scale 1."""
+
     library_loss, term, proxies = "SphereFaceLoss", "sphereface", ("W", True)
     kind, prediction = "classifier", "logits"
 
@@ -187,86 +242,137 @@ class SphereFace(MetricLearningLoss):
 class NormalizedSoftmax(MetricLearningLoss):
     """``normalized-softmax``: softmax over normalized class weights with a temperature (Zhai and Wu, BMVC
     2019); the library's ``NormalizedSoftmaxLoss``."""
+
     library_loss, term, proxies = "NormalizedSoftmaxLoss", "normalized-softmax", ("W", True)
     renamed = {"softmax_temperature": "temperature"}
     kind, prediction, graph_safe = "classifier", "logits", True
 
-    def __init__(self, num_classes: int, feat_dim: int, softmax_temperature: float = SOFTMAX_TEMPERATURE.default):
+    def __init__(
+        self,
+        num_classes: int,
+        feat_dim: int,
+        softmax_temperature: float = SOFTMAX_TEMPERATURE.default,
+    ):
         super().__init__(num_classes, feat_dim, softmax_temperature=softmax_temperature)
 
 
 class ProxyNCA(MetricLearningLoss):
     """``proxy-nca``: NCA over one proxy per class (Movshovitz-Attias et al., ICCV 2017); the library's
     ``ProxyNCALoss``."""
+
     library_loss, term, proxies = "ProxyNCALoss", "proxy-nca", ("proxies", False)
     kind, prediction = "proxy", "logits"
 
-    def __init__(self, num_classes: int, feat_dim: int, softmax_scale: float = SOFTMAX_SCALE.default):
+    def __init__(
+        self, num_classes: int, feat_dim: int, softmax_scale: float = SOFTMAX_SCALE.default
+    ):
         super().__init__(num_classes, feat_dim, softmax_scale=softmax_scale)
 
 
 class ProxyAnchor(MetricLearningLoss):
     """``proxy-anchor``: proxies as anchors (Kim et al., CVPR 2020); the library's ``ProxyAnchorLoss``."""
+
     library_loss, term, proxies = "ProxyAnchorLoss", "proxy-anchor", ("proxies", False)
     renamed = {"proxy_margin": "margin", "proxy_alpha": "alpha"}
     kind, prediction = "proxy", "logits"
 
-    def __init__(self, num_classes: int, feat_dim: int, proxy_margin: float = PROXY_MARGIN.default,
-                 proxy_alpha: float = PROXY_ALPHA.default):
+    def __init__(
+        self,
+        num_classes: int,
+        feat_dim: int,
+        proxy_margin: float = PROXY_MARGIN.default,
+        proxy_alpha: float = PROXY_ALPHA.default,
+    ):
         super().__init__(num_classes, feat_dim, proxy_margin=proxy_margin, proxy_alpha=proxy_alpha)
 
 
 class SoftTriple(MetricLearningLoss):
     """``soft-triple``: softmax over 10 sub-centers per class (Qian et al., ICCV 2019); the library's
     ``SoftTripleLoss``."""
+
     library_loss, term, proxies = "SoftTripleLoss", "soft-triple", ("fc", True)
     renamed = {"soft_la": "la", "soft_gamma": "gamma", "soft_margin": "margin"}
     kind, prediction = "proxy", "logits"
 
-    def __init__(self, num_classes: int, feat_dim: int, soft_la: float = SOFT_LA.default,
-                 soft_gamma: float = SOFT_GAMMA.default, soft_margin: float = SOFT_MARGIN.default):
-        super().__init__(num_classes, feat_dim, soft_la=soft_la, soft_gamma=soft_gamma, soft_margin=soft_margin)
+    def __init__(
+        self,
+        num_classes: int,
+        feat_dim: int,
+        soft_la: float = SOFT_LA.default,
+        soft_gamma: float = SOFT_GAMMA.default,
+        soft_margin: float = SOFT_MARGIN.default,
+    ):
+        super().__init__(
+            num_classes, feat_dim, soft_la=soft_la, soft_gamma=soft_gamma, soft_margin=soft_margin
+        )
 
 
 class Contrastive(MetricLearningLoss):
     """``contrastive``: every positive and negative pair of the batch, Euclidean distance (Hadsell et al., CVPR
     2006); the library's ``ContrastiveLoss``."""
+
     library_loss, term = "ContrastiveLoss", "contrastive"
     kind, prediction = "pair", "centers"
 
-    def __init__(self, num_classes: int, feat_dim: int, pos_margin: float = POS_MARGIN.default,
-                 neg_margin: float = NEG_MARGIN.default):
+    def __init__(
+        self,
+        num_classes: int,
+        feat_dim: int,
+        pos_margin: float = POS_MARGIN.default,
+        neg_margin: float = NEG_MARGIN.default,
+    ):
         super().__init__(num_classes, feat_dim, pos_margin=pos_margin, neg_margin=neg_margin)
 
 
 class Triplet(MetricLearningLoss):
     """``triplet``: triplet margin loss on the triplets the library's triplet-margin miner finds (Schroff et al.,
     CVPR 2015); the library's ``TripletMarginLoss`` and ``TripletMarginMiner``."""
+
     library_loss, term, renamed = "TripletMarginLoss", "triplet", {"triplet_margin": "margin"}
     miner = ("TripletMarginMiner", {"miner_margin": "margin"})
     kind, prediction = "pair", "centers"
 
-    def __init__(self, num_classes: int, feat_dim: int, triplet_margin: float = TRIPLET_MARGIN.default,
-                 miner_margin: float = MINER_MARGIN.default):
-        super().__init__(num_classes, feat_dim, triplet_margin=triplet_margin, miner_margin=miner_margin)
+    def __init__(
+        self,
+        num_classes: int,
+        feat_dim: int,
+        triplet_margin: float = TRIPLET_MARGIN.default,
+        miner_margin: float = MINER_MARGIN.default,
+    ):
+        super().__init__(
+            num_classes, feat_dim, triplet_margin=triplet_margin, miner_margin=miner_margin
+        )
 
 
 class MultiSimilarity(MetricLearningLoss):
     """``multi-similarity``: pairs weighted by their self and relative similarities (Wang et al., CVPR 2019);
     the library's ``MultiSimilarityLoss``."""
+
     library_loss, term = "MultiSimilarityLoss", "multi-similarity"
     renamed = {"ms_alpha": "alpha", "ms_beta": "beta", "ms_base": "base"}
     kind, prediction = "pair", "centers"
 
-    def __init__(self, num_classes: int, feat_dim: int, ms_alpha: float = MS_ALPHA.default,
-                 ms_beta: float = MS_BETA.default, ms_base: float = MS_BASE.default):
+    def __init__(
+        self,
+        num_classes: int,
+        feat_dim: int,
+        ms_alpha: float = MS_ALPHA.default,
+        ms_beta: float = MS_BETA.default,
+        ms_base: float = MS_BASE.default,
+    ):
         super().__init__(num_classes, feat_dim, ms_alpha=ms_alpha, ms_beta=ms_beta, ms_base=ms_base)
 
 
 class SupCon(MetricLearningLoss):
     """``supcon``: supervised contrastive loss (Khosla et al., NeurIPS 2020); the library's ``SupConLoss``."""
+
     library_loss, term, renamed = "SupConLoss", "supcon", {"supcon_temperature": "temperature"}
     kind, prediction = "pair", "centers"
 
-    def __init__(self, num_classes: int, feat_dim: int, supcon_temperature: float = SUPCON_TEMPERATURE.default):
+    def __init__(
+        self,
+        num_classes: int,
+        feat_dim: int,
+        supcon_temperature: float = SUPCON_TEMPERATURE.default,
+    ):
         super().__init__(num_classes, feat_dim, supcon_temperature=supcon_temperature)

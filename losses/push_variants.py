@@ -3,6 +3,7 @@
 Both are the suite's own code (the formulas below), with the center term as ``cent`` writes it
 (``L_center = sum_i ||x_i - c_{y_i}||^2 / m``, no 1/2 factor) so that the three share one pull.
 """
+
 from __future__ import annotations
 
 import torch
@@ -55,8 +56,13 @@ class GitLoss(SoftmaxCenterPush):
     pull_weight = "lambda_c"
     push_term = "git"
 
-    def __init__(self, num_classes: int, feat_dim: int, lambda_c: float = LAMBDA_C.default,
-                 lambda_g: float = LAMBDA_G.default):
+    def __init__(
+        self,
+        num_classes: int,
+        feat_dim: int,
+        lambda_c: float = LAMBDA_C.default,
+        lambda_g: float = LAMBDA_G.default,
+    ):
         super().__init__(num_classes, feat_dim)
         self.lambda_c = lambda_c
         self.lambda_g = lambda_g
@@ -71,7 +77,8 @@ class GitLoss(SoftmaxCenterPush):
 
     def push(self, features, labels):
         others = torch.ones(features.shape[0], self.num_classes, device=features.device).scatter_(
-            1, labels[:, None], 0.0)
+            1, labels[:, None], 0.0
+        )
         return (others / (1 + squared_distances(features, self.centers))).sum(1).mean()
 
 
@@ -90,8 +97,13 @@ class IslandLoss(SoftmaxCenterPush):
     pull_weight = "lambda_island"
     push_term = "island"
 
-    def __init__(self, num_classes: int, feat_dim: int, lambda_island: float = LAMBDA_ISLAND.default,
-                 lambda_1: float = LAMBDA_1.default):
+    def __init__(
+        self,
+        num_classes: int,
+        feat_dim: int,
+        lambda_island: float = LAMBDA_ISLAND.default,
+        lambda_1: float = LAMBDA_1.default,
+    ):
         super().__init__(num_classes, feat_dim)
         self.lambda_island = lambda_island
         self.lambda_1 = lambda_1

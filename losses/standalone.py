@@ -21,8 +21,13 @@ class StandaloneCenterLoss(LossWithCenters):
     prediction = "centers"
     pull_weight = "weight_intra"
 
-    def __init__(self, num_classes: int, feat_dim: int, weight_intra: float = WEIGHT_INTRA.default,
-                 weight_inter: float = WEIGHT_INTER.default):
+    def __init__(
+        self,
+        num_classes: int,
+        feat_dim: int,
+        weight_intra: float = WEIGHT_INTRA.default,
+        weight_inter: float = WEIGHT_INTER.default,
+    ):
         super().__init__(num_classes, feat_dim)
         self.weight_intra = weight_intra
         self.weight_inter = weight_inter

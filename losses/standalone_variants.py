@@ -24,9 +24,14 @@ class StandaloneMarginLoss(StandaloneCenterLoss):
     the logged ``inter`` term is the negated hinge sum (what is subtracted).
     """
 
-
-    def __init__(self, num_classes, feat_dim, weight_intra: float = WEIGHT_INTRA.default,
-                 weight_inter: float = WEIGHT_INTER.default, margin: float = MARGIN.default):
+    def __init__(
+        self,
+        num_classes,
+        feat_dim,
+        weight_intra: float = WEIGHT_INTRA.default,
+        weight_inter: float = WEIGHT_INTER.default,
+        margin: float = MARGIN.default,
+    ):
         super().__init__(num_classes, feat_dim, weight_intra, weight_inter)
         self.margin = margin
 

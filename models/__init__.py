@@ -5,6 +5,7 @@ forward returns ``(features, logits)`` (``features``: ``(batch, feat_dim)``, the
 ``MODELS`` lists each name with its class (imported when first built, so that a command knows the names
 without loading torch) and its own departures from the reference recipe (``recipe``).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -16,6 +17,7 @@ class ModelEntry:
     """``target``: ``".module:Class"`` of this package; ``takes_image_size``: its ``__init__`` takes the input's
     side in pixels after ``feat_dim``; ``recipe``: its own lr and weight decay where the reference's do not fit
     it (applied when a run does not give them; recorded as departures like any other)."""
+
     target: str
     takes_image_size: bool = False
     recipe: dict = field(default_factory=dict)
@@ -25,7 +27,9 @@ MODELS = {
     "resnet": ModelEntry(".resnet:PreActResNet"),
     # LeNet++ without batch norm is not safe at the reference lr (models/lenet.py): the PyTorch center-loss
     # port's SGD settings (momentum 0.9, as the reference)
-    "lenet++": ModelEntry(".lenet:LeNetPlusPlus", takes_image_size=True, recipe={"lr": 0.001, "weight_decay": 5e-4}),
+    "lenet++": ModelEntry(
+        ".lenet:LeNetPlusPlus", takes_image_size=True, recipe={"lr": 0.001, "weight_decay": 5e-4}
+    ),
 }
 
 

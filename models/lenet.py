@@ -15,6 +15,7 @@ from the reference recipe like any other. At it, on 8,192 Fashion-MNIST
 images for 2 epochs, softmax, center loss and the standalone loss all stay
 finite and learn (test accuracy 0.45, 0.25, 0.34 after 128 steps).
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -24,8 +25,10 @@ from .resnet import init_weights
 
 def conv_pair(in_ch: int, out_ch: int) -> list[nn.Module]:
     return [
-        nn.Conv2d(in_ch, out_ch, 5, padding=2), nn.PReLU(),
-        nn.Conv2d(out_ch, out_ch, 5, padding=2), nn.PReLU(),
+        nn.Conv2d(in_ch, out_ch, 5, padding=2),
+        nn.PReLU(),
+        nn.Conv2d(out_ch, out_ch, 5, padding=2),
+        nn.PReLU(),
         nn.MaxPool2d(2),
     ]
 
@@ -33,7 +36,9 @@ def conv_pair(in_ch: int, out_ch: int) -> list[nn.Module]:
 class LeNetPlusPlus(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, feat_dim: int, image_size: int = 28):
         super().__init__()
-        self.convs = nn.Sequential(*conv_pair(in_channels, 32), *conv_pair(32, 64), *conv_pair(64, 128))
+        self.convs = nn.Sequential(
+            *conv_pair(in_channels, 32), *conv_pair(32, 64), *conv_pair(64, 128)
+        )
         side = image_size // 2 // 2 // 2
         self.fc1 = nn.Linear(128 * side * side, feat_dim)
         self.act = nn.PReLU()

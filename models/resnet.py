@@ -5,6 +5,7 @@ block, widths 32/32/64/64/128, strides 1/2/1/2/1 -> BN-ReLU -> global average
 pool -> fc1 (128 -> feat_dim, the feature) -> fc2 (feat_dim -> classes).
 About 0.4 M parameters at feat_dim 2.
 """
+
 from __future__ import annotations
 
 import torch.nn.functional as F

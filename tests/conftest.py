@@ -31,9 +31,12 @@ def cpu_unless_marked_gpu(request, monkeypatch):
 
 @pytest.fixture(scope="session")
 def synthetic_data():
-    from experiments.engine.data import DeviceData
     from experiments.datasets.specs import get_spec
-    return DeviceData(get_spec("synthetic"), Path("data"), torch.device("cpu"), train_size=1024, test_size=500)
+    from experiments.engine.data import DeviceData
+
+    return DeviceData(
+        get_spec("synthetic"), Path("data"), torch.device("cpu"), train_size=1024, test_size=500
+    )
 
 
 def dataset_root(name: str) -> Path | None:
@@ -41,6 +44,7 @@ def dataset_root(name: str) -> Path | None:
     In CI (CI=true) .ci/run installs Fashion-MNIST's package, so a missing Fashion-MNIST fails."""
     from experiments.datasets.sources import available
     from experiments.datasets.specs import default_data_root
+
     root = default_data_root()
     if available(name, root):
         return root

@@ -1,14 +1,17 @@
 """A loss defined outside losses/, as a user adds one (docs/losses.md, "Add a loss"); used by the tests:
 ``LOSSES["hinge-to-center"] = ENTRY`` registers it."""
+
 import torch
 import torch.nn.functional as F
 
+from centersuite.losses import LossEntry
 from centersuite.losses.base import LossWithCenters
 from centersuite.losses.distances import distance_to_own_center
-from centersuite.losses import LossEntry
 from centersuite.losses.options import Option
 
-HINGE_WEIGHT = Option("hinge_weight", 0.5, "weight of the hinge pull to the centers", (1e-3, 10.0), log=True)
+HINGE_WEIGHT = Option(
+    "hinge_weight", 0.5, "weight of the hinge pull to the centers", (1e-3, 10.0), log=True
+)
 
 
 class HingeToCenter(LossWithCenters):

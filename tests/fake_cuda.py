@@ -7,6 +7,7 @@ captured into it; a pool whose count reached 0 is freed only once every block al
 in it is freed. So destroying every graph of a pool while one of its tensors lives, then
 capturing into it again, raises. ``gpu-check`` confirms the rule on real CUDA.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -76,7 +77,11 @@ class FakeCuda:
 
     def free_released_pools(self) -> None:
         """A pool without graphs is freed once its last block is (the allocator does it when that block is freed)."""
-        for pool in [p for p, state in self.pools.items() if state["use_count"] == 0 and not self.live_blocks(p)]:
+        for pool in [
+            p
+            for p, state in self.pools.items()
+            if state["use_count"] == 0 and not self.live_blocks(p)
+        ]:
             del self.pools[pool]
 
     def live_pools(self) -> list[int]:

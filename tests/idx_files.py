@@ -1,4 +1,5 @@
 """Write tiny dataset files in the real formats (IDX, CIFAR pickle)."""
+
 import gzip
 import hashlib
 import pickle
@@ -13,7 +14,9 @@ from experiments.datasets.specs import SPECS
 
 def idx_bytes(array: np.ndarray) -> bytes:
     type_code = {np.uint8: 0x08}[array.dtype.type]
-    header = struct.pack(">HBB", 0, type_code, array.ndim) + b"".join(struct.pack(">I", d) for d in array.shape)
+    header = struct.pack(">HBB", 0, type_code, array.ndim) + b"".join(
+        struct.pack(">I", d) for d in array.shape
+    )
     return header + array.tobytes()
 
 
@@ -21,7 +24,9 @@ def tiny_images(n, shape, seed):
     return np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8)
 
 
-def write_tiny_mnist(root: Path, name="fashion-mnist", n_train=20, n_test=10, gz_dir: Path | None = None):
+def write_tiny_mnist(
+    root: Path, name="fashion-mnist", n_train=20, n_test=10, gz_dir: Path | None = None
+):
     """Write IDX files (balanced labels) and return a spec that expects exactly them."""
     spec = SPECS[name]
     arrays = {
@@ -47,8 +52,10 @@ def write_tiny_cifar(root: Path, per_batch=10):
     files, rng = {}, np.random.default_rng(0)
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     for fname in names:
-        entry = {"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-                 "labels": list(range(per_batch))}
+        entry = {
+            "data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+            "labels": list(range(per_batch)),
+        }
         (folder / fname).write_bytes(pickle.dumps(entry))
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": list(spec.class_names)}))
     for fname in [*names, "batches.meta"]:

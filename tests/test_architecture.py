@@ -1,17 +1,26 @@
 """The layout's rules: imports only go down the layers and never in a circle, the engine is entered with
 typed objects, and the code fingerprint follows what produces numbers, not where files are."""
+
 import ast
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = {"train", "grid", "tune", "bench", "bundle", "data", "gpu_check", "slot", "check_env"}
 # lowest first: a module may import its own layer's package and any layer before it, never one after it
 LAYERS = [
-    {"experiments", "experiments.cli", "experiments.cli.types", "experiments.plots", "experiments.text",
-     "experiments.cli.entry"},
+    {
+        "experiments",
+        "experiments.cli",
+        "experiments.cli.types",
+        "experiments.plots",
+        "experiments.text",
+        "experiments.cli.entry",
+    },
     {"experiments.datasets"},
     {"experiments.engine"},
     {"experiments.ledger"},
@@ -28,7 +37,9 @@ def module_name(path: Path) -> str:
 
 
 def modules() -> dict[str, Path]:
-    return {module_name(p): p for p in (REPO / "experiments").rglob("*.py") if p.name != "__main__.py"}
+    return {
+        module_name(p): p for p in (REPO / "experiments").rglob("*.py") if p.name != "__main__.py"
+    }
 
 
 def imports_of(path: Path, known: set[str]) -> set[str]:
@@ -50,8 +61,13 @@ def imports_of(path: Path, known: set[str]) -> set[str]:
 
 def layer_of(name: str) -> tuple[int, str]:
     """The layer and the unit (package or module) of the longest name that holds ``name``."""
-    units = [(unit, i) for i, layer in enumerate(LAYERS) for unit in layer
-             if name == unit or (name.startswith(unit + ".") and unit not in ("experiments", "experiments.cli"))]
+    units = [
+        (unit, i)
+        for i, layer in enumerate(LAYERS)
+        for unit in layer
+        if name == unit
+        or (name.startswith(unit + ".") and unit not in ("experiments", "experiments.cli"))
+    ]
     assert units, f"{name}: in no layer of tests/test_architecture.py"
     unit, i = max(units, key=lambda u: len(u[0]))
     return i, unit
@@ -68,7 +84,9 @@ def test_every_import_goes_down_the_layers_or_stays_in_its_package():
         (layer, unit) = layer_of(name)
         for target in targets:
             (target_layer, target_unit) = layer_of(target)
-            if target_layer > layer or (target_layer == layer and target_unit != unit and layer != len(LAYERS) - 1):
+            if target_layer > layer or (
+                target_layer == layer and target_unit != unit and layer != len(LAYERS) - 1
+            ):
                 wrong.append(f"{name} imports {target}")
     assert wrong == []
 
@@ -80,10 +98,18 @@ def test_the_library_imports_nothing_of_the_suite_and_only_itself_by_relative_im
     for folder in ("losses", "models", "eval"):
         for path in (REPO / folder).glob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
-                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                    [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
-                wrong += [f"{folder}/{path.name} imports {n}" for n in names
-                          if n.split(".")[0] in ("experiments", "losses", "models", "eval", "centersuite")]
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                    if isinstance(node, ast.ImportFrom) and node.level == 0
+                    else []
+                )
+                wrong += [
+                    f"{folder}/{path.name} imports {n}"
+                    for n in names
+                    if n.split(".")[0] in ("experiments", "losses", "models", "eval", "centersuite")
+                ]
     assert wrong == []
 
 
@@ -115,24 +141,32 @@ def test_the_engine_never_takes_or_reads_an_argparse_namespace():
                 assert "argparse" not in ast.dump(node), f"{path.name} imports argparse"
             if isinstance(node, (ast.FunctionDef, ast.Lambda)):
                 params = [a.arg for a in node.args.args + node.args.kwonlyargs]
-                assert "args" not in params, f"{path.name}: {getattr(node, 'name', 'lambda')} takes args"
+                assert "args" not in params, (
+                    f"{path.name}: {getattr(node, 'name', 'lambda')} takes args"
+                )
             if isinstance(node, ast.Name):
                 assert node.id not in ("Namespace", "args"), f"{path.name} reads {node.id}"
 
 
-FINGERPRINTS = ("import json; from experiments.ledger.fingerprint import code_fingerprint; "
-                "from centersuite.losses import LOSSES; from centersuite.models import MODELS; "
-                "print(json.dumps({f'{l} {m}': code_fingerprint(l, m) for l in LOSSES for m in MODELS}))")
+FINGERPRINTS = (
+    "import json; from experiments.ledger.fingerprint import code_fingerprint; "
+    "from centersuite.losses import LOSSES; from centersuite.models import MODELS; "
+    "print(json.dumps({f'{l} {m}': code_fingerprint(l, m) for l in LOSSES for m in MODELS}))"
+)
 
 
 def fingerprints_of(tree: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", FINGERPRINTS], cwd=tree, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", FINGERPRINTS], cwd=tree, capture_output=True, text=True, check=True
+    )
     return eval(out.stdout)  # noqa: S307 - our own printed dict
 
 
 def copy_of_the_code(tmp: Path) -> Path:
     for part in ("experiments", "losses", "models", "eval", "centersuite"):
-        shutil.copytree(REPO / part, tmp / part, ignore=shutil.ignore_patterns("__pycache__"), symlinks=True)
+        shutil.copytree(
+            REPO / part, tmp / part, ignore=shutil.ignore_patterns("__pycache__"), symlinks=True
+        )
     return tmp
 
 
@@ -142,21 +176,43 @@ def replace_in(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new, 1))
 
 
-def test_help_text_messages_fetch_code_and_moves_change_no_fingerprint_and_an_augmentation_edit_changes_all(tmp_path):
+@pytest.mark.slow
+def test_help_text_messages_fetch_code_and_moves_change_no_fingerprint_and_an_augmentation_edit_changes_all(
+    tmp_path,
+):
     before = fingerprints_of(REPO)
     tree = copy_of_the_code(tmp_path / "edits")
-    replace_in(tree / "experiments" / "engine" / "config.py", '"training epochs"', '"epochs to train"')  # a help text
-    replace_in(tree / "experiments" / "datasets" / "sources.py", "FETCH_LIMIT_S = 60.0", "FETCH_LIMIT_S = 90.0")
-    engine = tree / "experiments" / "engine"  # a pure move: cpu_memory.py renamed, its importer updated
+    replace_in(
+        tree / "experiments" / "engine" / "config.py", '"training epochs"', '"epochs to train"'
+    )  # a help text
+    replace_in(
+        tree / "experiments" / "datasets" / "sources.py",
+        "FETCH_LIMIT_S = 60.0",
+        "FETCH_LIMIT_S = 90.0",
+    )
+    engine = (
+        tree / "experiments" / "engine"
+    )  # a pure move: cpu_memory.py renamed, its importer updated
     (engine / "cpu_memory.py").rename(engine / "heap.py")
     replace_in(engine / "trainer.py", "experiments.engine.cpu_memory", "experiments.engine.heap")
-    replace_in(engine / "trainer.py", "resuming after epoch", "resumed after epoch")  # a log message
-    replace_in(tree / "experiments" / "datasets" / "fixes.py", "takes the npm package", "from the npm package")
+    replace_in(
+        engine / "records.py", "resuming after epoch", "resumed after epoch"
+    )  # a log message
+    replace_in(
+        tree / "experiments" / "datasets" / "fixes.py",
+        "takes the npm package",
+        "from the npm package",
+    )
     assert fingerprints_of(tree) == before
-    replace_in(tree / "models" / "__init__.py", "return cls(in_channels, num_classes, feat_dim)",
-               "return cls(in_channels, num_classes, feat_dim + 1)")  # the builder, in the registry
+    replace_in(
+        tree / "models" / "__init__.py",
+        "return cls(in_channels, num_classes, feat_dim)",
+        "return cls(in_channels, num_classes, feat_dim + 1)",
+    )  # the builder, in the registry
     built = fingerprints_of(tree)
-    assert all(built[k] != before[k] for k in before)  # the registry's functions count for every run
+    assert all(
+        built[k] != before[k] for k in before
+    )  # the registry's functions count for every run
     replace_in(engine / "augment.py", "degrees: float = 5.0", "degrees: float = 6.0")
     after = fingerprints_of(tree)
     assert all(after[k] != built[k] for k in before)

@@ -1,4 +1,5 @@
 """The grid on Ray (a local instance) and on SLURM (submitit's local executor) records what it records locally."""
+
 import importlib.util
 import os
 import signal
@@ -13,9 +14,29 @@ from experiments import grid
 from experiments.ledger.rows import read_rows
 
 REPO = Path(__file__).resolve().parent.parent
-MINI = ["--datasets", "synthetic", "--losses", "xent", "standalone", "--feat-dims", "2", "--seeds", "0",
-        "--epochs", "2", "--train-size", "256", "--test-size", "100", "--batch-size", "64", "--no-progress",
-        "--no-report", "--cpus-per-run", "2"]
+MINI = [
+    "--datasets",
+    "synthetic",
+    "--losses",
+    "xent",
+    "standalone",
+    "--feat-dims",
+    "2",
+    "--seeds",
+    "0",
+    "--epochs",
+    "2",
+    "--train-size",
+    "256",
+    "--test-size",
+    "100",
+    "--batch-size",
+    "64",
+    "--no-progress",
+    "--no-report",
+    "--cpus-per-run",
+    "2",
+]
 
 
 def needs(module):
@@ -27,8 +48,10 @@ def needs(module):
 
 
 def rows_of(root):
-    return {r["run_id"]: (r["status"], r["final_test_acc"], r["best_test_acc"], r["final_map_at_r"])
-            for r in read_rows(root / "results" / "runs.csv")}
+    return {
+        r["run_id"]: (r["status"], r["final_test_acc"], r["best_test_acc"], r["final_map_at_r"])
+        for r in read_rows(root / "results" / "runs.csv")
+    }
 
 
 def dirs(root):
@@ -44,25 +67,39 @@ def local_rows(tmp_path_factory):
     return rows
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("backends")  # one worker: the local rows are trained once
 def test_a_slurm_grid_records_the_same_rows_as_the_local_one(local_rows, tmp_path):
     needs("submitit")
-    done = subprocess.run([sys.executable, "-m", "experiments.grid", *MINI, "--backend", "slurm", *dirs(tmp_path)],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.grid", *MINI, "--backend", "slurm", *dirs(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert rows_of(tmp_path) == local_rows  # run ids and accuracies, to the last bit (CPU-deterministic)
+    assert (
+        rows_of(tmp_path) == local_rows
+    )  # run ids and accuracies, to the last bit (CPU-deterministic)
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("backends")
-def test_a_ray_grid_whose_driver_is_killed_and_started_again_records_the_local_rows_once_each(local_rows, tmp_path):
+def test_a_ray_grid_whose_driver_is_killed_and_started_again_records_the_local_rows_once_each(
+    local_rows, tmp_path
+):
     needs("ray")
     argv = [sys.executable, "-m", "experiments.grid", *MINI, "--backend", "ray", *dirs(tmp_path)]
-    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 300
     while time.time() < deadline and not read_rows(tmp_path / "results" / "runs.csv"):
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray instance it started, the second run in flight
+    os.killpg(
+        proc.pid, signal.SIGKILL
+    )  # the driver and the Ray instance it started, the second run in flight
     proc.wait()
     first = read_rows(tmp_path / "results" / "runs.csv")
     # on 2 cores Ray trains one run at a time (2 CPUs each), so the second is killed part-way; with more cores
@@ -71,7 +108,13 @@ def test_a_ray_grid_whose_driver_is_killed_and_started_again_records_the_local_r
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"{len(first)} already recorded" in done.stdout
-    assert rows_of(tmp_path) == local_rows  # run ids and accuracies, to the last bit (CPU-deterministic)
-    rows, epochs = read_rows(tmp_path / "results" / "runs.csv"), read_rows(tmp_path / "results" / "epochs.csv")
+    assert (
+        rows_of(tmp_path) == local_rows
+    )  # run ids and accuracies, to the last bit (CPU-deterministic)
+    rows, epochs = (
+        read_rows(tmp_path / "results" / "runs.csv"),
+        read_rows(tmp_path / "results" / "epochs.csv"),
+    )
     assert len(rows) == 2 and sorted((e["run_id"], e["epoch"]) for e in epochs) == sorted(
-        (r["run_id"], str(k)) for r in rows for k in range(1, 3))
+        (r["run_id"], str(k)) for r in rows for k in range(1, 3)
+    )

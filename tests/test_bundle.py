@@ -1,4 +1,5 @@
 """A grid carried between checkouts in a bundle finishes with what an uninterrupted grid records."""
+
 import dataclasses
 import tarfile
 
@@ -6,14 +7,29 @@ import pytest
 import torch
 
 from experiments import bundle, grid
+from experiments.cli.recipe import run_settings
+from experiments.ledger.rows import read_rows
+from experiments.runners import backends
 from experiments.runners import bundle as runner_bundle
 from experiments.runners.sweep import plan
-from experiments.cli.recipe import run_settings
-from experiments.runners import backends
-from experiments.ledger.rows import read_rows
 
-ONE = ["--datasets", "synthetic", "--losses", "standalone", "--feat-dims", "2", "--epochs", "3", "--train-size", "256",
-       "--test-size", "100", "--batch-size", "32", "--no-progress"]
+ONE = [
+    "--datasets",
+    "synthetic",
+    "--losses",
+    "standalone",
+    "--feat-dims",
+    "2",
+    "--epochs",
+    "3",
+    "--train-size",
+    "256",
+    "--test-size",
+    "100",
+    "--batch-size",
+    "32",
+    "--no-progress",
+]
 
 
 def checkout(root):
@@ -30,6 +46,7 @@ def stop_after_first_epoch(monkeypatch):
     monkeypatch.setattr(backends.Stop, "__call__", lambda self: True)
 
 
+@pytest.mark.slow
 def test_a_grid_exported_mid_way_finishes_in_a_fresh_checkout(tmp_path, monkeypatch):
     a, b, whole = tmp_path / "a", tmp_path / "b", tmp_path / "whole"
     # checkout a: seed 0 stops after its first epoch (budget), seed 1 finishes
@@ -39,7 +56,9 @@ def test_a_grid_exported_mid_way_finishes_in_a_fresh_checkout(tmp_path, monkeypa
     assert grid.main(ONE + ["--seeds", "1"] + checkout(a)) == 0
     assert [r["seed"] for r in read_rows(a / "results" / "runs.csv")] == ["1"]
     counts = runner_bundle.export(tmp_path / "grid.tar", **folders(a), max_mb=16)
-    assert counts["runs"] >= 3  # config, metrics, checkpoint (+ frames) of the unfinished seed-0 run
+    assert (
+        counts["runs"] >= 3
+    )  # config, metrics, checkpoint (+ frames) of the unfinished seed-0 run
     with tarfile.open(tmp_path / "grid.tar") as tar:
         names = tar.getnames()
     assert "results/runs.csv" in names and any(n.endswith("/checkpoint.pt") for n in names)
@@ -52,43 +71,78 @@ def test_a_grid_exported_mid_way_finishes_in_a_fresh_checkout(tmp_path, monkeypa
     expected = {r["run_id"]: r for r in read_rows(whole / "results" / "runs.csv")}
     assert len(read_rows(b / "results" / "runs.csv")) == 2 and rows.keys() == expected.keys()
     for run_id, row in rows.items():
-        assert (row["final_test_acc"], row["best_test_acc"]) == (expected[run_id]["final_test_acc"],
-                                                                 expected[run_id]["best_test_acc"])
-    assert sorted(e["epoch"] for e in read_rows(b / "results" / "epochs.csv")) == ["1", "1", "2", "2", "3", "3"]
+        assert (row["final_test_acc"], row["best_test_acc"]) == (
+            expected[run_id]["final_test_acc"],
+            expected[run_id]["best_test_acc"],
+        )
+    assert sorted(e["epoch"] for e in read_rows(b / "results" / "epochs.csv")) == [
+        "1",
+        "1",
+        "2",
+        "2",
+        "3",
+        "3",
+    ]
     # importing the same bundle again doubles nothing and does not roll the finished run back
     runner_bundle.import_bundle(tmp_path / "grid.tar", **folders(b))
     assert len(read_rows(b / "results" / "runs.csv")) == 2
     [resumed] = [run_id for run_id, r in rows.items() if r["seed"] == "0"]
     assert (b / "runs" / resumed / "result.json").exists()
-    assert len((b / "runs" / resumed / "metrics.csv").read_text().splitlines()) == 4  # header + 3 epochs
+    assert (
+        len((b / "runs" / resumed / "metrics.csv").read_text().splitlines()) == 4
+    )  # header + 3 epochs
 
 
+@pytest.mark.slow
 def test_the_size_cap_and_an_existing_file_are_refused_with_the_reason(tmp_path, monkeypatch):
     with monkeypatch.context() as m:
         stop_after_first_epoch(m)
         assert grid.main(ONE + ["--seeds", "0"] + checkout(tmp_path)) == 0
     assert grid.main(ONE + ["--seeds", "1", "--epochs", "1"] + checkout(tmp_path)) == 0
-    with pytest.raises(runner_bundle.BundleError, match=r"over the 0.01 MiB cap \(largest: .*checkpoint.pt"):
+    with pytest.raises(
+        runner_bundle.BundleError, match=r"over the 0.01 MiB cap \(largest: .*checkpoint.pt"
+    ):
         runner_bundle.export(tmp_path / "small.tar", **folders(tmp_path), max_mb=0.01)
     assert not (tmp_path / "small.tar").exists()
     (tmp_path / "taken.tar").write_text("mine")
-    with pytest.raises(runner_bundle.BundleError, match="taken.tar exists; give another file name, or --force"):
+    with pytest.raises(
+        runner_bundle.BundleError, match="taken.tar exists; give another file name, or --force"
+    ):
         runner_bundle.export(tmp_path / "taken.tar", **folders(tmp_path), max_mb=16)
     assert (tmp_path / "taken.tar").read_text() == "mine"
     (tmp_path / "broken.tar").write_bytes(b"not a tar")
-    assert bundle.main(["import", str(tmp_path / "broken.tar"), "--results", str(tmp_path / "elsewhere")]) == 2
+    assert (
+        bundle.main(
+            ["import", str(tmp_path / "broken.tar"), "--results", str(tmp_path / "elsewhere")]
+        )
+        == 2
+    )
 
 
 def test_a_two_dimensional_run_keeps_its_frames_small(tmp_path):
     """Per-epoch frames are float16 on at most 5000 points per split: ~53 KB an epoch, ~5 MB for 100 epochs."""
+    from experiments.datasets.specs import get_spec
     from experiments.engine.config import RunConfig
     from experiments.engine.context import RunContext
-    from experiments.engine.trainer import FRAME_POINTS, Trainer
     from experiments.engine.data import DeviceData
-    from experiments.datasets.specs import get_spec
-    cfg = RunConfig(dataset="synthetic", loss="standalone", epochs=1, batch_size=64, train_size=1024, test_size=500)
-    embeddings = (torch.randn(10000, 2), torch.randint(0, 10, (10000,)), torch.randn(6000, 2), None,
-                  torch.randint(0, 10, (6000,)))
+    from experiments.engine.records import FRAME_POINTS
+    from experiments.engine.trainer import Trainer
+
+    cfg = RunConfig(
+        dataset="synthetic",
+        loss="standalone",
+        epochs=1,
+        batch_size=64,
+        train_size=1024,
+        test_size=500,
+    )
+    embeddings = (
+        torch.randn(10000, 2),
+        torch.randint(0, 10, (10000,)),
+        torch.randn(6000, 2),
+        None,
+        torch.randint(0, 10, (6000,)),
+    )
     data = DeviceData(get_spec("synthetic"), tmp_path, torch.device("cpu"), 1024, 500)
     trainer = Trainer(cfg, data, tmp_path, RunContext(device=torch.device("cpu"), progress=False))
     trainer.history = [{"epoch": 1}]
@@ -96,11 +150,12 @@ def test_a_two_dimensional_run_keeps_its_frames_small(tmp_path):
     assert frame["train_features"].shape == (5000, 2) and frame["test_features"].shape == (5000, 2)
     assert frame["test_features"].dtype == torch.float16
     torch.save(frame, tmp_path / "frame.pt")
-    assert (tmp_path / "frame.pt").stat().st_size * 100 < 5.5 * 2 ** 20
+    assert (tmp_path / "frame.pt").stat().st_size * 100 < 5.5 * 2**20
     again = trainer.feature_frame(embeddings, 0.5, FRAME_POINTS)
     assert torch.equal(frame["test_labels"], again["test_labels"])  # the same points every epoch
 
 
+@pytest.mark.slow
 def test_the_worker_data_cache_tells_known_class_splits_apart(tmp_path):
     """A worker reuses the dataset on its device only for the same split: open-set runs differ by known classes."""
     args = grid.parse_args(ONE + ["--seeds", "0", "--epochs", "1"] + checkout(tmp_path))
@@ -108,5 +163,7 @@ def test_the_worker_data_cache_tells_known_class_splits_apart(tmp_path):
     assert (a.known_classes, b.known_classes) == ("0-5", "")
     stop = backends.Stop(tmp_path / "no-stop", None)
     settings = run_settings(args, args.results)
-    assert backends.train_run(a, settings, None, stop, None).result["ood_dataset"] == "unknown classes"
+    assert (
+        backends.train_run(a, settings, None, stop, None).result["ood_dataset"] == "unknown classes"
+    )
     assert backends.train_run(b, settings, None, stop, None).result["ood_dataset"] == "noise"

@@ -1,4 +1,5 @@
 """The command line rejects bad input with a clear message, and runs a tiny job."""
+
 import json
 import re
 import shutil
@@ -21,17 +22,23 @@ def run_cli(main, argv, capsys):
     return exit_info.value.code, capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--dataset", "imagenet"], "argument --dataset: invalid choice: 'imagenet'"),
-    (["--loss", "arc-face"], "argument --loss: invalid choice: 'arc-face'"),
-    (["--epochs", "0"], "argument --epochs: '0' must be a positive whole number"),
-    (["--lr", "fast"], "argument --lr: 'fast' is not a number"),
-    (["--lr", "-1"], "argument --lr: '-1' must be a positive finite number"),
-    (["--feat-dim", "2.5"], "argument --feat-dim: '2.5' is not a whole number"),
-    (["--loss", "standalone", "--weight-cent", "2"], "--weight-cent does not apply to --loss standalone"),
-    (["--seed", "-1"], "argument --seed: '-1' must be a whole number, 0 or more"),
-    (["--precision", "auto"], "argument --precision: invalid choice: 'auto'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--dataset", "imagenet"], "argument --dataset: invalid choice: 'imagenet'"),
+        (["--loss", "arc-face"], "argument --loss: invalid choice: 'arc-face'"),
+        (["--epochs", "0"], "argument --epochs: '0' must be a positive whole number"),
+        (["--lr", "fast"], "argument --lr: 'fast' is not a number"),
+        (["--lr", "-1"], "argument --lr: '-1' must be a positive finite number"),
+        (["--feat-dim", "2.5"], "argument --feat-dim: '2.5' is not a whole number"),
+        (
+            ["--loss", "standalone", "--weight-cent", "2"],
+            "--weight-cent does not apply to --loss standalone",
+        ),
+        (["--seed", "-1"], "argument --seed: '-1' must be a whole number, 0 or more"),
+        (["--precision", "auto"], "argument --precision: invalid choice: 'auto'"),
+    ],
+)
 def test_train_rejects_bad_arguments(argv, message, capsys):
     code, err = run_cli(train.main, argv, capsys)
     assert code == 2 and message in err
@@ -42,13 +49,32 @@ def test_data_rejects_unknown_dataset(capsys):
     assert code == 2 and "invalid choice" in err
 
 
+@pytest.mark.slow
 def test_a_tiny_run_from_the_command_line(tmp_path, capsys):
-    code = train.main(["--dataset", "synthetic", "--loss", "cent", "--feat-dim", "4", "--epochs", "1",
-                       "--batch-size", "64", "--train-size", "256", "--test-size", "100", "--out", str(tmp_path),
-                       "--no-progress"])
+    code = train.main(
+        [
+            "--dataset",
+            "synthetic",
+            "--loss",
+            "cent",
+            "--feat-dim",
+            "4",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "64",
+            "--train-size",
+            "256",
+            "--test-size",
+            "100",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
-    summary = json.loads(out[out.index("{\n"): out.rindex("}") + 1])
+    summary = json.loads(out[out.index("{\n") : out.rindex("}") + 1])
     assert summary["status"] == "finished" and summary["epochs_done"] == 1
     assert (tmp_path / summary["run_id"] / "result.json").exists()
     # without progress bars, each epoch still gets its line
@@ -59,22 +85,65 @@ def test_a_tiny_run_from_the_command_line(tmp_path, capsys):
     assert (tmp_path / summary["run_id"] / "pictures" / "test.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_a_two_dimensional_run_writes_its_gifs(tmp_path, capsys):
-    assert train.main(["--dataset", "synthetic", "--loss", "xent", "--epochs", "2", "--train-size", "256",
-                       "--test-size", "100", "--batch-size", "64", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert (
+        train.main(
+            [
+                "--dataset",
+                "synthetic",
+                "--loss",
+                "xent",
+                "--epochs",
+                "2",
+                "--train-size",
+                "256",
+                "--test-size",
+                "100",
+                "--batch-size",
+                "64",
+                "--out",
+                str(tmp_path),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     [pictures] = [p for p in tmp_path.glob("*/pictures")]
     assert sorted(p.name for p in pictures.iterdir()) == ["test.gif", "train.gif"]
 
 
+@pytest.mark.slow
 def test_the_grid_defaults_to_the_reference_recipe_and_records_the_images_used(tmp_path):
     from experiments import grid
+
     args = grid.parse_args([])
     assert (args.preset, args.epochs, args.train_size, args.test_size) == ("paper", 100, None, None)
-    argv = ["--datasets", "synthetic", "--losses", "xent", "--feat-dims", "2", "--epochs", "1", "--test-size", "100",
-            "--batch-size", "256", "--no-progress", "--no-report", "--out", str(tmp_path / "runs"), "--results",
-            str(tmp_path / "results")]
+    argv = [
+        "--datasets",
+        "synthetic",
+        "--losses",
+        "xent",
+        "--feat-dims",
+        "2",
+        "--epochs",
+        "1",
+        "--test-size",
+        "100",
+        "--batch-size",
+        "256",
+        "--no-progress",
+        "--no-report",
+        "--out",
+        str(tmp_path / "runs"),
+        "--results",
+        str(tmp_path / "results"),
+    ]
     # more images than the split holds would be recorded as a size the run never had: refused
-    assert grid.main(argv + ["--train-size", "2048"]) == 2 and not (tmp_path / "results" / "runs.csv").exists()
+    assert (
+        grid.main(argv + ["--train-size", "2048"]) == 2
+        and not (tmp_path / "results" / "runs.csv").exists()
+    )
     assert grid.main(argv + ["--train-size", "2000"]) == 0
     [row] = read_rows(tmp_path / "results" / "runs.csv")
     assert (row["train_size"], row["train_images"], row["test_images"]) == ("2000", "2000", "100")
@@ -86,16 +155,30 @@ def test_the_readme_points_to_no_file_outside_the_repository():
     assert (REPO / "docs" / "reference.md").is_file() and "docs/reference.md" in text
 
 
-TINY = ["--dataset", "synthetic", "--feat-dim", "2", "--batch-size", "64", "--train-size", "256", "--test-size", "100",
-        "--no-progress"]
+TINY = [
+    "--dataset",
+    "synthetic",
+    "--feat-dim",
+    "2",
+    "--batch-size",
+    "64",
+    "--train-size",
+    "256",
+    "--test-size",
+    "100",
+    "--no-progress",
+]
 
 
 def test_batches_of_one_sample_warn_that_the_inter_term_is_zero(capsys):
     train.parse_args(["--loss", "standalone", "--batch-size", "1"])
-    assert capsys.readouterr().err.count("term over pairs of classes of standalone is always 0") == 1
+    assert (
+        capsys.readouterr().err.count("term over pairs of classes of standalone is always 0") == 1
+    )
     train.parse_args(["--loss", "cent", "--batch-size", "1"])
     assert capsys.readouterr().err == ""
     from experiments import grid
+
     grid.parse_args(["--losses", "xent", "standalone", "standalone-margin", "--batch-size", "1"])
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "standalone, standalone-margin" in err
@@ -104,6 +187,7 @@ def test_batches_of_one_sample_warn_that_the_inter_term_is_zero(capsys):
 @pytest.mark.parametrize("module", ["train", "grid", "report", "data"])
 def test_help_describes_every_option_and_shows_defaults(module):
     import importlib
+
     parser = importlib.import_module(f"experiments.{module}").build_parser()
     for action in parser._actions:
         assert action.help, f"{action.option_strings or action.dest} has no description"
@@ -112,19 +196,40 @@ def test_help_describes_every_option_and_shows_defaults(module):
         assert "synthetic: a generated 10-class toy set" in text
         assert "(default: 0.01)" in text and "(default: fp32)" in text
     if module == "train":
-        assert "supcon need batches holding several classes" in text  # the pair losses of the library too
+        assert (
+            "supcon need batches holding several classes" in text
+        )  # the pair losses of the library too
     if module == "grid":
-        assert "(default: paper)" in text and "the README whose marked sections are rewritten" in text
+        assert (
+            "(default: paper)" in text and "the README whose marked sections are rewritten" in text
+        )
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_a_run_with_one_line_and_the_same_command_resumes(tmp_path):
     import signal
     import subprocess
     import sys
     import time
-    argv = [sys.executable, "-m", "experiments.train", *TINY, "--epochs", "200", "--out", str(tmp_path)]
-    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=sigint_default)
+
+    argv = [
+        sys.executable,
+        "-m",
+        "experiments.train",
+        *TINY,
+        "--epochs",
+        "200",
+        "--out",
+        str(tmp_path),
+    ]
+    proc = subprocess.Popen(
+        argv,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=sigint_default,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not list(tmp_path.glob("*/checkpoint.pt")):
         time.sleep(0.1)
@@ -132,50 +237,86 @@ def test_ctrl_c_stops_a_run_with_one_line_and_the_same_command_resumes(tmp_path)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     [line] = err.strip().splitlines()
-    assert re.fullmatch(r"run \S+ interrupted after epoch \d+ \(kept in its checkpoint\); the same command resumes it",
-                        line), line
+    assert re.fullmatch(
+        r"run \S+ interrupted after epoch \d+ \(kept in its checkpoint\); the same command resumes it",
+        line,
+    ), line
     epoch = int(re.search(r"after epoch (\d+)", line)[1])
     [run_dir] = tmp_path.iterdir()
     import torch
+
     assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["epoch"] == epoch >= 1
 
 
 def test_ctrl_c_while_a_command_loads_is_one_line_and_elsewhere_python_reports_as_usual():
     from experiments.cli.entry import STARTING
+
     # a real SIGINT that arrives while a command's main loads its modules (torch's import: seconds on a CPU)
-    start = ("import os, signal, sys\nfrom experiments.cli.entry import command, loading\n"
-             "def main():\n    with loading():\n        os.kill(os.getpid(), signal.SIGINT)\n        import torch\n"
-             "    print('not reached')\nsys.exit(command(main))")
-    done = subprocess.run([sys.executable, "-c", start], cwd=REPO, capture_output=True, text=True,
-                          preexec_fn=sigint_default)
+    start = (
+        "import os, signal, sys\nfrom experiments.cli.entry import command, loading\n"
+        "def main():\n    with loading():\n        os.kill(os.getpid(), signal.SIGINT)\n        import torch\n"
+        "    print('not reached')\nsys.exit(command(main))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", start],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        preexec_fn=sigint_default,
+    )
     assert done.returncode == -2 and done.stdout == ""  # ended by SIGINT: 130 in a shell
     assert done.stderr.strip() == STARTING and "Traceback" not in done.stderr
     # a Ctrl-C once the command works is its own to report: Python's traceback where it does not
-    later = ("import os, signal, sys\nfrom experiments.cli.entry import command, loading\n"
-             "def main():\n    with loading():\n        pass\n    os.kill(os.getpid(), signal.SIGINT)\n"
-             "sys.exit(command(main))")
-    done = subprocess.run([sys.executable, "-c", later], cwd=REPO, capture_output=True, text=True,
-                          preexec_fn=sigint_default)
+    later = (
+        "import os, signal, sys\nfrom experiments.cli.entry import command, loading\n"
+        "def main():\n    with loading():\n        pass\n    os.kill(os.getpid(), signal.SIGINT)\n"
+        "sys.exit(command(main))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", later],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        preexec_fn=sigint_default,
+    )
     assert "Traceback" in done.stderr and STARTING not in done.stderr
     # an exception that is no Ctrl-C is shown whole, as Python shows it
-    done = subprocess.run([sys.executable, "-c", "from experiments.cli.entry import command\ncommand(lambda: 1 / 0)"],
-                          cwd=REPO, capture_output=True, text=True)
-    assert "Traceback" in done.stderr and done.stderr.strip().endswith("ZeroDivisionError: division by zero")
+    done = subprocess.run(
+        [sys.executable, "-c", "from experiments.cli.entry import command\ncommand(lambda: 1 / 0)"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert "Traceback" in done.stderr and done.stderr.strip().endswith(
+        "ZeroDivisionError: division by zero"
+    )
     assert STARTING not in done.stderr
 
 
 def test_ctrl_c_while_the_suite_wrapper_checks_its_python_is_one_line():
     # the wrapper's first step (experiments/check_env.py, a script): a Ctrl-C while it reads the installed versions
-    stop = ("import importlib.metadata as m, runpy\ndef stop(name): raise KeyboardInterrupt\nm.version = stop\n"
-            "runpy.run_path('experiments/check_env.py', run_name='__main__')")
-    done = subprocess.run([sys.executable, "-c", stop], cwd=REPO, capture_output=True, text=True,
-                          preexec_fn=sigint_default)
-    assert done.returncode == -2 and "Traceback" not in done.stderr  # ended by SIGINT: the wrapper stops too
-    assert done.stderr.startswith("interrupted (Ctrl-C) while the command was starting (checking its Python)")
+    stop = (
+        "import importlib.metadata as m, runpy\ndef stop(name): raise KeyboardInterrupt\nm.version = stop\n"
+        "runpy.run_path('experiments/check_env.py', run_name='__main__')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", stop],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        preexec_fn=sigint_default,
+    )
+    assert (
+        done.returncode == -2 and "Traceback" not in done.stderr
+    )  # ended by SIGINT: the wrapper stops too
+    assert done.stderr.startswith(
+        "interrupted (Ctrl-C) while the command was starting (checking its Python)"
+    )
 
 
 def test_an_option_is_taken_only_by_its_whole_name(capsys):
     from experiments import grid
+
     with pytest.raises(SystemExit):  # argparse would take it as --runs-per-gpu 2
         grid.parse_args(["--runs", "2", "--dry-run"])
     assert "unrecognized arguments: --runs 2" in capsys.readouterr().err
@@ -183,16 +324,26 @@ def test_an_option_is_taken_only_by_its_whole_name(capsys):
 
 def test_the_suite_wrapper_prints_its_usage_and_rejects_unknown_commands():
     import subprocess
+
     usage = subprocess.run(["bash", str(REPO / "suite")], capture_output=True, text=True)
     assert usage.returncode == 2 and "./suite grid" in usage.stdout and "set -e" not in usage.stdout
     unknown = subprocess.run(["bash", str(REPO / "suite"), "fly"], capture_output=True, text=True)
-    assert unknown.returncode == 2 and unknown.stderr.strip() == "unknown command 'fly' (see ./suite --help)"
-    report = subprocess.run(["bash", str(REPO / "suite"), "report", "--help"], capture_output=True, text=True)
-    assert report.returncode == 0 and "python -m experiments.report" in report.stdout  # a package's __main__
+    assert (
+        unknown.returncode == 2
+        and unknown.stderr.strip() == "unknown command 'fly' (see ./suite --help)"
+    )
+    report = subprocess.run(
+        ["bash", str(REPO / "suite"), "report", "--help"], capture_output=True, text=True
+    )
+    assert (
+        report.returncode == 0 and "python -m experiments.report" in report.stdout
+    )  # a package's __main__
 
 
+@pytest.mark.slow
 def test_a_users_own_ood_images_are_scored_and_bad_ones_refused(tmp_path, capsys):
     import numpy as np
+
     images = np.random.default_rng(0).integers(0, 256, (50, 16, 16), dtype=np.uint8)
     np.save(tmp_path / "mine.npy", images)
     argv = TINY + ["--loss", "standalone", "--epochs", "1", "--out", str(tmp_path / "runs")]
@@ -213,6 +364,11 @@ def test_data_and_venv_are_ignored_also_as_symbolic_links(tmp_path):
     shutil.copy(REPO / ".gitignore", clone / ".gitignore")  # the working tree's, committed or not
     (clone / ".venv").symlink_to(tmp_path)
     (clone / "data").symlink_to(tmp_path)
-    status = subprocess.run(["git", "status", "--porcelain", "--", ".venv", "data"], cwd=clone, capture_output=True,
-                            text=True, check=True)
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--", ".venv", "data"],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert status.stdout == ""

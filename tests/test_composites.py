@@ -1,5 +1,7 @@
 """The README's side-by-side pictures, redrawn from committed compact frames alone (no run directories)."""
+
 import imageio.v3 as iio
+import pytest
 import torch
 
 import experiments.plots as plots
@@ -18,28 +20,63 @@ def frame(epoch: float, k: int, with_centers: bool) -> dict:
     labels = torch.arange(50) % 10
     angle = labels.float() * 0.628 + k
     radius = 1 + 3 * epoch
-    features = torch.stack([radius * angle.cos(), radius * angle.sin()], 1) + 0.01 * torch.arange(50)[:, None]
-    return {"epoch": epoch, "test_acc": 0.1 * epoch, "test_features": features.half(),
-            "test_labels": labels.to(torch.uint8), "centers": torch.randn(10, 2) if with_centers else None}
+    features = (
+        torch.stack([radius * angle.cos(), radius * angle.sin()], 1)
+        + 0.01 * torch.arange(50)[:, None]
+    )
+    return {
+        "epoch": epoch,
+        "test_acc": 0.1 * epoch,
+        "test_features": features.half(),
+        "test_labels": labels.to(torch.uint8),
+        "centers": torch.randn(10, 2) if with_centers else None,
+    }
 
 
 def fixture_ledger(tmp_path, feat_dim: int):
     results = tmp_path / "results"
-    rows = [ledger_row(loss, dataset="synthetic", feat_dim=feat_dim, epochs=3, train_size=256, test_size=100,
-                       final=0.5 + 0.1 * k) for k, loss in enumerate(LOSSES)]
+    rows = [
+        ledger_row(
+            loss,
+            dataset="synthetic",
+            feat_dim=feat_dim,
+            epochs=3,
+            train_size=256,
+            test_size=100,
+            final=0.5 + 0.1 * k,
+        )
+        for k, loss in enumerate(LOSSES)
+    ]
     for r in rows:
         r.update(final_knn1_acc=0.9, final_map_at_r=0.4)
     atomic_write_csv(results / "runs.csv", rows, RUN_COLUMNS)
-    atomic_write_csv(results / "epochs.csv", [{"run_id": r["run_id"], "group_id": r["group_id"], "epoch": e,
-                                               "code_fingerprint": r["code_fingerprint"], "test_acc": 0.2 * e}
-                                              for r in rows for e in (1, 2, 3)], EPOCH_COLUMNS)
+    atomic_write_csv(
+        results / "epochs.csv",
+        [
+            {
+                "run_id": r["run_id"],
+                "group_id": r["group_id"],
+                "epoch": e,
+                "code_fingerprint": r["code_fingerprint"],
+                "test_acc": 0.2 * e,
+            }
+            for r in rows
+            for e in (1, 2, 3)
+        ],
+        EPOCH_COLUMNS,
+    )
     (results / "frames").mkdir(parents=True)
     for k, r in enumerate(rows):
         if feat_dim == 2:
             data = {"frames": [frame(e, k, r["loss"] != "xent") for e in EPOCHS]}
         else:
-            data = {"final": {"test_features": torch.randn(60, feat_dim).half(),
-                              "test_labels": (torch.arange(60) % 10).to(torch.uint8), "test_acc": 0.5}}
+            data = {
+                "final": {
+                    "test_features": torch.randn(60, feat_dim).half(),
+                    "test_labels": (torch.arange(60) % 10).to(torch.uint8),
+                    "test_acc": 0.5,
+                }
+            }
         torch.save(data, results / "frames" / f"{r['run_id']}.pt")
     return results, rows
 
@@ -49,12 +86,21 @@ def record_panels(monkeypatch) -> list:
     original = plots._panel
 
     def spy(ax, features, labels, class_names, centers, limits, title, legend=False):
-        calls.append({"title": title, "limits": limits, "centers": centers is not None, "points": len(features)})
+        calls.append(
+            {
+                "title": title,
+                "limits": limits,
+                "centers": centers is not None,
+                "points": len(features),
+            }
+        )
         return original(ax, features, labels, class_names, centers, limits, title, legend)
+
     monkeypatch.setattr(plots, "_panel", spy)
     return calls
 
 
+@pytest.mark.slow
 def test_the_composite_gif_is_redrawn_from_committed_frames_with_fixed_axes(tmp_path, monkeypatch):
     results, rows = fixture_ledger(tmp_path, 2)
     calls = record_panels(monkeypatch)
@@ -62,7 +108,7 @@ def test_the_composite_gif_is_redrawn_from_committed_frames_with_fixed_axes(tmp_
     report.build(Outputs(results, imgs, None), tmp_path / "no-runs")
     gif = imgs / "composite" / "synthetic-feat=2.gif"
     frames = iio.imread(gif, index=None)
-    assert frames.shape[0] == len(EPOCHS) and gif.stat().st_size < 4 * 2 ** 20
+    assert frames.shape[0] == len(EPOCHS) and gif.stat().st_size < 4 * 2**20
     assert (imgs / "composite" / "synthetic-feat=2.png").exists()
     assert (imgs / "composite" / "synthetic-feat=2-curves.png").exists()
     assert len(calls) == 3 * len(EPOCHS)  # three panels per frame
@@ -76,13 +122,15 @@ def test_the_composite_gif_is_redrawn_from_committed_frames_with_fixed_axes(tmp_
     assert first_limits[1] - first_limits[0] > 2 * (1 + 3 * 3) * 0.9  # they cover the widest frame
 
 
+@pytest.mark.slow
 def test_wide_features_get_one_still_of_the_three_losses(tmp_path, monkeypatch):
     results, rows = fixture_ledger(tmp_path, 128)
     calls = record_panels(monkeypatch)
     report.build(Outputs(results, tmp_path / "imgs", None), tmp_path / "no-runs")
     assert (tmp_path / "imgs" / "composite" / "synthetic-feat=128-pca.png").exists()
-    assert [c["title"] for c in calls] == [f"{loss}: acc {0.5 + 0.1 * k:.3f}, 1-NN 0.900, MAP@R 0.400"
-                                           for k, loss in enumerate(LOSSES)]
+    assert [c["title"] for c in calls] == [
+        f"{loss}: acc {0.5 + 0.1 * k:.3f}, 1-NN 0.900, MAP@R 0.400" for k, loss in enumerate(LOSSES)
+    ]
 
 
 def test_at_most_forty_frames_chosen_evenly():
@@ -92,13 +140,27 @@ def test_at_most_forty_frames_chosen_evenly():
     assert plots.training_point(0.125) == "1/8 of epoch 1" and plots.training_point(3) == "epoch 3"
 
 
-def test_the_axes_hold_the_last_frames_centers_and_count_an_earlier_frames_centers_outside(tmp_path, monkeypatch):
+def test_the_axes_hold_the_last_frames_centers_and_count_an_earlier_frames_centers_outside(
+    tmp_path, monkeypatch
+):
     calls = record_panels(monkeypatch)
     early, late = frame(1, 0, True), frame(2, 0, True)
-    early["centers"] = torch.full((10, 2), -500.0)  # far outside any frame's points, drawn at no frame's end
-    late["centers"] = torch.full((10, 2), 100.0)  # the last frame's centers: the axes widen to hold them
-    plots.composite_gif([{"name": "proxy", "frames": [early, late]}], [str(k) for k in range(10)], "t",
-                        tmp_path / "a.gif", tmp_path / "a.png")
+    early["centers"] = torch.full(
+        (10, 2), -500.0
+    )  # far outside any frame's points, drawn at no frame's end
+    late["centers"] = torch.full(
+        (10, 2), 100.0
+    )  # the last frame's centers: the axes widen to hold them
+    plots.composite_gif(
+        [{"name": "proxy", "frames": [early, late]}],
+        [str(k) for k in range(10)],
+        "t",
+        tmp_path / "a.gif",
+        tmp_path / "a.png",
+    )
     limits = calls[-1]["limits"]
     assert limits[1] > 100 and limits[3] > 100 and limits[0] > -500
-    assert calls[0]["title"] == "proxy: acc 0.100 (10 centers outside)" and calls[1]["title"] == "proxy: acc 0.200"
+    assert (
+        calls[0]["title"] == "proxy: acc 0.100 (10 centers outside)"
+        and calls[1]["title"] == "proxy: acc 0.200"
+    )

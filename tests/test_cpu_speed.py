@@ -1,40 +1,54 @@
 """The CPU's fast paths give what the plain path gives: chunked evaluation, the compile fallback,
 bf16 and channels_last, glibc's thresholds, the per-epoch train-subset size."""
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
 
 from centersuite.eval.metrics import embed
+from centersuite.models import build_model
+from experiments.datasets.specs import get_spec
 from experiments.engine.compiled import CompiledForward
 from experiments.engine.config import RunConfig
-from experiments.engine.data import DeviceData
-from experiments.datasets.specs import get_spec
 from experiments.engine.context import RunContext
+from experiments.engine.data import DeviceData
 from experiments.engine.trainer import Trainer
-from centersuite.models import build_model
 
 CPU = torch.device("cpu")
 
 
 def tiny(loss="cent", **kw):
-    base = dict(dataset="synthetic", loss=loss, feat_dim=8, epochs=3, batch_size=64, lr=0.05, train_size=1024,
-                test_size=500)
+    base = dict(
+        dataset="synthetic",
+        loss=loss,
+        feat_dim=8,
+        epochs=3,
+        batch_size=64,
+        lr=0.05,
+        train_size=1024,
+        test_size=500,
+    )
     return RunConfig(**{**base, **kw})
 
 
+@pytest.mark.slow
 def test_chunked_evaluation_gives_the_features_of_one_big_batch():
     torch.manual_seed(0)
     model = build_model("resnet", 1, 10, 4, 28).eval()
     images = torch.randint(0, 256, (150, 1, 28, 28), dtype=torch.uint8)
     with torch.no_grad():
         whole = model(images.float() / 255)
-    for batch, fmt in ((64, torch.contiguous_format), (64, torch.channels_last), (150, torch.contiguous_format)):
-        features, logits = embed(model.to(memory_format=fmt), images, batch_size=batch, memory_format=fmt)
+    for batch, fmt in (
+        (64, torch.contiguous_format),
+        (64, torch.channels_last),
+        (150, torch.contiguous_format),
+    ):
+        features, logits = embed(
+            model.to(memory_format=fmt), images, batch_size=batch, memory_format=fmt
+        )
         assert features.shape == (150, 4) and logits.shape == (150, 10)
-        assert torch.allclose(features, whole[0], atol=1e-4) and torch.allclose(logits, whole[1], atol=1e-4)
+        assert torch.allclose(features, whole[0], atol=1e-4) and torch.allclose(
+            logits, whole[1], atol=1e-4
+        )
     # a static-shape forward sees the full buffer every time, the last partial chunk too
     shapes = []
 
@@ -53,6 +67,7 @@ def test_a_compiler_that_fails_leaves_the_run_eager_after_one_warning_line():
     def broken_compile(module, dynamic):
         def compiled(x):
             raise RuntimeError("InductorError: no C++ compiler\nlong trace")
+
         return compiled
 
     forward = CompiledForward(model, lines.append, compile_fn=broken_compile)
@@ -60,73 +75,99 @@ def test_a_compiler_that_fails_leaves_the_run_eager_after_one_warning_line():
     torch.manual_seed(0)
     out = forward(x)[0]
     assert torch.equal(out, model(x)[0]) and torch.equal(forward(x)[0], out)
-    assert lines == ["warning: torch.compile failed (InductorError: no C++ compiler); going on eagerly"]
+    assert lines == [
+        "warning: torch.compile failed (InductorError: no C++ compiler); going on eagerly"
+    ]
 
 
 def test_compilation_is_asked_for_and_changes_the_layout(synthetic_data, tmp_path):
     eager = Trainer(tiny(), synthetic_data, tmp_path, RunContext(device=CPU, progress=False))
     assert eager.forward is None and eager.memory_format == torch.channels_last
-    compiled = Trainer(tiny(), synthetic_data, tmp_path, RunContext(device=CPU, progress=False, compile=True))
-    assert isinstance(compiled.forward, CompiledForward) and compiled.memory_format == torch.contiguous_format
+    compiled = Trainer(
+        tiny(), synthetic_data, tmp_path, RunContext(device=CPU, progress=False, compile=True)
+    )
+    assert (
+        isinstance(compiled.forward, CompiledForward)
+        and compiled.memory_format == torch.contiguous_format
+    )
 
 
 @pytest.fixture(scope="module")
 def small_data():
-    return DeviceData(get_spec("synthetic"), "data", CPU, train_size=512, test_size=200)  # bf16 is slow without
+    return DeviceData(
+        get_spec("synthetic"), "data", CPU, train_size=512, test_size=200
+    )  # bf16 is slow without
     # native bf16 (AVX512-BF16, AMX): a small run
 
 
 @pytest.fixture(scope="module")
 def fp32_eager(small_data, tmp_path_factory):
-    return Trainer(tiny(train_size=512, test_size=200, batch_size=32), small_data, tmp_path_factory.mktemp("base"), RunContext(device=CPU, progress=False, log=lambda *_: None)).fit()
+    return Trainer(
+        tiny(train_size=512, test_size=200, batch_size=32),
+        small_data,
+        tmp_path_factory.mktemp("base"),
+        RunContext(device=CPU, progress=False, log=lambda *_: None),
+    ).fit()
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("cpu-variants")  # one worker: the fp32 eager run is trained once
 @pytest.mark.parametrize("variant", [{"precision": "bf16"}, {"eval_train_size": 0}])
-def test_each_cpu_variant_trains_to_what_fp32_eager_reaches(variant, small_data, fp32_eager, tmp_path):
+def test_each_cpu_variant_trains_to_what_fp32_eager_reaches(
+    variant, small_data, fp32_eager, tmp_path
+):
     base = fp32_eager
-    other = Trainer(tiny(train_size=512, test_size=200, batch_size=32, **variant), small_data, tmp_path / "other", RunContext(device=CPU, progress=False, log=lambda *_: None)).fit()
+    other = Trainer(
+        tiny(train_size=512, test_size=200, batch_size=32, **variant),
+        small_data,
+        tmp_path / "other",
+        RunContext(device=CPU, progress=False, log=lambda *_: None),
+    ).fit()
     assert other["status"] == "finished" and base["final_test_acc"] > 0.9
     assert abs(other["final_test_acc"] - base["final_test_acc"]) < 0.05
     assert other["final_knn1_acc"] > 0.9  # the final evaluation embeds the train subset in any case
 
 
-def test_without_a_per_epoch_train_subset_the_class_mean_accuracy_is_not_made_up(synthetic_data, tmp_path):
-    trainer = Trainer(tiny(eval_train_size=0, loss="xent"), synthetic_data, tmp_path, RunContext(device=CPU, progress=False))
+def test_without_a_per_epoch_train_subset_the_class_mean_accuracy_is_not_made_up(
+    synthetic_data, tmp_path
+):
+    trainer = Trainer(
+        tiny(eval_train_size=0, loss="xent"),
+        synthetic_data,
+        tmp_path,
+        RunContext(device=CPU, progress=False),
+    )
     metrics, embeddings = trainer.evaluate("test")
     assert embeddings[0] is None
     assert torch.isnan(metrics["test_acc_class_mean"]) and torch.isnan(metrics["test_acc_center"])
     assert torch.isfinite(metrics["test_acc"])
 
 
-def test_raised_glibc_thresholds_remove_the_page_faults_of_an_evaluation():
-    child = textwrap.dedent("""
-        import resource, torch
-        from centersuite.eval.metrics import embed
-        from experiments.engine.cpu_memory import keep_freed_memory
-        from centersuite.models import build_model
-        torch.set_num_threads(1)
-        model = build_model("resnet", 1, 10, 2, 28)
-        images = torch.randint(0, 256, (768, 1, 28, 28), dtype=torch.uint8)
-        def faults():
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            embed(model, images)
-            return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-        faults()
-        plain = faults()
-        assert keep_freed_memory()
-        faults()
-        print(plain, faults())
-    """)
-    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-500:]
-    plain, kept = map(int, done.stdout.split())
-    assert plain > 20000 and kept < plain / 20  # every batch's activations faulted in anew, then reused
+def test_the_glibc_thresholds_are_raised_once_and_a_libc_without_them_is_said(monkeypatch):
+    """Keeping freed blocks in the heap removes an evaluation's page faults (measured by the bench's eval system
+    seconds, not here: a count depends on the processor, the allocator and the load)."""
+    from experiments.engine import cpu_memory
+
+    calls = []
+
+    class Libc:
+        def __init__(self, answer):
+            self.mallopt = lambda option, value: calls.append((option, value)) or answer
+
+    for ok, expected in ((1, True), (0, False)):
+        calls.clear()
+        monkeypatch.setattr(cpu_memory, "_applied", None)
+        monkeypatch.setattr(cpu_memory.ctypes, "CDLL", lambda name, ok=ok: Libc(ok))
+        monkeypatch.setattr(cpu_memory.sys, "platform", "linux")
+        assert cpu_memory.keep_freed_memory() is expected
+        assert cpu_memory.keep_freed_memory() is expected and len(calls) == (2 if ok else 1)  # once
+    assert calls == [(cpu_memory.M_MMAP_THRESHOLD, cpu_memory.MMAP_THRESHOLD_MAX)]
 
 
 def test_the_per_epoch_train_subset_size_goes_through_the_ledger(tmp_path):
     from experiments.ledger.rows import failed_row, read_rows, record
     from experiments.report import config_of
+
     for cfg in (tiny(eval_train_size=0), tiny()):
         record(tmp_path, failed_row(cfg.to_dict(), cfg.run_id, "x", "cpu"), [])
     rows = read_rows(tmp_path / "runs.csv")

@@ -1,4 +1,5 @@
 """Parsers on tiny files in the real formats, verification, fetch, augmentation, batches."""
+
 import os
 
 import numpy as np
@@ -7,11 +8,10 @@ import torch
 
 from experiments import data as data_command
 from experiments.datasets import sources as data_mod
-from experiments.engine.data import first_line
-from experiments.engine.augment import Augment, random_crop, random_flip, random_rotation
-from experiments.engine.data import epoch_batches
 from experiments.datasets.sources import from_debian_dir
 from experiments.datasets.specs import SPECS, DataError, check_labels, file_problems, load_split
+from experiments.engine.augment import Augment, random_crop, random_flip, random_rotation
+from experiments.engine.data import epoch_batches, first_line
 from tests.idx_files import write_tiny_cifar, write_tiny_mnist
 
 
@@ -29,7 +29,9 @@ def test_truncated_file_names_the_file_and_the_fix(tmp_path):
     spec, _ = write_tiny_mnist(tmp_path)
     path = tmp_path / spec.folder / "train-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(DataError, match=r"train-images-idx3-ubyte: \d+ bytes, expected \d+ .*fetch fashion-mnist"):
+    with pytest.raises(
+        DataError, match=r"train-images-idx3-ubyte: \d+ bytes, expected \d+ .*fetch fashion-mnist"
+    ):
         load_split(spec, tmp_path, train=True)
 
 
@@ -72,7 +74,9 @@ def test_debian_gz_files_are_decompressed_into_the_data_root(tmp_path):
 
 def test_ensure_fails_with_the_fix_when_no_source_works(tmp_path, monkeypatch):
     monkeypatch.setitem(data_mod.SOURCES, "cifar-10", [])
-    with pytest.raises(DataError, match=r"cifar-10-python.tar.gz \(md5 c58f30108f718f92721af3b95e74349a\)"):
+    with pytest.raises(
+        DataError, match=r"cifar-10-python.tar.gz \(md5 c58f30108f718f92721af3b95e74349a\)"
+    ):
         data_mod.ensure("cifar-10", tmp_path)
     assert not data_mod.available("cifar-10", tmp_path)
 
@@ -97,7 +101,10 @@ def test_augmentation_ops_do_what_they_say():
     ones = torch.ones(32, 1, 8, 8)
     crops = random_crop(ones, padding=2)
     assert crops.shape == ones.shape and crops.min() == 0 and (crops.sum((1, 2, 3)) >= 36).all()
-    assert torch.equal(Augment("mnist", "none")(torch.full((2, 1, 4, 4), 255, dtype=torch.uint8)), torch.ones(2, 1, 4, 4))
+    assert torch.equal(
+        Augment("mnist", "none")(torch.full((2, 1, 4, 4), 255, dtype=torch.uint8)),
+        torch.ones(2, 1, 4, 4),
+    )
 
 
 def test_epoch_batches_drop_the_last_partial_batch():
@@ -118,7 +125,9 @@ def tiny_fashion_root(tmp_path, monkeypatch):
 def test_a_bad_file_in_a_data_root_is_named_and_never_replaced_unless_asked(tmp_path, monkeypatch):
     root, spec, good = tiny_fashion_root(tmp_path, monkeypatch)
     labels = root / spec.folder / "train-labels-idx1-ubyte"
-    labels.write_bytes(np.random.default_rng(0).integers(0, 256, len(good[labels.name]), dtype=np.uint8).tobytes())
+    labels.write_bytes(
+        np.random.default_rng(0).integers(0, 256, len(good[labels.name]), dtype=np.uint8).tobytes()
+    )
     fetched = []
 
     def restore(spec, root, seconds):
@@ -127,12 +136,17 @@ def test_a_bad_file_in_a_data_root_is_named_and_never_replaced_unless_asked(tmp_
             (root / spec.folder / name).write_bytes(raw)
         return True
 
-    monkeypatch.setitem(data_mod.SOURCES, "fashion-mnist", [data_mod.Source("a test copy", restore)])
+    monkeypatch.setitem(
+        data_mod.SOURCES, "fashion-mnist", [data_mod.Source("a test copy", restore)]
+    )
     bad = labels.read_bytes()
     for fetch in (False, True):
-        with pytest.raises(DataError, match=r"train-labels-idx1-ubyte: md5 mismatch .*it is left as it is: delete "
-                                            r"it, or replace it with `\./suite data fetch fashion-mnist "
-                                            r"--repair --data-root "):
+        with pytest.raises(
+            DataError,
+            match=r"train-labels-idx1-ubyte: md5 mismatch .*it is left as it is: delete "
+            r"it, or replace it with `\./suite data fetch fashion-mnist "
+            r"--repair --data-root ",
+        ):
             data_mod.ensure("fashion-mnist", root, fetch=fetch)
     assert labels.read_bytes() == bad and fetched == []
     data_mod.ensure("fashion-mnist", root, repair=True, log=lambda *_: None)
@@ -142,9 +156,14 @@ def test_a_bad_file_in_a_data_root_is_named_and_never_replaced_unless_asked(tmp_
 def test_training_never_fetches_into_a_data_root_the_user_named(tmp_path, monkeypatch):
     root, spec, _ = tiny_fashion_root(tmp_path, monkeypatch)
     (root / spec.folder / "t10k-labels-idx1-ubyte").unlink()
-    monkeypatch.setitem(data_mod.SOURCES, "fashion-mnist", [data_mod.Source("must not run", lambda *a: 1 / 0)])
-    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte: missing; files are fetched implicitly only into "
-                                        r"the default data root .*fetch fashion-mnist --data-root"):
+    monkeypatch.setitem(
+        data_mod.SOURCES, "fashion-mnist", [data_mod.Source("must not run", lambda *a: 1 / 0)]
+    )
+    with pytest.raises(
+        DataError,
+        match=r"t10k-labels-idx1-ubyte: missing; files are fetched implicitly only into "
+        r"the default data root .*fetch fashion-mnist --data-root",
+    ):
         data_mod.prepare("fashion-mnist", root)
     assert not (root / spec.folder / "t10k-labels-idx1-ubyte").exists()
 
@@ -152,17 +171,31 @@ def test_training_never_fetches_into_a_data_root_the_user_named(tmp_path, monkey
 @pytest.mark.parametrize("command", ["train", "fetch"])
 def test_train_and_fetch_give_the_one_line_that_check_gives(tmp_path, monkeypatch, capsys, command):
     from experiments import train
+
     root, spec, good = tiny_fashion_root(tmp_path, monkeypatch)
     labels = root / spec.folder / "train-labels-idx1-ubyte"
     labels.write_bytes(bytes(len(good[labels.name])))
     if command == "train":
-        code = train.main(["--dataset", "fashion-mnist", "--data-root", str(root), "--out", str(tmp_path / "runs"),
-                           "--epochs", "1", "--no-progress"])
+        code = train.main(
+            [
+                "--dataset",
+                "fashion-mnist",
+                "--data-root",
+                str(root),
+                "--out",
+                str(tmp_path / "runs"),
+                "--epochs",
+                "1",
+                "--no-progress",
+            ]
+        )
     else:
         code = data_command.main(["fetch", "fashion-mnist", "--data-root", str(root)])
     err = capsys.readouterr().err
     assert code in (1, 2) and len(err.strip().splitlines()) == 1, err
-    assert err.startswith("error: fashion-mnist: ") and "train-labels-idx1-ubyte: md5 mismatch" in err
+    assert (
+        err.startswith("error: fashion-mnist: ") and "train-labels-idx1-ubyte: md5 mismatch" in err
+    )
     assert labels.read_bytes() == bytes(len(good[labels.name]))
 
 
@@ -174,11 +207,22 @@ def test_an_error_without_a_message_still_gives_a_line():
 def test_pack_then_fetch_from_carries_a_dataset_without_network(tmp_path, monkeypatch, capsys):
     root, spec, good = tiny_fashion_root(tmp_path, monkeypatch)
     monkeypatch.setitem(data_mod.SOURCES, "fashion-mnist", [])  # no other source may be used
-    assert data_command.main(["pack", "fashion-mnist", "--data-root", str(root), "--to", str(tmp_path / "carry")]) == 0
+    assert (
+        data_command.main(
+            ["pack", "fashion-mnist", "--data-root", str(root), "--to", str(tmp_path / "carry")]
+        )
+        == 0
+    )
     assert sorted(p.name for p in (tmp_path / "carry" / "fashion-mnist").iterdir()) == sorted(
-        f"{n}.gz" for n in spec.files)
+        f"{n}.gz" for n in spec.files
+    )
     there = tmp_path / "there"
-    assert data_command.main(["fetch", "fashion-mnist", "--data-root", str(there), "--from", str(tmp_path / "carry")]) == 0
+    assert (
+        data_command.main(
+            ["fetch", "fashion-mnist", "--data-root", str(there), "--from", str(tmp_path / "carry")]
+        )
+        == 0
+    )
     assert {n: (there / spec.folder / n).read_bytes() for n in spec.files} == good
     assert "fashion-mnist: ok" in capsys.readouterr().out
 
@@ -188,14 +232,19 @@ def test_a_corrupt_carried_gzip_is_named_and_leaves_nothing_partial(tmp_path):
     spec, _ = write_tiny_mnist(tmp_path / "unused", gz_dir=gz)
     target = gz / "train-images-idx3-ubyte.gz"
     target.write_bytes(target.read_bytes()[:-12])  # cut short, as a copy that broke off
-    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: not a readable gzip file .*data pack"):
+    with pytest.raises(
+        DataError, match=r"train-images-idx3-ubyte.gz: not a readable gzip file .*data pack"
+    ):
         from_debian_dir(spec, tmp_path / "root", source_dir=gz)
     assert not [p for p in (tmp_path / "root").rglob("*") if p.is_file()]
 
 
 @pytest.mark.parametrize("fault", ["corrupt", "missing"])
-def test_the_fix_a_check_prints_is_the_command_that_mends_that_folder(tmp_path, monkeypatch, capsys, fault):
+def test_the_fix_a_check_prints_is_the_command_that_mends_that_folder(
+    tmp_path, monkeypatch, capsys, fault
+):
     import shlex
+
     root, spec, good = tiny_fashion_root(tmp_path, monkeypatch)
     labels = root / spec.folder / "train-labels-idx1-ubyte"
     labels.write_bytes(bytes(len(good[labels.name]))) if fault == "corrupt" else labels.unlink()
@@ -205,16 +254,22 @@ def test_the_fix_a_check_prints_is_the_command_that_mends_that_folder(tmp_path, 
             (root / spec.folder / name).write_bytes(raw)
         return True
 
-    monkeypatch.setitem(data_mod.SOURCES, "fashion-mnist", [data_mod.Source("a test copy", restore)])
+    monkeypatch.setitem(
+        data_mod.SOURCES, "fashion-mnist", [data_mod.Source("a test copy", restore)]
+    )
     assert data_command.main(["check", "fashion-mnist", "--data-root", str(root)]) == 1
     fix = capsys.readouterr().err.split("to fix, run `")[1].split("`")[0]
     words = shlex.split(fix)
-    assert words[:3] == ["./suite", "data", "fetch"] and ("--repair" in words) == (fault == "corrupt")
+    assert words[:3] == ["./suite", "data", "fetch"] and ("--repair" in words) == (
+        fault == "corrupt"
+    )
     assert data_command.main(words[2:]) == 0  # the printed fix, as printed
     assert data_command.main(["check", "fashion-mnist", "--data-root", str(root)]) == 0
 
 
-def test_a_missing_optional_dataset_is_reported_not_an_error_unless_named(tmp_path, monkeypatch, capsys):
+def test_a_missing_optional_dataset_is_reported_not_an_error_unless_named(
+    tmp_path, monkeypatch, capsys
+):
     root, _, _ = tiny_fashion_root(tmp_path, monkeypatch)
     monkeypatch.setitem(SPECS, "mnist", write_tiny_mnist(root, "mnist")[0])
     assert data_command.main(["check", "--data-root", str(root)]) == 0

@@ -1,4 +1,5 @@
 """Nearest-center and class-mean rules on constructed points."""
+
 import math
 
 import pytest
@@ -48,6 +49,7 @@ def test_xent_is_scored_by_class_means_and_standalone_by_centers():
 
 def test_embedding_metrics_by_hand():
     from centersuite.eval.embedding import intra_inter_ratio, knn1_accuracy, map_at_r
+
     # points on a line, no ties; classes of 3, so R = 2 for every query
     f2 = torch.tensor([[0.0, 0], [1.0, 0], [2.5, 0], [10.0, 0], [11.5, 0], [4.2, 0]])
     y = torch.tensor([0, 0, 0, 1, 1, 1])
@@ -58,10 +60,14 @@ def test_embedding_metrics_by_hand():
     # q5 (y1): nn 2 (d2.89, y0), 1 (d10.24, y0) -> rel [0,0] -> AP 0
     assert map_at_r(f2, y, 2).item() == pytest.approx((1 + 1 + 0.5 + 1 + 1 + 0) / 6)
     train = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
-    assert knn1_accuracy(f2, y, train, torch.tensor([0, 1])).item() == pytest.approx(5 / 6)  # 4.2 is nearer 0
+    assert knn1_accuracy(f2, y, train, torch.tensor([0, 1])).item() == pytest.approx(
+        5 / 6
+    )  # 4.2 is nearer 0
     # intra: class 0 mean 3.5/3, class 1 mean 25.7/3
     m0, m1 = 3.5 / 3, 25.7 / 3
-    intra = (abs(0 - m0) + abs(1 - m0) + abs(2.5 - m0) + abs(10 - m1) + abs(11.5 - m1) + abs(4.2 - m1)) / 6
+    intra = (
+        abs(0 - m0) + abs(1 - m0) + abs(2.5 - m0) + abs(10 - m1) + abs(11.5 - m1) + abs(4.2 - m1)
+    ) / 6
     assert intra_inter_ratio(f2, y, 2).item() == pytest.approx(intra / (m1 - m0), rel=1e-5)
 
 
@@ -70,14 +76,25 @@ def test_curve_bands_are_clipped_to_accuracies_and_left_out_for_one_seed(tmp_pat
     import numpy as np
 
     from experiments.plots import learning_curve_png
+
     bands = []
     original = matplotlib.axes.Axes.fill_between
-    monkeypatch.setattr(matplotlib.axes.Axes, "fill_between",
-                        lambda self, x, lo, hi, **kw: bands.append((np.asarray(lo), np.asarray(hi)))
-                        or original(self, x, lo, hi, **kw))
+    monkeypatch.setattr(
+        matplotlib.axes.Axes,
+        "fill_between",
+        lambda self, x, lo, hi, **kw: (
+            bands.append((np.asarray(lo), np.asarray(hi))) or original(self, x, lo, hi, **kw)
+        ),
+    )
     epochs = np.arange(1, 4)
-    learning_curve_png({"three seeds": (epochs, np.array([0.05, 0.5, 0.97]), np.array([0.1, 0.1, 0.1])),
-                        "one seed": (epochs, np.array([0.2, 0.4, 0.6]), np.zeros(3))}, "t", tmp_path / "c.png")
+    learning_curve_png(
+        {
+            "three seeds": (epochs, np.array([0.05, 0.5, 0.97]), np.array([0.1, 0.1, 0.1])),
+            "one seed": (epochs, np.array([0.2, 0.4, 0.6]), np.zeros(3)),
+        },
+        "t",
+        tmp_path / "c.png",
+    )
     [(lo, hi)] = bands  # one band: the single seed has none
     assert np.allclose(lo, [0.0, 0.4, 0.87]) and np.allclose(hi, [0.15, 0.6, 1.0])
     assert (tmp_path / "c.png").exists()

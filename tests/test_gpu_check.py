@@ -1,4 +1,5 @@
 """gpu-check: its summary from a test report and bench rows, and its no-CUDA path."""
+
 import torch
 
 from experiments import gpu_check
@@ -12,19 +13,35 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="py
 
 
 def bench_row(mode, precision, rate, finite="True"):
-    return {"dataset": "fashion-mnist", "loss": "standalone", "mode": mode, "precision": precision,
-            "train_images_per_s": rate, "s_per_epoch": "1.5", "peak_gpu_mem_mb": "812.0", "finite": finite}
+    return {
+        "dataset": "fashion-mnist",
+        "loss": "standalone",
+        "mode": mode,
+        "precision": precision,
+        "train_images_per_s": rate,
+        "s_per_epoch": "1.5",
+        "peak_gpu_mem_mb": "812.0",
+        "finite": finite,
+    }
 
 
 def test_the_summary_names_every_check_and_figure(tmp_path):
     (tmp_path / "junit.xml").write_text(JUNIT)
     outcomes = gpu_check.test_outcomes(tmp_path / "junit.xml")
-    assert outcomes == [("test_graph_step_gives_the_eager_losses[fp32-0.001]", "passed"),
-                        ("test_graph_and_eager_runs_reach_the_same_accuracy", "failed"),
-                        ("test_packed", "skipped")]
-    rows = [bench_row("graph", "fp32", "41000.5"), bench_row("packed x4 (graph)", "fp32", "120000.0")]
-    steps = {"probe": (True, "probe: exit code 0"), "tests": (False, "tests: exit code 1"),
-             "bench": (True, "bench: exit code 0")}
+    assert outcomes == [
+        ("test_graph_step_gives_the_eager_losses[fp32-0.001]", "passed"),
+        ("test_graph_and_eager_runs_reach_the_same_accuracy", "failed"),
+        ("test_packed", "skipped"),
+    ]
+    rows = [
+        bench_row("graph", "fp32", "41000.5"),
+        bench_row("packed x4 (graph)", "fp32", "120000.0"),
+    ]
+    steps = {
+        "probe": (True, "probe: exit code 0"),
+        "tests": (False, "tests: exit code 1"),
+        "bench": (True, "bench: exit code 0"),
+    }
     text, ok = gpu_check.summary(steps, outcomes, rows, "NVIDIA H100")
     assert not ok
     assert "  PASS    probe: exit code 0" in text and "  FAIL    tests: exit code 1" in text
@@ -37,7 +54,9 @@ def test_the_summary_names_every_check_and_figure(tmp_path):
     text, ok = gpu_check.summary(passing, outcomes[:1], rows, "NVIDIA H100")
     assert ok and text.endswith("gpu-check: PASS (all checks passed)")
     assert not gpu_check.summary(steps, outcomes[:1], rows, "x")[1]  # a step's exit code counts
-    assert not gpu_check.summary(passing, outcomes[:1], [bench_row("eager", "bf16", "1", finite="False")], "x")[1]
+    assert not gpu_check.summary(
+        passing, outcomes[:1], [bench_row("eager", "bf16", "1", finite="False")], "x"
+    )[1]
     assert not gpu_check.summary(passing, [], rows, "x")[1]  # no test ran: not a pass
     assert not gpu_check.summary(passing, outcomes[:1], [], "x")[1]  # no figure: not a pass
 

@@ -1,6 +1,7 @@
 """The CUDA path's rules, checked on the CPU: graph capture against a fake of the caching
 allocator, device pinning, RNG state per device, memory freed at the end of a run, the
 SLURM fallback's window, the budgeted gpu-check, offline data, and ./suite's choice of Python."""
+
 import gc
 import os
 import subprocess
@@ -15,17 +16,17 @@ import pytest
 import torch
 
 from experiments import bench, gpu_check
-from experiments.probes import bench as probe
 from experiments.cli.recipe import backend_from_args
-from experiments.runners import backends
-from experiments.engine.config import RunConfig
-from experiments.engine.cuda_graph import GraphedStep
 from experiments.datasets.sources import Source, ensure, run_limited
-from experiments.datasets.specs import DataError
-from experiments.datasets.specs import default_data_root
-from experiments.engine.device import resolve_device
+from experiments.datasets.specs import DataError, default_data_root
+from experiments.engine.config import RunConfig
 from experiments.engine.context import RunContext
-from experiments.engine.trainer import RunStopped, Trainer, restore_rng_state, rng_state
+from experiments.engine.cuda_graph import GraphedStep
+from experiments.engine.device import resolve_device
+from experiments.engine.records import restore_rng_state, rng_state
+from experiments.engine.trainer import RunStopped, Trainer
+from experiments.probes import bench as probe
+from experiments.runners import backends
 from tests.fake_cuda import FakeCuda
 
 REPO = Path(__file__).resolve().parent.parent
@@ -33,8 +34,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 # ---- 1. recapture after an lr change -------------------------------------------------
 def graphed_step(fake: FakeCuda, lrs: list[float]) -> GraphedStep:
-    def step_fn(index):  # like the real step: its output (and gradients) come from the pool under capture
+    def step_fn(
+        index,
+    ):  # like the real step: its output (and gradients) come from the pool under capture
         return fake.empty(4).add_(index.sum() * lrs[0])
+
     return GraphedStep(step_fn, 8, torch.device("cpu"), lambda: list(lrs), warmup=1, cuda=fake)
 
 
@@ -57,7 +61,7 @@ def test_the_step_is_recaptured_after_every_lr_change_without_growing():
     index = torch.arange(8)
     step(index)  # warm-up, eager
     for k in range(10):
-        lrs[0] = 0.1 / 2 ** k
+        lrs[0] = 0.1 / 2**k
         out = step(index)
         assert out is step.static_out
     assert step.captures == 10
@@ -65,7 +69,9 @@ def test_the_step_is_recaptured_after_every_lr_change_without_growing():
     assert fake.live_blocks(step.pool) == 1  # the old graphs' outputs went back to the pool
     del out
     step.release()
-    assert fake.live_pools() == [] and len(fake.live_graphs) == 0  # released cleanly: no graph, no block
+    assert (
+        fake.live_pools() == [] and len(fake.live_graphs) == 0
+    )  # released cleanly: no graph, no block
 
 
 # ---- 2. tests run on the CPU whatever the machine has -----------------------------------
@@ -81,8 +87,11 @@ def test_the_bench_picks_the_synthetic_set_when_no_dataset_is_present(tmp_path):
 
 
 # ---- 4. fp16 with the graph mode ----------------------------------------------------------
+@pytest.mark.slow
 def test_the_bench_runs_fp16_eagerly_when_the_graph_mode_is_asked(synthetic_data):
-    row = probe.bench_one(synthetic_data, "synthetic", "standalone", "graph", 2, torch.device("cpu"), "fp16")
+    row = probe.bench_one(
+        synthetic_data, "synthetic", "standalone", "graph", 2, torch.device("cpu"), "fp16"
+    )
     assert row["mode"] == probe.FP16_EAGER and row["precision"] == "fp16" and row["finite"]
 
 
@@ -117,18 +126,35 @@ def test_a_checkpoint_made_with_two_gpus_resumes_on_a_machine_with_one(monkeypat
     saved = rng_state(torch.device("cuda:1"))  # trained on the second of two GPUs
     visible[0] = 1  # resumed where only one GPU is visible (CUDA_VISIBLE_DEVICES=1)
     restore_rng_state(saved, torch.device("cuda:0"))
-    assert set_calls == [(0, 11)]  # the generator of the GPU the run trained on, onto the one it resumes on
+    assert set_calls == [
+        (0, 11)
+    ]  # the generator of the GPU the run trained on, onto the one it resumes on
 
 
 # ---- 8. a finished run frees its memory ---------------------------------------------------
 def tiny_trainer(data, run_dir, epochs=2):
-    cfg = RunConfig(dataset="synthetic", loss="cent", feat_dim=8, epochs=epochs, batch_size=64, train_size=1024,
-                    test_size=500)
-    return Trainer(cfg, data, run_dir, RunContext(device=torch.device("cpu"), progress=False, log=lambda *_: None))
+    cfg = RunConfig(
+        dataset="synthetic",
+        loss="cent",
+        feat_dim=8,
+        epochs=epochs,
+        batch_size=64,
+        train_size=1024,
+        test_size=500,
+    )
+    return Trainer(
+        cfg,
+        data,
+        run_dir,
+        RunContext(device=torch.device("cpu"), progress=False, log=lambda *_: None),
+    )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [False, True])
-def test_a_finished_or_stopped_trainer_is_freed_without_the_cycle_collector(stop, synthetic_data, tmp_path):
+def test_a_finished_or_stopped_trainer_is_freed_without_the_cycle_collector(
+    stop, synthetic_data, tmp_path
+):
     trainer = tiny_trainer(synthetic_data, tmp_path)
     gc.collect()
     gc.disable()
@@ -151,26 +177,44 @@ def test_slurm_without_slurm_runs_runs_per_gpu_jobs_per_visible_gpu(monkeypatch)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     monkeypatch.setattr(backends, "default_runs_per_device", lambda device: 4)
-    args = SimpleNamespace(backend="slurm", runs_per_gpu=None, cpus_per_run=None, slurm_partition=None, slurm_time=60,
-                           slurm_gpus_per_task=1, slurm_parallelism=4, ray_address=None)
+    args = SimpleNamespace(
+        backend="slurm",
+        runs_per_gpu=None,
+        cpus_per_run=None,
+        slurm_partition=None,
+        slurm_time=60,
+        slurm_gpus_per_task=1,
+        slurm_parallelism=4,
+        ray_address=None,
+    )
     assert backend_from_args(args, torch.device("cpu")).local_window() == 4  # the local/ray default
     args.runs_per_gpu = 2
     assert backend_from_args(args, torch.device("cpu")).local_window() == 2
-    assert backend_from_args(SimpleNamespace(**{**vars(args), "backend": "ray"}),
-                             torch.device("cpu")).runs_per_gpu == 2
+    assert (
+        backend_from_args(
+            SimpleNamespace(**{**vars(args), "backend": "ray"}), torch.device("cpu")
+        ).runs_per_gpu
+        == 2
+    )
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert backend_from_args(args, torch.device("cpu")).local_window() == 16  # no GPU: the cores
 
 
 # ---- 3. gpu-check: exit codes, a total budget, one folder ---------------------------------
 def test_a_step_that_runs_out_of_its_share_ends_in_one_line(tmp_path):
-    t0 = time.monotonic()
-    ok, line = gpu_check.run_step("tests", [sys.executable, "-c", "import time; time.sleep(30)"], 1.0,
-                                  tmp_path / "tests.log")
-    assert not ok and time.monotonic() - t0 < 10
-    assert line.startswith("tests: stopped when its share of the budget (1 s) ran out; raise --max-minutes")
-    ok, line = gpu_check.run_step("bench", [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"], 30,
-                                  tmp_path / "bench.log")
+    ok, line = gpu_check.run_step(
+        "tests", [sys.executable, "-c", "import time; time.sleep(30)"], 1.0, tmp_path / "tests.log"
+    )
+    assert not ok
+    assert line.startswith(
+        "tests: stopped when its share of the budget (1 s) ran out; raise --max-minutes"
+    )
+    ok, line = gpu_check.run_step(
+        "bench",
+        [sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"],
+        30,
+        tmp_path / "bench.log",
+    )
     assert not ok and line.startswith("bench: exit code 3: boom")
 
 
@@ -181,7 +225,11 @@ def test_gpu_check_splits_its_budget_and_writes_only_into_its_folder(monkeypatch
 
     def fake_step(name, cmd, seconds, log):
         given[name] = (seconds, cmd)
-        log.write_text("graph-pool probe: new pattern (GraphedStep, 20 recaptures): PASS\n" if name == "probe" else "")
+        log.write_text(
+            "graph-pool probe: new pattern (GraphedStep, 20 recaptures): PASS\n"
+            if name == "probe"
+            else ""
+        )
         if name == "bench":
             rows = [{**gpu_row("graph", "fp32"), "finite": "True"}]
             with open(log.parent / "bench.csv", "w") as f:
@@ -203,19 +251,27 @@ def test_gpu_check_splits_its_budget_and_writes_only_into_its_folder(monkeypatch
 
 
 def gpu_row(mode, precision):
-    return {"dataset": "fashion-mnist", "loss": "standalone", "mode": mode, "precision": precision,
-            "train_images_per_s": "41000.5", "s_per_epoch": "1.5", "peak_gpu_mem_mb": "812.0"}
+    return {
+        "dataset": "fashion-mnist",
+        "loss": "standalone",
+        "mode": mode,
+        "precision": precision,
+        "train_images_per_s": "41000.5",
+        "s_per_epoch": "1.5",
+        "peak_gpu_mem_mb": "812.0",
+    }
 
 
 # ---- 5. no network: bounded fetches and an offline switch ---------------------------------
-def test_offline_a_missing_file_fails_at_once_naming_the_command_that_brings_it(monkeypatch, tmp_path):
+def test_offline_a_missing_file_fails_at_once_naming_the_command_that_brings_it(
+    monkeypatch, tmp_path
+):
     monkeypatch.setenv("SUITE_OFFLINE", "1")
     called = []
     sources = [Source("net", lambda *a: called.append(1), network=True)]
-    t0 = time.monotonic()
     with pytest.raises(DataError) as e:
         ensure("mnist", tmp_path, sources=sources)
-    assert time.monotonic() - t0 < 5 and called == []
+    assert called == []  # no network source was tried
     message = str(e.value)
     assert "train-images-idx3-ubyte: missing" in message and "\n" not in message
     assert "data pack mnist --to DIR" in message and "data fetch mnist --from DIR" in message
@@ -223,6 +279,7 @@ def test_offline_a_missing_file_fails_at_once_naming_the_command_that_brings_it(
 
 def test_the_offline_flag_reaches_every_command_that_may_fetch(monkeypatch):
     from experiments import data, grid, train
+
     parsers = [data.build_parser(), train.build_parser(), grid.build_parser(), bench.build_parser()]
     assert all("--offline" in p._option_string_actions for p in parsers)
     monkeypatch.setenv("SUITE_OFFLINE", "0")
@@ -239,16 +296,17 @@ def test_network_sources_share_one_time_limit(tmp_path):
         return False
 
     sources = [Source("first", slow, network=True), Source("second", slow, network=True)]
-    t0 = time.monotonic()
     with pytest.raises(DataError):
         ensure("mnist", tmp_path, sources=sources, limit_s=1.0, log=lambda *_: None)
-    assert time.monotonic() - t0 < 3 and seen == [1.0]  # the second found the limit spent
+    assert seen == [1.0]  # the second found the limit spent and was not tried
 
 
-def test_a_fetch_process_is_killed_at_its_limit():
-    t0 = time.monotonic()
-    assert run_limited(["sleep", "30"], 0.5) is None
-    assert time.monotonic() - t0 < 5
+def test_a_fetch_process_is_killed_at_its_limit(tmp_path):
+    marker = tmp_path / "finished"
+    assert (
+        run_limited(["sh", "-c", f"sleep 30; touch {marker}"], 0.5) is None
+    )  # None: stopped at its limit
+    assert not marker.exists()
 
 
 def test_the_data_root_variable_has_the_suite_prefix_and_the_old_name_warns(monkeypatch):
@@ -266,28 +324,51 @@ def test_the_data_root_variable_has_the_suite_prefix_and_the_old_name_warns(monk
 def test_the_suite_wrapper_uses_a_python_that_has_the_requirements(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "python3").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')  # has everything, as on a GPU machine
+    (bin_dir / "python3").write_text(
+        f'#!/bin/sh\nexec "{sys.executable}" "$@"\n'
+    )  # has everything, as on a GPU machine
     (bin_dir / "python3").chmod(0o755)
     checkout = tmp_path / "checkout"
     checkout.mkdir()
-    for name in ("suite", "supported.txt", "requirements.txt", "experiments", "losses", "models", "eval", "centersuite"):
+    for name in (
+        "suite",
+        "supported.txt",
+        "requirements.txt",
+        "experiments",
+        "losses",
+        "models",
+        "eval",
+        "centersuite",
+    ):
         subprocess.run(["cp", "-r", str(REPO / name), str(checkout / name)], check=True)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PIP_NO_INDEX": "1"}
     env.pop("SUITE_PYTHON", None)
-    done = subprocess.run(["bash", "suite", "data", "check", "synthetic"], cwd=checkout, env=env, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        ["bash", "suite", "data", "check", "synthetic"],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-500:]
     assert "synthetic: ok" in done.stdout and not (checkout / ".venv").exists()
     env["SUITE_PYTHON"] = "/bin/false"
-    refused = subprocess.run(["bash", "suite", "data", "check"], cwd=checkout, env=env, capture_output=True, text=True)
+    refused = subprocess.run(
+        ["bash", "suite", "data", "check"], cwd=checkout, env=env, capture_output=True, text=True
+    )
     assert refused.returncode == 2 and "SUITE_PYTHON=/bin/false lacks" in refused.stderr
 
 
 def test_the_supported_range_is_stated_once_and_the_pins_are_inside_it():
     from experiments import check_env
+
     ranges = dict(check_env.requirements(tests=True))
     assert ranges["torch"] == (2, 11) and ranges["python"] == (3, 11, 4)
-    pins = dict(line.split("==") for line in (REPO / "requirements.txt").read_text().splitlines()
-                if "==" in line and not line.startswith("#"))
+    pins = dict(
+        line.split("==")
+        for line in (REPO / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
     assert check_env.version_tuple(pins["torch"]) >= ranges["torch"]
     assert check_env.version_tuple(pins["torchvision"]) >= ranges["torchvision"]

@@ -1,5 +1,6 @@
 """The research loop never loses work or trains twice: a live runner keeps its claim, a runner whose claim was
 taken records nothing, a sweep sweeps only what a run reads, and times keep their zone."""
+
 import json
 import os
 import time
@@ -7,21 +8,41 @@ import time
 import pytest
 
 from experiments import grid
-from experiments.runners.sweep import plan
 from experiments.cli.recipe import run_settings
 from experiments.ledger import claims
 from experiments.ledger.claims import Claim
 from experiments.ledger.rows import mark_superseded, now, read_rows, recorded
 from experiments.runners import backends
+from experiments.runners.sweep import plan
 
-ONE = ["--datasets", "synthetic", "--losses", "xent", "--feat-dims", "2", "--seeds", "0", "--epochs", "3",
-       "--train-size", "256", "--test-size", "100", "--batch-size", "64", "--no-progress", "--no-report"]
+ONE = [
+    "--datasets",
+    "synthetic",
+    "--losses",
+    "xent",
+    "--feat-dims",
+    "2",
+    "--seeds",
+    "0",
+    "--epochs",
+    "3",
+    "--train-size",
+    "256",
+    "--test-size",
+    "100",
+    "--batch-size",
+    "64",
+    "--no-progress",
+    "--no-report",
+]
 
 
 def test_a_live_holder_on_this_host_keeps_its_claim_however_long_it_was_paused(tmp_path):
     paused, other = Claim(tmp_path, "run-a"), Claim(tmp_path, "run-a")
     assert paused.take()
-    old = time.time() - claims.STALE_S - 1  # not refreshed for over 5 minutes: Ctrl-Z, a suspended job
+    old = (
+        time.time() - claims.STALE_S - 1
+    )  # not refreshed for over 5 minutes: Ctrl-Z, a suspended job
     os.utime(paused.path, (old, old))
     assert not other.take() and other.holder["pid"] == os.getpid()
     assert paused.held()
@@ -33,12 +54,18 @@ def test_a_live_holder_on_this_host_keeps_its_claim_however_long_it_was_paused(t
     other.release()
 
 
-def test_a_runner_whose_claim_was_taken_stops_before_its_next_epoch_and_records_nothing(tmp_path, monkeypatch):
-    args = grid.parse_args(ONE + ["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")])
+def test_a_runner_whose_claim_was_taken_stops_before_its_next_epoch_and_records_nothing(
+    tmp_path, monkeypatch
+):
+    args = grid.parse_args(
+        ONE + ["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    )
     [cfg] = plan(args.spec)
     asked = []
 
-    def held(self):  # the claim is taken over (by a runner on another host) once the first epoch is done
+    def held(
+        self,
+    ):  # the claim is taken over (by a runner on another host) once the first epoch is done
         asked.append(1)
         if len(asked) == 1:
             self.path.write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "theirs"}))
@@ -52,19 +79,26 @@ def test_a_runner_whose_claim_was_taken_stops_before_its_next_epoch_and_records_
     assert read_rows(tmp_path / "results" / "runs.csv") == []
     metrics = (tmp_path / "runs" / cfg.run_id / "metrics.csv").read_text().splitlines()
     assert len(metrics) == 2  # header and epoch 1: it stopped before the next epoch
-    assert json.loads((tmp_path / "runs" / ".claims" / f"{cfg.run_id}.json").read_text())["token"] == "theirs"
+    assert (
+        json.loads((tmp_path / "runs" / ".claims" / f"{cfg.run_id}.json").read_text())["token"]
+        == "theirs"
+    )
 
 
 def test_a_sweep_only_sweeps_what_a_run_reads(tmp_path, capsys):
     dirs = ["--dry-run", "--results", str(tmp_path / "r"), "--out", str(tmp_path / "o")]
     lrs, alphas = ["--center-lr", "0.1", "0.5"], ["--center-alpha", "0.2", "0.5"]
-    with pytest.raises(SystemExit):  # xent reads neither: no axis at all, and said so (it planned 4 runs once)
+    with pytest.raises(
+        SystemExit
+    ):  # xent reads neither: no axis at all, and said so (it planned 4 runs once)
         grid.main(ONE[:-2] + lrs + alphas + dirs)
     assert "--center-lr is read by no run here" in capsys.readouterr().err
     separate = ONE[:-2] + ["--losses", "xent", "cent", "--center-rule", "separate"]
     assert grid.main(separate + lrs + dirs) == 0
     out = capsys.readouterr().out
-    assert "grid: 3 runs planned" in out and out.count("center_lr=0.1") == 1  # xent once, cent twice
+    assert (
+        "grid: 3 runs planned" in out and out.count("center_lr=0.1") == 1
+    )  # xent once, cent twice
     with pytest.raises(SystemExit):  # the alpha is read under wen only
         grid.main(separate + lrs + alphas + dirs)
     assert "--center-alpha is read by no run here" in capsys.readouterr().err
@@ -72,13 +106,20 @@ def test_a_sweep_only_sweeps_what_a_run_reads(tmp_path, capsys):
 
 def test_rows_are_ordered_by_when_they_were_recorded_whatever_the_zone():
     a = {"run_id": "r", "code_fingerprint": "new", "recorded_at": "2026-11-29T10:00:00+00:00"}
-    b = {"run_id": "r", "code_fingerprint": "old", "recorded_at": "2026-11-29T11:00:00+05:00"}  # 06:00 UTC
+    b = {
+        "run_id": "r",
+        "code_fingerprint": "old",
+        "recorded_at": "2026-11-29T11:00:00+05:00",
+    }  # 06:00 UTC
     runs = mark_superseded([a, b])
     assert a["superseded_by"] == "" and b["superseded_by"] == "new"
-    assert recorded({"recorded_at": "2026-11-29T11:00:00"}).tzinfo is not None  # older rows: local time
+    assert (
+        recorded({"recorded_at": "2026-11-29T11:00:00"}).tzinfo is not None
+    )  # older rows: local time
     assert now().endswith("+00:00") and len(runs) == 2  # rows are recorded in UTC, with the offset
 
 
+@pytest.mark.slow
 def test_a_paused_runner_and_a_second_grid_train_each_run_once(tmp_path):
     """Two grids on one folder while the first holds a run: the second skips it, however old the claim."""
     dirs = ["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]

@@ -1,4 +1,5 @@
 """Each loss against a hand computation: values, gradients, masks, normalisation."""
+
 import math
 
 import pytest
@@ -112,7 +113,11 @@ def test_distances_float32_under_autocast():
 
 
 def test_prediction_rules_declared():
-    assert [LOSSES[n].prediction for n in ("xent", "cent", "standalone")] == ["logits", "logits", "centers"]
+    assert [LOSSES[n].prediction for n in ("xent", "cent", "standalone")] == [
+        "logits",
+        "logits",
+        "centers",
+    ]
     assert LOSSES["standalone"].uses_logits is False
 
 

@@ -1,5 +1,6 @@
 """The field's competitors: pytorch-metric-learning's losses behind the adapter (losses/pml.py), and the
 center-loss push variants git and island (losses/push_variants.py), against the library and by hand."""
+
 import math
 import sys
 
@@ -9,32 +10,62 @@ from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 
 from centersuite.eval.metrics import evaluate_embeddings
-from experiments import grid, train
+from centersuite.losses import LOSSES, build_loss, has_class_parameters
 from centersuite.losses.center_rules import build_center_rule
+from centersuite.losses.pml import MetricLearningLoss, MissingLibrary
+from experiments import grid, train
 from experiments.ledger import fingerprint
 from experiments.runners.backends import graph_safe
-from centersuite.losses import LOSSES, build_loss
-from centersuite.losses.pml import MetricLearningLoss, MissingLibrary
-from centersuite.losses import has_class_parameters
 from tests.test_cli import TINY
 from tests.test_speed import HostSyncs
 
 # suite name: (library class, suite options, the same options as the library's arguments, miner and its arguments)
 CASES = {
-    "arcface": ("ArcFaceLoss", {"arc_margin": 10.0, "scale": 30.0}, {"margin": 10.0, "scale": 30.0}, None),
-    "cosface": ("CosFaceLoss", {"cos_margin": 0.2, "scale": 30.0}, {"margin": 0.2, "scale": 30.0}, None),
+    "arcface": (
+        "ArcFaceLoss",
+        {"arc_margin": 10.0, "scale": 30.0},
+        {"margin": 10.0, "scale": 30.0},
+        None,
+    ),
+    "cosface": (
+        "CosFaceLoss",
+        {"cos_margin": 0.2, "scale": 30.0},
+        {"margin": 0.2, "scale": 30.0},
+        None,
+    ),
     "sphereface": ("SphereFaceLoss", {}, {}, None),
-    "normalized-softmax": ("NormalizedSoftmaxLoss", {"softmax_temperature": 0.1}, {"temperature": 0.1}, None),
+    "normalized-softmax": (
+        "NormalizedSoftmaxLoss",
+        {"softmax_temperature": 0.1},
+        {"temperature": 0.1},
+        None,
+    ),
     "proxy-nca": ("ProxyNCALoss", {"softmax_scale": 3.0}, {"softmax_scale": 3.0}, None),
-    "proxy-anchor": ("ProxyAnchorLoss", {"proxy_margin": 0.2, "proxy_alpha": 16.0}, {"margin": 0.2, "alpha": 16.0},
-                     None),
-    "soft-triple": ("SoftTripleLoss", {"soft_la": 10.0, "soft_gamma": 0.2, "soft_margin": 0.02},
-                    {"la": 10.0, "gamma": 0.2, "margin": 0.02}, None),
+    "proxy-anchor": (
+        "ProxyAnchorLoss",
+        {"proxy_margin": 0.2, "proxy_alpha": 16.0},
+        {"margin": 0.2, "alpha": 16.0},
+        None,
+    ),
+    "soft-triple": (
+        "SoftTripleLoss",
+        {"soft_la": 10.0, "soft_gamma": 0.2, "soft_margin": 0.02},
+        {"la": 10.0, "gamma": 0.2, "margin": 0.02},
+        None,
+    ),
     "contrastive": ("ContrastiveLoss", {"neg_margin": 2.0}, {"neg_margin": 2.0}, None),
-    "triplet": ("TripletMarginLoss", {"triplet_margin": 0.1, "miner_margin": 0.3}, {"margin": 0.1},
-                ("TripletMarginMiner", {"margin": 0.3})),
-    "multi-similarity": ("MultiSimilarityLoss", {"ms_alpha": 1.0, "ms_beta": 40.0}, {"alpha": 1.0, "beta": 40.0},
-                         None),
+    "triplet": (
+        "TripletMarginLoss",
+        {"triplet_margin": 0.1, "miner_margin": 0.3},
+        {"margin": 0.1},
+        ("TripletMarginMiner", {"margin": 0.3}),
+    ),
+    "multi-similarity": (
+        "MultiSimilarityLoss",
+        {"ms_alpha": 1.0, "ms_beta": 40.0},
+        {"alpha": 1.0, "beta": 40.0},
+        None,
+    ),
     "supcon": ("SupConLoss", {"supcon_temperature": 0.2}, {"temperature": 0.2}, None),
 }
 ADAPTED = sorted(n for n, c in LOSSES.items() if issubclass(c, MetricLearningLoss))
@@ -53,9 +84,16 @@ def library_twin(name, options_as_library):
     cls_name, _, _, miner = CASES[name]
     cls = getattr(pml_losses, cls_name)
     kind = LOSSES[name].kind
-    loss = cls(num_classes=C, embedding_size=D, **options_as_library) if kind != "pair" else cls(**options_as_library)
-    mine = getattr(pml_miners, miner[0])(**miner[1]) if miner and options_as_library else (
-        getattr(pml_miners, miner[0])() if miner else None)
+    loss = (
+        cls(num_classes=C, embedding_size=D, **options_as_library)
+        if kind != "pair"
+        else cls(**options_as_library)
+    )
+    mine = (
+        getattr(pml_miners, miner[0])(**miner[1])
+        if miner and options_as_library
+        else (getattr(pml_miners, miner[0])() if miner else None)
+    )
     return loss, mine
 
 
@@ -127,14 +165,18 @@ def test_the_adapted_proxies_are_the_centers_and_only_the_joint_rule_trains_them
     unit = torch.nn.functional.normalize(arcface.metric_loss.W.t(), dim=1)
     assert torch.allclose(arcface.centers, unit) and arcface.centers.shape == (C, D)
     assert arcface.learnable_centers is arcface.metric_loss.W
-    assert build_loss("soft-triple", C, D).centers is None  # 10 sub-centers per class: no one center to draw
+    assert (
+        build_loss("soft-triple", C, D).centers is None
+    )  # 10 sub-centers per class: no one center to draw
     build_center_rule("joint", arcface)
     for rule in ("separate", "wen"):
         with pytest.raises(ValueError, match=f"--center-rule {rule} does not fit"):
             build_center_rule(rule, arcface)
 
 
-@pytest.mark.parametrize("name", ["arcface", "cosface", "normalized-softmax", "proxy-nca", "proxy-anchor"])
+@pytest.mark.parametrize(
+    "name", ["arcface", "cosface", "normalized-softmax", "proxy-nca", "proxy-anchor"]
+)
 def test_the_nearest_center_of_a_cosine_loss_is_its_nearest_proxy_by_cosine(name):
     # proxies (10, 0) and (0, 1): (3, 2.9) is nearest the first by cosine (3 > 2.9 after normalizing the proxies)
     # and the second by Euclidean distance to the raw proxies (12.6 < 57.4), which would read every angle wrong
@@ -145,20 +187,30 @@ def test_the_nearest_center_of_a_cosine_loss_is_its_nearest_proxy_by_cosine(name
     features, labels = torch.tensor([[3.0, 2.9], [1.0, 2.0]]), torch.tensor([0, 1])
     assert torch.allclose(loss.centers, torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
     accuracy = evaluate_embeddings(loss, features, labels, features, None, labels)
-    assert accuracy["center"].item() == 1.0 and accuracy["argmax"].item() == 1.0  # the library's logits agree
+    assert (
+        accuracy["center"].item() == 1.0 and accuracy["argmax"].item() == 1.0
+    )  # the library's logits agree
 
 
 def test_a_pair_losss_running_mean_starts_at_its_first_batch():
     loss = build_loss("contrastive", 3, 2)
     first = torch.tensor([[1.0, 2.0], [3.0, 4.0], [10.0, 0.0]])
     loss(first, torch.tensor([0, 0, 1]))
-    assert torch.equal(loss.running_means, torch.tensor([[2.0, 3.0], [10.0, 0.0], [0.0, 0.0]]))  # class 2 unseen
+    assert torch.equal(
+        loss.running_means, torch.tensor([[2.0, 3.0], [10.0, 0.0], [0.0, 0.0]])
+    )  # class 2 unseen
     loss(torch.tensor([[4.0, 5.0], [6.0, 8.0]]), torch.tensor([0, 2]))
-    assert torch.allclose(loss.running_means, torch.tensor([[0.9 * 2 + 0.1 * 4, 0.9 * 3 + 0.1 * 5], [10.0, 0.0],
-                                                           [6.0, 8.0]]))
+    assert torch.allclose(
+        loss.running_means,
+        torch.tensor([[0.9 * 2 + 0.1 * 4, 0.9 * 3 + 0.1 * 5], [10.0, 0.0], [6.0, 8.0]]),
+    )
     loss.eval()
     loss(torch.tensor([[100.0, 100.0]]), torch.tensor([1]))  # evaluation moves no mean
-    assert loss.running_means[1].tolist() == [10.0, 0.0] and loss.seen.squeeze(1).tolist() == [True, True, True]
+    assert loss.running_means[1].tolist() == [10.0, 0.0] and loss.seen.squeeze(1).tolist() == [
+        True,
+        True,
+        True,
+    ]
 
 
 def test_graph_safety_is_declared_where_the_step_syncs_and_only_there():
@@ -172,38 +224,68 @@ def test_graph_safety_is_declared_where_the_step_syncs_and_only_there():
             total.backward()
             loss.predict(features.detach(), logits.detach())
         assert (syncs.seen == []) == graph_safe(name), (name, syncs.seen)
-    assert graph_safe("normalized-softmax") and not graph_safe("arcface") and graph_safe("standalone")
+    assert (
+        graph_safe("normalized-softmax") and not graph_safe("arcface") and graph_safe("standalone")
+    )
 
 
 def test_the_librarys_version_is_in_the_fingerprint_of_its_losses_only(monkeypatch):
-    before = {n: fingerprint.code_fingerprint(n, "resnet") for n in ("arcface", "supcon", "xent", "git")}
+    before = {
+        n: fingerprint.code_fingerprint(n, "resnet") for n in ("arcface", "supcon", "xent", "git")
+    }
     real = fingerprint.importlib.metadata.version
-    monkeypatch.setattr(fingerprint.importlib.metadata, "version",
-                        lambda name: "99.0" if name == "pytorch-metric-learning" else real(name))
+    monkeypatch.setattr(
+        fingerprint.importlib.metadata,
+        "version",
+        lambda name: "99.0" if name == "pytorch-metric-learning" else real(name),
+    )
     after = {n: fingerprint.code_fingerprint(n, "resnet") for n in before}
     assert after["arcface"] != before["arcface"] and after["supcon"] != before["supcon"]
     assert after["xent"] == before["xent"] and after["git"] == before["git"]
 
 
-def test_without_the_library_its_losses_are_refused_in_one_line_and_the_others_run(monkeypatch, tmp_path, capsys):
-    monkeypatch.setitem(sys.modules, "pytorch_metric_learning", None)  # import fails as if not installed
-    with pytest.raises(MissingLibrary, match="needs the package pytorch-metric-learning, which this Python lacks"):
+@pytest.mark.slow
+def test_without_the_library_its_losses_are_refused_in_one_line_and_the_others_run(
+    monkeypatch, tmp_path, capsys
+):
+    monkeypatch.setitem(
+        sys.modules, "pytorch_metric_learning", None
+    )  # import fails as if not installed
+    with pytest.raises(
+        MissingLibrary, match="needs the package pytorch-metric-learning, which this Python lacks"
+    ):
         build_loss("arcface", C, D)
     assert build_loss("standalone", C, D) is not None
     # what the runners and the report ask of a loss is still answered (it once raised from the sweep and the report)
-    assert has_class_parameters("arcface") and not has_class_parameters("supcon") and has_class_parameters("git")
+    assert (
+        has_class_parameters("arcface")
+        and not has_class_parameters("supcon")
+        and has_class_parameters("git")
+    )
     assert grid.main(["--datasets", "synthetic", "--losses", "xent", "arcface", "--dry-run"]) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: arcface: this loss needs the package pytorch-metric-learning")
     assert train.main(TINY + ["--loss", "git", "--epochs", "1", "--out", str(tmp_path)]) == 0
 
 
-@pytest.mark.parametrize("flag, value, message", [
-    ("--scale", "0", "must be more than 0"), ("--supcon-temperature", "0", "must be more than 0"),
-    ("--soft-gamma", "0", "must be more than 0"), ("--arc-margin", "180", "must be under 180")])
-def test_a_scale_or_temperature_of_0_and_a_half_turn_margin_are_refused(flag, value, message, capsys):
-    loss = {"--scale": "arcface", "--supcon-temperature": "supcon", "--soft-gamma": "soft-triple",
-            "--arc-margin": "arcface"}[flag]
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--scale", "0", "must be more than 0"),
+        ("--supcon-temperature", "0", "must be more than 0"),
+        ("--soft-gamma", "0", "must be more than 0"),
+        ("--arc-margin", "180", "must be under 180"),
+    ],
+)
+def test_a_scale_or_temperature_of_0_and_a_half_turn_margin_are_refused(
+    flag, value, message, capsys
+):
+    loss = {
+        "--scale": "arcface",
+        "--supcon-temperature": "supcon",
+        "--soft-gamma": "soft-triple",
+        "--arc-margin": "arcface",
+    }[flag]
     with pytest.raises(SystemExit):
         train.parse_args(["--loss", loss, flag, value])
     assert message in capsys.readouterr().err
@@ -212,6 +294,7 @@ def test_a_scale_or_temperature_of_0_and_a_half_turn_margin_are_refused(flag, va
 def test_every_loss_has_its_own_line_color():
     from experiments.plots import LINE_COLORS
     from experiments.report.figures import loss_color
+
     assert len({LINE_COLORS[loss_color(name) % len(LINE_COLORS)] for name in LOSSES}) == len(LOSSES)
 
 
@@ -226,7 +309,9 @@ def test_git_loss_matches_a_hand_computation():
     xent = (math.log(1 + math.exp(-2.0)) + math.log(1 + math.exp(-1.0))) / 2
     center = (1.0 + 1.0) / 2  # ||(1,0)-(0,0)||^2 = 1, ||(3,3)-(3,4)||^2 = 1
     git = (1 / (1 + 20.0) + 1 / (1 + 18.0)) / 2  # ||(1,0)-(3,4)||^2 = 20, ||(3,3)-(0,0)||^2 = 18
-    assert terms["center"].item() == pytest.approx(center) and terms["git"].item() == pytest.approx(git)
+    assert terms["center"].item() == pytest.approx(center) and terms["git"].item() == pytest.approx(
+        git
+    )
     assert total.item() == pytest.approx(xent + 0.5 * center + 2.0 * git)
 
 
@@ -244,6 +329,7 @@ def test_island_loss_matches_a_hand_computation():
     assert total.item() == pytest.approx(math.log(3) + 0.1 * (17.0 + 2.0 * 4.0))
 
 
+@pytest.mark.slow
 def test_a_2d_arcface_run_draws_its_pictures_with_its_proxies(tmp_path):
     assert train.main(TINY + ["--loss", "arcface", "--epochs", "1", "--out", str(tmp_path)]) == 0
     [run] = tmp_path.iterdir()

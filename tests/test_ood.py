@@ -1,4 +1,5 @@
 """Detection metrics against scikit-learn, and scores that separate a shifted set."""
+
 import numpy as np
 import pytest
 import torch
@@ -11,15 +12,22 @@ def sklearn_metrics(scores_in, scores_out):
     y = np.r_[np.ones(len(scores_in)), np.zeros(len(scores_out))]
     s = np.r_[scores_in, scores_out]
     fpr, tpr, _ = roc_curve(y, s)
-    return {"auroc": roc_auc_score(y, s), "fpr95": fpr[np.argmax(tpr >= 0.95)],
-            "aupr": average_precision_score(y, s)}
+    return {
+        "auroc": roc_auc_score(y, s),
+        "fpr95": fpr[np.argmax(tpr >= 0.95)],
+        "aupr": average_precision_score(y, s),
+    }
 
 
-@pytest.mark.parametrize("seed, n_in, n_out, levels", [(0, 500, 300, 7), (1, 50, 80, 3), (2, 1000, 1000, 1000),
-                                                       (3, 10, 10, 2)])
+@pytest.mark.parametrize(
+    "seed, n_in, n_out, levels",
+    [(0, 500, 300, 7), (1, 50, 80, 3), (2, 1000, 1000, 1000), (3, 10, 10, 2)],
+)
 def test_detection_metrics_match_scikit_learn_with_ties(seed, n_in, n_out, levels):
     rng = np.random.default_rng(seed)
-    scores_in = np.round(rng.normal(0.5, 1, n_in) * levels) / levels  # few distinct values: many ties
+    scores_in = (
+        np.round(rng.normal(0.5, 1, n_in) * levels) / levels
+    )  # few distinct values: many ties
     scores_out = np.round(rng.normal(0.0, 1, n_out) * levels) / levels
     ours = detection_metrics(torch.tensor(scores_in), torch.tensor(scores_out))
     expected = sklearn_metrics(scores_in, scores_out)

@@ -1,6 +1,7 @@
 """Every command line the README and docs/ show parses, and the grid's run with --dry-run (which fetches,
 trains and writes nothing), so that a documented example can never be refused; report --compare runs as
 documented."""
+
 import importlib
 import re
 import shlex
@@ -36,8 +37,11 @@ def documented_commands() -> list[tuple[str, str]]:
                     found.append((f"{path.name}:{start or number}", text))
                 start = 0
             else:
-                found += [(f"{path.name}:{number}", span) for span in re.findall(r"`([^`]+)`", line)
-                          if COMMAND.match(span)]
+                found += [
+                    (f"{path.name}:{number}", span)
+                    for span in re.findall(r"`([^`]+)`", line)
+                    if COMMAND.match(span)
+                ]
     return found
 
 
@@ -48,7 +52,9 @@ def module_and_args(command: str) -> tuple[str, list[str]] | None:
             return None  # the test runner, the wrapper's own help, or a placeholder (./suite NAME)
         return words[1].replace("-", "_"), words[2:]
     name = words[2].removeprefix("experiments.")
-    return None if not name.islower() else (name, words[3:])  # python -m experiments.NAME: a placeholder
+    return (
+        None if not name.islower() else (name, words[3:])
+    )  # python -m experiments.NAME: a placeholder
 
 
 @pytest.mark.parametrize("where, command", documented_commands())
@@ -58,14 +64,20 @@ def test_every_documented_command_line_parses(where, command, tmp_path, monkeypa
         return
     name, args = parsed
     module = importlib.import_module(f"experiments.{name}")
-    if name == "grid":  # planned and checked against the suite's rules, nothing fetched, trained or written
+    if (
+        name == "grid"
+    ):  # planned and checked against the suite's rules, nothing fetched, trained or written
         assert module.main(args + ["--dry-run"]) == 0, (where, capsys.readouterr().err)
         return
     try:
-        (module.parse_args if hasattr(module, "parse_args") else module.build_parser().parse_args)(args)
+        (module.parse_args if hasattr(module, "parse_args") else module.build_parser().parse_args)(
+            args
+        )
     except SystemExit as e:  # --help exits 0; a refusal exits 2
         if e.code != 0:
-            pytest.fail(f"{where}: `{command}` is refused: {capsys.readouterr().err.strip()} (exit {e.code})")
+            pytest.fail(
+                f"{where}: `{command}` is refused: {capsys.readouterr().err.strip()} (exit {e.code})"
+            )
 
 
 def test_the_documented_commands_are_found():
@@ -74,29 +86,73 @@ def test_the_documented_commands_are_found():
     assert any(c.startswith("./suite grid --preset paper") for c in commands) and len(commands) > 20
 
 
+@pytest.mark.slow
 def test_report_compare_runs_as_a_command_and_prints_the_difference_interval_and_pairs(tmp_path):
     from experiments.engine.io import atomic_write_csv
     from experiments.ledger.rows import RUN_COLUMNS
     from tests.test_report import ledger_row
+
     rows = []
-    for seed, (xent, standalone) in enumerate([(0.90, 0.93), (0.91, 0.92), (0.89, 0.93), (0.90, 0.94)]):
-        rows += [ledger_row("xent", seed=seed, final=xent), ledger_row("standalone", seed=seed, final=standalone)]
-    rows += [ledger_row("standalone", seed=4, final="", best="", status="diverged"), ledger_row("xent", seed=4)]
+    for seed, (xent, standalone) in enumerate(
+        [(0.90, 0.93), (0.91, 0.92), (0.89, 0.93), (0.90, 0.94)]
+    ):
+        rows += [
+            ledger_row("xent", seed=seed, final=xent),
+            ledger_row("standalone", seed=seed, final=standalone),
+        ]
+    rows += [
+        ledger_row("standalone", seed=4, final="", best="", status="diverged"),
+        ledger_row("xent", seed=4),
+    ]
     atomic_write_csv(tmp_path / "runs.csv", rows, RUN_COLUMNS)
-    done = subprocess.run([sys.executable, "-m", "experiments.report", "--results", str(tmp_path), "--compare",
-                           "loss=standalone", "loss=xent"], capture_output=True, text=True, cwd=REPO)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.report",
+            "--results",
+            str(tmp_path),
+            "--compare",
+            "loss=standalone",
+            "loss=xent",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "runs 4/5, 1 diverged" in out and "pairs: 4 (1 removed: 1 diverged)" in out
     # differences 3, 1, 4, 4 points: mean 3.00, t-interval 3.182 * sd 1.414 / 2 = 2.25
     assert "A is 3.00 ± 2.25 points above B over 4 seeds" in out, out
-    bad = subprocess.run([sys.executable, "-m", "experiments.report", "--results", str(tmp_path), "--compare",
-                          "loss=nothing", "loss=xent"], capture_output=True, text=True, cwd=REPO)
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no runs match 'loss=nothing'" in bad.stderr
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.report",
+            "--results",
+            str(tmp_path),
+            "--compare",
+            "loss=nothing",
+            "loss=xent",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert (
+        bad.returncode == 2
+        and bad.stderr.count("\n") == 1
+        and "no runs match 'loss=nothing'" in bad.stderr
+    )
 
 
-@pytest.mark.parametrize("name", sorted({parsed[0] for _, c in documented_commands()
-                                         if (parsed := module_and_args(c)) is not None}))
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        {parsed[0] for _, c in documented_commands() if (parsed := module_and_args(c)) is not None}
+    ),
+)
 def test_every_documented_command_prints_its_help(name):
     help_text = importlib.import_module(f"experiments.{name}").build_parser().format_help()
     assert f"experiments.{name}" in help_text and "usage:" in help_text

@@ -1,4 +1,5 @@
 """Any number of runners on one ledger: rows recorded under a lock, each run trained by one runner."""
+
 import json
 import os
 import socket
@@ -8,6 +9,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from experiments.ledger import claims
 from experiments.ledger.claims import Claim
 from experiments.ledger.rows import read_rows
@@ -15,6 +18,7 @@ from experiments.ledger.rows import read_rows
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_two_processes_recording_at_once_lose_no_row(tmp_path):
     writer = textwrap.dedent("""
         import sys
@@ -24,8 +28,10 @@ def test_two_processes_recording_at_once_lose_no_row(tmp_path):
             cfg = RunConfig(dataset="synthetic", loss="xent", seed=seed)
             record(sys.argv[1], failed_row(cfg.to_dict(), cfg.run_id, "x", "cpu"), [{"epoch": 1}])
     """)
-    procs = [subprocess.Popen([sys.executable, "-c", writer, str(tmp_path), str(start)], cwd=REPO)
-             for start in (0, 1000)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", writer, str(tmp_path), str(start)], cwd=REPO)
+        for start in (0, 1000)
+    ]
     assert all(p.wait(timeout=300) == 0 for p in procs)
     rows = read_rows(tmp_path / "runs.csv")
     assert len(rows) == 120 and len({r["run_id"] for r in rows}) == 120
@@ -40,8 +46,12 @@ def test_a_claim_is_refused_while_its_holder_lives_and_taken_over_when_it_is_gon
     assert not first.path.exists() and second.take()
     second.release()
     # a holder whose process is gone on this host
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    first.path.write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout), "token": "old"}))
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    first.path.write_text(
+        json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout), "token": "old"})
+    )
     assert second.take()
     second.release()
     # a holder on another host that stopped refreshing its claim 5 minutes ago
@@ -69,19 +79,55 @@ def test_a_claim_is_refreshed_while_held_and_never_after_a_takeover(tmp_path, mo
     assert claim.path.exists()  # and not deleted either
 
 
+@pytest.mark.slow
 def test_two_grids_on_one_folder_train_each_run_once_and_record_every_row(tmp_path):
-    args = [sys.executable, "-m", "experiments.grid", "--datasets", "synthetic", "--losses", "xent", "standalone",
-            "--feat-dims", "2", "--seeds", "0", "1", "--epochs", "2", "--train-size", "256", "--test-size", "100",
-            "--batch-size", "64", "--no-progress", "--no-report", "--runs-per-gpu", "1", "--cpus-per-run", "1",
-            "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    args = [
+        sys.executable,
+        "-m",
+        "experiments.grid",
+        "--datasets",
+        "synthetic",
+        "--losses",
+        "xent",
+        "standalone",
+        "--feat-dims",
+        "2",
+        "--seeds",
+        "0",
+        "1",
+        "--epochs",
+        "2",
+        "--train-size",
+        "256",
+        "--test-size",
+        "100",
+        "--batch-size",
+        "64",
+        "--no-progress",
+        "--no-report",
+        "--runs-per-gpu",
+        "1",
+        "--cpus-per-run",
+        "1",
+        "--out",
+        str(tmp_path / "runs"),
+        "--results",
+        str(tmp_path / "results"),
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    procs = [subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     rows = read_rows(tmp_path / "results" / "runs.csv")
     assert len(rows) == 4 and len({r["run_id"] for r in rows}) == 4
     assert all(r["status"] == "finished" for r in rows)
     for r in rows:  # one TensorBoard event file per run: trained once
-        assert len(list((tmp_path / "runs" / r["run_id"] / "tensorboard").glob("events.*"))) == 1, r["run_id"]
+        assert len(list((tmp_path / "runs" / r["run_id"] / "tensorboard").glob("events.*"))) == 1, (
+            r["run_id"]
+        )
     assert not list((tmp_path / "runs" / ".claims").glob("*.json"))  # every claim given back

@@ -1,4 +1,5 @@
 """What the repository ships is what the current code produces."""
+
 import dataclasses
 import os
 import re
@@ -7,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from experiments.engine.context import RunContext
+from experiments.engine.data import load_data
+from experiments.engine.device import device_name
+from experiments.engine.trainer import Trainer
 from experiments.ledger.fingerprint import code_fingerprint
 from experiments.ledger.rows import read_rows
-from experiments.engine.device import device_name
 from experiments.report import config_of
-from experiments.engine.data import load_data
-from experiments.engine.context import RunContext
-from experiments.engine.trainer import Trainer
 from tests.conftest import THREADS, dataset_root
 
 REPO = Path(__file__).resolve().parent.parent
@@ -21,8 +22,11 @@ SHIPPED = read_rows(REPO / "results" / "runs.csv")
 
 
 def test_every_shipped_row_is_a_config_of_the_current_code():
+    assert SHIPPED, "results/runs.csv holds no row: the README's tables rest on nothing"
     for row in SHIPPED:
-        assert config_of(row).run_id == row["run_id"], "run ids changed: regenerate the shipped rows"
+        assert config_of(row).run_id == row["run_id"], (
+            "run ids changed: regenerate the shipped rows"
+        )
 
 
 def threads_of(device: str) -> int | None:
@@ -43,31 +47,57 @@ def test_the_cheapest_shipped_cpu_row_reproduces_its_first_epoch_exactly(tmp_pat
     count this machine has), whose epochs are cheapest: its first epoch trained again with the row's threads
     gives the very accuracies its epochs.csv row holds (one epoch, not the whole run, keeps the test short; the
     later epochs follow from the same code)."""
-    cpu_rows = [r for r in SHIPPED if r["status"] == "finished" and r["device"].startswith("cpu")
-                and not r.get("superseded_by")]
+    cpu_rows = [
+        r
+        for r in SHIPPED
+        if r["status"] == "finished"
+        and r["device"].startswith("cpu")
+        and not r.get("superseded_by")
+    ]
     if not cpu_rows:
         pytest.skip("no CPU row is shipped")
     kernels = torch.backends.cpu.get_cpu_capability()
-    same = [r for r in cpu_rows if (n := threads_of(r["device"])) is not None and n <= (os.cpu_count() or 1)
-            and r["device"] == f"cpu ({n} threads, {kernels})"
-            and r.get("code_fingerprint") == code_fingerprint(r["loss"], r["model"])]
+    same = [
+        r
+        for r in cpu_rows
+        if (n := threads_of(r["device"])) is not None
+        and n <= (os.cpu_count() or 1)
+        and r["device"] == f"cpu ({n} threads, {kernels})"
+        and r.get("code_fingerprint") == code_fingerprint(r["loss"], r["model"])
+    ]
     if not same:  # other SIMD kernels give other float bits, and a short run amplifies them
-        pytest.skip(f"no shipped CPU row was made by this code with {kernels} kernels and at most "
-                    f"{os.cpu_count()} threads (they were made on {', '.join(sorted({r['device'] for r in cpu_rows}))})")
-    row = min(same, key=lambda r: float(r["wall_s"]) / int(r["epochs_done"]) * threads_of(r["device"]))
+        pytest.skip(
+            f"no shipped CPU row was made by this code with {kernels} kernels and at most "
+            f"{os.cpu_count()} threads (they were made on {', '.join(sorted({r['device'] for r in cpu_rows}))})"
+        )
+    row = min(
+        same, key=lambda r: float(r["wall_s"]) / int(r["epochs_done"]) * threads_of(r["device"])
+    )
     row_threads(threads_of(row["device"]))
     assert device_name(torch.device("cpu")) == row["device"]
     cfg = config_of(row)
     root = dataset_root(cfg.dataset)
     if root is None:
         pytest.skip(f"{cfg.dataset} is not available here")
-    [first] = [e for e in read_rows(REPO / "results" / "epochs.csv") if e["run_id"] == row["run_id"]
-               and e["code_fingerprint"] == row["code_fingerprint"] and e["epoch"] == "1"]
+    [first] = [
+        e
+        for e in read_rows(REPO / "results" / "epochs.csv")
+        if e["run_id"] == row["run_id"]
+        and e["code_fingerprint"] == row["code_fingerprint"]
+        and e["epoch"] == "1"
+    ]
     data = load_data(cfg, root, torch.device("cpu"))
     one_epoch = dataclasses.replace(cfg, epochs=1)
-    Trainer(one_epoch, data, tmp_path, RunContext(device=torch.device("cpu"), progress=False, log=lambda *_: None)).fit()
+    Trainer(
+        one_epoch,
+        data,
+        tmp_path,
+        RunContext(device=torch.device("cpu"), progress=False, log=lambda *_: None),
+    ).fit()
     [again] = read_rows(tmp_path / "metrics.csv")
-    recorded = [n for n in ("test_acc", "val_acc", "train_acc") if first.get(n)]  # protocol last: no held-out
+    recorded = [
+        n for n in ("test_acc", "val_acc", "train_acc") if first.get(n)
+    ]  # protocol last: no held-out
     assert "train_acc" in recorded  # accuracy per epoch, only a final test
     for name in recorded:
         assert float(again[name]) == float(first[name]), (row["run_id"], name)

@@ -1,8 +1,9 @@
 """Equal-budget tuning (experiments/tune.py, experiments/tuning/trial.py) on tiny synthetic data."""
+
 import json
 import math
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,24 +14,36 @@ import pandas as pd
 import pytest
 import torch
 
-optuna = pytest.importorskip("optuna")  # in requirements.txt; a GPU machine's own Python may lack it
+optuna = pytest.importorskip(
+    "optuna"
+)  # in requirements.txt; a GPU machine's own Python may lack it
 from optuna.trial import TrialState  # noqa: E402
 
-from experiments import tune
-from experiments.engine.config import RunConfig
+from centersuite.losses import LOSSES
+from experiments import REPO, tune
 from experiments.datasets.specs import get_spec
-from experiments import REPO
-from experiments.report import tuned
+from experiments.engine.config import RunConfig
 from experiments.engine.context import RunContext
 from experiments.engine.trainer import Trainer
+from experiments.report import tuned
 from experiments.tuning import trial as trial_module
-from experiments.tuning.study import storage
 from experiments.tuning.space import CENTER_LR, LR, search_space, suggest
+from experiments.tuning.study import storage
 from experiments.tuning.trial import NoTestSplit, TrialData, run_trial, trial_config
-from centersuite.losses import LOSSES
 
-TINY = ["--datasets", "synthetic", "--epochs", "2", "--train-size", "384", "--val-size", "128", "--no-progress",
-        "--device", "cpu"]
+TINY = [
+    "--datasets",
+    "synthetic",
+    "--epochs",
+    "2",
+    "--train-size",
+    "384",
+    "--val-size",
+    "128",
+    "--no-progress",
+    "--device",
+    "cpu",
+]
 
 
 def dirs(tmp_path):
@@ -44,7 +57,7 @@ def load(tmp_path, study="tuned", loss="xent"):
 
 @pytest.mark.parametrize("center_rule", ["joint", "separate"])
 def test_every_loss_space_is_sampled_within_its_bounds(center_rule):
-    for loss, cls in LOSSES.items():
+    for loss in LOSSES:
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
         space = search_space(loss, center_rule)
         seen = []
@@ -55,14 +68,22 @@ def test_every_loss_space_is_sampled_within_its_bounds(center_rule):
             assert cfg.lr == params["lr"] and LR.search[0] <= cfg.lr <= LR.search[1]
             assert ("center_lr" in params) == (center_rule == "separate")
             if center_rule == "separate":
-                assert cfg.center_lr == params["center_lr"] and CENTER_LR.search[0] <= cfg.center_lr <= CENTER_LR.search[1]
+                assert (
+                    cfg.center_lr == params["center_lr"]
+                    and CENTER_LR.search[0] <= cfg.center_lr <= CENTER_LR.search[1]
+                )
             for option in LOSSES.entry(loss).options:
                 if option.search is None:  # weight_intra, fixed_centers: kept at the default
-                    assert option.name not in params and cfg.loss_options[option.name] == option.default
+                    assert (
+                        option.name not in params
+                        and cfg.loss_options[option.name] == option.default
+                    )
                 else:
                     assert option.search[0] <= params[option.name] <= option.search[1]
                     assert cfg.loss_options[option.name] == params[option.name]
-        for name in seen[0]:  # a log-uniform draw puts about half its points below the geometric middle
+        for name in seen[
+            0
+        ]:  # a log-uniform draw puts about half its points below the geometric middle
             o = next(o for o in space if o.name == name)
             middle = math.sqrt(o.search[0] * o.search[1]) if o.log else sum(o.search) / 2
             assert 8 <= sum(p[name] < middle for p in seen) <= 32, (loss, name)
@@ -70,18 +91,35 @@ def test_every_loss_space_is_sampled_within_its_bounds(center_rule):
 
 def test_the_stand_in_refuses_every_use():
     stand_in = NoTestSplit("test split")
-    for use in (len, lambda s: s[0], lambda s: s.to("cpu"), lambda s: list(s), bool, lambda s: s.shape):
+    for use in (
+        len,
+        lambda s: s[0],
+        lambda s: s.to("cpu"),
+        lambda s: list(s),
+        bool,
+        lambda s: s.shape,
+    ):
         with pytest.raises(trial_module.TestSplitTouched, match="test split"):
             use(stand_in)
 
 
+@pytest.mark.slow
 def test_a_trial_trains_and_selects_without_the_test_split(tmp_path):
-    data = TrialData(get_spec("synthetic"), Path("data"), torch.device("cpu"), train_size=384, val_size=128)
+    data = TrialData(
+        get_spec("synthetic"), Path("data"), torch.device("cpu"), train_size=384, val_size=128
+    )
     # exactly the 128 asked for, each class giving its share; the rest trains
     assert len(data.val_labels) == 128 and len(data.train_labels) == 384
     assert set(data.val_labels.tolist()) == set(range(10))
-    cfg = RunConfig(dataset="synthetic", loss="cent", epochs=2, train_size=384, protocol="fair", eval_train_size=0,
-                    batch_size=64)
+    cfg = RunConfig(
+        dataset="synthetic",
+        loss="cent",
+        epochs=2,
+        train_size=384,
+        protocol="fair",
+        eval_train_size=0,
+        batch_size=64,
+    )
     reported = {}
 
     class Trial:  # what run_trial asks of an Optuna trial
@@ -91,20 +129,40 @@ def test_a_trial_trains_and_selects_without_the_test_split(tmp_path):
         def should_prune(self):
             return False
 
-    [result] = run_trial(Trial(), cfg, data, torch.device("cpu"), tmp_path / "trial", lambda: False, progress=False)
+    [result] = run_trial(
+        Trial(), cfg, data, torch.device("cpu"), tmp_path / "trial", lambda: False, progress=False
+    )
     # every epoch, the last included, is reported to the pruner; the score is the last epoch's, as a winner's
     assert result["status"] == "finished" and len(result["val_acc"]) == 2
     assert reported == {1: result["val_acc"][0], 2: result["val_acc"][1]}
     assert trial_module.objective([result]) == result["val_acc"][-1]
-    assert not (tmp_path / "trial" / cfg.run_id / "features" / "final.pt").exists()  # no final evaluation
+    assert not (
+        tmp_path / "trial" / cfg.run_id / "features" / "final.pt"
+    ).exists()  # no final evaluation
     # the shared trainer's final evaluation would have reached for the test split: the stand-in stops it
     with pytest.raises(trial_module.TestSplitTouched):
-        Trainer(cfg, data, tmp_path / "plain", RunContext(device=torch.device("cpu"), progress=False)).fit()
+        Trainer(
+            cfg, data, tmp_path / "plain", RunContext(device=torch.device("cpu"), progress=False)
+        ).fit()
 
 
+@pytest.mark.slow
 def test_workers_share_the_budget_and_the_winners_are_reproduced_into_the_ledger(tmp_path):
-    args = TINY + dirs(tmp_path) + ["--losses", "xent", "standalone", "--trials", "2", "--workers", "2",
-                                    "--reproductions", "2"]
+    args = (
+        TINY
+        + dirs(tmp_path)
+        + [
+            "--losses",
+            "xent",
+            "standalone",
+            "--trials",
+            "2",
+            "--workers",
+            "2",
+            "--reproductions",
+            "2",
+        ]
+    )
     assert tune.main(args) == 0
     workers, ledger = set(), pd.read_csv(tmp_path / "results" / "runs.csv")
     for loss in ("xent", "standalone"):
@@ -118,22 +176,49 @@ def test_workers_share_the_budget_and_the_winners_are_reproduced_into_the_ledger
         assert set(rows["status"]) == {"finished"} and set(rows["train_size"]) == {384 + 128}
         assert set(rows["lr"]) == {best.params["lr"]}
         options = [json.loads(o) for o in rows["loss_options"]]
-        assert all(o.get("weight_inter") == best.params.get("weight_inter", None) or loss == "xent" for o in options)
+        assert all(
+            o.get("weight_inter") == best.params.get("weight_inter", None) or loss == "xent"
+            for o in options
+        )
     assert len(workers) == 2  # both workers ran trials
     summary = json.loads((tmp_path / "results" / "tune" / "tuned.json").read_text())
-    assert {e["loss"]: len(e["reproductions"]) for e in summary["studies"]} == {"xent": 2, "standalone": 2}
+    assert {e["loss"]: len(e["reproductions"]) for e in summary["studies"]} == {
+        "xent": 2,
+        "standalone": 2,
+    }
     table = (tmp_path / "results" / "table.md").read_text()
     assert "## Tuned comparison" in table and re.search(r"\| 0\.\d{4} ± 0\.\d{4}, 2 \|", table)
-    assert set(ledger["protocol"]) == {"last"} and ledger["best_test_acc"].isna().all()  # tested once, no best
+    assert (
+        set(ledger["protocol"]) == {"last"} and ledger["best_test_acc"].isna().all()
+    )  # tested once, no best
     assert (tmp_path / "results" / "imgs" / "tuned" / "tuned-synthetic-d2.png").exists()
 
 
+@pytest.mark.slow
 def test_a_killed_study_resumes_without_losing_or_repeating_trials(tmp_path):
-    args = TINY + dirs(tmp_path) + ["--losses", "xent", "--trials", "4", "--epochs", "3", "--reproductions", "0",
-                                    "--no-report"]
+    args = (
+        TINY
+        + dirs(tmp_path)
+        + [
+            "--losses",
+            "xent",
+            "--trials",
+            "4",
+            "--epochs",
+            "3",
+            "--reproductions",
+            "0",
+            "--no-report",
+        ]
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO), "SUITE_DEVICE": "cpu", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "experiments.tune", *args], env=env, cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.tune", *args],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     try:
         while time.time() < deadline:  # kill it while a trial runs, after one has finished
@@ -168,23 +253,54 @@ def test_a_killed_study_resumes_without_losing_or_repeating_trials(tmp_path):
     assert len(load(tmp_path).get_trials()) == len(after)
 
 
-def test_a_pair_loss_is_scored_by_class_means_and_a_center_rule_only_reaches_losses_with_centers(tmp_path, capsys):
-    args = TINY + dirs(tmp_path) + ["--epochs", "1", "--trials", "1", "--reproductions", "0", "--no-report",
-                                    "--center-rule", "separate"]
+@pytest.mark.slow
+def test_a_pair_loss_is_scored_by_class_means_and_a_center_rule_only_reaches_losses_with_centers(
+    tmp_path, capsys
+):
+    args = (
+        TINY
+        + dirs(tmp_path)
+        + [
+            "--epochs",
+            "1",
+            "--trials",
+            "1",
+            "--reproductions",
+            "0",
+            "--no-report",
+            "--center-rule",
+            "separate",
+        ]
+    )
     assert tune.main(args + ["--losses", "arcface", "cent"]) == 2  # refused before any trial
-    assert capsys.readouterr().err.startswith("error: --center-rule separate does not fit the loss arcface")
+    assert capsys.readouterr().err.startswith(
+        "error: --center-rule separate does not fit the loss arcface"
+    )
     assert not (tmp_path / "results" / "tune" / "tuned.journal").exists()
     assert tune.main(args + ["--losses", "contrastive", "cent"]) == 0
     [pair] = load(tmp_path, loss="contrastive").get_trials()
-    assert pair.state == TrialState.COMPLETE and 0 < pair.value <= 1  # was NaN: no train features embedded
-    assert "center_lr" not in pair.params and "center_lr" in load(tmp_path, loss="cent").get_trials()[0].params
+    assert (
+        pair.state == TrialState.COMPLETE and 0 < pair.value <= 1
+    )  # was NaN: no train features embedded
+    assert (
+        "center_lr" not in pair.params
+        and "center_lr" in load(tmp_path, loss="cent").get_trials()[0].params
+    )
 
 
+@pytest.mark.slow
 def test_a_study_of_the_same_name_with_another_budget_or_space_is_refused(tmp_path, capsys):
-    base = TINY + dirs(tmp_path) + ["--losses", "cent", "--trials", "1", "--reproductions", "0", "--no-report"]
+    base = (
+        TINY
+        + dirs(tmp_path)
+        + ["--losses", "cent", "--trials", "1", "--reproductions", "0", "--no-report"]
+    )
     assert tune.main(base) == 0
-    for change, what in ((["--epochs", "3"], "epochs"), (["--val-size", "100"], "val_size"),
-                         (["--center-rule", "separate"], "center_rule")):
+    for change, what in (
+        (["--epochs", "3"], "epochs"),
+        (["--val-size", "100"], "val_size"),
+        (["--center-rule", "separate"], "center_rule"),
+    ):
         capsys.readouterr()
         assert tune.main(base + change) == 2
         err = capsys.readouterr().err.strip()
@@ -192,76 +308,191 @@ def test_a_study_of_the_same_name_with_another_budget_or_space_is_refused(tmp_pa
     assert tune.main(base + ["--study", "other", "--epochs", "3"]) == 0
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--set", "xent.weight_inter=0.1"], "takes no option"),
-    (["--set", "standalone.weight_inter=0.1,0.2"], "one value"),
-    (["--set", "cent.weight_cent=0.1"], "not among --losses"),
-    (["--losses", "nope"], "invalid choice"),
-    (["--trials", "0"], "positive whole number"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--set", "xent.weight_inter=0.1"], "takes no option"),
+        (["--set", "standalone.weight_inter=0.1,0.2"], "one value"),
+        (["--set", "cent.weight_cent=0.1"], "not among --losses"),
+        (["--losses", "nope"], "invalid choice"),
+        (["--trials", "0"], "positive whole number"),
+    ],
+)
 def test_bad_options_are_refused_in_one_line(tmp_path, capsys, extra, message):
     with pytest.raises(SystemExit):
-        tune.main(TINY + dirs(tmp_path) + (["--losses", "standalone", "xent"] if "--losses" not in extra else []) + extra)
+        tune.main(
+            TINY
+            + dirs(tmp_path)
+            + (["--losses", "standalone", "xent"] if "--losses" not in extra else [])
+            + extra
+        )
     assert message in capsys.readouterr().err
 
 
-def test_a_budget_the_data_cannot_hold_or_an_unwritable_folder_is_refused_before_any_trial(tmp_path, capsys):
+def test_a_budget_the_data_cannot_hold_or_an_unwritable_folder_is_refused_before_any_trial(
+    tmp_path, capsys
+):
     assert tune.main(TINY + dirs(tmp_path) + ["--train-size", "1990", "--val-size", "100"]) == 2
     assert "more than its 2000 training images" in capsys.readouterr().err
     (tmp_path / "file").write_text("x")  # a results folder inside a file cannot be made
-    assert tune.main(TINY + ["--results", str(tmp_path / "file" / "results"), "--out", str(tmp_path / "runs")]) == 2
+    assert (
+        tune.main(
+            TINY
+            + ["--results", str(tmp_path / "file" / "results"), "--out", str(tmp_path / "runs")]
+        )
+        == 2
+    )
     assert "cannot write there" in capsys.readouterr().err
     assert not (tmp_path / "runs" / "tune").exists()
 
 
 def test_the_tuned_section_computes_the_paired_difference_by_hand(tmp_path):
-    summary = {"study": "s", "command": "python -m experiments.tune", "trials_per_loss": 2, "reproductions": 3,
-               "test_size": None, "wall_s": 600.0,
-               "identity": {"epochs": 3, "train_size": 100, "val_size": 50, "seed": 0, "startup_trials": 10,
-                            "pruner": "median"},
-               "studies": [
-                   {"dataset": "synthetic", "feat_dim": 2, "loss": loss, "space": "lr log-uniform over [0.001, 0.1]",
-                    "trials": [{"number": 0, "state": "COMPLETE", "value": 0.5, "params": {"lr": 0.01},
-                                "epochs_done": 3, "wall_s": 60, "diverged_epoch": None},
-                               {"number": 1, "state": "PRUNED", "value": 0.2, "params": {"lr": 0.02},
-                                "epochs_done": 1, "wall_s": 20}],
-                    "best": {"number": 0, "value": 0.5, "params": {"lr": 0.01}},
-                    "reproductions": [f"{loss}-{s}" for s in range(3)]} for loss in ("xent", "standalone")]}
+    summary = {
+        "study": "s",
+        "command": "python -m experiments.tune",
+        "trials_per_loss": 2,
+        "reproductions": 3,
+        "test_size": None,
+        "wall_s": 600.0,
+        "identity": {
+            "epochs": 3,
+            "train_size": 100,
+            "val_size": 50,
+            "seed": 0,
+            "startup_trials": 10,
+            "pruner": "median",
+        },
+        "studies": [
+            {
+                "dataset": "synthetic",
+                "feat_dim": 2,
+                "loss": loss,
+                "space": "lr log-uniform over [0.001, 0.1]",
+                "trials": [
+                    {
+                        "number": 0,
+                        "state": "COMPLETE",
+                        "value": 0.5,
+                        "params": {"lr": 0.01},
+                        "epochs_done": 3,
+                        "wall_s": 60,
+                        "diverged_epoch": None,
+                    },
+                    {
+                        "number": 1,
+                        "state": "PRUNED",
+                        "value": 0.2,
+                        "params": {"lr": 0.02},
+                        "epochs_done": 1,
+                        "wall_s": 20,
+                    },
+                ],
+                "best": {"number": 0, "value": 0.5, "params": {"lr": 0.01}},
+                "reproductions": [f"{loss}-{s}" for s in range(3)],
+            }
+            for loss in ("xent", "standalone")
+        ],
+    }
     (tmp_path / "tune").mkdir()
     (tmp_path / "tune" / "s.json").write_text(json.dumps(summary))
-    accs = {"xent": [0.80, 0.82, 0.84], "standalone": [0.81, 0.85, 0.86]}  # differences 1, 3, 2 points
-    df = pd.DataFrame([{"run_id": f"{loss}-{s}", "status": "finished", "seed": s, "final_test_acc": acc,
-                        "wall_s": 30.0, "device": "cpu", "stale": False}
-                       for loss, a in accs.items() for s, acc in enumerate(a)])
+    accs = {
+        "xent": [0.80, 0.82, 0.84],
+        "standalone": [0.81, 0.85, 0.86],
+    }  # differences 1, 3, 2 points
+    df = pd.DataFrame(
+        [
+            {
+                "run_id": f"{loss}-{s}",
+                "status": "finished",
+                "seed": s,
+                "final_test_acc": acc,
+                "wall_s": 30.0,
+                "device": "cpu",
+                "stale": False,
+            }
+            for loss, a in accs.items()
+            for s, acc in enumerate(a)
+        ]
+    )
     text = tuned.tuned_markdown(df, tmp_path, tmp_path / "imgs", tmp_path, lambda p, b: str(p))
     # mean difference 2 points; t(0.975, 2) = 4.3027; sd of (1, 3, 2) = 1, so ± 4.3027 / sqrt(3) = 2.48
     assert "| +2.00 ± 2.48, 3 |" in text
     assert "0.8200 ± 0.0497, 3 |" in text  # mean 0.82, sd 0.02, 4.3027 * 0.02 / sqrt(3)
     assert "| 1 / 1 (2) / 0 |" in text  # one scored, one pruned after 1 of 3 epochs
-    assert "Compute: 3 min of trials and 3 min of reproductions on cpu" in text  # 2 x (60 + 20) s; 6 x 30 s
+    assert (
+        "Compute: 3 min of trials and 3 min of reproductions on cpu" in text
+    )  # 2 x (60 + 20) s; 6 x 30 s
     assert (tmp_path / "imgs" / "tuned" / "s-synthetic-d2.png").exists()
 
 
 def test_a_diverged_reproduction_is_counted_and_removes_its_pair(tmp_path):
     """The committed study's case: one xent reproduction diverges. It enters no mean, and every cell says so."""
-    summary = {"study": "s", "command": "python -m experiments.tune", "trials_per_loss": 2, "reproductions": 5,
-               "test_size": None, "wall_s": 600.0,
-               "identity": {"epochs": 3, "train_size": 100, "val_size": 50, "seed": 0, "startup_trials": 10,
-                            "pruner": "none", "trial_seeds": 1},
-               "studies": [
-                   {"dataset": "synthetic", "feat_dim": 2, "loss": loss, "space": "lr log-uniform over [0.001, 0.1]",
-                    "trials": [{"number": 0, "state": "COMPLETE", "value": 0.5, "params": {"lr": 0.01},
-                                "epochs_done": 3, "wall_s": 60, "diverged_epoch": None},
-                               {"number": 1, "state": "COMPLETE", "value": 0.0, "params": {"lr": 0.09},
-                                "epochs_done": 2, "wall_s": 40, "diverged_epoch": 2}],
-                    "best": {"number": 0, "value": 0.5, "params": {"lr": 0.01}},
-                    "reproductions": [f"{loss}-{s}" for s in range(5)]} for loss in ("xent", "cent")]}
+    summary = {
+        "study": "s",
+        "command": "python -m experiments.tune",
+        "trials_per_loss": 2,
+        "reproductions": 5,
+        "test_size": None,
+        "wall_s": 600.0,
+        "identity": {
+            "epochs": 3,
+            "train_size": 100,
+            "val_size": 50,
+            "seed": 0,
+            "startup_trials": 10,
+            "pruner": "none",
+            "trial_seeds": 1,
+        },
+        "studies": [
+            {
+                "dataset": "synthetic",
+                "feat_dim": 2,
+                "loss": loss,
+                "space": "lr log-uniform over [0.001, 0.1]",
+                "trials": [
+                    {
+                        "number": 0,
+                        "state": "COMPLETE",
+                        "value": 0.5,
+                        "params": {"lr": 0.01},
+                        "epochs_done": 3,
+                        "wall_s": 60,
+                        "diverged_epoch": None,
+                    },
+                    {
+                        "number": 1,
+                        "state": "COMPLETE",
+                        "value": 0.0,
+                        "params": {"lr": 0.09},
+                        "epochs_done": 2,
+                        "wall_s": 40,
+                        "diverged_epoch": 2,
+                    },
+                ],
+                "best": {"number": 0, "value": 0.5, "params": {"lr": 0.01}},
+                "reproductions": [f"{loss}-{s}" for s in range(5)],
+            }
+            for loss in ("xent", "cent")
+        ],
+    }
     (tmp_path / "tune").mkdir()
     (tmp_path / "tune" / "s.json").write_text(json.dumps(summary))
     accs = {"xent": [0.60, None, 0.62, 0.58, 0.60], "cent": [0.62, 0.66, 0.63, 0.61, 0.64]}
-    df = pd.DataFrame([{"run_id": f"{loss}-{s}", "status": "finished" if acc is not None else "diverged", "seed": s,
-                        "final_test_acc": acc, "wall_s": 30.0, "device": "cpu", "stale": False}
-                       for loss, a in accs.items() for s, acc in enumerate(a)])
+    df = pd.DataFrame(
+        [
+            {
+                "run_id": f"{loss}-{s}",
+                "status": "finished" if acc is not None else "diverged",
+                "seed": s,
+                "final_test_acc": acc,
+                "wall_s": 30.0,
+                "device": "cpu",
+                "stale": False,
+            }
+            for loss, a in accs.items()
+            for s, acc in enumerate(a)
+        ]
+    )
     text = tuned.tuned_markdown(df, tmp_path, tmp_path / "imgs", tmp_path, lambda p, b: str(p))
     assert "0.6000 ± 0.0260, 4/5, 1 diverged |" in text  # xent over its 4 finished runs: sd 0.01633
     # pairs of seeds 0, 2, 3, 4: differences 2, 1, 3, 4 points; mean 2.5, sd 1.291, t(0.975, 3) 3.1824 / 2 = 2.05
@@ -269,20 +500,37 @@ def test_a_diverged_reproduction_is_counted_and_removes_its_pair(tmp_path):
     assert "| 2 / 0 (0) / 1 |" in text  # the trial that diverged is counted as such
 
 
-def test_refresh_keeps_the_search_and_trains_the_winners_again_by_the_current_code(tmp_path, monkeypatch, capsys):
+@pytest.mark.slow
+def test_refresh_keeps_the_search_and_trains_the_winners_again_by_the_current_code(
+    tmp_path, monkeypatch, capsys
+):
     from experiments.ledger import fingerprint
-    args = TINY + dirs(tmp_path) + ["--losses", "xent", "--trials", "1", "--reproductions", "1", "--no-report"]
+
+    args = (
+        TINY
+        + dirs(tmp_path)
+        + ["--losses", "xent", "--trials", "1", "--reproductions", "1", "--no-report"]
+    )
     assert tune.main(args) == 0
     trials = [(t.number, t.params, t.value) for t in load(tmp_path).get_trials()]
     [old] = pd.read_csv(tmp_path / "results" / "runs.csv", dtype=str).to_dict("records")
     original = fingerprint._statements  # the trainer edited: every run's code changes
-    monkeypatch.setattr(fingerprint, "_statements",
-                        lambda path: original(path) + (("edit",) if path.name == "trainer.py" else ()))
+    monkeypatch.setattr(
+        fingerprint,
+        "_statements",
+        lambda path: original(path) + (("edit",) if path.name == "trainer.py" else ()),
+    )
     capsys.readouterr()
-    assert tune.main(args) == 2 and "code" in capsys.readouterr().err  # the search's code differs: refused
+    assert (
+        tune.main(args) == 2 and "code" in capsys.readouterr().err
+    )  # the search's code differs: refused
     assert tune.main(args + ["--refresh"]) == 0
-    assert [(t.number, t.params, t.value) for t in load(tmp_path).get_trials()] == trials  # the search kept
-    rows = pd.read_csv(tmp_path / "results" / "runs.csv", dtype=str, keep_default_na=False).to_dict("records")
+    assert [
+        (t.number, t.params, t.value) for t in load(tmp_path).get_trials()
+    ] == trials  # the search kept
+    rows = pd.read_csv(tmp_path / "results" / "runs.csv", dtype=str, keep_default_na=False).to_dict(
+        "records"
+    )
     new = [r for r in rows if not r["superseded_by"]]
     assert len(rows) == 2 and len(new) == 1 and new[0]["run_id"] == old["run_id"]
     assert new[0]["code_fingerprint"] != old["code_fingerprint"] and new[0]["tuned_by"] == "tuned"

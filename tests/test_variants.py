@@ -1,12 +1,13 @@
 """Center update rules and loss variants, each checked by hand on a few points."""
+
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from centersuite.losses.center_rules import build_center_rule
 from centersuite.losses import build_loss
+from centersuite.losses.center_rules import build_center_rule
 from tests.test_losses import C, X, Y, setup
 
 
@@ -146,7 +147,9 @@ def test_centers_softmax_by_hand():
     # sample 0: z = (1 + 0.5, 2 - 0.5) = (1.5, 1.5) -> -log 1/2 ; sample 1: z = (2.5, -2.5) -> -log(e^2.5 / (e^2.5 + e^-2.5))
     expected = (math.log(2) + math.log(1 + math.exp(-5.0))) / 2
     total, terms = loss.loss_terms(x, y, None)
-    assert total.item() == pytest.approx(expected, abs=1e-6) and terms["xent"].item() == pytest.approx(expected, abs=1e-6)
+    assert total.item() == pytest.approx(expected, abs=1e-6) and terms[
+        "xent"
+    ].item() == pytest.approx(expected, abs=1e-6)
     assert loss.predict(x, None).tolist() == [0, 0]  # a tie goes to the first class; 2.5 > -2.5
     total.backward()
     assert loss.centers.grad is not None and loss.bias.grad is not None  # both learned

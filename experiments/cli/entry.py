@@ -5,6 +5,7 @@ A command parses its flags first (torch-free: a refusal is instant), then loads 
 process still ends by SIGINT (exit status 130 in a shell); a Ctrl-C later is the command's own to report (it
 says what is kept). Installed by the command's entry, never on import.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -12,8 +13,10 @@ import os
 import signal
 import sys
 
-STARTING = ("interrupted (Ctrl-C) while the command was starting (loading its modules, before it began its work): "
-            "nothing was written; the same command starts it again")
+STARTING = (
+    "interrupted (Ctrl-C) while the command was starting (loading its modules, before it began its work): "
+    "nothing was written; the same command starts it again"
+)
 
 
 class Starting(KeyboardInterrupt):

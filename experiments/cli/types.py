@@ -1,5 +1,6 @@
 """argparse value types that reject bad numbers with a clear message, the help format, and a parser that
 refuses in one line."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,9 +25,13 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        no_default = action.default in (None, False, "", argparse.SUPPRESS)
+        no_default = action.default is None or action.default is False or action.default in ("", argparse.SUPPRESS)
         if action.option_strings and not no_default and "%(default)" not in text:
-            shown = " ".join(map(str, action.default)) if isinstance(action.default, list) else "%(default)s"
+            shown = (
+                " ".join(map(str, action.default))
+                if isinstance(action.default, list)
+                else "%(default)s"
+            )
             text += f" (default: {shown})"
         return text
 
@@ -50,7 +55,9 @@ def non_negative_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    return _number(text, float, "a number", lambda v: 0 < v < float("inf"), "a positive finite number")
+    return _number(
+        text, float, "a number", lambda v: 0 < v < float("inf"), "a positive finite number"
+    )
 
 
 def non_negative_float(text: str) -> float:
@@ -62,8 +69,13 @@ def class_list(text: str) -> str:
     """Class indices as ``0-5`` or ``0,2,4-6``, returned in that normal form (sorted ranges)."""
     if not re.fullmatch(r"\s*\d+(-\d+)?(\s*,\s*\d+(-\d+)?)*\s*", text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a list of classes like 0-5 or 0,2,4-6")
-    classes = sorted({c for part in text.replace(" ", "").split(",")
-                      for c in range(int(part.split("-")[0]), int(part.split("-")[-1]) + 1)})
+    classes = sorted(
+        {
+            c
+            for part in text.replace(" ", "").split(",")
+            for c in range(int(part.split("-")[0]), int(part.split("-")[-1]) + 1)
+        }
+    )
     if not classes:
         raise argparse.ArgumentTypeError(f"{text!r} names no class")
     ranges, start = [], classes[0]

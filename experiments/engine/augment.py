@@ -8,6 +8,7 @@ The reference pipelines (pixels scaled to [0, 1], no normalisation):
 MNIST rotation +-5 deg (bilinear); Fashion-MNIST horizontal flip + rotation
 +-5 deg; CIFAR-10 horizontal flip + 4-pixel zero pad + random crop.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,17 +27,23 @@ def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> to
     return torch.where(flip, x.flip(3), x)
 
 
-def random_rotation(x: torch.Tensor, generator: torch.Generator | None = None, degrees: float = 5.0) -> torch.Tensor:
+def random_rotation(
+    x: torch.Tensor, generator: torch.Generator | None = None, degrees: float = 5.0
+) -> torch.Tensor:
     """Rotate each image about its center by a uniform angle in [-degrees, degrees],
     bilinear, zero fill (torchvision's RandomRotation with fill 0)."""
-    angle = (torch.rand(x.shape[0], device=x.device, generator=generator) * 2 - 1) * (degrees * math.pi / 180)
+    angle = (torch.rand(x.shape[0], device=x.device, generator=generator) * 2 - 1) * (
+        degrees * math.pi / 180
+    )
     cos, sin, zero = angle.cos(), angle.sin(), torch.zeros_like(angle)
     theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def random_crop(x: torch.Tensor, generator: torch.Generator | None = None, padding: int = 4) -> torch.Tensor:
+def random_crop(
+    x: torch.Tensor, generator: torch.Generator | None = None, padding: int = 4
+) -> torch.Tensor:
     """Zero-pad by ``padding`` and take a random crop of the original size per image."""
     b, _, h, w = x.shape
     padded = F.pad(x, (padding,) * 4)
@@ -58,7 +65,9 @@ REFERENCE_AUGMENTATIONS = {
 class Augment:
     """``augment(uint8 batch) -> float batch``: the named pipeline of a dataset, its draws from ``generator``."""
 
-    def __init__(self, dataset: str, mode: str = "reference", generator: torch.Generator | None = None):
+    def __init__(
+        self, dataset: str, mode: str = "reference", generator: torch.Generator | None = None
+    ):
         if mode not in ("reference", "none"):
             raise ValueError(f"unknown augmentation {mode!r}; choose from reference, none")
         self.ops = REFERENCE_AUGMENTATIONS.get(dataset, ()) if mode == "reference" else ()

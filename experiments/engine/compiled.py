@@ -9,6 +9,7 @@ compiler, an unsupported torch) the run goes on eagerly after one warning
 line. Shapes are static: training batches have a fixed size, and
 evaluation runs every chunk through one full-size buffer.
 """
+
 from __future__ import annotations
 
 import time
@@ -32,8 +33,10 @@ class CompiledForward:
             out = self.fn(x)
         except Exception as e:  # a compiler error surfaces at the first call of each new graph
             lines = str(e).strip().splitlines()
-            self.log(f"warning: torch.compile failed ({lines[0][:120] if lines else type(e).__name__}); "
-                     "going on eagerly")
+            self.log(
+                f"warning: torch.compile failed ({lines[0][:120] if lines else type(e).__name__}); "
+                "going on eagerly"
+            )
             self.fn = self.model
             return self.model(x)
         if self.compile_s is None:

@@ -1,9 +1,10 @@
 """Where and how one run trains: everything but its numbers (those are its ``RunConfig``)."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -20,6 +21,7 @@ class RunContext:
     eager steps; ``compile``: torch.compile the forward (CPU); ``fingerprint`` and ``code_version``: recorded
     with the run (experiments/ledger/); ``epoch_log``: ``(run_dir, first epoch) -> log`` (TensorBoard) or None;
     ``log``: where its lines go. Nothing here changes a run's numbers."""
+
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     data_root: Path = Path("data")
     out: Path = Path("runs")

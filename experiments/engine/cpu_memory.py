@@ -9,14 +9,15 @@ threshold to its maximum and the trim threshold above it keeps those blocks
 in the heap, where the next batch reuses them. Process-wide, set once; the
 resident memory then stays at the peak instead of shrinking between batches.
 """
+
 from __future__ import annotations
 
 import ctypes
 import sys
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
-MMAP_THRESHOLD_MAX = 32 * 2 ** 20  # glibc's upper limit on 64-bit systems
-TRIM_THRESHOLD = 2 ** 30
+MMAP_THRESHOLD_MAX = 32 * 2**20  # glibc's upper limit on 64-bit systems
+TRIM_THRESHOLD = 2**30
 
 _applied: bool | None = None
 
@@ -33,5 +34,6 @@ def keep_freed_memory() -> bool:
                 return False
             mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
             _applied = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) and bool(
-                mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+                mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+            )
     return _applied

@@ -23,15 +23,28 @@ Python and launch overhead of a few hundred kernels is paid once.
 - ``release()`` drops the graph, its pool and the step function (a bound
   method of the trainer), so a finished run frees its memory at once.
 """
+
 from __future__ import annotations
 
 import torch
 
 
 class GraphedStep:
-    def __init__(self, step_fn, batch_size: int, device: torch.device, current_lrs, warmup: int = 3,
-                 cuda=torch.cuda):
-        self.step_fn, self.current_lrs, self.warmup_left, self.cuda = step_fn, current_lrs, warmup, cuda
+    def __init__(
+        self,
+        step_fn,
+        batch_size: int,
+        device: torch.device,
+        current_lrs,
+        warmup: int = 3,
+        cuda=torch.cuda,
+    ):
+        self.step_fn, self.current_lrs, self.warmup_left, self.cuda = (
+            step_fn,
+            current_lrs,
+            warmup,
+            cuda,
+        )
         self.static_index = torch.zeros(batch_size, dtype=torch.long, device=device)
         self.graph, self.captured_lrs, self.static_out = None, None, None
         self.pool = cuda.graph_pool_handle()
@@ -57,7 +70,11 @@ class GraphedStep:
         graph = self.cuda.CUDAGraph()
         with self.cuda.graph(graph, pool=self.pool):
             static_out = self.step_fn(self.static_index)
-        self.graph, self.static_out, self.captured_lrs = graph, static_out, self.current_lrs()  # old graph freed here
+        self.graph, self.static_out, self.captured_lrs = (
+            graph,
+            static_out,
+            self.current_lrs(),
+        )  # old graph freed here
         self.captures += 1
 
     def release(self) -> None:

@@ -7,6 +7,7 @@ images); ``epoch_batches`` draws an epoch's batch indices on the device. Files
 are only read here, never fetched: a runner makes them present first
 (``experiments/datasets/sources.py``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,7 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from experiments.datasets.specs import OOD_PARTNERS, DataError, DatasetSpec, file_problems, get_spec, load_split
+from experiments.datasets.specs import (
+    OOD_PARTNERS,
+    DataError,
+    DatasetSpec,
+    file_problems,
+    get_spec,
+    load_split,
+)
 
 
 def first_line(error: BaseException) -> str:
@@ -23,7 +31,9 @@ def first_line(error: BaseException) -> str:
     return lines[0][:120] if lines else type(error).__name__
 
 
-def stratified_split(labels: torch.Tensor, fraction: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def stratified_split(
+    labels: torch.Tensor, fraction: float, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(keep, held_out)`` indices: ``fraction`` of every class held out, by a seeded permutation."""
     g = torch.Generator().manual_seed(seed)
     held = []
@@ -59,17 +69,29 @@ def class_names(dataset: str, known_classes: str = "") -> tuple[str, ...]:
     return tuple(names[c] for c in known) if known else names
 
 
-def load_data(cfg, data_root: Path, device) -> "DeviceData":
+def load_data(cfg, data_root: Path, device) -> DeviceData:
     """The data of the run ``cfg`` (a RunConfig), on ``device``."""
-    return DeviceData(get_spec(cfg.dataset), data_root, device, cfg.train_size, cfg.test_size,
-                      val_fraction=VAL_FRACTION if cfg.protocol == "fair" else 0.0,
-                      known_classes=parse_classes(cfg.known_classes) or None, ood_images=cfg.ood_images or None)
+    return DeviceData(
+        get_spec(cfg.dataset),
+        data_root,
+        device,
+        cfg.train_size,
+        cfg.test_size,
+        val_fraction=VAL_FRACTION if cfg.protocol == "fair" else 0.0,
+        known_classes=parse_classes(cfg.known_classes) or None,
+        ood_images=cfg.ood_images or None,
+    )
 
 
 def noise_images(n: int, spec: DatasetSpec) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
-    return torch.randint(0, 256, (n, spec.in_channels, spec.image_size, spec.image_size), generator=g,
-                         dtype=torch.uint8)
+    return torch.randint(
+        0,
+        256,
+        (n, spec.in_channels, spec.image_size, spec.image_size),
+        generator=g,
+        dtype=torch.uint8,
+    )
 
 
 def load_images(path: Path, spec: DatasetSpec) -> torch.Tensor:
@@ -77,7 +99,9 @@ def load_images(path: Path, spec: DatasetSpec) -> torch.Tensor:
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
-        raise DataError(f"{path}: not a readable .npy file ({first_line(e)}); save the images with numpy.save") from None
+        raise DataError(
+            f"{path}: not a readable .npy file ({first_line(e)}); save the images with numpy.save"
+        ) from None
     images = torch.from_numpy(array)
     c, size = spec.in_channels, spec.image_size
     if images.dim() == 3:
@@ -85,8 +109,10 @@ def load_images(path: Path, spec: DatasetSpec) -> torch.Tensor:
     elif images.dim() == 4 and images.shape[-1] == c and images.shape[1] != c:
         images = images.permute(0, 3, 1, 2)
     if images.dtype != torch.uint8 or tuple(images.shape[1:]) != (c, size, size):
-        raise DataError(f"{path}: {array.dtype} images of shape {tuple(array.shape)}; {spec.name} needs uint8 images "
-                        f"of {c} x {size} x {size} (N x H x W x C or N x C x H x W)")
+        raise DataError(
+            f"{path}: {array.dtype} images of shape {tuple(array.shape)}; {spec.name} needs uint8 images "
+            f"of {c} x {size} x {size} (N x H x W x C or N x C x H x W)"
+        )
     return images.contiguous()
 
 
@@ -103,9 +129,17 @@ class DeviceData:
     the images of a .npy file the user gives (``ood_images``).
     """
 
-    def __init__(self, spec: DatasetSpec, root: Path, device: torch.device, train_size: int | None = None,
-                 test_size: int | None = None, val_fraction: float = 0.0, known_classes: list[int] | None = None,
-                 ood_images: Path | None = None):
+    def __init__(
+        self,
+        spec: DatasetSpec,
+        root: Path,
+        device: torch.device,
+        train_size: int | None = None,
+        test_size: int | None = None,
+        val_fraction: float = 0.0,
+        known_classes: list[int] | None = None,
+        ood_images: Path | None = None,
+    ):
         self.spec = spec
         train_images, train_labels = self._subset(*load_split(spec, root, train=True), train_size)
         test_images, test_labels = self._subset(*load_split(spec, root, train=False), test_size)
@@ -113,7 +147,9 @@ class DeviceData:
         if known_classes:
             unknown = [c for c in range(spec.num_classes) if c not in known_classes]
             if not unknown or any(c >= spec.num_classes for c in known_classes):
-                raise ValueError(f"known classes {known_classes}: give a proper subset of 0..{spec.num_classes - 1}")
+                raise ValueError(
+                    f"known classes {known_classes}: give a proper subset of 0..{spec.num_classes - 1}"
+                )
             train_images, train_labels = self._known(train_images, train_labels, known_classes)
             ood_mask = torch.isin(test_labels, torch.tensor(unknown))
             self.ood_name, ood_images = "unknown classes", test_images[ood_mask]
@@ -128,7 +164,10 @@ class DeviceData:
         self.val_images = self.val_labels = None
         if val_fraction > 0:
             keep, held = stratified_split(train_labels, val_fraction)
-            self.val_images, self.val_labels = train_images[held].to(device), train_labels[held].to(device)
+            self.val_images, self.val_labels = (
+                train_images[held].to(device),
+                train_labels[held].to(device),
+            )
             train_images, train_labels = train_images[keep], train_labels[keep]
         self.train_images, self.train_labels = train_images.to(device), train_labels.to(device)
 
@@ -162,15 +201,24 @@ class DeviceData:
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """``(images, labels)`` of ``test`` or ``val``."""
         if name == "val" and self.val_labels is None:
-            raise ValueError("no validation split: make the data with val_fraction > 0 (--protocol fair)")
-        return (self.test_images, self.test_labels) if name == "test" else (self.val_images, self.val_labels)
+            raise ValueError(
+                "no validation split: make the data with val_fraction > 0 (--protocol fair)"
+            )
+        return (
+            (self.test_images, self.test_labels)
+            if name == "test"
+            else (self.val_images, self.val_labels)
+        )
 
 
-def epoch_batches(num_samples: int, batch_size: int, device: torch.device, generator=None) -> torch.Tensor:
+def epoch_batches(
+    num_samples: int, batch_size: int, device: torch.device, generator=None
+) -> torch.Tensor:
     """``(steps, batch_size)`` indices of a device-side permutation; the last partial batch is dropped."""
     steps = num_samples // batch_size
     if steps == 0:
-        raise ValueError(f"batch size {batch_size} is larger than the training set ({num_samples} samples)")
+        raise ValueError(
+            f"batch size {batch_size} is larger than the training set ({num_samples} samples)"
+        )
     perm = torch.randperm(num_samples, device=device, generator=generator)
     return perm[: steps * batch_size].view(steps, batch_size)
-

@@ -1,4 +1,5 @@
 """The device a run trains on, and its name as the ledger records it."""
+
 from __future__ import annotations
 
 import os

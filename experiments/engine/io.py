@@ -1,4 +1,5 @@
 """Atomic writes: a file is either the old one or the complete new one."""
+
 from __future__ import annotations
 
 import csv
@@ -6,7 +7,6 @@ import json
 import os
 import tempfile
 from pathlib import Path
-
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -23,6 +23,7 @@ def atomic_write_json(path: Path, obj) -> None:
 
 def atomic_torch_save(path: Path, obj) -> None:
     import torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

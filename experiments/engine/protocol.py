@@ -10,6 +10,7 @@ here, so that a picture is named by the split it shows.
   fixed training subset is embedded (unaugmented) for the frames of 2-D runs, and the curves show the
   accuracy of the augmented training batches.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ class Protocol:
     the pictures; ``frames_from``: the data the trainer embeds for those frames (``train_eval`` is the fixed
     training subset); ``val_fraction``: the share of the training split held out as validation; ``label``:
     how a table names the accuracy it reports of such a run."""
+
     name: str
     selection: str | None
     shown: str
@@ -41,8 +43,12 @@ class Protocol:
 
 
 PROTOCOLS = {
-    "reference": Protocol("reference", "test", "test", "test", 0.0, "best epoch, chosen on the test split"),
-    "fair": Protocol("fair", "val", "val", "val", 0.1, "epoch selected on the validation split, tested once"),
+    "reference": Protocol(
+        "reference", "test", "test", "test", 0.0, "best epoch, chosen on the test split"
+    ),
+    "fair": Protocol(
+        "fair", "val", "val", "val", 0.1, "epoch selected on the validation split, tested once"
+    ),
     "last": Protocol("last", None, "train", "train_eval", 0.0, "last epoch, tested once"),
 }
 

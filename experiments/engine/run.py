@@ -7,6 +7,7 @@ everything else: where the run trains and writes, when it stops, what it shows a
 its numbers. The run directory is ``ctx.out / cfg.run_id``; a finished run of the same fingerprint returns
 its recorded result, an interrupted one resumes.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,8 @@ from pathlib import Path
 from experiments.engine.config import RunConfig
 from experiments.engine.context import RunContext, never
 from experiments.engine.data import DeviceData, load_data
-from experiments.engine.trainer import Trainer, run_fingerprint
+from experiments.engine.records import run_fingerprint
+from experiments.engine.trainer import Trainer
 
 __all__ = ["RunContext", "never", "run_one"]
 

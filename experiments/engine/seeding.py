@@ -7,6 +7,7 @@ the augmentation draws from the device's default generator (the one a captured C
 which nothing else of a run uses. The evaluation's training subset and the frames' points are the same for
 every run (fixed seeds where they are drawn).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -45,8 +46,10 @@ class RunGenerators:
 
     def state(self) -> dict:
         """What a checkpoint keeps (the device's default generator is kept with the run's other RNG state)."""
-        return {"batches": self.batches.get_state(),
-                "augment": None if self.augment is None else self.augment.get_state()}
+        return {
+            "batches": self.batches.get_state(),
+            "augment": None if self.augment is None else self.augment.get_state(),
+        }
 
     def load_state(self, state: dict) -> None:
         self.batches.set_state(state["batches"].cpu())

@@ -12,6 +12,7 @@ host, when the claim has not been refreshed for 5 minutes. A runner asks
 ``held()`` before every epoch and before recording: a claim taken over means
 another runner has the run, and it stops without recording.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,7 +63,11 @@ class Claim:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.lock:
             current, age = self._read()
-            if current is not None and current.get("token") != self.mine["token"] and holder_alive(current, age):
+            if (
+                current is not None
+                and current.get("token") != self.mine["token"]
+                and holder_alive(current, age)
+            ):
                 self.holder = current
                 return False
             tmp = self.path.with_name(self.path.name + f".{self.mine['token']}")

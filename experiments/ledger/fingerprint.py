@@ -35,6 +35,7 @@ sorted set. Rewording a docstring, a comment or a message, or moving or
 renaming a file changes no fingerprint; editing anything a run's numbers pass
 through changes it. Paths are never hashed.
 """
+
 from __future__ import annotations
 
 import ast
@@ -49,7 +50,10 @@ from experiments import REPO
 ENGINE = REPO / "experiments" / "engine"
 SPECS = "experiments.datasets.specs"
 LOSSES_PACKAGE, MODELS_PACKAGE = "centersuite.losses", "centersuite.models"
-FOLLOWED = ("experiments.engine", "centersuite")  # packages whose modules the engine's closure takes in
+FOLLOWED = (
+    "experiments.engine",
+    "centersuite",
+)  # packages whose modules the engine's closure takes in
 # option definitions and the recipe's definitions (every value is in the run's config); words for a reader
 NEVER = ("centersuite.losses.options", "experiments.engine.config", "experiments.datasets.fixes")
 
@@ -62,25 +66,41 @@ def module_file(name: str) -> Path:
 
 
 def _without_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-            and isinstance(body[0].value.value, str):
+    if (
+        body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    ):
         return body[1:] or [ast.Pass()]
     return body
 
 
-MESSAGES = ("log", "print", "write", "warn", "warning")  # calls whose strings are words for a reader
+MESSAGES = (
+    "log",
+    "print",
+    "write",
+    "warn",
+    "warning",
+)  # calls whose strings are words for a reader
 
 
 def _without_text(call: ast.Call) -> None:
     """The strings a message call is given (plain or formatted) replaced by one placeholder."""
+
     def blank(node):
-        return ast.Constant("") if isinstance(node, (ast.JoinedStr, ast.Constant)) and (
-            isinstance(node, ast.JoinedStr) or isinstance(node.value, str)) else node
+        return (
+            ast.Constant("")
+            if isinstance(node, (ast.JoinedStr, ast.Constant))
+            and (isinstance(node, ast.JoinedStr) or isinstance(node.value, str))
+            else node
+        )
+
     call.args = [blank(a) for a in call.args]
     call.keywords = [ast.keyword(k.arg, blank(k.value)) for k in call.keywords]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _statements(path: Path) -> tuple[str, ...]:
     """The module's top-level statements in order, each as a syntax-tree dump: docstrings and messages left
     out, imports without their module paths; of a package's ``__init__`` (a registry), its functions only."""
@@ -89,7 +109,11 @@ def _statements(path: Path) -> tuple[str, ...]:
         if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             node.body = _without_docstring(node.body)
         elif isinstance(node, ast.Call):
-            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            name = (
+                node.func.attr
+                if isinstance(node.func, ast.Attribute)
+                else getattr(node.func, "id", "")
+            )
             if name in MESSAGES:
                 _without_text(node)
         elif isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
@@ -115,8 +139,11 @@ def _imported_modules(name: str) -> set[str]:
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
-            base = importlib.util.resolve_name("." * node.level + (node.module or ""), package) if node.level \
+            base = (
+                importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+                if node.level
                 else node.module
+            )
             found.add(base)
             found.update(f"{base}.{a.name}" for a in node.names)
     return {n for n in found if _is_module(n)}
@@ -150,10 +177,14 @@ def _closure(start: list[str], packages: tuple[str, ...]) -> set[Path]:
     return set(seen)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def engine_files() -> frozenset[Path]:
     """The engine's modules, the data specs, and the modules of the library (losses, models, eval) they reach."""
-    engine = [name for p in sorted(ENGINE.glob("*.py")) if (name := f"experiments.engine.{p.stem}") not in NEVER]
+    engine = [
+        name
+        for p in sorted(ENGINE.glob("*.py"))
+        if (name := f"experiments.engine.{p.stem}") not in NEVER
+    ]
     return frozenset(_closure(engine + [SPECS], FOLLOWED))
 
 
@@ -165,11 +196,14 @@ def loss_files(loss_class: type) -> set[Path]:
 def model_files(model: str) -> set[Path]:
     """The model class's file, and every module of the library's models it imports."""
     from centersuite.models import model_class
+
     return _closure([model_class(model).__module__], (MODELS_PACKAGE,))
 
 
 def _digest(paths) -> str:
-    files = sorted(hashlib.sha1("\0".join(_statements(path)).encode()).hexdigest() for path in set(paths))
+    files = sorted(
+        hashlib.sha1("\0".join(_statements(path)).encode()).hexdigest() for path in set(paths)
+    )
     return hashlib.sha1("\0".join(files).encode()).hexdigest()[:12]
 
 
@@ -182,6 +216,7 @@ def library_versions(loss: str) -> tuple[str, ...]:
     """``name==version`` of the installed library the loss's registry entry names (``library``: the code a loss
     calls outside this repository, whose numbers its rows depend on); a missing one is ``name==missing``."""
     from centersuite.losses import LOSSES
+
     name = LOSSES.entry(loss).library
     if name is None:
         return ()
@@ -195,6 +230,11 @@ def code_fingerprint(loss: str, model: str) -> str:
     """The fingerprint of every run of ``loss`` and ``model`` with the code as it is now (12 hex digits), and
     with the version of the library the loss needs (a loss that needs none: its code alone)."""
     from centersuite.losses import LOSSES
+
     digest = _digest(engine_files() | loss_files(LOSSES[loss]) | model_files(model))
     versions = library_versions(loss)
-    return hashlib.sha1("\0".join((digest, *versions)).encode()).hexdigest()[:12] if versions else digest
+    return (
+        hashlib.sha1("\0".join((digest, *versions)).encode()).hexdigest()[:12]
+        if versions
+        else digest
+    )

@@ -8,36 +8,96 @@ A run recorded again by other code (another fingerprint, see
 experiments/ledger/fingerprint.py) does not erase its old row: the old row stays,
 its ``superseded_by`` naming the fingerprint of the newer one, and the
 report leaves it out."""
+
 from __future__ import annotations
 
 import csv
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from filelock import FileLock
 
 from centersuite.eval.ood import METRICS as OOD_METRICS
 from centersuite.eval.ood import SCORES as OOD_SCORES
+from centersuite.losses import LOSSES, loss_options
 from experiments.engine.config import ADDED_LATER, RunConfig
 from experiments.engine.io import atomic_write_csv
 from experiments.ledger.fingerprint import code_fingerprint
-from centersuite.losses import LOSSES, loss_options
 
-CONFIG_COLUMNS = ["dataset", "loss", "feat_dim", "seed", "model", "loss_options", "epochs", "batch_size", "lr",
-                  "momentum", "weight_decay", "lr_factor", "lr_patience", "lr_threshold", "augment", "train_size",
-                  "test_size", "precision", "center_rule", "center_lr", "center_alpha", "protocol", "known_classes", "ood_images",
-                  "eval_train_size", "precise_bn"]
-ACCURACIES = [f"{split}_acc{rule}" for split in ("test", "val") for rule in ("", "_argmax", "_center", "_class_mean")]
-RUN_COLUMNS = (["run_id", "group_id", "status", "error", "headline_rule", *CONFIG_COLUMNS, "train_images",
-                "test_images", "epochs_done",
-                "diverged_epoch", "best_epoch", "selected_epoch"]
-               + [f"{w}_{m}" for m in [*ACCURACIES, "train_acc"] for w in ("final", "best")]
-               + ["final_knn1_acc", "final_map_at_r", "final_intra_inter_ratio", "ood_dataset"]
-               + [f"final_ood_{s}_{m}" for s in OOD_SCORES for m in OOD_METRICS]
-               + ["wall_s", "device", "resolved_precision", "torch_version", "code_version", "code_fingerprint",
-                  "superseded_by", "tuned_by", "recorded_at"])
-EPOCH_COLUMNS = ["run_id", "group_id", "code_fingerprint", "epoch", "lr", *ACCURACIES, "train_acc", "seconds"]
+CONFIG_COLUMNS = [
+    "dataset",
+    "loss",
+    "feat_dim",
+    "seed",
+    "model",
+    "loss_options",
+    "epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "lr_factor",
+    "lr_patience",
+    "lr_threshold",
+    "augment",
+    "train_size",
+    "test_size",
+    "precision",
+    "center_rule",
+    "center_lr",
+    "center_alpha",
+    "protocol",
+    "known_classes",
+    "ood_images",
+    "eval_train_size",
+    "precise_bn",
+]
+ACCURACIES = [
+    f"{split}_acc{rule}"
+    for split in ("test", "val")
+    for rule in ("", "_argmax", "_center", "_class_mean")
+]
+RUN_COLUMNS = (
+    [
+        "run_id",
+        "group_id",
+        "status",
+        "error",
+        "headline_rule",
+        *CONFIG_COLUMNS,
+        "train_images",
+        "test_images",
+        "epochs_done",
+        "diverged_epoch",
+        "best_epoch",
+        "selected_epoch",
+    ]
+    + [f"{w}_{m}" for m in [*ACCURACIES, "train_acc"] for w in ("final", "best")]
+    + ["final_knn1_acc", "final_map_at_r", "final_intra_inter_ratio", "ood_dataset"]
+    + [f"final_ood_{s}_{m}" for s in OOD_SCORES for m in OOD_METRICS]
+    + [
+        "wall_s",
+        "device",
+        "resolved_precision",
+        "torch_version",
+        "code_version",
+        "code_fingerprint",
+        "superseded_by",
+        "tuned_by",
+        "recorded_at",
+    ]
+)
+EPOCH_COLUMNS = [
+    "run_id",
+    "group_id",
+    "code_fingerprint",
+    "epoch",
+    "lr",
+    *ACCURACIES,
+    "train_acc",
+    "seconds",
+]
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -61,11 +121,28 @@ def group_id(config: dict) -> str:
     return RunConfig.from_dict({**config, "seed": 0}).run_id.replace("-s0-", "-")
 
 
-INT_FIELDS = ("feat_dim", "seed", "epochs", "batch_size", "lr_patience", "train_size", "test_size", "eval_train_size",
-              "precise_bn")
+INT_FIELDS = (
+    "feat_dim",
+    "seed",
+    "epochs",
+    "batch_size",
+    "lr_patience",
+    "train_size",
+    "test_size",
+    "eval_train_size",
+    "precise_bn",
+)
 
 
-FLOAT_FIELDS = ("lr", "momentum", "weight_decay", "lr_factor", "lr_threshold", "center_lr", "center_alpha")
+FLOAT_FIELDS = (
+    "lr",
+    "momentum",
+    "weight_decay",
+    "lr_factor",
+    "lr_threshold",
+    "center_lr",
+    "center_alpha",
+)
 
 
 def config_of(row: dict) -> RunConfig | None:
@@ -73,8 +150,13 @@ def config_of(row: dict) -> RunConfig | None:
     if row["loss"] not in LOSSES:
         return None
     known = loss_options(row["loss"])
-    d = {k: v for k, v in row.items() if k in RunConfig.__dataclass_fields__ and k != "loss_options"
-         and not (k in ADDED_LATER and v in ("", None))}  # a column added later is empty in older rows: its default
+    d = {
+        k: v
+        for k, v in row.items()
+        if k in RunConfig.__dataclass_fields__
+        and k != "loss_options"
+        and not (k in ADDED_LATER and v in ("", None))
+    }  # a column added later is empty in older rows: its default
     for k in INT_FIELDS:
         if k in d:
             d[k] = int(float(d[k])) if d[k] not in ("", None) else None
@@ -99,15 +181,23 @@ def row_from_result(result: dict) -> dict:
 
 
 def failed_row(config: dict, run_id: str, error: str, device: str) -> dict:
-    return {**{k: config[k] for k in CONFIG_COLUMNS}, "loss_options": json.dumps(config["loss_options"]),
-            "run_id": run_id, "group_id": group_id(config), "status": "failed", "error": error[:300], "device": device,
-            "code_fingerprint": code_fingerprint(config["loss"], config["model"]), "recorded_at": now()}
+    return {
+        **{k: config[k] for k in CONFIG_COLUMNS},
+        "loss_options": json.dumps(config["loss_options"]),
+        "run_id": run_id,
+        "group_id": group_id(config),
+        "status": "failed",
+        "error": error[:300],
+        "device": device,
+        "code_fingerprint": code_fingerprint(config["loss"], config["model"]),
+        "recorded_at": now(),
+    }
 
 
 def now() -> str:
     """The time a row is recorded: ISO 8601 in UTC, with its offset (a bundle merged across time zones keeps
     the order of what was recorded)."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def recorded(row: dict) -> datetime:
@@ -136,7 +226,9 @@ def mark_superseded(runs: list[dict]) -> list[dict]:
         current = latest[row["run_id"]]
         if (row.get("superseded_by") or "").startswith(RETIRED):
             continue
-        row["superseded_by"] = "" if key(row) == key(current) else (current.get("code_fingerprint") or "unknown")
+        row["superseded_by"] = (
+            "" if key(row) == key(current) else (current.get("code_fingerprint") or "unknown")
+        )
     return runs
 
 
@@ -160,10 +252,19 @@ def record(results_dir: Path, row: dict, epoch_rows: list[dict]) -> None:
     with ledger_lock(results_dir):
         runs = mark_superseded([r for r in read_rows(runs_path) if key(r) != key(row)] + [row])
         epochs = [r for r in read_rows(epochs_path) if key(r) != key(row)]
-        epochs += [{**e, "run_id": row["run_id"], "group_id": row["group_id"],
-                    "code_fingerprint": row.get("code_fingerprint") or ""} for e in epoch_rows]
+        epochs += [
+            {
+                **e,
+                "run_id": row["run_id"],
+                "group_id": row["group_id"],
+                "code_fingerprint": row.get("code_fingerprint") or "",
+            }
+            for e in epoch_rows
+        ]
         atomic_write_csv(epochs_path, epochs, EPOCH_COLUMNS)
-        atomic_write_csv(runs_path, runs, RUN_COLUMNS)  # last: a row in runs.csv means the run is done
+        atomic_write_csv(
+            runs_path, runs, RUN_COLUMNS
+        )  # last: a row in runs.csv means the run is done
 
 
 def mark_tuned(results_dir: Path, run_ids: set[str], study: str) -> None:
@@ -176,15 +277,23 @@ def mark_tuned(results_dir: Path, run_ids: set[str], study: str) -> None:
         for row in runs:
             if row["run_id"] in run_ids and not row.get("superseded_by"):
                 row["tuned_by"] = study
-            elif row.get("tuned_by") == study and row["run_id"] not in run_ids and not row.get("superseded_by"):
+            elif (
+                row.get("tuned_by") == study
+                and row["run_id"] not in run_ids
+                and not row.get("superseded_by")
+            ):
                 row["superseded_by"] = f"{RETIRED}{study} run again"
         atomic_write_csv(runs_path, runs, RUN_COLUMNS)
 
 
 def is_done(results_dir: Path, run_id: str, fingerprint: str | None) -> bool:
     """Whether the run is recorded finished or diverged by the code of ``fingerprint`` (None: by any code)."""
-    return any(r["run_id"] == run_id and r["status"] in DONE and fingerprint in (None, r.get("code_fingerprint"))
-               for r in read_rows(Path(results_dir) / "runs.csv"))
+    return any(
+        r["run_id"] == run_id
+        and r["status"] in DONE
+        and fingerprint in (None, r.get("code_fingerprint"))
+        for r in read_rows(Path(results_dir) / "runs.csv")
+    )
 
 
 DONE = ("finished", "diverged")
@@ -200,8 +309,10 @@ def merge(results_dir: Path, incoming: list[dict], incoming_epochs: list[dict]) 
         taken, added = set(), 0
         for row in incoming:
             here = runs.get(key(row))
-            if here is not None and (here["status"] in DONE or (row["status"] not in DONE
-                                                                and recorded(row) < recorded(here))):
+            if here is not None and (
+                here["status"] in DONE
+                or (row["status"] not in DONE and recorded(row) < recorded(here))
+            ):
                 continue
             added += here is None
             runs[key(row)] = row

@@ -14,6 +14,7 @@ Each pattern runs in a child process (a failed capture may leave CUDA state
 behind). Prints one line per pattern; exits 1 when the new pattern fails.
 Without CUDA it says so in one line and exits 0.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -42,7 +43,9 @@ def old_pattern() -> None:
 def new_pattern() -> None:
     x = torch.arange(256, device="cuda", dtype=torch.float32)
     lrs = [1.0]
-    step = GraphedStep(lambda index: x[index] * lrs[0], 64, torch.device("cuda"), lambda: list(lrs), warmup=1)
+    step = GraphedStep(
+        lambda index: x[index] * lrs[0], 64, torch.device("cuda"), lambda: list(lrs), warmup=1
+    )
     index = torch.arange(64, device="cuda")
     step(index)
     reserved = []
@@ -54,7 +57,9 @@ def new_pattern() -> None:
             raise AssertionError(f"capture {k + 1}: wrong values")
         reserved.append(torch.cuda.memory_reserved())
     if step.captures != 20 or reserved[-1] > reserved[1]:
-        raise AssertionError(f"{step.captures} captures; reserved memory {reserved[1]} -> {reserved[-1]} bytes")
+        raise AssertionError(
+            f"{step.captures} captures; reserved memory {reserved[1]} -> {reserved[-1]} bytes"
+        )
     step.release()
 
 
@@ -64,8 +69,12 @@ PATTERNS = {"old": old_pattern, "new": new_pattern}
 def run_pattern(name: str, timeout_s: float) -> tuple[bool, str]:
     """``(passed, last line of its error)`` of one pattern in a child process."""
     try:
-        done = subprocess.run([sys.executable, "-m", "experiments.probes.graph_pool", name], capture_output=True,
-                              text=True, timeout=timeout_s)
+        done = subprocess.run(
+            [sys.executable, "-m", "experiments.probes.graph_pool", name],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
     except subprocess.TimeoutExpired:
         return False, f"no answer within {timeout_s:.0f} s"
     lines = done.stderr.strip().splitlines()
@@ -82,11 +91,18 @@ def main(argv=None) -> int:
         return 0
     old_ok, old_error = run_pattern("old", 60)
     new_ok, new_error = run_pattern("new", 60)
-    print("graph-pool probe: old pattern (destroy the graph, recapture into its pool): "
-          + ("raised, as the CPU fake models: " + old_error if not old_ok else
-             "did not raise on this torch (the fake is stricter; the fix is harmless)"))
-    print("graph-pool probe: new pattern (GraphedStep, 20 recaptures): "
-          + ("PASS" if new_ok else "FAIL: " + new_error))
+    print(
+        "graph-pool probe: old pattern (destroy the graph, recapture into its pool): "
+        + (
+            "raised, as the CPU fake models: " + old_error
+            if not old_ok
+            else "did not raise on this torch (the fake is stricter; the fix is harmless)"
+        )
+    )
+    print(
+        "graph-pool probe: new pattern (GraphedStep, 20 recaptures): "
+        + ("PASS" if new_ok else "FAIL: " + new_error)
+    )
     return 0 if new_ok else 1
 
 

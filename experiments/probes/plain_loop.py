@@ -7,6 +7,7 @@ the model in fp32, eager, contiguous, SGD at the reference lr and momentum,
 cross-entropy on the logits. This is how the reference code trains; the
 bench times it in the same process as the suite's step, alternately.
 """
+
 from __future__ import annotations
 
 import time
@@ -21,7 +22,10 @@ from centersuite.models import build_model
 BILINEAR = transforms.InterpolationMode.BILINEAR
 TRANSFORMS = {  # the reference augmentation, as torchvision transforms on PIL images
     "mnist": [transforms.RandomRotation(5, interpolation=BILINEAR)],
-    "fashion-mnist": [transforms.RandomHorizontalFlip(), transforms.RandomRotation(5, interpolation=BILINEAR)],
+    "fashion-mnist": [
+        transforms.RandomHorizontalFlip(),
+        transforms.RandomRotation(5, interpolation=BILINEAR),
+    ],
     "cifar-10": [transforms.RandomHorizontalFlip(), transforms.RandomCrop(32, padding=4)],
 }
 
@@ -42,17 +46,32 @@ class PILImages(Dataset):
 class PlainLoop:
     """``images_per_s(steps)``: train ``steps`` batches the plain way and time them (after one warm-up batch)."""
 
-    def __init__(self, data, dataset: str, device: torch.device, batch_size: int = 128, feat_dim: int = 2,
-                 workers: int = 0):
+    def __init__(
+        self,
+        data,
+        dataset: str,
+        device: torch.device,
+        batch_size: int = 128,
+        feat_dim: int = 2,
+        workers: int = 0,
+    ):
         spec = data.spec
         self.device, self.batch_size = device, batch_size
         torch.manual_seed(0)
-        self.model = build_model("resnet", spec.in_channels, data.num_classes, feat_dim, spec.image_size).to(device)
+        self.model = build_model(
+            "resnet", spec.in_channels, data.num_classes, feat_dim, spec.image_size
+        ).to(device)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
         transform = transforms.Compose([*TRANSFORMS.get(dataset, []), transforms.ToTensor()])
-        self.loader = DataLoader(PILImages(data.train_images, data.train_labels, transform), batch_size=batch_size,
-                                 shuffle=True, drop_last=True, num_workers=workers,
-                                 persistent_workers=workers > 0, pin_memory=device.type == "cuda")
+        self.loader = DataLoader(
+            PILImages(data.train_images, data.train_labels, transform),
+            batch_size=batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=device.type == "cuda",
+        )
         self.batches = iter(())
 
     def next_batch(self):
@@ -64,7 +83,10 @@ class PlainLoop:
 
     def step(self) -> float:
         images, labels = self.next_batch()
-        images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+        images, labels = (
+            images.to(self.device, non_blocking=True),
+            labels.to(self.device, non_blocking=True),
+        )
         _, logits = self.model(images)
         loss = torch.nn.functional.cross_entropy(logits, labels)
         self.optimizer.zero_grad()

@@ -20,6 +20,7 @@ Where each thing is made: ``rows`` (the ledger read and grouped), ``cells``
 picture), ``readme`` (the README's marked sections); this module ties them
 together and is the command.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,8 +29,16 @@ from pathlib import Path
 from experiments.report.markers import MARKERS
 
 MAIN_LEDGER = Path("results")
-LAZY = {"build": "builder", "Built": "builder", "FRAMES": "builder", "read_ledger": "rows", "config_of": "rows",
-        "tuned": None, "main": "command", "build_parser": "command"}
+LAZY = {
+    "build": "builder",
+    "Built": "builder",
+    "FRAMES": "builder",
+    "read_ledger": "rows",
+    "config_of": "rows",
+    "tuned": None,
+    "main": "command",
+    "build_parser": "command",
+}
 
 
 def __getattr__(name: str):
@@ -37,6 +46,7 @@ def __getattr__(name: str):
     if name not in LAZY:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
+
     module = importlib.import_module(f"{__name__}.{LAZY[name] or name}")
     return module if LAZY[name] is None else getattr(module, name)
 
@@ -44,19 +54,26 @@ def __getattr__(name: str):
 @dataclass(frozen=True)
 class Outputs:
     """A ledger and what is generated from it. Only the main ledger writes the README by default."""
+
     results: Path
     imgs: Path
     readme: Path | None
 
     @classmethod
-    def for_ledger(cls, results: Path, imgs: Path | None = None, readme: Path | None = None) -> "Outputs":
+    def for_ledger(
+        cls, results: Path, imgs: Path | None = None, readme: Path | None = None
+    ) -> Outputs:
         main = Path(results).resolve() == MAIN_LEDGER.resolve()
-        return cls(Path(results), imgs or (Path("imgs") if main else Path(results) / "imgs"),
-                   readme or (Path("README.md") if main else None))
+        return cls(
+            Path(results),
+            imgs or (Path("imgs") if main else Path(results) / "imgs"),
+            readme or (Path("README.md") if main else None),
+        )
 
     def problem(self) -> str | None:
         """Why the report could not be written, checked before any training."""
         from experiments.engine.io import unwritable
+
         for folder in (self.results, self.imgs):
             if (why := unwritable(folder)) is not None:
                 return why

@@ -1,4 +1,5 @@
 """``python -m experiments.report``: the report command (experiments/report/command.py)."""
+
 import sys
 
 from experiments.cli.entry import command

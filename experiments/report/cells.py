@@ -1,4 +1,5 @@
 """Table cells from numbers: a mean with its 95% interval, points, seed counts, a paired comparison in words."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -6,7 +7,16 @@ import pandas as pd
 from experiments.report.stats import mean_ci
 from experiments.text import plural
 
-__all__ = ["COUNT_RULE", "comparison_sentence", "fmt_ci", "paired", "pairs_text", "plural", "points", "runs_text"]
+__all__ = [
+    "COUNT_RULE",
+    "comparison_sentence",
+    "fmt_ci",
+    "paired",
+    "pairs_text",
+    "plural",
+    "points",
+    "runs_text",
+]
 
 
 def fmt_ci(values, digits: int = 4) -> str:
@@ -21,10 +31,12 @@ def points(value: float) -> str:
     return f"{100 * value:+.2f}"
 
 
-COUNT_RULE = ("A run that diverged or failed enters no mean: every mean is over a group's finished runs, and "
-              "beside it stands how many of the group's runs finished, and how many diverged or failed "
-              "(`4/5, 1 diverged`); a paired comparison pairs the seeds finished in both groups and says how many "
-              "pairs a divergence or failure removed.")
+COUNT_RULE = (
+    "A run that diverged or failed enters no mean: every mean is over a group's finished runs, and "
+    "beside it stands how many of the group's runs finished, and how many diverged or failed "
+    "(`4/5, 1 diverged`); a paired comparison pairs the seeds finished in both groups and says how many "
+    "pairs a divergence or failure removed."
+)
 
 
 def runs_text(g: pd.DataFrame) -> str:
@@ -33,7 +45,11 @@ def runs_text(g: pd.DataFrame) -> str:
     finished = int((g["status"] == "finished").sum())
     if finished == len(g):
         return str(finished)
-    lost = [f"{n} {status}" for status in ("diverged", "failed") if (n := int((g["status"] == status).sum()))]
+    lost = [
+        f"{n} {status}"
+        for status in ("diverged", "failed")
+        if (n := int((g["status"] == status).sum()))
+    ]
     return ", ".join([f"{finished}/{len(g)}"] + lost)
 
 
@@ -42,6 +58,7 @@ def paired(a: pd.DataFrame, b: pd.DataFrame, metric: str):
     a run that diverged or failed removed: ``{"diverged": n, "failed": n}`` (the status of the run that is not
     finished; a seed of only one group is no pair)."""
     from experiments.report.stats import paired_difference
+
     status_a, status_b = dict(zip(a["seed"], a["status"])), dict(zip(b["seed"], b["status"]))
     removed = {"diverged": 0, "failed": 0}
     for seed in set(status_a) & set(status_b):

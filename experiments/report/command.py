@@ -1,5 +1,6 @@
 """The report command (``python -m experiments.report``): rebuild every table and picture from the recorded rows (see
 experiments/report/__init__.py); ``--compare A B`` prints a paired comparison instead."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,29 +9,55 @@ from pathlib import Path
 
 from experiments.cli.entry import loading
 from experiments.cli.types import HelpFormatter, Parser
-from experiments.report import MAIN_LEDGER, Outputs, __doc__ as DOC
+from experiments.report import MAIN_LEDGER, Outputs
+from experiments.report import __doc__ as DOC
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="python -m experiments.report", description=DOC,
-                                     formatter_class=HelpFormatter)
-    parser.add_argument("--results", type=Path, default=MAIN_LEDGER,
-                        help="the ledger folder: its runs.csv and epochs.csv are read, its table.md written")
-    parser.add_argument("--runs", type=Path, default=Path("runs"),
-                        help="the run directories (their per-epoch features make the gifs and PNGs)")
-    parser.add_argument("--imgs", type=Path, default=None,
-                        help="where the pictures go (default: imgs/ for the main ledger, RESULTS/imgs otherwise)")
-    parser.add_argument("--projection", choices=["pca", "tsne"], default="pca",
-                        help="how the side-by-side still of wide (feat_dim > 2) features is projected to 2-D: PCA, or "
-                             "t-SNE (scikit-learn; slower, and its picture depends on the library's version)")
-    parser.add_argument("--readme", type=Path, default=None,
-                        help="the README whose marked sections are rewritten (default: README.md for the main "
-                             "ledger, none otherwise)")
-    parser.add_argument("--compare", nargs=2, metavar=("A", "B"),
-                        help="print the paired difference A - B of last-epoch test accuracy, runs paired by seed, "
-                             "instead of rebuilding anything; each of A and B selects one group of runs by "
-                             "FIELD=VALUE pairs, e.g. 'loss=standalone,weight_inter=0.01,dataset=mnist' (every "
-                             "config field not named in both must match)")
+    parser = Parser(
+        prog="python -m experiments.report", description=DOC, formatter_class=HelpFormatter
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=MAIN_LEDGER,
+        help="the ledger folder: its runs.csv and epochs.csv are read, its table.md written",
+    )
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        default=Path("runs"),
+        help="the run directories (their per-epoch features make the gifs and PNGs)",
+    )
+    parser.add_argument(
+        "--imgs",
+        type=Path,
+        default=None,
+        help="where the pictures go (default: imgs/ for the main ledger, RESULTS/imgs otherwise)",
+    )
+    parser.add_argument(
+        "--projection",
+        choices=["pca", "tsne"],
+        default="pca",
+        help="how the side-by-side still of wide (feat_dim > 2) features is projected to 2-D: PCA, or "
+        "t-SNE (scikit-learn; slower, and its picture depends on the library's version)",
+    )
+    parser.add_argument(
+        "--readme",
+        type=Path,
+        default=None,
+        help="the README whose marked sections are rewritten (default: README.md for the main "
+        "ledger, none otherwise)",
+    )
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        help="print the paired difference A - B of last-epoch test accuracy, runs paired by seed, "
+        "instead of rebuilding anything; each of A and B selects one group of runs by "
+        "FIELD=VALUE pairs, e.g. 'loss=standalone,weight_inter=0.01,dataset=mnist' (every "
+        "config field not named in both must match)",
+    )
     return parser
 
 
@@ -38,7 +65,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     with loading():  # pandas, matplotlib and torch, once the flags are good
         from experiments.report.builder import build
-        from experiments.report.compare import CompareError, compare as paired_comparison
+        from experiments.report.compare import CompareError
+        from experiments.report.compare import compare as paired_comparison
         from experiments.report.rows import read_ledger
     if args.compare:
         runs_csv = Path(args.results) / "runs.csv"
@@ -57,8 +85,10 @@ def main(argv=None) -> int:
         return 2
     built = build(outputs, args.runs, args.projection)
     if built is None:
-        print(f"no runs recorded in {args.results / 'runs.csv'}: run `./suite grid` first", file=sys.stderr)
+        print(
+            f"no runs recorded in {args.results / 'runs.csv'}: run `./suite grid` first",
+            file=sys.stderr,
+        )
         return 1
     print(f"report: {outputs.results / 'table.md'}" + built.readme_line())
     return 0
-

@@ -4,14 +4,15 @@
 README's section compares every loss with ``xent`` on the same recipe, Holm-corrected over the
 section's tests (statsmodels).
 """
+
 from __future__ import annotations
 
 import pandas as pd
 
+from centersuite.losses import option_definitions
 from experiments.engine.config import RunConfig
 from experiments.report.cells import comparison_sentence, paired, pairs_text, points, runs_text
 from experiments.report.rows import config_of, run_groups
-from centersuite.losses import option_definitions
 
 METRIC = "final_test_acc"
 
@@ -43,15 +44,23 @@ def normal(value) -> str:
 
 
 def parse_selector(text: str) -> dict[str, str]:
-    known = set(RunConfig.__dataclass_fields__) - {"seed", "loss_options"} | set(option_definitions())
+    known = set(RunConfig.__dataclass_fields__) - {"seed", "loss_options"} | set(
+        option_definitions()
+    )
     out = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = part.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or key not in known:
-            raise CompareError(f"selector {text!r}: {part!r} is not FIELD=VALUE with a config field or loss option "
-                               f"(fields: {', '.join(sorted(known))})")
-        out[key] = normal(value.strip()) if value.strip().lower() not in ("true", "false") else value.strip().lower()
+            raise CompareError(
+                f"selector {text!r}: {part!r} is not FIELD=VALUE with a config field or loss option "
+                f"(fields: {', '.join(sorted(known))})"
+            )
+        out[key] = (
+            normal(value.strip())
+            if value.strip().lower() not in ("true", "false")
+            else value.strip().lower()
+        )
     if not out:
         raise CompareError(f"selector {text!r} names nothing; write e.g. loss=xent,dataset=mnist")
     return out
@@ -64,12 +73,16 @@ def describe(g: pd.DataFrame) -> str:
 
 def select(groups: list[pd.DataFrame], text: str) -> pd.DataFrame:
     wanted = parse_selector(text)
-    found = [g for g in groups if all(group_fields(g.iloc[0]).get(k) == v for k, v in wanted.items())]
+    found = [
+        g for g in groups if all(group_fields(g.iloc[0]).get(k) == v for k, v in wanted.items())
+    ]
     if not found:
         raise CompareError(f"no runs match {text!r}")
     if len(found) > 1:
         listing = "; ".join(describe(g) for g in found)
-        raise CompareError(f"{text!r} matches {len(found)} groups, name more fields to pick one: {listing}")
+        raise CompareError(
+            f"{text!r} matches {len(found)} groups, name more fields to pick one: {listing}"
+        )
     return found[0]
 
 
@@ -77,19 +90,31 @@ def compare(df: pd.DataFrame, a_text: str, b_text: str) -> str:
     """The paired difference of two groups, in words."""
     groups = run_groups(df[df["status"].isin(("finished", "diverged", "failed"))])
     a, b = select(groups, a_text), select(groups, b_text)
-    named = set(parse_selector(a_text)) & set(parse_selector(b_text))  # differences asked for in both
+    named = set(parse_selector(a_text)) & set(
+        parse_selector(b_text)
+    )  # differences asked for in both
     fa, fb = group_fields(a.iloc[0]), group_fields(b.iloc[0])
-    other = sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k) and k not in named
-                   and k not in option_definitions())
+    other = sorted(
+        k
+        for k in fa.keys() | fb.keys()
+        if fa.get(k) != fb.get(k) and k not in named and k not in option_definitions()
+    )
     if other:
-        raise CompareError(f"the groups differ also in {', '.join(other)}, which would confound the comparison; "
-                           "name those fields in both selectors")
+        raise CompareError(
+            f"the groups differ also in {', '.join(other)}, which would confound the comparison; "
+            "name those fields in both selectors"
+        )
     d, removed = paired(a, b, METRIC)
-    head = (f"A: {describe(a)}, seeds {sorted(a['seed'])}, runs {runs_text(a)}\n"
-            f"B: {describe(b)}, seeds {sorted(b['seed'])}, runs {runs_text(b)}\n"
-            f"pairs: {pairs_text(d, removed)}\n")
+    head = (
+        f"A: {describe(a)}, seeds {sorted(a['seed'])}, runs {runs_text(a)}\n"
+        f"B: {describe(b)}, seeds {sorted(b['seed'])}, runs {runs_text(b)}\n"
+        f"pairs: {pairs_text(d, removed)}\n"
+    )
     if d.pairs == 0:
-        return head + "no pair: the two groups share no seed that finished in both, so they cannot be compared by seed"
+        return (
+            head
+            + "no pair: the two groups share no seed that finished in both, so they cannot be compared by seed"
+        )
     return head + "last-epoch test accuracy, paired by seed: " + comparison_sentence("A", "B", d)
 
 
@@ -99,7 +124,10 @@ def holm_corrected(p_values: list[float]) -> tuple[list[float] | None, str]:
     try:
         from statsmodels.stats.multitest import multipletests
     except ImportError:
-        return None, "not corrected: statsmodels is not installed here, rebuild the report where it is"
+        return (
+            None,
+            "not corrected: statsmodels is not installed here, rebuild the report where it is",
+        )
     corrected = list(multipletests(p_values, method="holm")[1]) if p_values else []
     return corrected, "Holm-corrected over the {n} tests of this table"
 
@@ -111,7 +139,11 @@ def against_xent(df: pd.DataFrame) -> str:
     by_recipe = {}
     for g in groups:
         fields = group_fields(g.iloc[0])
-        recipe = tuple(sorted((k, v) for k, v in fields.items() if k != "loss" and k not in option_definitions()))
+        recipe = tuple(
+            sorted(
+                (k, v) for k, v in fields.items() if k != "loss" and k not in option_definitions()
+            )
+        )
         by_recipe.setdefault(recipe, []).append(g)
     rows = []
     for recipe_groups in by_recipe.values():
@@ -124,18 +156,32 @@ def against_xent(df: pd.DataFrame) -> str:
         return ""
     tested = [i for i, (_, _, d, _) in enumerate(rows) if d.p_value is not None]
     holm, correction = holm_corrected([rows[i][2].p_value for i in tested])
-    lines = ["**Each loss against `xent` on the same recipe** (last-epoch test accuracy, runs of one seed paired; "
-             "mean difference in points with its 95% t-interval; a paired t-test where there are 3 pairs or more"
-             + (f", its p-value {correction.format(n=len(tested))}" if tested else ": no row has them yet")
-             + "; runs: finished / recorded for the loss and for xent):", "",
-             "| loss | dataset | feat_dim | recipe (departs from the reference in) | loss − xent | runs | pairs | p | "
-             "p (Holm) |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "**Each loss against `xent` on the same recipe** (last-epoch test accuracy, runs of one seed paired; "
+        "mean difference in points with its 95% t-interval; a paired t-test where there are 3 pairs or more"
+        + (
+            f", its p-value {correction.format(n=len(tested))}"
+            if tested
+            else ": no row has them yet"
+        )
+        + "; runs: finished / recorded for the loss and for xent):",
+        "",
+        "| loss | dataset | feat_dim | recipe (departs from the reference in) | loss − xent | runs | pairs | p | "
+        "p (Holm) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for i, (g, xent, d, removed) in enumerate(rows):
         first = g.iloc[0]
-        diff = "—" if d.pairs == 0 else points(d.mean) + (f" ± {100 * d.half_width:.2f}" if d.half_width else "")
+        diff = (
+            "—"
+            if d.pairs == 0
+            else points(d.mean) + (f" ± {100 * d.half_width:.2f}" if d.half_width else "")
+        )
         p = "—" if d.p_value is None else f"{d.p_value:.3g}"
-        lines.append(f"| {first['loss']} | {first['dataset']} | {first['feat_dim']} | "
-                     f"{first['departures'] or '— (reference recipe)'} | {diff} | {runs_text(g)}; xent {runs_text(xent)} | "
-                     f"{pairs_text(d, removed)} | {p} | "
-                     f"{'—' if i not in tested or holm is None else f'{holm[tested.index(i)]:.3g}'} |")
+        lines.append(
+            f"| {first['loss']} | {first['dataset']} | {first['feat_dim']} | "
+            f"{first['departures'] or '— (reference recipe)'} | {diff} | {runs_text(g)}; xent {runs_text(xent)} | "
+            f"{pairs_text(d, removed)} | {p} | "
+            f"{'—' if i not in tested or holm is None else f'{holm[tested.index(i)]:.3g}'} |"
+        )
     return "\n".join(lines) + "\n"

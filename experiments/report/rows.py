@@ -1,5 +1,6 @@
 """The ledger as a table: rows parsed, what each run departs from the reference recipe, groups of
 runs that differ only by seed, and the reference study's own figures to compare with."""
+
 from __future__ import annotations
 
 import functools
@@ -12,17 +13,15 @@ import pandas as pd
 
 from centersuite.eval.ood import METRICS as OOD_METRICS
 from centersuite.eval.ood import SCORES as OOD_SCORES
-from experiments.runners.presets import MAIN_LOSSES
+from centersuite.losses import CENTER_RULES, LOSSES, has_class_parameters, loss_options
+from centersuite.models import MODELS
 from experiments.datasets.specs import SPECS
-from centersuite.losses import CENTER_RULES
 from experiments.engine.config import SWEEPABLE, RunConfig
 from experiments.engine.protocol import protocol_of
 from experiments.ledger.fingerprint import code_fingerprint
 from experiments.ledger.rows import config_of
+from experiments.runners.presets import MAIN_LOSSES
 from experiments.runners.sweep import described
-from centersuite.losses import LOSSES, loss_options
-from centersuite.losses import has_class_parameters
-from centersuite.models import MODELS
 
 REFERENCE = {  # the reference study's table (test accuracy, one run each)
     ("mnist", 2): {"xent": 0.991, "cent": 0.990, "standalone": 0.994},
@@ -34,14 +33,22 @@ REFERENCE = {  # the reference study's table (test accuracy, one run each)
 }
 
 
-
-
 DATASET_ORDER = list(SPECS)
 
 
-METRICS = ("best_test_acc", "final_test_acc", "final_train_acc", "final_test_acc_center",
-           "final_test_acc_class_mean", "final_knn1_acc", "final_map_at_r", "final_intra_inter_ratio", "wall_s",
-           "epochs_done", *(f"final_ood_{s}_{m}" for s in OOD_SCORES for m in OOD_METRICS))
+METRICS = (
+    "best_test_acc",
+    "final_test_acc",
+    "final_train_acc",
+    "final_test_acc_center",
+    "final_test_acc_class_mean",
+    "final_knn1_acc",
+    "final_map_at_r",
+    "final_intra_inter_ratio",
+    "wall_s",
+    "epochs_done",
+    *(f"final_ood_{s}_{m}" for s in OOD_SCORES for m in OOD_METRICS),
+)
 
 
 def readable(text: str) -> str:
@@ -64,7 +71,11 @@ def is_stale(row: dict) -> bool:
 
 def stale_note(row: dict) -> str:
     recorded = row.get("code_fingerprint") or ""
-    return f"stale: code changed since (fingerprint {recorded})" if recorded else "stale: recorded before fingerprints"
+    return (
+        f"stale: code changed since (fingerprint {recorded})"
+        if recorded
+        else "stale: recorded before fingerprints"
+    )
 
 
 def variant_of(row: dict) -> str:
@@ -74,9 +85,15 @@ def variant_of(row: dict) -> str:
     if cfg is None:
         return ""
     defaults = RunConfig(loss=cfg.loss)
-    parts = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(cfg.loss_options.items())
-             if defaults.loss_options.get(k) != v]
-    return ", ".join(parts + [f"{k}={getattr(cfg, k):g}" for k in SWEEPABLE if getattr(cfg, k) != getattr(defaults, k)])
+    parts = [
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+        for k, v in sorted(cfg.loss_options.items())
+        if defaults.loss_options.get(k) != v
+    ]
+    return ", ".join(
+        parts
+        + [f"{k}={getattr(cfg, k):g}" for k in SWEEPABLE if getattr(cfg, k) != getattr(defaults, k)]
+    )
 
 
 def read_ledger(path: Path) -> pd.DataFrame:
@@ -92,8 +109,10 @@ def read_ledger(path: Path) -> pd.DataFrame:
         df[col] = pd.to_numeric(df[col], errors="coerce") if col in df else np.nan
     records = df.to_dict("records")
     df["stale"] = [is_stale(r) for r in records]
-    df["departures"] = [", ".join(p for p in (departures_of(r), stale_note(r) if s else "") if p)
-                        for r, s in zip(records, df["stale"])]
+    df["departures"] = [
+        ", ".join(p for p in (departures_of(r), stale_note(r) if s else "") if p)
+        for r, s in zip(records, df["stale"])
+    ]
     df["variant"] = [variant_of(r) for r in records]
     df.loc[df["stale"], "group_id"] = df.loc[df["stale"], "group_id"] + "-stale"
     df["on_recipe"] = df["departures"] == ""
@@ -104,11 +123,19 @@ def read_ledger(path: Path) -> pd.DataFrame:
 
 def sort_key(row) -> tuple:
     """Dataset, feat_dim, loss (the reference three first), protocol, center rule, options, length, size."""
-    return (DATASET_ORDER.index(row["dataset"]) if row["dataset"] in DATASET_ORDER else 99, int(row["feat_dim"]),
-            MAIN_LOSSES.index(row["loss"]) if row["loss"] in MAIN_LOSSES else 9, row["loss"],
-            not row["on_recipe"], (row.get("protocol") or "reference") != "reference",
-            CENTER_RULES.index(row.get("center_rule") or "joint"), row["loss_options"], -int(row["epochs"]),
-            -int(row["train_size"] or 10 ** 9), row["group_id"])
+    return (
+        DATASET_ORDER.index(row["dataset"]) if row["dataset"] in DATASET_ORDER else 99,
+        int(row["feat_dim"]),
+        MAIN_LOSSES.index(row["loss"]) if row["loss"] in MAIN_LOSSES else 9,
+        row["loss"],
+        not row["on_recipe"],
+        (row.get("protocol") or "reference") != "reference",
+        CENTER_RULES.index(row.get("center_rule") or "joint"),
+        row["loss_options"],
+        -int(row["epochs"]),
+        -int(row["train_size"] or 10**9),
+        row["group_id"],
+    )
 
 
 def run_groups(df: pd.DataFrame) -> list[pd.DataFrame]:
@@ -117,7 +144,7 @@ def run_groups(df: pd.DataFrame) -> list[pd.DataFrame]:
     return sorted(groups, key=lambda g: sort_key(g.iloc[0]))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def has_learnable_centers(loss: str, feat_dim: int, options: str) -> bool:
     if loss not in LOSSES:
         return False
@@ -129,7 +156,11 @@ def has_learnable_centers(loss: str, feat_dim: int, options: str) -> bool:
 def centers_of(row) -> str:
     """The center update rule, or a dash for a run without learnable centers (asked of the loss itself)."""
     rule = row.get("center_rule") or "joint"
-    return rule if has_learnable_centers(row["loss"], int(row["feat_dim"]), row["loss_options"]) else "—"
+    return (
+        rule
+        if has_learnable_centers(row["loss"], int(row["feat_dim"]), row["loss_options"])
+        else "—"
+    )
 
 
 def reference_of(dataset: str, feat_dim: int, loss: str) -> float | None:
@@ -147,7 +178,7 @@ def on_recipe_finished(df: pd.DataFrame) -> pd.DataFrame:
 
 def cells_by_setting(df: pd.DataFrame):
     """``(dataset, feat_dim, {loss: runs})`` for every setting of the reference table."""
-    for (dataset, feat_dim) in REFERENCE:
+    for dataset, feat_dim in REFERENCE:
         runs = df[(df["dataset"] == dataset) & (df["feat_dim"] == feat_dim)]
         yield dataset, feat_dim, {loss: runs[runs["loss"] == loss] for loss in MAIN_LOSSES}
 

@@ -1,4 +1,5 @@
 """Mean and 95% confidence intervals over seeds, and paired comparisons (scipy.stats)."""
+
 from __future__ import annotations
 
 import math
@@ -21,6 +22,7 @@ def mean_ci(values) -> tuple[float, float | None]:
 class PairedDifference:
     """``a - b`` over pairs (one pair per seed): mean, 95% t half width, paired t-test p-value (from 3 pairs:
     with 2 the test has one degree of freedom and says next to nothing)."""
+
     pairs: int
     mean: float
     half_width: float | None

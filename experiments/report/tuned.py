@@ -1,6 +1,7 @@
 """The README's "Tuned comparison": every equal-budget tuning study of the ledger (RESULTS/tune/STUDY.json,
 written by experiments/tune.py) with the ledger rows of its reproductions, and a plot of the best validation
 accuracy so far by trial for each loss."""
+
 from __future__ import annotations
 
 import json
@@ -8,11 +9,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.plots import best_so_far_png
-from experiments.report.figures import loss_color
-from experiments.report.cells import COUNT_RULE, comparison_sentence, fmt_ci, paired, pairs_text, points, runs_text
-from experiments.tuning.space import CENTER_LR, describe_space
 from centersuite.losses import LOSSES
+from experiments.plots import best_so_far_png
+from experiments.report.cells import (
+    COUNT_RULE,
+    comparison_sentence,
+    fmt_ci,
+    paired,
+    pairs_text,
+    points,
+    runs_text,
+)
+from experiments.report.figures import loss_color
+from experiments.tuning.space import CENTER_LR, describe_space
 
 METRIC = "final_test_acc"
 
@@ -54,43 +63,72 @@ def budget_text(summary: dict, df: pd.DataFrame) -> str:
     ident = summary["identity"]
     runs = reproduced(df, [r for e in summary["studies"] for r in e["reproductions"]])
     seeds = ident.get("trial_seeds", 1)
-    scored = (f"its last epoch's validation accuracy on {ident['val_size']:,} images held out of the training split"
-              + (f", averaged over {seeds} seeds" if seeds > 1 else "") if "trial_seeds" in ident else
-              f"its best epoch's validation accuracy on {ident['val_size']:,} images held out of the training split")
-    precise = (f"; BatchNorm statistics recomputed on {ident['precise_bn']:,} training images before every "
-               "evaluation" if ident.get("precise_bn") else "")
+    scored = (
+        f"its last epoch's validation accuracy on {ident['val_size']:,} images held out of the training split"
+        + (f", averaged over {seeds} seeds" if seeds > 1 else "")
+        if "trial_seeds" in ident
+        else f"its best epoch's validation accuracy on {ident['val_size']:,} images held out of the training split"
+    )
+    precise = (
+        f"; BatchNorm statistics recomputed on {ident['precise_bn']:,} training images before every "
+        "evaluation"
+        if ident.get("precise_bn")
+        else ""
+    )
     trial_s = sum(t.get("wall_s") or 0 for e in summary["studies"] for t in e["trials"])
     devices = ", ".join(sorted(set(runs["device"]))) if not runs.empty else "—"
-    test = f"{summary['test_size']:,} test images" if summary.get("test_size") else "the whole test split"
-    return (f"Budget: {summary['trials_per_loss']} trials per loss, each {ident['epochs']} epochs on "
-            f"{ident['train_size']:,} training images at a constant lr, scored by {scored} (TPE sampler, seed "
-            f"{ident['seed']}, its first {ident['startup_trials']} trials random; pruner: {ident['pruner']}{precise}); "
-            "the best point of each loss reproduced over "
-            f"{summary['reproductions']} seeds on the {ident['train_size'] + ident['val_size']:,} images, its last "
-            f"epoch tested once on {test}. Compute: {trial_s / 60:.0f} min of trials and "
-            f"{runs['wall_s'].astype(float).sum() / 60:.0f} min of reproductions on {devices} (each run's own wall "
-            "time, summed over every invocation and worker of the study). Code: the search by trial code {ident.get('trial_code') or 'unrecorded'}; "
-            f"the reproductions by {', '.join(sorted({c for c in runs.get('code_version', []) if c})) or '—'}.")
+    test = (
+        f"{summary['test_size']:,} test images"
+        if summary.get("test_size")
+        else "the whole test split"
+    )
+    return (
+        f"Budget: {summary['trials_per_loss']} trials per loss, each {ident['epochs']} epochs on "
+        f"{ident['train_size']:,} training images at a constant lr, scored by {scored} (TPE sampler, seed "
+        f"{ident['seed']}, its first {ident['startup_trials']} trials random; pruner: {ident['pruner']}{precise}); "
+        "the best point of each loss reproduced over "
+        f"{summary['reproductions']} seeds on the {ident['train_size'] + ident['val_size']:,} images, its last "
+        f"epoch tested once on {test}. Compute: {trial_s / 60:.0f} min of trials and "
+        f"{runs['wall_s'].astype(float).sum() / 60:.0f} min of reproductions on {devices} (each run's own wall "
+        "time, summed over every invocation and worker of the study). Code: the search by trial code {ident.get('trial_code') or 'unrecorded'}; "
+        f"the reproductions by {', '.join(sorted({c for c in runs.get('code_version', []) if c})) or '—'}."
+    )
 
 
 def study_markdown(summary: dict, df: pd.DataFrame, imgs: Path, readme_dir: Path, relative) -> str:
     ident = summary["identity"]
-    lines = [f"**Study `{summary['study']}`** (`{summary['command']}`)", "", budget_text(summary, df), ""]
+    lines = [
+        f"**Study `{summary['study']}`** (`{summary['command']}`)",
+        "",
+        budget_text(summary, df),
+        "",
+    ]
     panels = {}
     for entry in summary["studies"]:
         panels.setdefault((entry["dataset"], entry["feat_dim"]), []).append(entry)
     for (dataset, feat_dim), entries in panels.items():
         path = plot_path(imgs, summary["study"], dataset, feat_dim)
-        best_so_far_png({e["loss"]: [(t["number"], t["value"] if t["state"] == "COMPLETE" else None)
-                                     for t in counted_trials(e)] for e in entries},
-                        f"tuning {dataset}, feat_dim {feat_dim}", path, colors={e["loss"]: loss_color(e["loss"])
-                                                                              for e in entries})
+        best_so_far_png(
+            {
+                e["loss"]: [
+                    (t["number"], t["value"] if t["state"] == "COMPLETE" else None)
+                    for t in counted_trials(e)
+                ]
+                for e in entries
+            },
+            f"tuning {dataset}, feat_dim {feat_dim}",
+            path,
+            colors={e["loss"]: loss_color(e["loss"]) for e in entries},
+        )
         runs = {e["loss"]: reproduced(df, e["reproductions"]) for e in entries}
         xent = runs.get("xent")
-        lines += [f"*{dataset}, feat_dim {feat_dim}*", "",
-                  "| loss | searched | best point | best trial's score | trials: scored / pruned (epochs saved) "
-                  "/ diverged | reproduced test acc (95% CI), runs | − xent, points (95% CI), pairs | p |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            f"*{dataset}, feat_dim {feat_dim}*",
+            "",
+            "| loss | searched | best point | best trial's score | trials: scored / pruned (epochs saved) "
+            "/ diverged | reproduced test acc (95% CI), runs | − xent, points (95% CI), pairs | p |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
         sentences = []
         for e in entries:
             trials = counted_trials(e)
@@ -107,16 +145,24 @@ def study_markdown(summary: dict, df: pd.DataFrame, imgs: Path, readme_dir: Path
                     diff = points(d.mean) + (f" ± {100 * d.half_width:.2f}" if d.half_width else "")
                     p = "—" if d.p_value is None else f"{d.p_value:.3g}"
                 diff += f", {pairs_text(d, removed)}"
-                sentences.append(comparison_sentence(f"tuned {e['loss']}", "tuned xent", d)
-                                 + (f" ({pairs_text(d, removed)} pairs)" if sum(removed.values()) else ""))
+                sentences.append(
+                    comparison_sentence(f"tuned {e['loss']}", "tuned xent", d)
+                    + (f" ({pairs_text(d, removed)} pairs)" if sum(removed.values()) else "")
+                )
             best_point = point_text(best["params"]) if best else "—"
             best_value = f"{best['value']:.4f} (trial {best['number']})" if best else "—"
             done = g[g["status"] == "finished"]
             stale = int(g["stale"].sum()) if not g.empty else 0
-            test = (f"{fmt_ci(done[METRIC].astype(float))}, {runs_text(g)}"
-                    + (f", {stale} stale" if stale else "") if not g.empty else "—")
-            lines.append(f"| {e['loss']} | {e['space']} | {best_point} | {best_value} | "
-                         f"{scored} / {len(pruned)} ({saved}) / {diverged} | {test} | {diff} | {p} |")
+            test = (
+                f"{fmt_ci(done[METRIC].astype(float))}, {runs_text(g)}"
+                + (f", {stale} stale" if stale else "")
+                if not g.empty
+                else "—"
+            )
+            lines.append(
+                f"| {e['loss']} | {e['space']} | {best_point} | {best_value} | "
+                f"{scored} / {len(pruned)} ({saved}) / {diverged} | {test} | {diff} | {p} |"
+            )
         lines += ["", f"![best so far]({relative(path, readme_dir)})", ""]
         lines += [f"- {s[0].upper()}{s[1:]}." for s in sentences] + ([""] if sentences else [])
     return "\n".join(lines)
@@ -126,16 +172,27 @@ def tuned_markdown(df: pd.DataFrame, results: Path, imgs: Path, readme_dir: Path
     found = summaries(results)
     if not found:
         return "No tuning study is recorded in this ledger yet (`./suite tune --help`)."
-    head = ("Each loss searched with the same budget (trials, epochs, images) on validation images held out of "
-            "the training split, its best point then trained again over several seeds and tested once, on its "
-            "last epoch; differences are paired by seed (the same seed gives every loss the same initialisation, "
-            "batches and augmentations). " + COUNT_RULE + " A reproduction recorded by other code than the "
-            "current is counted as stale (`./suite tune --refresh` with the study's options trains it again).")
-    return "\n\n".join([head] + [study_markdown(s, df, imgs, readme_dir, relative) for s in found] + [spaces()])
+    head = (
+        "Each loss searched with the same budget (trials, epochs, images) on validation images held out of "
+        "the training split, its best point then trained again over several seeds and tested once, on its "
+        "last epoch; differences are paired by seed (the same seed gives every loss the same initialisation, "
+        "batches and augmentations). "
+        + COUNT_RULE
+        + " A reproduction recorded by other code than the "
+        "current is counted as stale (`./suite tune --refresh` with the study's options trains it again)."
+    )
+    return "\n\n".join(
+        [head] + [study_markdown(s, df, imgs, readme_dir, relative) for s in found] + [spaces()]
+    )
 
 
 def spaces() -> str:
     """Every loss's search space under the joint center rule, from the option definitions."""
-    return "\n".join([f"Search spaces (`--center-rule separate` adds {CENTER_LR.describe_search()} to the losses "
-                      "with class centers or proxies):", ""]
-                     + [f"- `{loss}`: {describe_space(loss, 'joint')}" for loss in LOSSES])
+    return "\n".join(
+        [
+            f"Search spaces (`--center-rule separate` adds {CENTER_LR.describe_search()} to the losses "
+            "with class centers or proxies):",
+            "",
+        ]
+        + [f"- `{loss}`: {describe_space(loss, 'joint')}" for loss in LOSSES]
+    )

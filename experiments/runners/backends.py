@@ -17,9 +17,11 @@ run checks for it after every epoch, checkpoints and returns.
   ``--slurm-gpus-per-task``, ``--slurm-parallelism``); where there is no SLURM,
   submitit runs the jobs as local processes, as many at once as the cores allow.
 """
+
 from __future__ import annotations
 
 import csv
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -28,8 +30,6 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-
-import dataclasses
 
 import torch
 
@@ -46,11 +46,11 @@ from experiments.ledger.rows import failed_row, is_done, record, row_from_result
 from experiments.ledger.tensorboard import TensorBoardLog
 
 
-
 @dataclass(frozen=True)
 class RunSettings:
     """What every run of one command shares and its config does not hold: where runs write (``out``: the run
     directories; ``results``: the ledger), where the data lives, the device, and how the steps run."""
+
     out: Path
     results: Path
     data_root: Path
@@ -62,9 +62,17 @@ class RunSettings:
 
     def context(self, device: torch.device, should_stop) -> RunContext:
         """The engine's context of a run of ``cfg`` under these settings."""
-        return RunContext(device=device, data_root=self.data_root, out=self.out, should_stop=should_stop,
-                          progress=self.progress, use_graph=None if self.graph else False, compile=self.compile,
-                          code_version=code_version(), epoch_log=TensorBoardLog)
+        return RunContext(
+            device=device,
+            data_root=self.data_root,
+            out=self.out,
+            should_stop=should_stop,
+            progress=self.progress,
+            use_graph=None if self.graph else False,
+            compile=self.compile,
+            code_version=code_version(),
+            epoch_log=TensorBoardLog,
+        )
 
 
 @dataclass
@@ -72,17 +80,21 @@ class Outcome:
     """How one run ended: ``result`` (finished or diverged), ``error`` (failed: recorded, retried
     next time), ``stopped`` (epochs done when told to stop; None otherwise: not recorded) or
     ``skipped`` (another runner trains it or has recorded it)."""
+
     cfg: object
     result: dict | None = None
     error: str | None = None
     stopped: int | None = None
-    skipped: str | None = None  # why another runner has it (claimed, or recorded meanwhile): not counted here
+    skipped: str | None = (
+        None  # why another runner has it (claimed, or recorded meanwhile): not counted here
+    )
     recorded: bool = False  # the process that trained it recorded its row
 
 
 @dataclass(frozen=True)
 class Stop:
     """What a run is told about stopping: the driver's stop file and its deadline (epoch seconds)."""
+
     file: Path
     deadline: float | None
 
@@ -90,7 +102,11 @@ class Stop:
         return self.file.exists() or (self.deadline is not None and time.time() >= self.deadline)
 
     def allows(self, estimate_s: float | None) -> bool:
-        late = self.deadline is not None and estimate_s is not None and time.time() + estimate_s > self.deadline
+        late = (
+            self.deadline is not None
+            and estimate_s is not None
+            and time.time() + estimate_s > self.deadline
+        )
         return not (self() or late)
 
 
@@ -103,6 +119,7 @@ def graph_safe(loss: str) -> bool:
     where its code syncs with the host or makes shapes that depend on the data (pytorch-metric-learning's
     masks and miners); tests/test_losses_pml.py checks every declaration op by op."""
     from centersuite.losses import LOSSES
+
     return getattr(LOSSES[loss], "graph_safe", True)
 
 
@@ -112,19 +129,30 @@ def eager_for_loss(ctx: RunContext, loss: str, device: torch.device) -> RunConte
         return ctx
     if loss not in _eager_said:
         _eager_said.add(loss)
-        ctx.log(f"note: {loss} syncs with the host inside its step (its library's masks or miner); "
-                "its runs take eager steps instead of one CUDA graph per step")
+        ctx.log(
+            f"note: {loss} syncs with the host inside its step (its library's masks or miner); "
+            "its runs take eager steps instead of one CUDA graph per step"
+        )
     return dataclasses.replace(ctx, use_graph=False)
 
 
 def train_cached(cfg, settings: RunSettings, device, should_stop) -> dict:
     """Train one config, reusing the dataset already on the device when it fits."""
-    key = (cfg.dataset, cfg.train_size, cfg.test_size, cfg.protocol, cfg.known_classes, cfg.ood_images)
+    key = (
+        cfg.dataset,
+        cfg.train_size,
+        cfg.test_size,
+        cfg.protocol,
+        cfg.known_classes,
+        cfg.ood_images,
+    )
     if key not in _data_cache:
         _data_cache.clear()
         prepare_run(cfg.dataset, settings.data_root)
         _data_cache[key] = load_data(cfg, settings.data_root, device)
-    ctx = dataclasses.replace(settings.context(device, should_stop), fingerprint=code_fingerprint(cfg.loss, cfg.model))
+    ctx = dataclasses.replace(
+        settings.context(device, should_stop), fingerprint=code_fingerprint(cfg.loss, cfg.model)
+    )
     ctx = eager_for_loss(ctx, cfg.loss, device)
     result = run_one(cfg, ctx, _data_cache[key])
     if device.type == "cuda":
@@ -137,7 +165,9 @@ def current_fingerprint(settings: RunSettings, cfg) -> str | None:
     return None if settings.reuse_stale else code_fingerprint(cfg.loss, cfg.model)
 
 
-def train_run(cfg, settings: RunSettings, threads: int | None, stop: Stop, estimate_s: float | None) -> Outcome:
+def train_run(
+    cfg, settings: RunSettings, threads: int | None, stop: Stop, estimate_s: float | None
+) -> Outcome:
     """Train one run wherever this is called (this process, a worker process, a Ray task, a SLURM job),
     holding its claim (experiments/ledger/claims.py) until its row is recorded in the ledger."""
     if not stop.allows(estimate_s):
@@ -147,7 +177,9 @@ def train_run(cfg, settings: RunSettings, threads: int | None, stop: Stop, estim
         return Outcome(cfg, skipped=f"trained by another runner ({claim.describe_holder()})")
     taken = []
 
-    def should_stop() -> bool:  # asked after every epoch: the budget, SIGTERM, or the claim taken over
+    def should_stop() -> (
+        bool
+    ):  # asked after every epoch: the budget, SIGTERM, or the claim taken over
         if not claim.held():
             taken.append(True)
         return bool(taken) or stop()
@@ -162,14 +194,20 @@ def train_run(cfg, settings: RunSettings, threads: int | None, stop: Stop, estim
             outcome = Outcome(cfg, result=train_cached(cfg, settings, device, should_stop))
         except RunStopped as e:
             if taken:
-                return Outcome(cfg, skipped=f"its claim was taken over after epoch {e.epochs_done} (this runner was "
-                                            "paused?); stopped here, nothing recorded")
+                return Outcome(
+                    cfg,
+                    skipped=f"its claim was taken over after epoch {e.epochs_done} (this runner was "
+                    "paused?); stopped here, nothing recorded",
+                )
             return Outcome(cfg, stopped=e.epochs_done)
         except Exception as e:  # recorded as failed, and the grid goes on
             outcome = Outcome(cfg, error=f"{type(e).__name__}: {e}")
         if not claim.held():
-            return Outcome(cfg, skipped="its claim was taken over before it was recorded (this runner was paused?); "
-                                        "nothing recorded")
+            return Outcome(
+                cfg,
+                skipped="its claim was taken over before it was recorded (this runner was paused?); "
+                "nothing recorded",
+            )
         record_outcome(settings, outcome, device_name(device))
         outcome.recorded = True
         return outcome
@@ -206,11 +244,18 @@ class LocalBackend:
             for cfg in configs:
                 yield task(cfg, settings, self.cpus_per_run, stop, estimate_s(cfg))
             return
-        settings = dataclasses.replace(settings, progress=False)  # per-epoch bars of parallel workers would interleave
+        settings = dataclasses.replace(
+            settings, progress=False
+        )  # per-epoch bars of parallel workers would interleave
         threads = self.cpus_per_run or max(1, torch.get_num_threads() // self.runs_at_once)
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(self.runs_at_once, mp_context=context, initializer=_init_worker) as pool:
-            pending = {pool.submit(task, cfg, settings, threads, stop, estimate_s(cfg)): cfg for cfg in configs}
+        with ProcessPoolExecutor(
+            self.runs_at_once, mp_context=context, initializer=_init_worker
+        ) as pool:
+            pending = {
+                pool.submit(task, cfg, settings, threads, stop, estimate_s(cfg)): cfg
+                for cfg in configs
+            }
             try:
                 while pending:
                     done, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
@@ -218,7 +263,9 @@ class LocalBackend:
                         cfg = pending.pop(future)
                         error = future.exception()
                         yield error_outcome(cfg, error) if error else future.result()
-            except BaseException:  # Ctrl-C: the workers end their current epoch, checkpoint it and return
+            except (
+                BaseException
+            ):  # Ctrl-C: the workers end their current epoch, checkpoint it and return
                 stop.file.touch()
                 raise
             finally:
@@ -231,6 +278,7 @@ def _init_worker() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         import ctypes
+
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
@@ -242,16 +290,24 @@ class RayBackend:
 
     def run(self, configs, settings, stop: Stop, estimate_s, task=train_run):
         import ray
+
         handler = signal.getsignal(signal.SIGTERM)
-        ray.init(address=self.address, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+        ray.init(
+            address=self.address,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}},
+        )
         signal.signal(signal.SIGTERM, handler)  # ray.init replaces the driver's SIGTERM handler
         try:
             gpus = 1 / self.runs_per_gpu if ray.cluster_resources().get("GPU", 0) > 0 else 0
             cpus = self.cpus_per_run or 1
             remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(task)
             settings = dataclasses.replace(settings, progress=False)
-            pending = {remote.remote(cfg, settings, cpus, stop, estimate_s(cfg)): cfg for cfg in configs}
+            pending = {
+                remote.remote(cfg, settings, cpus, stop, estimate_s(cfg)): cfg for cfg in configs
+            }
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
                 for ref in done:
@@ -268,10 +324,21 @@ class RayBackend:
 
 
 class SlurmBackend:
-    def __init__(self, partition: str | None, minutes: int, gpus_per_task: int, parallelism: int,
-                 cpus_per_run: int | None, runs_per_gpu: int):
+    def __init__(
+        self,
+        partition: str | None,
+        minutes: int,
+        gpus_per_task: int,
+        parallelism: int,
+        cpus_per_run: int | None,
+        runs_per_gpu: int,
+    ):
         self.partition, self.minutes, self.gpus_per_task = partition, minutes, gpus_per_task
-        self.parallelism, self.cpus_per_run, self.runs_per_gpu = parallelism, cpus_per_run, runs_per_gpu
+        self.parallelism, self.cpus_per_run, self.runs_per_gpu = (
+            parallelism,
+            cpus_per_run,
+            runs_per_gpu,
+        )
 
     def local_window(self) -> int:
         """Jobs at once without SLURM (submitit's local processes): ``runs_per_gpu`` per visible GPU,
@@ -282,20 +349,31 @@ class SlurmBackend:
 
     def run(self, configs, settings, stop: Stop, estimate_s, task=train_run):
         import submitit
+
         if not configs:
             return
         executor = submitit.AutoExecutor(folder=Path(settings.out) / ".submitit" / "%j")
-        executor.update_parameters(name="centerloss-grid", timeout_min=self.minutes, cpus_per_task=self.cpus_per_run or 1,
-                                   gpus_per_node=self.gpus_per_task, slurm_array_parallelism=self.parallelism,
-                                   **({"slurm_partition": self.partition} if self.partition else {}))
-        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+        executor.update_parameters(
+            name="centerloss-grid",
+            timeout_min=self.minutes,
+            cpus_per_task=self.cpus_per_run or 1,
+            gpus_per_node=self.gpus_per_task,
+            slurm_array_parallelism=self.parallelism,
+            **({"slurm_partition": self.partition} if self.partition else {}),
+        )
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p
+        )
         settings = dataclasses.replace(settings, progress=False)
         cpus = self.cpus_per_run or 1
         queue = list(configs)
-        if executor.cluster == "slurm":  # one job array; SLURM keeps --slurm-parallelism of them running
+        if (
+            executor.cluster == "slurm"
+        ):  # one job array; SLURM keeps --slurm-parallelism of them running
             n = len(queue)
-            jobs = executor.map_array(task, queue, [settings] * n, [cpus] * n, [stop] * n,
-                                      [estimate_s(c) for c in queue])
+            jobs = executor.map_array(
+                task, queue, [settings] * n, [cpus] * n, [stop] * n, [estimate_s(c) for c in queue]
+            )
             pending, queue, window = dict(zip(jobs, queue)), [], n
         else:  # local processes
             pending, window = {}, self.local_window()
@@ -311,21 +389,37 @@ class SlurmBackend:
                     except Exception as e:  # the job died: out of memory, cancelled, node failure
                         yield error_outcome(cfg, e)
                 time.sleep(0.5)
-        except BaseException:  # Ctrl-C: running jobs end their current epoch, queued ones return at once
+        except (
+            BaseException
+        ):  # Ctrl-C: running jobs end their current epoch, queued ones return at once
             stop.file.touch()
             raise
 
 
-def build_backend(name: str, device: torch.device, runs_per_gpu: int | None = None, cpus_per_run: int | None = None,
-                  ray_address: str | None = None, slurm_partition: str | None = None, slurm_minutes: int = 240,
-                  slurm_gpus_per_task: int = 1, slurm_parallelism: int = 16):
+def build_backend(
+    name: str,
+    device: torch.device,
+    runs_per_gpu: int | None = None,
+    cpus_per_run: int | None = None,
+    ray_address: str | None = None,
+    slurm_partition: str | None = None,
+    slurm_minutes: int = 240,
+    slurm_gpus_per_task: int = 1,
+    slurm_parallelism: int = 16,
+):
     """The backend of that name (``BACKENDS``); ``runs_per_gpu`` None: ``default_runs_per_device``."""
     runs_per_gpu = runs_per_gpu or default_runs_per_device(device)
     if name == "ray":
         return RayBackend(ray_address, runs_per_gpu, cpus_per_run)
     if name == "slurm":
-        return SlurmBackend(slurm_partition, slurm_minutes, slurm_gpus_per_task, slurm_parallelism, cpus_per_run,
-                            runs_per_gpu)
+        return SlurmBackend(
+            slurm_partition,
+            slurm_minutes,
+            slurm_gpus_per_task,
+            slurm_parallelism,
+            cpus_per_run,
+            runs_per_gpu,
+        )
     return LocalBackend(runs_per_gpu, cpus_per_run)
 
 
@@ -333,4 +427,4 @@ def default_runs_per_device(device: torch.device) -> int:
     """Small models leave a large GPU idle between kernels; a few runs side by side fill it."""
     if device.type != "cuda":
         return 1
-    return 4 if torch.cuda.get_device_properties(device).total_memory >= 40 * 2 ** 30 else 2
+    return 4 if torch.cuda.get_device_properties(device).total_memory >= 40 * 2**30 else 2

@@ -1,5 +1,6 @@
 """What a grid trains and when it stops: runs recorded already (by this code or other), the datasets that
 can be used, a time budget, and an estimate of the seconds a run still needs."""
+
 from __future__ import annotations
 
 import os
@@ -7,20 +8,23 @@ import sys
 import time
 from pathlib import Path
 
+from centersuite.losses import LOSSES
+from centersuite.models import MODELS
 from experiments.datasets.sources import prepare
 from experiments.datasets.specs import DataError
 from experiments.ledger.fingerprint import code_fingerprint
 from experiments.ledger.rows import DONE, config_of, epochs_on_disk
 from experiments.runners.backends import Stop
-from centersuite.losses import LOSSES
-from centersuite.models import MODELS
 
 
 def recorded_runs(rows: list[dict], reuse_stale: bool) -> tuple[set[str], set[str]]:
     """``(done, stale)`` run ids: recorded finished or diverged by the code as it is now (by any code under
     ``reuse_stale``), and recorded only by other code."""
-    current = {(r["loss"], r["model"]): code_fingerprint(r["loss"], r["model"]) for r in rows
-               if r["loss"] in LOSSES and r["model"] in MODELS}
+    current = {
+        (r["loss"], r["model"]): code_fingerprint(r["loss"], r["model"])
+        for r in rows
+        if r["loss"] in LOSSES and r["model"] in MODELS
+    }
     done, stale = set(), set()
     for r in rows:
         if r["status"] not in DONE or r.get("superseded_by"):
@@ -34,7 +38,9 @@ def stale_configs(rows: list[dict]) -> list:
     """The configs of the ledger's current rows recorded by other code (for --retrain-stale), but for a tuning
     study's reproductions: ``tune --refresh`` trains those again, with the study."""
     _, stale = recorded_runs(rows, reuse_stale=False)
-    configs = {r["run_id"]: config_of(r) for r in rows if r["run_id"] in stale and not r.get("tuned_by")}
+    configs = {
+        r["run_id"]: config_of(r) for r in rows if r["run_id"] in stale and not r.get("tuned_by")
+    }
     return [c for c in configs.values() if c is not None]
 
 
@@ -62,7 +68,11 @@ class Budget:
     def on_sigterm(self, *_):
         self.terminated = True
         self.stop.file.touch()
-        print("grid: SIGTERM: running runs stop after their current epoch", file=sys.stderr, flush=True)
+        print(
+            "grid: SIGTERM: running runs stop after their current epoch",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def close(self):
         self.stop.file.unlink(missing_ok=True)
@@ -77,8 +87,12 @@ def epoch_seconds(rows: list[dict], device: str) -> dict[tuple, list[float]]:
     """Seconds per epoch of the finished runs recorded on ``device``, by their kind (``kind_of``)."""
     out: dict[tuple, list[float]] = {}
     for r in rows:
-        if r["status"] != "finished" or r.get("device") != device or not r.get("wall_s") \
-                or int(r.get("epochs_done") or 0) <= 0:
+        if (
+            r["status"] != "finished"
+            or r.get("device") != device
+            or not r.get("wall_s")
+            or int(r.get("epochs_done") or 0) <= 0
+        ):
             continue
         sizes = [int(r[k]) if r.get(k) else None for k in ("train_size", "test_size")]
         kind = (r["dataset"], int(r["feat_dim"]), r.get("model") or "resnet", *sizes)

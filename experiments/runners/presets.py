@@ -1,6 +1,7 @@
 """The grid's presets: named grids (datasets, feat_dims, losses, seeds, known classes), the ledger they go to,
 and their departures from the recipe (experiments/engine/config.py: fields of ``RunConfig`` only). The report
 recognises a preset's runs by them. Torch-free."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,22 +11,49 @@ from experiments.engine.config import DEFAULTS, RunConfig
 MAIN_LOSSES = ["xent", "cent", "standalone"]  # the reference study's three losses
 
 PRESETS = {
-    "paper": dict(about="the reference grid (3 datasets, 100 epochs, full splits), into results/",
-                  datasets=["mnist", "fashion-mnist", "cifar-10"], feat_dims=[2, 128], losses=MAIN_LOSSES, seeds=[0],
-                  known_classes=[""], results=Path("results"), recipe={}),
-    "quick": dict(about="2 datasets x {2, 128} x 3 losses, 3 epochs on 2048/1000 images, into results/quick/ (a "
-                        "first run on a CPU)",
-                  datasets=["mnist", "fashion-mnist"], feat_dims=[2, 128], losses=MAIN_LOSSES, seeds=[0],
-                  known_classes=[""], results=Path("results/quick"),
-                  recipe=dict(epochs=3, train_size=2048, test_size=1000)),
-    "demo": dict(about="the three losses at feat_dim 2 on MNIST and Fashion-MNIST, 5 epochs on 16,000/2,000 images, "
-                       "into results/ (about 35 minutes on 2 CPU cores)",
-                 datasets=["mnist", "fashion-mnist"], feat_dims=[2], losses=MAIN_LOSSES, seeds=[0], known_classes=[""],
-                 results=Path("results"), recipe=dict(epochs=5, train_size=16000, test_size=2000, eval_train_size=0)),
-    "openset": dict(about="the three losses on MNIST and CIFAR-10 with 6 known classes in 3 splits (the open-set "
-                          "recognition protocol), into results/",
-                    datasets=["mnist", "cifar-10"], feat_dims=[128], losses=MAIN_LOSSES, seeds=[0],
-                    known_classes=["0-5", "4-9", "0,2,4,6,8-9"], results=Path("results"), recipe={}),
+    "paper": dict(
+        about="the reference grid (3 datasets, 100 epochs, full splits), into results/",
+        datasets=["mnist", "fashion-mnist", "cifar-10"],
+        feat_dims=[2, 128],
+        losses=MAIN_LOSSES,
+        seeds=[0],
+        known_classes=[""],
+        results=Path("results"),
+        recipe={},
+    ),
+    "quick": dict(
+        about="2 datasets x {2, 128} x 3 losses, 3 epochs on 2048/1000 images, into results/quick/ (a "
+        "first run on a CPU)",
+        datasets=["mnist", "fashion-mnist"],
+        feat_dims=[2, 128],
+        losses=MAIN_LOSSES,
+        seeds=[0],
+        known_classes=[""],
+        results=Path("results/quick"),
+        recipe=dict(epochs=3, train_size=2048, test_size=1000),
+    ),
+    "demo": dict(
+        about="the three losses at feat_dim 2 on MNIST and Fashion-MNIST, 5 epochs on 16,000/2,000 images, "
+        "into results/ (about 35 minutes on 2 CPU cores)",
+        datasets=["mnist", "fashion-mnist"],
+        feat_dims=[2],
+        losses=MAIN_LOSSES,
+        seeds=[0],
+        known_classes=[""],
+        results=Path("results"),
+        recipe=dict(epochs=5, train_size=16000, test_size=2000, eval_train_size=0),
+    ),
+    "openset": dict(
+        about="the three losses on MNIST and CIFAR-10 with 6 known classes in 3 splits (the open-set "
+        "recognition protocol), into results/",
+        datasets=["mnist", "cifar-10"],
+        feat_dims=[128],
+        losses=MAIN_LOSSES,
+        seeds=[0],
+        known_classes=["0-5", "4-9", "0,2,4,6,8-9"],
+        results=Path("results"),
+        recipe={},
+    ),
 }
 AXES = ("datasets", "feat_dims", "losses", "seeds", "known_classes", "results")
 # what a preset sets when the flags do not: its axes and the recipe fields any preset departs in
@@ -41,13 +69,23 @@ def preset_value(name: str, key: str):
 def preset_recipe(name: str, **overrides) -> dict:
     """Every recipe field's value in the preset (its departures over the defaults), with ``overrides`` that are
     not None on top."""
-    return {**DEFAULTS, **PRESETS[name]["recipe"], **{k: v for k, v in overrides.items() if v is not None}}
+    return {
+        **DEFAULTS,
+        **PRESETS[name]["recipe"],
+        **{k: v for k, v in overrides.items() if v is not None},
+    }
 
 
 def is_preset_run(cfg, name: str) -> bool:
     """Whether the run config ``cfg`` is one of the preset's runs with the reference recipe's other fields and
     the loss's default options."""
     preset = PRESETS[name]
-    expected = RunConfig(dataset=cfg.dataset, loss=cfg.loss, feat_dim=cfg.feat_dim, seed=cfg.seed, **preset["recipe"])
-    return (cfg == expected and cfg.dataset in preset["datasets"] and cfg.loss in preset["losses"]
-            and cfg.feat_dim in preset["feat_dims"])
+    expected = RunConfig(
+        dataset=cfg.dataset, loss=cfg.loss, feat_dim=cfg.feat_dim, seed=cfg.seed, **preset["recipe"]
+    )
+    return (
+        cfg == expected
+        and cfg.dataset in preset["datasets"]
+        and cfg.loss in preset["losses"]
+        and cfg.feat_dim in preset["feat_dims"]
+    )

@@ -2,6 +2,7 @@
 ``--lr 0.01 0.1``, or of a loss option, ``--weight-inter 0.01 0.1 1`` for every loss that takes it,
 ``--set standalone.weight_inter=0.01,0.1`` for one loss only: their Cartesian product, each point its own
 group of runs), and the run configs they make (``plan``). Torch-free."""
+
 from __future__ import annotations
 
 import itertools
@@ -22,6 +23,7 @@ class Sweep:
     """``recipe``: values of the SWEEPABLE recipe fields (each field's list, one value when not swept);
     ``options``: values of loss options given for every loss that takes them; ``scoped``: ``(loss, option,
     values)`` given for one loss only (``--set``, which wins for its loss)."""
+
     recipe: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
     scoped: tuple = ()
@@ -31,6 +33,7 @@ class Sweep:
 class GridSpec:
     """A grid: seeds x datasets x known classes x feat_dims x losses x sweep points, over ``recipe`` (the value
     of every recipe field that is not swept)."""
+
     datasets: list[str]
     losses: list[str]
     feat_dims: list[int]
@@ -45,13 +48,17 @@ def parse_set(text: str) -> tuple[str, str, list]:
     target, sep, values = text.partition("=")
     loss, dot, option = target.strip().rpartition(".")
     if not sep or not dot or not values.strip():
-        raise SweepError(f"--set {text!r}: write LOSS.OPTION=VALUE[,VALUE...], e.g. standalone.weight_inter=0.01,0.1")
+        raise SweepError(
+            f"--set {text!r}: write LOSS.OPTION=VALUE[,VALUE...], e.g. standalone.weight_inter=0.01,0.1"
+        )
     option = option.replace("-", "_")
     if loss not in LOSSES:
         raise SweepError(f"--set {text!r}: unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
     if option not in loss_options(loss):
-        raise SweepError(f"--set {text!r}: loss {loss} takes no option {option!r}; it takes: "
-                         f"{', '.join(loss_options(loss)) or 'none'}")
+        raise SweepError(
+            f"--set {text!r}: loss {loss} takes no option {option!r}; it takes: "
+            f"{', '.join(loss_options(loss)) or 'none'}"
+        )
     try:
         return loss, option, [LOSS_OPTIONS[option].parse(v.strip()) for v in values.split(",")]
     except ValueError as e:
@@ -63,11 +70,15 @@ def check_sweep(sweep: Sweep, losses: list[str]) -> None:
     for name in sweep.options:
         if not any(name in loss_options(loss) for loss in losses):
             takers = ", ".join(n for n in LOSSES if name in loss_options(n))
-            raise SweepError(f"{LOSS_OPTIONS[name].flag} applies to none of --losses {' '.join(losses)} (it is for: "
-                             f"{takers})")
+            raise SweepError(
+                f"{LOSS_OPTIONS[name].flag} applies to none of --losses {' '.join(losses)} (it is for: "
+                f"{takers})"
+            )
     for loss, option, _ in sweep.scoped:
         if loss not in losses:
-            raise SweepError(f"--set {loss}.{option}: {loss} is not among --losses {' '.join(losses)}")
+            raise SweepError(
+                f"--set {loss}.{option}: {loss} is not among --losses {' '.join(losses)}"
+            )
 
 
 def read_fields(loss: str, center_rule: str) -> set[str]:
@@ -83,8 +94,12 @@ def sweep_points(sweep: Sweep, loss: str, center_rule: str) -> list[dict]:
     """Every combination of the swept values for ``loss``: dicts of recipe fields and loss options. An axis
     the run does not read (``read_fields``) is no axis for it: the run keeps the field's default."""
     reads = read_fields(loss, center_rule)
-    axes = {name: list(dict.fromkeys(sweep.recipe.get(name, [DEFAULTS[name]]))) if name in reads
-            else [DEFAULTS[name]] for name in SWEEPABLE}
+    axes = {
+        name: list(dict.fromkeys(sweep.recipe.get(name, [DEFAULTS[name]])))
+        if name in reads
+        else [DEFAULTS[name]]
+        for name in SWEEPABLE
+    }
     for name, values in sweep.options.items():
         if name in loss_options(loss):
             axes[name] = list(dict.fromkeys(values))
@@ -94,31 +109,54 @@ def sweep_points(sweep: Sweep, loss: str, center_rule: str) -> list[dict]:
     return [dict(zip(axes, point)) for point in itertools.product(*axes.values())]
 
 
-def run_config(recipe: dict, dataset: str, loss: str, feat_dim: int, seed: int, known_classes: str = "",
-               options: dict | None = None) -> RunConfig:
+def run_config(
+    recipe: dict,
+    dataset: str,
+    loss: str,
+    feat_dim: int,
+    seed: int,
+    known_classes: str = "",
+    options: dict | None = None,
+) -> RunConfig:
     """The config of one run: ``recipe`` (recipe fields; loss options among them are the run's where its loss
     takes them). A center rule, lr or alpha the run does not read keeps its default, so that the run's id never
     differs by a value the run ignores (``read_fields``)."""
     options = {k: v for k, v in {**recipe, **(options or {})}.items() if k in loss_options(loss)}
     values = {k: v for k, v in recipe.items() if k in DEFAULTS}
-    if not has_class_parameters(loss, options):  # no rule acts on a loss without class centers or proxies
+    if not has_class_parameters(
+        loss, options
+    ):  # no rule acts on a loss without class centers or proxies
         values["center_rule"] = DEFAULTS["center_rule"]
     reads = read_fields(loss, values.get("center_rule", DEFAULTS["center_rule"]))
     for name in ("center_lr", "center_alpha"):
         if name not in reads:
             values[name] = DEFAULTS[name]
-    return RunConfig(dataset=dataset, loss=loss, feat_dim=feat_dim, seed=seed, known_classes=known_classes,
-                     loss_options=options, **{k: v for k, v in values.items() if k != "known_classes"})
+    return RunConfig(
+        dataset=dataset,
+        loss=loss,
+        feat_dim=feat_dim,
+        seed=seed,
+        known_classes=known_classes,
+        loss_options=options,
+        **{k: v for k, v in values.items() if k != "known_classes"},
+    )
 
 
 def plan(spec: GridSpec) -> list[RunConfig]:
     """seeds x datasets x known classes x feat_dims x losses x sweep points: every cell of the first seed
     before any cell of the next, so a grid cut short holds whole tables rather than many seeds of a few cells.
     One run per id: an axis a run ignores makes no copy."""
-    configs = [run_config({**spec.recipe, **point}, dataset, loss, feat_dim, seed, known)
-               for seed in spec.seeds for dataset in spec.datasets for known in spec.known_classes
-               for feat_dim in spec.feat_dims for loss in spec.losses
-               for point in sweep_points(spec.sweep, loss, spec.recipe.get("center_rule", DEFAULTS["center_rule"]))]
+    configs = [
+        run_config({**spec.recipe, **point}, dataset, loss, feat_dim, seed, known)
+        for seed in spec.seeds
+        for dataset in spec.datasets
+        for known in spec.known_classes
+        for feat_dim in spec.feat_dims
+        for loss in spec.losses
+        for point in sweep_points(
+            spec.sweep, loss, spec.recipe.get("center_rule", DEFAULTS["center_rule"])
+        )
+    ]
     return list({c.run_id: c for c in configs}.values())
 
 
@@ -126,6 +164,9 @@ def described(cfg: RunConfig) -> list[str]:
     """``field=value`` for what makes a run other than the reference recipe (``RunConfig.departures``), with the
     center lr or alpha where its center rule reads them and they are not the default: runs that differ only
     there are told apart in a plan and a table."""
-    extra = [f"{f}={getattr(cfg, f)}" for f in ("center_lr", "center_alpha")
-             if f in read_fields(cfg.loss, cfg.center_rule) and getattr(cfg, f) != DEFAULTS[f]]
+    extra = [
+        f"{f}={getattr(cfg, f)}"
+        for f in ("center_lr", "center_alpha")
+        if f in read_fields(cfg.loss, cfg.center_rule) and getattr(cfg, f) != DEFAULTS[f]
+    ]
     return cfg.departures() + extra

@@ -1,5 +1,6 @@
 """Train a planned grid: the runs not yet recorded, through a backend, within a time budget, each recorded in
 the ledger as it ends. ``run_grid`` is what the grid command and the GPU slot call."""
+
 from __future__ import annotations
 
 import signal
@@ -20,6 +21,7 @@ class GridOutcome:
     """How a grid ended: ``planned`` runs, ``recorded_before`` (already in the ledger), ``trained`` here,
     ``elsewhere`` (held or recorded by another runner), ``left`` (not recorded: stopped or not started),
     ``failed`` (run ids recorded as failed), ``terminated`` (SIGTERM), ``interrupted`` (Ctrl-C)."""
+
     planned: int = 0
     recorded_before: int = 0
     trained: int = 0
@@ -30,29 +32,49 @@ class GridOutcome:
     interrupted: bool = False
 
 
-def run_grid(configs: list, settings: RunSettings, backend, device, max_minutes: float | None = None,
-             fill_budget: bool = False) -> GridOutcome:
+def run_grid(
+    configs: list,
+    settings: RunSettings,
+    backend,
+    device,
+    max_minutes: float | None = None,
+    fill_budget: bool = False,
+) -> GridOutcome:
     """Train every config of ``configs`` that the ledger (``settings.results``) does not hold yet. With
     ``max_minutes`` no run starts that its estimate says cannot finish in time (``fill_budget``: start them
     anyway; they stop after an epoch, checkpointed) and running runs stop after their epoch when it ends;
     SIGTERM does the same. A Ctrl-C stops it after the running epochs (``interrupted``)."""
     done, stale = recorded_runs(read_rows(settings.results / "runs.csv"), settings.reuse_stale)
     todo = [c for c in configs if c.run_id not in done]
-    outcome = GridOutcome(planned=len(configs), recorded_before=len(configs) - len(todo), left=len(todo))
+    outcome = GridOutcome(
+        planned=len(configs), recorded_before=len(configs) - len(todo), left=len(todo)
+    )
     retrain = sum(c.run_id in stale for c in todo)
-    print(f"grid: {len(configs)} runs, {outcome.recorded_before} already recorded, {len(todo)} to train "
-          + (f"({retrain} of them recorded by other code: retrained from scratch, --reuse-stale keeps them) "
-             if retrain else "") + f"(ledger {settings.results})")
+    print(
+        f"grid: {len(configs)} runs, {outcome.recorded_before} already recorded, {len(todo)} to train "
+        + (
+            f"({retrain} of them recorded by other code: retrained from scratch, --reuse-stale keeps them) "
+            if retrain
+            else ""
+        )
+        + f"(ledger {settings.results})"
+    )
     budget = Budget(max_minutes, settings.out)
     previous_sigterm = signal.signal(signal.SIGTERM, budget.on_sigterm)
     here = device_name(device)
 
-    def estimate(cfg) -> float | None:  # the ledger is re-read: runs finished meanwhile inform the estimate
+    def estimate(
+        cfg,
+    ) -> float | None:  # the ledger is re-read: runs finished meanwhile inform the estimate
         if fill_budget:
             return None
-        return estimate_seconds(cfg, settings.out / cfg.run_id, read_rows(settings.results / "runs.csv"), here)
+        return estimate_seconds(
+            cfg, settings.out / cfg.run_id, read_rows(settings.results / "runs.csv"), here
+        )
 
-    bar = tqdm(total=len(todo), desc="grid", unit="run", disable=not settings.progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(todo), desc="grid", unit="run", disable=not settings.progress, dynamic_ncols=True
+    )
     try:
         for ended in backend.run(todo, settings, budget.stop, estimate):
             if ended.skipped is not None:
@@ -76,14 +98,21 @@ def run_grid(configs: list, settings: RunSettings, backend, device, max_minutes:
         budget.close()
         outcome.terminated = budget.terminated
     if outcome.interrupted:
-        print(f"interrupted: {len(todo) - outcome.left} runs recorded, {outcome.left} left (each keeps its last "
-              "finished epoch); the same command resumes them", file=sys.stderr)
+        print(
+            f"interrupted: {len(todo) - outcome.left} runs recorded, {outcome.left} left (each keeps its last "
+            "finished epoch); the same command resumes them",
+            file=sys.stderr,
+        )
         return outcome
     if outcome.elsewhere:
-        print(f"grid: {plural(outcome.elsewhere, 'run')} held or recorded by another runner on this folder (not "
-              "trained here)")
+        print(
+            f"grid: {plural(outcome.elsewhere, 'run')} held or recorded by another runner on this folder (not "
+            "trained here)"
+        )
     if outcome.left:
         why = "SIGTERM" if budget.terminated else "time budget"
-        print(f"grid: stopped by the {why} with {outcome.left} runs left (checkpointed or not started); the same "
-              "command resumes them")
+        print(
+            f"grid: stopped by the {why} with {outcome.left} runs left (checkpointed or not started); the same "
+            "command resumes them"
+        )
     return outcome

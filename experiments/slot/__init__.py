@@ -42,6 +42,7 @@ options from ``--datasets`` on change the grid (tests, smaller slots): a run
 that departs from the paper recipe is no cell of the paper table, and the
 summary says which options departed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,40 +51,94 @@ import sys
 import time
 from pathlib import Path
 
-from experiments import check_env
-
 PACK_MB = 60.0
-PAPER = dict(datasets=["mnist", "fashion-mnist"], feat_dims=[2, 128], losses=["xent", "cent", "standalone"],
-             seeds=[0, 1, 2, 3, 4])
+PAPER = dict(
+    datasets=["mnist", "fashion-mnist"],
+    feat_dims=[2, 128],
+    losses=["xent", "cent", "standalone"],
+    seeds=[0, 1, 2, 3, 4],
+)
 MARKER = "PACKED.json"
 
+
 def build_parser() -> argparse.ArgumentParser:
-    from experiments.cli.types import HelpFormatter, Parser, non_negative_int, positive_float, positive_int
-    parser = Parser(prog="python -m experiments.slot", description=__doc__,
-                                     formatter_class=HelpFormatter)
-    parser.add_argument("--pack", type=Path, metavar="DIR",
-                        help="here, before a slot: put the datasets, the current bundle and the wheels the GPU "
-                             "machine lacks into DIR (.carry/ in the checkout is git-ignored and travels with it), "
-                             "and say its size")
-    parser.add_argument("--minutes", type=positive_float, help="the slot: wall time in all, from this command's start")
-    parser.add_argument("--out", type=Path, help="the slot: where the bundle, the summary and the log go (the folder "
-                                                 "whose files come back)")
-    parser.add_argument("--carry", type=Path, default=Path(".carry"), help="the slot: the folder made by --pack")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
-    parser.add_argument("--runs-per-gpu", type=positive_int, help="runs side by side on the GPU (default: the grid's)")
-    parser.add_argument("--seeds", nargs="+", type=non_negative_int, default=PAPER["seeds"],
-                        help="the seeds to train, in order (the grid skips the cells already recorded)")
-    parser.add_argument("--datasets", nargs="+", default=PAPER["datasets"], help="the grid's datasets")
-    parser.add_argument("--feat-dims", nargs="+", type=positive_int, default=PAPER["feat_dims"], help="feature dims")
+    from experiments.cli.types import (
+        HelpFormatter,
+        Parser,
+        non_negative_int,
+        positive_float,
+        positive_int,
+    )
+
+    parser = Parser(
+        prog="python -m experiments.slot", description=__doc__, formatter_class=HelpFormatter
+    )
+    parser.add_argument(
+        "--pack",
+        type=Path,
+        metavar="DIR",
+        help="here, before a slot: put the datasets, the current bundle and the wheels the GPU "
+        "machine lacks into DIR (.carry/ in the checkout is git-ignored and travels with it), "
+        "and say its size",
+    )
+    parser.add_argument(
+        "--minutes",
+        type=positive_float,
+        help="the slot: wall time in all, from this command's start",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="the slot: where the bundle, the summary and the log go (the folder "
+        "whose files come back)",
+    )
+    parser.add_argument(
+        "--carry", type=Path, default=Path(".carry"), help="the slot: the folder made by --pack"
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N"
+    )
+    parser.add_argument(
+        "--runs-per-gpu",
+        type=positive_int,
+        help="runs side by side on the GPU (default: the grid's)",
+    )
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=non_negative_int,
+        default=PAPER["seeds"],
+        help="the seeds to train, in order (the grid skips the cells already recorded)",
+    )
+    parser.add_argument(
+        "--datasets", nargs="+", default=PAPER["datasets"], help="the grid's datasets"
+    )
+    parser.add_argument(
+        "--feat-dims", nargs="+", type=positive_int, default=PAPER["feat_dims"], help="feature dims"
+    )
     parser.add_argument("--losses", nargs="+", default=PAPER["losses"], help="the grid's losses")
-    parser.add_argument("--epochs", type=positive_int, help="epochs per run (default: the recipe's 100)")
-    parser.add_argument("--train-size", type=positive_int, help="a training subset (default: the whole split)")
-    parser.add_argument("--test-size", type=positive_int, help="a test subset (default: the whole split)")
-    parser.add_argument("--check-steps", type=positive_int, help="steps of the self-check per mode on CUDA (default: 300)")
+    parser.add_argument(
+        "--epochs", type=positive_int, help="epochs per run (default: the recipe's 100)"
+    )
+    parser.add_argument(
+        "--train-size", type=positive_int, help="a training subset (default: the whole split)"
+    )
+    parser.add_argument(
+        "--test-size", type=positive_int, help="a test subset (default: the whole split)"
+    )
+    parser.add_argument(
+        "--check-steps",
+        type=positive_int,
+        help="steps of the self-check per mode on CUDA (default: 300)",
+    )
     parser.add_argument("--results", type=Path, default=Path("results"), help="the ledger folder")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="the run directories")
-    parser.add_argument("--data-root", type=Path, help="where the datasets live (default: the suite's, SUITE_DATA)")
-    parser.add_argument("--max-mb", type=positive_float, default=PACK_MB, help="--pack: the largest folder allowed")
+    parser.add_argument(
+        "--data-root", type=Path, help="where the datasets live (default: the suite's, SUITE_DATA)"
+    )
+    parser.add_argument(
+        "--max-mb", type=positive_float, default=PACK_MB, help="--pack: the largest folder allowed"
+    )
     return parser
 
 
@@ -95,15 +150,26 @@ def datasets_option(args) -> list[str]:
 def ledger_options(args) -> list[str]:
     """``--results`` and ``--runs`` when not the main ledger's: the printed commands for the returned files
     must bring them into the ledger this slot trained for, not into the README's."""
-    return [part for flag, value, default in (("--results", args.results, "results"), ("--runs", args.runs, "runs"))
-            if value != Path(default) for part in (flag, shlex.quote(str(value)))]
+    return [
+        part
+        for flag, value, default in (
+            ("--results", args.results, "results"),
+            ("--runs", args.runs, "runs"),
+        )
+        if value != Path(default)
+        for part in (flag, shlex.quote(str(value)))
+    ]
 
 
 def option_problem(args) -> str | None:
     """Why an option cannot work, in one line (asked once the Python has what the suite needs)."""
-    from experiments.datasets.specs import SPECS
     from centersuite.losses import LOSSES
-    for flag, given, known in (("--datasets", args.datasets, SPECS), ("--losses", getattr(args, "losses", []), LOSSES)):
+    from experiments.datasets.specs import SPECS
+
+    for flag, given, known in (
+        ("--datasets", args.datasets, SPECS),
+        ("--losses", getattr(args, "losses", []), LOSSES),
+    ):
         unknown = [v for v in given if v not in known]
         if unknown:
             return f"{flag} {' '.join(unknown)}: unknown; choose from {', '.join(known)}"
@@ -117,14 +183,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.pack is not None:
         from experiments.slot.pack import pack
+
         try:
             return pack(args)
         except KeyboardInterrupt:
-            print(f"interrupted: {args.pack} is incomplete, and a slot will not use it; pack again", file=sys.stderr)
+            print(
+                f"interrupted: {args.pack} is incomplete, and a slot will not use it; pack again",
+                file=sys.stderr,
+            )
             return 130
     if args.minutes is None or args.out is None:
         parser.error("give --minutes and --out (the slot), or --pack DIR (before it)")
     from experiments.slot.steps import run_slot
+
     return run_slot(args, argv, t0)
-
-

@@ -1,4 +1,5 @@
 """``python -m experiments.slot``: the slot command (experiments/slot/__init__.py)."""
+
 import sys
 
 from experiments.slot import main

@@ -1,5 +1,6 @@
 """The slot's console: lines with the seconds since the slot began, appended to its log; everything the
 process and its children print, teed into the same log."""
+
 from __future__ import annotations
 
 import os
@@ -57,5 +58,3 @@ class Tee:
         self.pump.join(timeout=10)
         os.close(self.saved[0])
         os.close(self.saved[1])
-
-

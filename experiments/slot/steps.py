@@ -1,5 +1,6 @@
 """The slot, there: wheels, the Python, the options, the data, the bundle, the self-check, the grid within the
 budget, the export and the summary, whatever happens (a bad option, Ctrl-C, SIGTERM, a failed step)."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,6 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 
 from experiments import check_env
 from experiments.slot import option_problem
@@ -28,6 +28,7 @@ def self_check(args, device, seconds: float, log: Log) -> dict:
     """The graph-pool probe and the self-check within ``seconds`` together, each in its own process on CUDA."""
     from experiments import REPO
     from experiments.datasets.sources import run_limited
+
     root = args.data_root
     result = {"verdict": "skipped", "reason": ""}
     if device.type != "cuda":
@@ -40,15 +41,36 @@ def self_check(args, device, seconds: float, log: Log) -> dict:
         return result
     limit = min(40.0, seconds / 3)
     done = run_limited([sys.executable, "-m", "experiments.probes.graph_pool"], limit, cwd=REPO)
-    lines = [] if done is None else [line for line in done.stdout.splitlines() if line.startswith("graph-pool")]
+    lines = (
+        []
+        if done is None
+        else [line for line in done.stdout.splitlines() if line.startswith("graph-pool")]
+    )
     result["probe"] = "pass" if done is not None and done.returncode == 0 else "fail"
-    log(f"self-check: graph-pool probe {result['probe'].upper()}"
-        + (f": no answer within {limit:.0f} s" if done is None else "".join(f"; {line}" for line in lines[-1:])))
+    log(
+        f"self-check: graph-pool probe {result['probe'].upper()}"
+        + (
+            f": no answer within {limit:.0f} s"
+            if done is None
+            else "".join(f"; {line}" for line in lines[-1:])
+        )
+    )
     seconds -= limit
     steps = args.check_steps or 300
-    limit = min(75.0, seconds)  # in its own process, killed at its limit (a broken CUDA context stays there)
-    cmd = [sys.executable, "-m", "experiments.probes.self_check", "--dataset", args.datasets[0], "--steps",
-           str(steps), "--device", str(device)] + (["--data-root", str(root)] if root else [])
+    limit = min(
+        75.0, seconds
+    )  # in its own process, killed at its limit (a broken CUDA context stays there)
+    cmd = [
+        sys.executable,
+        "-m",
+        "experiments.probes.self_check",
+        "--dataset",
+        args.datasets[0],
+        "--steps",
+        str(steps),
+        "--device",
+        str(device),
+    ] + (["--data-root", str(root)] if root else [])
     done = run_limited(cmd, limit, cwd=REPO)
     if done is None:
         result.update(verdict="fail", reason=f"no answer within its {limit:.0f} s")
@@ -58,10 +80,15 @@ def self_check(args, device, seconds: float, log: Log) -> dict:
             result.update(json.loads(last[0]))
         else:
             tail = [line for line in done.stderr.splitlines() if line.strip()][-1:]
-            result.update(verdict="fail", reason=f"exit code {done.returncode}: {tail[0][:200] if tail else ''}")
+            result.update(
+                verdict="fail",
+                reason=f"exit code {done.returncode}: {tail[0][:200] if tail else ''}",
+            )
     if result.get("probe") == "fail" and result["verdict"] == "pass":
         result.update(verdict="fail", reason="the graph-pool probe failed; " + result["reason"])
-    log(f"self-check: {result['verdict'].upper()} on {result.get('dataset', args.datasets[0])}: {result['reason']}")
+    log(
+        f"self-check: {result['verdict'].upper()} on {result.get('dataset', args.datasets[0])}: {result['reason']}"
+    )
     return result
 
 
@@ -71,15 +98,27 @@ def run_slot(args, argv: list[str], t0: float) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "slot.log").write_text("")
     except OSError as e:
-        print(f"error: --out {args.out}: cannot write there ({e.strerror or type(e).__name__}); give another "
-              "folder; nothing was run", file=sys.stderr)
+        print(
+            f"error: --out {args.out}: cannot write there ({e.strerror or type(e).__name__}); give another "
+            "folder; nothing was run",
+            file=sys.stderr,
+        )
         return 2
     deadline = t0 + 60 * args.minutes
     log = Log(t0, args.out / "slot.log")
     problems: list[str] = []
-    summary = {"device": "not resolved", "minutes": args.minutes, "self_check": {"verdict": "not run", "reason": ""},
-               "steps": "none", "grid_exit": None, "departs": departures(args), "problems": problems, "bundle": [],
-               "next": [], "exit_code": 0}
+    summary = {
+        "device": "not resolved",
+        "minutes": args.minutes,
+        "self_check": {"verdict": "not run", "reason": ""},
+        "steps": "none",
+        "grid_exit": None,
+        "departs": departures(args),
+        "problems": problems,
+        "bundle": [],
+        "next": [],
+        "exit_code": 0,
+    }
     previous_sigterm = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         summary["exit_code"] = slot_steps(args, deadline, log, problems, summary)
@@ -96,8 +135,12 @@ def run_slot(args, argv: list[str], t0: float) -> int:
             export(args, log, problems, summary)
         summary.pop("ready", None)
         cells_state = summary.get("cells", {}).get("per_seed", {})
-        all_done = bool(cells_state) and all(c["done"] == c["planned"] for c in cells_state.values())
-        summary["next"] = next_commands(args, argv, summary["bundle"], all_done, summary["exit_code"] == 2)
+        all_done = bool(cells_state) and all(
+            c["done"] == c["planned"] for c in cells_state.values()
+        )
+        summary["next"] = next_commands(
+            args, argv, summary["bundle"], all_done, summary["exit_code"] == 2
+        )
         if problems and summary["exit_code"] == 0:
             summary["exit_code"] = 1
         summary["used_s"] = round(time.time() - t0, 1)
@@ -126,11 +169,17 @@ def slot_steps(args, deadline: float, log: Log, problems: list[str], summary: di
         install_wheels(args.carry, log, problems)
     missing = check_env.problems(tests=False)
     if missing:
-        return refuse(f"{sys.executable} lacks what the suite needs: {'; '.join(missing)}; carry the wheels "
-                      "(`./suite slot --pack`) or use another Python; nothing was run", log, problems)
+        return refuse(
+            f"{sys.executable} lacks what the suite needs: {'; '.join(missing)}; carry the wheels "
+            "(`./suite slot --pack`) or use another Python; nothing was run",
+            log,
+            problems,
+        )
     if (problem := option_problem(args)) is not None:
         return refuse(problem + "; nothing was run", log, problems)
-    os.environ["SUITE_OFFLINE"] = "1"  # a slot's machine has no network: a missing file fails at once
+    os.environ["SUITE_OFFLINE"] = (
+        "1"  # a slot's machine has no network: a missing file fails at once
+    )
     import torch
 
     from experiments import report
@@ -143,19 +192,28 @@ def slot_steps(args, deadline: float, log: Log, problems: list[str], summary: di
     from experiments.runners.plan import slowest_epoch_seconds
     from experiments.runners.sweep import plan
     from experiments.runners.training import run_grid
+
     try:
         device = resolve_device(args.device)
     except (ValueError, RuntimeError) as e:
-        return refuse(f"--device {args.device}: {str(e).splitlines()[0]}; nothing was run", log, problems)
+        return refuse(
+            f"--device {args.device}: {str(e).splitlines()[0]}; nothing was run", log, problems
+        )
     summary["device"] = device_name(device)
     root = args.data_root or default_data_root()
     outputs = report.Outputs.for_ledger(args.results)
-    log(f"slot: {args.minutes:g} min on {summary['device']} (torch {torch.__version__}); writing into {args.out}")
+    log(
+        f"slot: {args.minutes:g} min on {summary['device']} (torch {torch.__version__}); writing into {args.out}"
+    )
     summary["ready"] = True  # from here on, what is trained is exported
     usable = [d for d in args.datasets if d == "synthetic"]
     for name in [d for d in args.datasets if d != "synthetic"]:
         folder = args.carry / "data" / name
-        sources = [Source(f"files in {folder}", lambda spec, r, _s, d=folder: from_debian_dir(spec, r, 0, d))]
+        sources = [
+            Source(
+                f"files in {folder}", lambda spec, r, _s, d=folder: from_debian_dir(spec, r, 0, d)
+            )
+        ]
         try:
             ensure(name, root, sources=sources if use_carry else [], log=lambda *_: None)
             log(f"data: {name} verified in {root}")
@@ -164,11 +222,17 @@ def slot_steps(args, deadline: float, log: Log, problems: list[str], summary: di
             problems.append(f"data: {e}")
             log(problems[-1])
     if not usable:
-        problems.append("data: no dataset can be used (the lines above say why); nothing was trained")
+        problems.append(
+            "data: no dataset can be used (the lines above say why); nothing was trained"
+        )
         log(problems[-1])
         return 1
     args.datasets = usable  # the slot trains only what it could make present
-    parts = sorted(args.carry.glob("grid*.tar"), key=lambda p: (len(p.name), p.name)) if use_carry else []
+    parts = (
+        sorted(args.carry.glob("grid*.tar"), key=lambda p: (len(p.name), p.name))
+        if use_carry
+        else []
+    )
     if parts:
         try:
             counts = import_bundle(parts, outputs.results, outputs.imgs, args.runs, log=log)
@@ -176,46 +240,86 @@ def slot_steps(args, deadline: float, log: Log, problems: list[str], summary: di
         except BundleError as e:
             problems.append(f"bundle: {e}; the ledger of the checkout was used")
             log(problems[-1])
-    check = summary["self_check"] = self_check(args, device, min(115.0, 0.25 * (deadline - time.time())), log)
+    check = summary["self_check"] = self_check(
+        args, device, min(115.0, 0.25 * (deadline - time.time())), log
+    )
     graph = device.type == "cuda" and check["verdict"] == "pass"
-    summary["steps"] = ("CUDA-graph steps" if graph else "eager steps (--no-graph: the self-check did not pass)"
-                        if device.type == "cuda" else "eager steps (CPU)")
+    summary["steps"] = (
+        "CUDA-graph steps"
+        if graph
+        else "eager steps (--no-graph: the self-check did not pass)"
+        if device.type == "cuda"
+        else "eager steps (CPU)"
+    )
     planned = plan(grid_spec(args))
     before = {c.run_id: epochs_on_disk(args.runs / c.run_id) for c in planned}
     export_s = min(60.0, max(8.0, 0.05 * 60 * args.minutes))
-    epoch_s = slowest_epoch_seconds(planned, read_rows(args.results / "runs.csv"), summary["device"]) \
-        or check_epoch_seconds(planned, check)
-    seconds = deadline - time.time() - export_s - 1.2 * epoch_s  # the epoch in flight at the deadline finishes
-    summary["budget_s"] = {"grid": round(max(seconds, 0), 1), "export": export_s, "epoch": round(epoch_s, 1)}
+    epoch_s = slowest_epoch_seconds(
+        planned, read_rows(args.results / "runs.csv"), summary["device"]
+    ) or check_epoch_seconds(planned, check)
+    seconds = (
+        deadline - time.time() - export_s - 1.2 * epoch_s
+    )  # the epoch in flight at the deadline finishes
+    summary["budget_s"] = {
+        "grid": round(max(seconds, 0), 1),
+        "export": export_s,
+        "epoch": round(epoch_s, 1),
+    }
     summary["cells"] = cells(planned, outputs.results, args.runs)
     if seconds < 5:
-        line = (f"grid: no time left for training ({max(seconds, 0):.0f} s after the export's {export_s:.0f} s and "
-                f"an epoch's {epoch_s:.0f} s); none started")
+        line = (
+            f"grid: no time left for training ({max(seconds, 0):.0f} s after the export's {export_s:.0f} s and "
+            f"an epoch's {epoch_s:.0f} s); none started"
+        )
         if any(c["done"] < c["planned"] for c in summary["cells"]["per_seed"].values()):
-            problems.append(line + "; give the slot more --minutes")  # cells left and none trained: no success
+            problems.append(
+                line + "; give the slot more --minutes"
+            )  # cells left and none trained: no success
         log(line)
         return 0
-    log(f"grid: {seconds / 60:.1f} min with {summary['steps']} (an epoch estimated at {epoch_s:.0f} s)")
+    log(
+        f"grid: {seconds / 60:.1f} min with {summary['steps']} (an epoch estimated at {epoch_s:.0f} s)"
+    )
     code = 0
-    settings = RunSettings(out=args.runs, results=outputs.results, data_root=root, device=args.device, progress=False,
-                           graph=graph)
+    settings = RunSettings(
+        out=args.runs,
+        results=outputs.results,
+        data_root=root,
+        device=args.device,
+        progress=False,
+        graph=graph,
+    )
     try:
         with Tee(args.out / "slot.log"):
-            ended = run_grid(planned, settings, build_backend("local", device, args.runs_per_gpu), device,
-                             max_minutes=max(seconds, 1) / 60, fill_budget=True)
+            ended = run_grid(
+                planned,
+                settings,
+                build_backend("local", device, args.runs_per_gpu),
+                device,
+                max_minutes=max(seconds, 1) / 60,
+                fill_budget=True,
+            )
         summary["grid_exit"] = 130 if ended.interrupted else 0
     except Exception as e:  # the slot still exports what was trained and says why the grid stopped
         ended = None
         summary["grid_exit"], code = f"{type(e).__name__}", 1
-        problems.append(f"grid: stopped by {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        problems.append(
+            f"grid: stopped by {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        )
     if ended is not None and ended.interrupted:
         code = 130
-        problems.append("interrupted (Ctrl-C) during training; the running runs kept their last epoch")
+        problems.append(
+            "interrupted (Ctrl-C) during training; the running runs kept their last epoch"
+        )
     elif ended is not None and ended.terminated:
         code = 143
-        problems.append("SIGTERM during training; the running runs stopped after their epoch, checkpointed")
+        problems.append(
+            "SIGTERM during training; the running runs stopped after their epoch, checkpointed"
+        )
     for run_id in ended.failed if ended is not None else []:
-        problems.append(f"run {run_id} failed (its row and slot.log say why); the next slot trains it again")
+        problems.append(
+            f"run {run_id} failed (its row and slot.log say why); the next slot trains it again"
+        )
     summary["measured"] = measured(planned, before, args.runs)
     summary["cells"] = cells(planned, outputs.results, args.runs)
     summary["planned"] = [c.run_id for c in planned]
@@ -227,38 +331,67 @@ def export(args, log: Log, problems: list[str], summary: dict) -> None:
     from experiments import report
     from experiments.ledger.rows import read_rows, start_ledger
     from experiments.report.composites import keep_frames
-    from experiments.runners.bundle import BundleError, export as export_bundle
+    from experiments.runners.bundle import BundleError
+    from experiments.runners.bundle import export as export_bundle
+
     outputs = report.Outputs.for_ledger(args.results)
     try:
-        start_ledger(outputs.results)  # a slot whose runs all stopped unfinished still hands them back
+        start_ledger(
+            outputs.results
+        )  # a slot whose runs all stopped unfinished still hands them back
         kept = 0
         if read_rows(outputs.results / "runs.csv"):
-            kept = keep_frames(report.read_ledger(outputs.results / "runs.csv"), args.runs, outputs.results / "frames")
-        counts = export_bundle(args.out / "grid.tar", outputs.results, outputs.imgs, args.runs, max_mb=4 * PART_MB,
-                               force=True, part_mb=PART_MB, pictures=False, unfinished_mb=UNFINISHED_MB)
-        summary["bundle"], summary["left_out"] = [str(p) for p in counts["files"]], counts["left_out"]
-        log(f"bundle: {' '.join(summary['bundle'])} ({sum(p.stat().st_size for p in counts['files']) / 2 ** 20:.1f} "
-            f"MiB; frames of {kept} runs for the README's pictures, {counts['runs']} files of unfinished runs)")
+            kept = keep_frames(
+                report.read_ledger(outputs.results / "runs.csv"),
+                args.runs,
+                outputs.results / "frames",
+            )
+        counts = export_bundle(
+            args.out / "grid.tar",
+            outputs.results,
+            outputs.imgs,
+            args.runs,
+            max_mb=4 * PART_MB,
+            force=True,
+            part_mb=PART_MB,
+            pictures=False,
+            unfinished_mb=UNFINISHED_MB,
+        )
+        summary["bundle"], summary["left_out"] = (
+            [str(p) for p in counts["files"]],
+            counts["left_out"],
+        )
+        log(
+            f"bundle: {' '.join(summary['bundle'])} ({sum(p.stat().st_size for p in counts['files']) / 2**20:.1f} "
+            f"MiB; frames of {kept} runs for the README's pictures, {counts['runs']} files of unfinished runs)"
+        )
     except (BundleError, OSError) as e:
         problems.append(f"bundle: {e}")
         log(problems[-1])
-
-
 
 
 def grid_spec(args):
     """The slot's grid: the paper grid on the datasets it has, with the options that make it smaller (tests)."""
     from experiments.runners.presets import preset_recipe
     from experiments.runners.sweep import GridSpec
-    recipe = preset_recipe("paper", epochs=args.epochs, train_size=args.train_size, test_size=args.test_size)
-    return GridSpec(datasets=args.datasets, losses=args.losses, feat_dims=args.feat_dims, seeds=args.seeds,
-                    recipe=recipe)
+
+    recipe = preset_recipe(
+        "paper", epochs=args.epochs, train_size=args.train_size, test_size=args.test_size
+    )
+    return GridSpec(
+        datasets=args.datasets,
+        losses=args.losses,
+        feat_dims=args.feat_dims,
+        seeds=args.seeds,
+        recipe=recipe,
+    )
 
 
 def check_epoch_seconds(planned, check: dict) -> float:
     """Seconds of the largest planned epoch from the self-check's steps per second (training only, so doubled
     for the evaluation); 0 when the self-check measured none."""
     from experiments.datasets.specs import get_spec
+
     rate = check.get("graph_img_s") or check.get("eager_img_s")
     if not rate:
         return 0.0

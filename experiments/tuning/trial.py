@@ -23,6 +23,7 @@ The search space of a loss: the shared knobs (``LR``, and ``CENTER_LR`` under
 the separate center rule) and every option of the loss that has a search range
 (losses/options.py); options without one stay at their defaults.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,12 +32,13 @@ import torch
 
 from experiments.datasets.specs import DataError, DatasetSpec, load_split
 from experiments.engine.config import RunConfig
-from experiments.engine.data import DeviceData
 from experiments.engine.context import RunContext
+from experiments.engine.data import DeviceData
 from experiments.engine.trainer import RunStopped, Trainer
 from experiments.ledger.fingerprint import code_fingerprint
 from experiments.ledger.tensorboard import TensorBoardLog
 from experiments.tuning.space import CENTER_LR, LR
+
 
 class TestSplitTouched(RuntimeError):
     """Something in a tuning trial reached for the test split or the out-of-distribution images."""
@@ -57,7 +59,9 @@ class NoTestSplit:
     __len__ = __getitem__ = __iter__ = __bool__ = __array__ = __setattr__ = refuse
 
 
-def exact_stratified_split(labels: torch.Tensor, count: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def exact_stratified_split(
+    labels: torch.Tensor, count: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(keep, held_out)`` indices: exactly ``count`` held out, each class giving its share of them (rounded
     down, the remainders going to the classes with the largest fractions, ties to the lower class), each
     class's members in a seeded permutation."""
@@ -84,11 +88,15 @@ class TrialData:
     permutation, as ``DeviceData`` takes them, less the validation part) and the validation split
     (``val_size`` of them, stratified by class), on ``device``; no test split, no OOD images."""
 
-    def __init__(self, spec: DatasetSpec, root: Path, device: torch.device, train_size: int, val_size: int):
+    def __init__(
+        self, spec: DatasetSpec, root: Path, device: torch.device, train_size: int, val_size: int
+    ):
         images, labels = load_split(spec, root, train=True)
         if train_size + val_size > len(labels):
-            raise DataError(f"{spec.name}: --train-size {train_size} + --val-size {val_size} is more than its "
-                            f"{len(labels)} training images; lower one of them")
+            raise DataError(
+                f"{spec.name}: --train-size {train_size} + --val-size {val_size} is more than its "
+                f"{len(labels)} training images; lower one of them"
+            )
         images, labels = DeviceData._subset(images, labels, train_size + val_size)
         keep, held = exact_stratified_split(labels, val_size)
         self.spec, self.class_names = spec, spec.class_names
@@ -117,9 +125,15 @@ class TrialTrainer(Trainer):
         return {}
 
     def result(self, status: str, diverged_epoch: int | None, wall_s: float, final: dict) -> dict:
-        return {"run_id": self.cfg.run_id, "status": status, "diverged_epoch": diverged_epoch,
-                "epochs_done": len(self.history), "wall_s": round(wall_s, 2), "code_fingerprint": self.ctx.fingerprint,
-                "val_acc": [row["val_acc"] for row in self.history]}
+        return {
+            "run_id": self.cfg.run_id,
+            "status": status,
+            "diverged_epoch": diverged_epoch,
+            "epochs_done": len(self.history),
+            "wall_s": round(wall_s, 2),
+            "code_fingerprint": self.ctx.fingerprint,
+            "val_acc": [row["val_acc"] for row in self.history],
+        }
 
 
 class TrialStopped(Exception):
@@ -131,29 +145,52 @@ def trial_config(base: RunConfig, params: dict) -> RunConfig:
     """The run of one point of the space: ``base`` (the study's recipe and budget) with the point's values."""
     recipe = {k: v for k, v in params.items() if k in (LR.name, CENTER_LR.name)}
     options = {k: v for k, v in params.items() if k not in recipe}
-    return RunConfig.from_dict({**base.to_dict(), **recipe, "loss_options": {**base.loss_options, **options}})
+    return RunConfig.from_dict(
+        {**base.to_dict(), **recipe, "loss_options": {**base.loss_options, **options}}
+    )
 
 
-def run_trial(trial, cfg: RunConfig, data: TrialData, device: torch.device, out: Path, should_stop,
-              seeds: int = 1, progress: bool = True, log=print) -> list[dict]:
+def run_trial(
+    trial,
+    cfg: RunConfig,
+    data: TrialData,
+    device: torch.device,
+    out: Path,
+    should_stop,
+    seeds: int = 1,
+    progress: bool = True,
+    log=print,
+) -> list[dict]:
     """Train the trial's point at seeds ``cfg.seed`` .. ``cfg.seed + seeds - 1`` (run directories in ``out``);
     report every epoch of the first one, the last included, to Optuna. Returns the trial trainer's result of
     each seed (up to the first that diverged); raises optuna.TrialPruned when the pruner stops it, TrialStopped
     when told to stop."""
     import optuna
+
     results = []
     for k in range(seeds):
         run = RunConfig.from_dict({**cfg.to_dict(), "seed": cfg.seed + k})
-        trainer = TrialTrainer(run, data, Path(out) / run.run_id, RunContext(device=device, progress=progress, log=log, fingerprint=code_fingerprint(run.loss, run.model), epoch_log=TensorBoardLog))
+        trainer = TrialTrainer(
+            run,
+            data,
+            Path(out) / run.run_id,
+            RunContext(
+                device=device,
+                progress=progress,
+                log=log,
+                fingerprint=code_fingerprint(run.loss, run.model),
+                epoch_log=TensorBoardLog,
+            ),
+        )
         reported, pruned = set(), []
 
-        def report() -> None:
+        def report(trainer=trainer, k=k, reported=reported) -> None:
             for row in trainer.history if k == 0 else ():
                 if row["epoch"] not in reported:
                     trial.report(row["val_acc"], row["epoch"])
                     reported.add(row["epoch"])
 
-        def after_epoch() -> bool:
+        def after_epoch(trainer=trainer, k=k, pruned=pruned, report=report) -> bool:
             report()
             if k == 0 and trial.should_prune():
                 pruned.append(trainer.history[-1]["epoch"])
