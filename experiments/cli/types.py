@@ -25,7 +25,11 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        no_default = action.default is None or action.default is False or action.default in ("", argparse.SUPPRESS)
+        no_default = (
+            action.default is None
+            or action.default is False
+            or action.default in ("", argparse.SUPPRESS)
+        )
         if action.option_strings and not no_default and "%(default)" not in text:
             shown = (
                 " ".join(map(str, action.default))
