@@ -13,7 +13,13 @@ handled as scikit-learn does: a threshold falls between distinct scores only):
 
 - ``auroc``: area under the ROC curve (trapezoids between distinct thresholds);
 - ``fpr95``: false positive rate at the first threshold whose true positive rate is at least 0.95;
-- ``aupr``: average precision, ``sum_n (R_n - R_{n-1}) P_n`` over the distinct thresholds.
+- ``aupr``: average precision, ``sum_n (R_n - R_{n-1}) P_n`` over the distinct thresholds;
+- ``fpr95_ood``: the same false positive rate with the roles swapped, as OpenOOD reports it: the
+  out-of-distribution set positive (scored by minus the score), the share of in-distribution samples taken
+  for out-of-distribution at the first threshold that catches 95% of the out-of-distribution set.
+
+The first three follow ODIN's convention (in-distribution positive), the last OpenOOD's: on the same scores
+the two FPR95 differ.
 """
 
 from __future__ import annotations
@@ -24,12 +30,11 @@ from ..losses.distances import squared_distances
 from .metrics import class_means
 
 SCORES = ("center", "msp", "energy", "knn")
-METRICS = ("auroc", "fpr95", "aupr")
+METRICS = ("auroc", "fpr95", "aupr", "fpr95_ood")
 
 
-@torch.no_grad()
-def detection_metrics(scores_in: torch.Tensor, scores_out: torch.Tensor) -> dict[str, torch.Tensor]:
-    """AUROC, FPR at 95% TPR and AUPR of telling ``scores_in`` (positive) from ``scores_out``."""
+def _detection(scores_in: torch.Tensor, scores_out: torch.Tensor) -> dict[str, torch.Tensor]:
+    """AUROC, FPR at 95% TPR and AUPR, ``scores_in`` positive."""
     scores = torch.cat([scores_in, scores_out]).double()
     positive = torch.cat([torch.ones_like(scores_in), torch.zeros_like(scores_out)]).double()
     order = torch.argsort(scores, descending=True, stable=True)
@@ -45,6 +50,16 @@ def detection_metrics(scores_in: torch.Tensor, scores_out: torch.Tensor) -> dict
     aupr = torch.where(end, (tps - prev_tps) / p * tps / (tps + fps), 0).sum()
     fpr95 = torch.where(end & (tps >= 0.95 * p), fps / n, torch.inf).min()
     return {"auroc": auroc.float(), "fpr95": fpr95.float(), "aupr": aupr.float()}
+
+
+@torch.no_grad()
+def detection_metrics(scores_in: torch.Tensor, scores_out: torch.Tensor) -> dict[str, torch.Tensor]:
+    """AUROC, FPR at 95% TPR and AUPR of telling ``scores_in`` ``(n,)`` (positive; a higher score looks more
+    in-distribution) from ``scores_out`` ``(k,)``, and ``fpr95_ood``: FPR at 95% TPR with the
+    out-of-distribution set positive (OpenOOD's convention). 0-d float tensors, fractions in [0, 1]."""
+    out = _detection(scores_in, scores_out)
+    out["fpr95_ood"] = _detection(-scores_out, -scores_in)["fpr95"]
+    return out
 
 
 @torch.no_grad()

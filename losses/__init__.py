@@ -72,7 +72,9 @@ class LossEntry:
     ``pairs_across_classes``: a term sums over pairs of samples with different labels, so a batch of one class
     makes it 0; ``class_parameters``: ``"centers"`` or ``"proxies"`` when it trains one learnable vector per
     class (what the center rules act on), unless the option ``fixed_by`` is on; ``library``: the installed
-    package it needs (its version enters the loss's code fingerprint)."""
+    package it needs (its version enters the loss's code fingerprint); ``class_lr_scale``: the model's lr
+    times this is its class parameters' lr under the joint rule (1: the reference; a loss of the field: the
+    scale its source trains its proxies at, docs/losses.md)."""
 
     target: object
     options: tuple[Option, ...] = ()
@@ -80,6 +82,7 @@ class LossEntry:
     class_parameters: str | None = None
     fixed_by: str = ""
     library: str | None = None
+    class_lr_scale: float = 1.0
 
     def has_class_parameters(self, options: dict | None = None) -> bool:
         return self.class_parameters is not None and not (

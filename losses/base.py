@@ -48,6 +48,9 @@ class Loss(nn.Module):
     prediction: str = "logits"
     centers_only_pulled: bool = True
     graph_safe: bool = True
+    compares_directions: bool = (
+        False  # compares features by direction only (cosine): their norm is no scale
+    )
 
     def __init__(self, num_classes: int, feat_dim: int):
         super().__init__()

@@ -1,18 +1,28 @@
-"""How learnable centers are updated (for every loss that has them).
+"""How learnable centers (or proxies) are updated, for every loss that has them: one small object.
 
-- ``joint`` (reference): centers are in the model's SGD optimizer (same lr, momentum).
-- ``separate`` (the widely used PyTorch port): centers have their own SGD
-  optimizer (lr ``center_lr``, no momentum) and their gradient is multiplied
-  by ``1 / loss.center_weight`` so the loss weight does not change the update.
-- ``wen`` (Wen et al., ECCV 2016): no gradient reaches the centers; after each
-  step ``c_j <- c_j - alpha * sum_{i: y_i=j} (c_j - x_i) / (1 + n_j)``.
+- ``joint`` (reference): centers are in the model's SGD optimizer (same momentum), at the model's lr times
+  ``class_lr_scale`` (1: the reference; a loss of the field trains its proxies at the scale its source
+  gives, ``losses/__init__.py``);
+- ``separate`` (the widely used PyTorch port): centers have their own SGD optimizer (lr ``center_lr``, no
+  momentum) and their gradient is multiplied by ``1 / loss.center_weight`` so the loss weight does not
+  change the update;
+- ``wen`` (Wen et al., ECCV 2016): no gradient reaches the centers; after each step
+  ``c_j <- c_j - alpha * sum_{i: y_i=j} (c_j - x_i) / (1 + n_j)``.
 
-No weight decay on centers in any rule. The trainer calls, per step:
-``zero_grad()`` before backward, ``before_step(scaler)`` after it, the model
-optimizer's step, then ``after_step(features, labels, scaler)``, then
-``scaler.update()`` once. With fp16 the GradScaler is enabled: the separate
-rule unscales the center gradient before the 1/weight rescale and steps its
-optimizer through the scaler (skipped, like the model's, on an inf gradient).
+No weight decay on centers in any rule. In a training loop::
+
+    rule = build_center_rule("separate", loss, center_lr=0.5)
+    optimizer = torch.optim.SGD(rule.model_param_groups(model, weight_decay=5e-4, lr=0.01), lr=0.01,
+                                momentum=0.9)
+    for images, labels in loader:
+        embeddings = model(images)
+        optimizer.zero_grad(); rule.zero_grad()
+        loss(embeddings, labels).backward()
+        rule.before_step(); optimizer.step(); rule.after_step(embeddings.detach(), labels)
+
+``scaler``: a ``torch.amp.GradScaler`` where one scales the loss (fp16): the separate rule unscales the
+center gradient before the 1/weight rescale and steps its optimizer through the scaler (skipped, like the
+model's, on an inf gradient); the caller updates the scaler once per step, after ``after_step``.
 """
 
 from __future__ import annotations
@@ -24,26 +34,41 @@ from . import CENTER_RULES
 
 
 class CenterRule:
-    def __init__(self, loss):
+    """The joint rule's defaults; each other rule changes what it must. ``loss``: a loss module (its
+    ``learnable_centers`` are what the rule updates: None, and every rule does nothing to them)."""
+
+    trains_centers_with_model = True
+
+    def __init__(self, loss, class_lr_scale: float = 1.0):
         self.loss = loss
         self.centers = loss.learnable_centers
+        self.class_lr_scale = class_lr_scale
 
-    def model_param_groups(self, model, weight_decay: float) -> list[dict]:
+    def model_param_groups(self, model, weight_decay: float, lr: float | None = None) -> list[dict]:
+        """The optimizer's parameter groups: the model's and the loss's other parameters with
+        ``weight_decay``; the centers (joint rule) without weight decay, at ``lr * class_lr_scale`` when
+        the scale is not 1 (``lr``: the optimizer's)."""
         others = [p for p in self.loss.parameters() if p is not self.centers]
         groups = [{"params": [*model.parameters(), *others], "weight_decay": weight_decay}]
         if self.centers is not None and self.trains_centers_with_model:
-            groups.append({"params": [self.centers], "weight_decay": 0.0})
+            group = {"params": [self.centers], "weight_decay": 0.0}
+            if self.class_lr_scale != 1.0:
+                if lr is None:
+                    raise ValueError(
+                        "a class lr scale other than 1 needs the optimizer's lr: "
+                        "model_param_groups(model, weight_decay, lr=...)"
+                    )
+                group["lr"] = lr * self.class_lr_scale
+            groups.append(group)
         return groups
-
-    trains_centers_with_model = True
 
     def zero_grad(self) -> None:
         pass
 
-    def before_step(self, scaler) -> None:
+    def before_step(self, scaler=None) -> None:
         pass
 
-    def after_step(self, features: torch.Tensor, labels: torch.Tensor, scaler) -> None:
+    def after_step(self, features: torch.Tensor, labels: torch.Tensor, scaler=None) -> None:
         pass
 
     def state_dict(self) -> dict:
@@ -70,14 +95,17 @@ class SeparateRule(CenterRule):
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=True)
 
-    def before_step(self, scaler) -> None:
+    def before_step(self, scaler=None) -> None:
         if self.optimizer is not None and self.centers.grad is not None:
-            scaler.unscale_(self.optimizer)
+            if scaler is not None:
+                scaler.unscale_(self.optimizer)
             self.centers.grad.mul_(1.0 / self.loss.center_weight)
 
-    def after_step(self, features, labels, scaler) -> None:
-        if self.optimizer is not None:
+    def after_step(self, features, labels, scaler=None) -> None:
+        if self.optimizer is not None and scaler is not None:
             scaler.step(self.optimizer)
+        elif self.optimizer is not None:
+            self.optimizer.step()
 
     def state_dict(self) -> dict:
         return {} if self.optimizer is None else self.optimizer.state_dict()
@@ -97,7 +125,7 @@ class WenRule(CenterRule):
             self.centers.requires_grad_(False)
 
     @torch.no_grad()
-    def after_step(self, features, labels, scaler) -> None:
+    def after_step(self, features, labels, scaler=None) -> None:
         if self.centers is None:
             return
         c = self.centers
@@ -131,15 +159,17 @@ def rule_problem(rule: str, loss_name: str, loss) -> str | None:
 
 
 def build_center_rule(
-    name: str, loss, center_lr: float = 0.5, center_alpha: float = 0.5
+    name: str, loss, center_lr: float = 0.5, center_alpha: float = 0.5, class_lr_scale: float = 1.0
 ) -> CenterRule:
+    """The rule ``name`` (``joint``, ``separate``, ``wen``) for ``loss``; ValueError, in one line, for an
+    unknown rule or one that does not fit the loss (``rule_problem``)."""
     if (
         name in CENTER_RULES
         and (problem := rule_problem(name, type(loss).__name__, loss)) is not None
     ):
         raise ValueError(problem)
     if name == "joint":
-        return JointRule(loss)
+        return JointRule(loss, class_lr_scale)
     if name == "separate":
         return SeparateRule(loss, center_lr)
     if name == "wen":

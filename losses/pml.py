@@ -127,6 +127,11 @@ class MetricLearningLoss(Loss):
             self.register_buffer("seen", torch.zeros(self.num_classes, 1, dtype=torch.bool))
 
     @property
+    def compares_directions(self) -> bool:
+        """Whether the library's distance normalizes what it compares (its proxies and the features)."""
+        return bool(self.metric_loss.distance.normalize_embeddings)
+
+    @property
     def learnable_centers(self) -> torch.nn.Parameter | None:
         """The library's class weights or proxies, as the library stores them."""
         return getattr(self.metric_loss, self.proxies[0]) if self.proxies is not None else None

@@ -12,10 +12,12 @@ def sklearn_metrics(scores_in, scores_out):
     y = np.r_[np.ones(len(scores_in)), np.zeros(len(scores_out))]
     s = np.r_[scores_in, scores_out]
     fpr, tpr, _ = roc_curve(y, s)
+    ood_fpr, ood_tpr, _ = roc_curve(1 - y, -s)  # OpenOOD: the out-of-distribution set positive
     return {
         "auroc": roc_auc_score(y, s),
         "fpr95": fpr[np.argmax(tpr >= 0.95)],
         "aupr": average_precision_score(y, s),
+        "fpr95_ood": ood_fpr[np.argmax(ood_tpr >= 0.95)],
     }
 
 
@@ -42,3 +44,11 @@ def test_detection_metrics_by_hand():
     assert m["auroc"].item() == pytest.approx(3.5 / 4)
     assert m["fpr95"].item() == pytest.approx(0.5)
     assert m["aupr"].item() == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
+    # OpenOOD's convention on other scores: in 3, 2, 2; out 2, 1. In positive: at threshold 2 every in sample
+    # is taken and one out sample of two: FPR95 1/2. Out positive, by minus the score (out -2, -1; in -3, -2,
+    # -2): at -1 half the out set, at -2 all of it and two in samples of three: FPR95 2/3. One set of scores,
+    # two numbers: a table must say which it shows.
+    m = detection_metrics(torch.tensor([3.0, 2.0, 2.0]), torch.tensor([2.0, 1.0]))
+    assert m["fpr95"].item() == pytest.approx(1 / 2) and m["fpr95_ood"].item() == pytest.approx(
+        2 / 3
+    )

@@ -18,6 +18,7 @@ from experiments.report import config_of
 from tests.conftest import THREADS, dataset_root
 
 REPO = Path(__file__).resolve().parent.parent
+CPU = torch.device("cpu")
 SHIPPED = read_rows(REPO / "results" / "runs.csv")
 
 
@@ -30,8 +31,9 @@ def test_every_shipped_row_is_a_config_of_the_current_code():
 
 
 def threads_of(device: str) -> int | None:
-    """The thread count a CPU row was made with: ``cpu (2 threads, AVX2)`` -> 2."""
-    found = re.fullmatch(r"cpu \((\d+) threads, (\w+)\)", device)
+    """The thread count a CPU row was made with: ``cpu (2 threads, AVX2, oneDNN avx2)`` -> 2 (also the older
+    labels without oneDNN's instruction set)."""
+    found = re.match(r"cpu \((\d+) threads?, ", device)
     return int(found[1]) if found else None
 
 
@@ -40,6 +42,13 @@ def row_threads():
     """Sets torch's thread count for this test only (a test worker has its own): CPU float bits depend on it."""
     yield torch.set_num_threads
     torch.set_num_threads(THREADS)
+
+
+def here_with(threads: int) -> str:
+    """This machine's CPU label at that many threads (experiments/engine/device.py)."""
+    return re.sub(
+        r"\(\d+ threads?, ", f"({threads} thread{'s' if threads != 1 else ''}, ", device_name(CPU)
+    )
 
 
 def test_the_cheapest_shipped_cpu_row_reproduces_its_first_epoch_exactly(tmp_path, row_threads):
@@ -62,12 +71,12 @@ def test_the_cheapest_shipped_cpu_row_reproduces_its_first_epoch_exactly(tmp_pat
         for r in cpu_rows
         if (n := threads_of(r["device"])) is not None
         and n <= (os.cpu_count() or 1)
-        and r["device"] == f"cpu ({n} threads, {kernels})"
+        and r["device"] == here_with(n)
         and r.get("code_fingerprint") == code_fingerprint(r["loss"], r["model"])
     ]
     if not same:  # other SIMD kernels give other float bits, and a short run amplifies them
         pytest.skip(
-            f"no shipped CPU row was made by this code with {kernels} kernels and at most "
+            f"no shipped CPU row was made by this code with {kernels} kernels, oneDNN's instruction set here and at most "
             f"{os.cpu_count()} threads (they were made on {', '.join(sorted({r['device'] for r in cpu_rows}))})"
         )
     row = min(

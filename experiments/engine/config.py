@@ -18,7 +18,7 @@ import hashlib
 import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
-from centersuite.losses import CENTER_RULES, loss_options
+from centersuite.losses import CENTER_RULES, LOSSES, loss_options
 from centersuite.models import MODELS
 from experiments.cli.types import non_negative_float, non_negative_int, positive_float, positive_int
 from experiments.engine.protocol import PROTOCOLS
@@ -27,6 +27,9 @@ AXIS = (
     object()
 )  # a field that names the run (dataset, loss, feat_dim, seed, options): no recipe flag of its own
 NOT_COMPARED = object()  # a field the reference study had no value for: never a departure
+PER_LOSS = (
+    object()
+)  # a field whose default is the loss's own (its registry entry): a departure when not that
 
 
 def recipe(
@@ -133,6 +136,15 @@ class RunConfig:
         sweep=True,
         parse=positive_float,
     )
+    class_lr_scale: float | None = recipe(
+        None,
+        "the centers' or proxies' lr under the joint rule, as a multiple of --lr (default: the loss's own: "
+        "1 for the center-loss family, as the reference; the field's losses their source's, docs/losses.md)",
+        reference=PER_LOSS,
+        added_later=True,
+        sweep=True,
+        parse=positive_float,
+    )
     protocol: str = recipe(
         "reference",
         "reference: schedule and best epoch on the test split (the study); fair: "
@@ -175,6 +187,9 @@ class RunConfig:
     def __post_init__(self):
         # Record every option of the loss, defaults included, so the id is explicit.
         self.loss_options = {**loss_options(self.loss), **self.loss_options}
+        for name in PER_LOSS_FIELDS:  # and the loss's own value of a per-loss field
+            if getattr(self, name) is None:
+                setattr(self, name, per_loss_default(self.loss, name))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -188,15 +203,24 @@ class RunConfig:
         """``field=value`` for every field (and loss option) that departs from the reference recipe."""
         out = [
             f"{k}={getattr(self, k)}" for k, v in REFERENCE_RECIPE.items() if getattr(self, k) != v
-        ]
+        ] + [f"{k}={getattr(self, k):g}" for k in PER_LOSS_FIELDS if self.per_loss_departs(k)]
         defaults = loss_options(self.loss)
         return out + [
             f"{k}={v}" for k, v in sorted(self.loss_options.items()) if defaults.get(k) != v
         ]
 
+    def per_loss_departs(self, name: str) -> bool:
+        """Whether a per-loss field is set to other than the loss's own value (only then is it in the id)."""
+        return getattr(self, name) != per_loss_default(self.loss, name)
+
     @property
     def run_id(self) -> str:
-        d = {k: v for k, v in self.to_dict().items() if ADDED_LATER.get(k, object()) != v}
+        d = {
+            k: v
+            for k, v in self.to_dict().items()
+            if ADDED_LATER.get(k, object()) != v
+            and (k not in PER_LOSS_FIELDS or self.per_loss_departs(k))
+        }
         digest = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.loss}-{self.dataset}-d{self.feat_dim}-s{self.seed}-{digest}"
 
@@ -208,7 +232,15 @@ DEFAULTS = {f.name: f.default for f in fields(RunConfig) if f.name in RECIPE}
 # the reference study's recipe (docs/reference.md): a run that departs from it in any of these fields, or in its
 # loss's options, is not a reproduction of the study's table
 REFERENCE_RECIPE = {
-    k: m["reference"] for k, m in RECIPE.items() if m["reference"] is not NOT_COMPARED
+    k: m["reference"] for k, m in RECIPE.items() if m["reference"] not in (NOT_COMPARED, PER_LOSS)
 }
+PER_LOSS_FIELDS = tuple(k for k, m in RECIPE.items() if m["reference"] is PER_LOSS)
+
+
+def per_loss_default(loss: str, name: str):
+    """The loss's own default of a per-loss recipe field: its registry entry's attribute of that name."""
+    return getattr(LOSSES.entry(loss), name)
+
+
 ADDED_LATER = {k: DEFAULTS[k] for k, m in RECIPE.items() if m["added_later"]}
 SWEEPABLE = tuple(k for k, m in RECIPE.items() if m["sweep"])  # recipe fields a grid may sweep

@@ -141,6 +141,9 @@ class DeviceData:
         ood_images: Path | None = None,
     ):
         self.spec = spec
+        self.ood_note = (
+            ""  # why the planned out-of-distribution set is not the one scored, if it is not
+        )
         train_images, train_labels = self._subset(*load_split(spec, root, train=True), train_size)
         test_images, test_labels = self._subset(*load_split(spec, root, train=False), test_size)
         self.class_names = spec.class_names
@@ -196,6 +199,11 @@ class DeviceData:
         if partner is not None and not file_problems(get_spec(partner), root):
             images, _ = load_split(get_spec(partner), root, train=False)
             return partner, self._subset(images, torch.zeros(len(images)), n)[0]
+        if partner is not None:
+            self.ood_note = (
+                f"the out-of-distribution set of {spec.name} is {partner}, which is not in {root}: its "
+                f"detection metrics score uniform noise instead (`./suite data fetch {partner}` brings it)"
+            )
         return NOISE, noise_images(n, spec)
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -69,7 +69,10 @@ class Records:
         }
 
     def format_row(self, row: dict) -> str:
-        terms = " ".join(f"{k}={row[k]:.4g}" for k in row if k not in ("epoch", "lr", "seconds"))
+        # a column without a value for this loss (argmax for a loss without logits; class means without an
+        # embedded training subset) is left out of the line
+        shown = [k for k in row if k not in ("epoch", "lr", "seconds") and row[k] == row[k]]
+        terms = " ".join(f"{k}={row[k]:.4g}" for k in shown)
         return f"[{self.cfg.run_id}] epoch {row['epoch']:3d} lr={row['lr']:.2g} {terms} ({row['seconds']:.1f}s)"
 
     def save_early_frame(self, fraction: float) -> None:
@@ -182,6 +185,11 @@ class Records:
             "train_images": len(self.data.train_labels),
             "test_images": len(self.data.split("test")[1]),
             "config": self.cfg.to_dict(),
+            "health": self.flagged,  # collapse or dead centers (experiments/engine/health.py)
+            "final_center_gap": next(
+                (g for r in self.history[-1:] if math.isfinite(g := r.get("center_gap", math.nan))),
+                None,
+            ),
         }
         held_out = (
             [f"{split}_acc{s}" for s in ("", "_argmax", "_center", "_class_mean")] if split else []

@@ -39,6 +39,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from centersuite.eval.geometry import center_shift, nearest_center_gap
+from centersuite.eval.metrics import class_means
 from centersuite.losses import build_loss
 from centersuite.losses.center_rules import build_center_rule
 from centersuite.models import build_model
@@ -50,6 +52,7 @@ from experiments.engine.cpu_memory import keep_freed_memory
 from experiments.engine.cuda_graph import GraphedStep
 from experiments.engine.data import DeviceData, epoch_batches
 from experiments.engine.evaluation import Evaluation
+from experiments.engine.health import health
 from experiments.engine.io import atomic_write_json
 from experiments.engine.protocol import protocol_of
 from experiments.engine.records import Records, set_aside_other_code
@@ -79,12 +82,19 @@ class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during a run: still a KeyboardInterrupt (a grid stops), with what is kept and what resumes."""
 
     def __init__(self, run_id: str, epochs_done: int, evaluating: bool = False):
-        what = (
-            f"during its final evaluation (its {epochs_done} epochs are trained and kept); the same command "
-            "evaluates it again"
-            if evaluating
-            else f"after epoch {epochs_done} (kept in its checkpoint); the same command resumes it"
-        )
+        if evaluating:
+            what = (
+                f"during its final evaluation (its {epochs_done} epochs are trained and kept); the same "
+                "command evaluates it again"
+            )
+        elif epochs_done:
+            what = (
+                f"after epoch {epochs_done} (kept in its checkpoint); the same command resumes it"
+            )
+        else:
+            what = (
+                "before its first epoch ended: nothing was kept; the same command starts it again"
+            )
         super().__init__(f"run {run_id} interrupted {what}")
         self.run_id, self.epochs_done = run_id, epochs_done
 
@@ -136,10 +146,10 @@ class Trainer(Evaluation, Records):
             )
         self.generators = RunGenerators(cfg.seed, device)
         self.center_rule = build_center_rule(
-            cfg.center_rule, self.loss, cfg.center_lr, cfg.center_alpha
+            cfg.center_rule, self.loss, cfg.center_lr, cfg.center_alpha, cfg.class_lr_scale
         )
         self.optimizer = torch.optim.SGD(
-            self.center_rule.model_param_groups(self.model, cfg.weight_decay),
+            self.center_rule.model_param_groups(self.model, cfg.weight_decay, cfg.lr),
             lr=cfg.lr,
             momentum=cfg.momentum,
         )
@@ -164,11 +174,14 @@ class Trainer(Evaluation, Records):
         self.epochs_saved = 0  # checkpoints written by this process
         self.term_names: list[str] | None = None
         self.step = None
+        self.flagged = ""  # collapse or dead centers, once seen (engine/health.py)
+        centers = self.loss.centers
+        self.centers_before = None if centers is None else centers.detach().float().clone()
 
     # ---- one step and one epoch -------------------------------------------------
     def train_step(self, index: torch.Tensor) -> torch.Tensor:
         """One optimisation step on the batch ``index``; returns
-        ``[total, *terms, correct]`` as one device tensor (no host sync)."""
+        ``[total, *terms, mean feature norm, correct]`` as one device tensor (no host sync)."""
         labels = self.data.train_labels[index]
         x = self.augment(self.data.train_images[index]).contiguous(memory_format=self.memory_format)
         with torch.autocast(
@@ -190,7 +203,10 @@ class Trainer(Evaluation, Records):
         correct = (
             self.loss.predict(features.detach().float(), logits.detach().float()) == labels
         ).sum()
-        return torch.stack([total.detach(), *(t.detach() for t in terms.values()), correct.float()])
+        norm = features.detach().float().norm(dim=1).mean()
+        return torch.stack(
+            [total.detach(), *(t.detach() for t in terms.values()), norm, correct.float()]
+        )
 
     def current_lrs(self) -> list[float]:
         return [g["lr"] for g in self.optimizer.param_groups]
@@ -235,11 +251,38 @@ class Trainer(Evaluation, Records):
             if step in early:
                 self.save_early_frame(early[step])
         means = sums / len(batches)
-        out = dict(zip(["loss", *self.term_names], means[:-1]))
+        out = dict(zip(["loss", *self.term_names, "feature_norm"], means[:-1]))
         out["train_acc"] = sums[-1] / (len(batches) * self.cfg.batch_size)
         return out
 
     # ---- evaluation -------------------------------------------------------------
+    # ---- collapse and dead centers (experiments/engine/health.py) -------------------
+    def center_geometry(self, embeddings, feature_norm: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``center_gap`` and ``center_shift`` of this epoch, on the scale of the features (device tensors);
+        the centers are the loss's, else the class means of the embedded training subset, else none (NaN)."""
+        nan = torch.full((), float("nan"), device=self.device)
+        centers = self.loss.centers
+        if centers is None and embeddings is not None and embeddings[0] is not None:
+            centers = class_means(embeddings[0], embeddings[1], self.loss.num_classes)
+        if centers is None:
+            return {"center_gap": nan, "center_shift": nan}
+        centers = centers.detach().float()
+        scale = torch.ones_like(feature_norm) if self.loss.compares_directions else feature_norm
+        before, self.centers_before = self.centers_before, centers.clone()
+        shift = (
+            center_shift(centers, before)
+            if before is not None and before.shape == centers.shape
+            else nan
+        )
+        return {"center_gap": nearest_center_gap(centers) / scale, "center_shift": shift / scale}
+
+    def watch_health(self) -> None:
+        """Say once, as it happens, that the run collapsed or that its centers never moved."""
+        flag = health(self.history, self.loss.learnable_centers is not None)
+        if flag and not self.flagged:
+            self.log(f"run {self.cfg.run_id}: {flag}")
+        self.flagged = flag
+
     # ---- the run ----------------------------------------------------------------
     def fit(self, should_stop=lambda: False) -> dict:
         """Train to the last epoch and write result.json. ``should_stop()`` is asked after each
@@ -250,6 +293,8 @@ class Trainer(Evaluation, Records):
             self.run_dir / "config.json",
             {**self.cfg.to_dict(), "code_fingerprint": self.ctx.fingerprint},
         )
+        if getattr(self.data, "ood_note", ""):
+            self.log(f"run {self.cfg.run_id}: {self.data.ood_note}")
         self.resume_if_interrupted()
         self.epoch_log = (
             self.ctx.epoch_log(self.run_dir, self.start_epoch) if self.ctx.epoch_log else None
@@ -300,9 +345,10 @@ class Trainer(Evaluation, Records):
                     self.evaluate(frames) if self.cfg.feat_dim == 2 else ({}, None),
                 )
                 frame_acc = frame_metrics.get(f"{frames}_acc", torch.zeros((), device=self.device))
-            names = [*train_metrics, *eval_metrics]
+            geometry = self.center_geometry(embeddings, train_metrics["feature_norm"])
+            names = [*train_metrics, *eval_metrics, *geometry]
             values = torch.stack(
-                [*train_metrics.values(), *eval_metrics.values(), frame_acc]
+                [*train_metrics.values(), *eval_metrics.values(), *geometry.values(), frame_acc]
             ).tolist()  # one sync
             frame_acc = values.pop()
             row = {
@@ -310,7 +356,9 @@ class Trainer(Evaluation, Records):
                 "lr": self.optimizer.param_groups[0]["lr"],
                 **dict(zip(names, values)),
             }
-            if not all(math.isfinite(row[name]) for name in train_metrics):
+            if not all(
+                math.isfinite(row[name]) for name in train_metrics if name != "feature_norm"
+            ):
                 self.log(
                     f"run {self.cfg.run_id}: loss is {row['loss']} at epoch {epoch}; stopping "
                     "(lower --lr or the loss weights)"
@@ -326,6 +374,7 @@ class Trainer(Evaluation, Records):
                 self.scheduler.step(row[select])
             row["seconds"] = time.perf_counter() - t_epoch
             self.history.append(row)
+            self.watch_health()
             self.save_epoch(epoch, embeddings, frame_acc)
             (tqdm.write if self.ctx.progress else self.log)(self.format_row(row))
             if epoch < self.cfg.epochs and should_stop():

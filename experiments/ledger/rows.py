@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,34 +26,9 @@ from experiments.engine.config import ADDED_LATER, RunConfig
 from experiments.engine.io import atomic_write_csv
 from experiments.ledger.fingerprint import code_fingerprint
 
-CONFIG_COLUMNS = [
-    "dataset",
-    "loss",
-    "feat_dim",
-    "seed",
-    "model",
-    "loss_options",
-    "epochs",
-    "batch_size",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "lr_factor",
-    "lr_patience",
-    "lr_threshold",
-    "augment",
-    "train_size",
-    "test_size",
-    "precision",
-    "center_rule",
-    "center_lr",
-    "center_alpha",
-    "protocol",
-    "known_classes",
-    "ood_images",
-    "eval_train_size",
-    "precise_bn",
-]
+# the config's columns: the ledger's first order, then every field of RunConfig added since (derived)
+FIRST_COLUMNS = ["dataset", "loss", "feat_dim", "seed", "model", "loss_options"]
+CONFIG_COLUMNS = FIRST_COLUMNS + [f.name for f in fields(RunConfig) if f.name not in FIRST_COLUMNS]
 ACCURACIES = [
     f"{split}_acc{rule}"
     for split in ("test", "val")
@@ -74,7 +50,8 @@ RUN_COLUMNS = (
         "selected_epoch",
     ]
     + [f"{w}_{m}" for m in [*ACCURACIES, "train_acc"] for w in ("final", "best")]
-    + ["final_knn1_acc", "final_map_at_r", "final_intra_inter_ratio", "ood_dataset"]
+    + ["final_knn1_acc", "final_map_at_r", "final_intra_inter_ratio", "final_center_gap", "health"]
+    + ["ood_dataset"]
     + [f"final_ood_{s}_{m}" for s in OOD_SCORES for m in OOD_METRICS]
     + [
         "wall_s",
@@ -96,6 +73,9 @@ EPOCH_COLUMNS = [
     "lr",
     *ACCURACIES,
     "train_acc",
+    "feature_norm",
+    "center_gap",
+    "center_shift",
     "seconds",
 ]
 
@@ -121,28 +101,8 @@ def group_id(config: dict) -> str:
     return RunConfig.from_dict({**config, "seed": 0}).run_id.replace("-s0-", "-")
 
 
-INT_FIELDS = (
-    "feat_dim",
-    "seed",
-    "epochs",
-    "batch_size",
-    "lr_patience",
-    "train_size",
-    "test_size",
-    "eval_train_size",
-    "precise_bn",
-)
-
-
-FLOAT_FIELDS = (
-    "lr",
-    "momentum",
-    "weight_decay",
-    "lr_factor",
-    "lr_threshold",
-    "center_lr",
-    "center_alpha",
-)
+INT_FIELDS = tuple(f.name for f in fields(RunConfig) if str(f.type).startswith("int"))
+FLOAT_FIELDS = tuple(f.name for f in fields(RunConfig) if str(f.type).startswith("float"))
 
 
 def config_of(row: dict) -> RunConfig | None:

@@ -86,7 +86,9 @@ def read_fields(loss: str, center_rule: str) -> set[str]:
     center lr under ``separate`` and the center alpha under ``wen``, for a loss with learnable centers."""
     fields = {"lr", "weight_decay"}
     if has_class_parameters(loss):
-        fields |= {"separate": {"center_lr"}, "wen": {"center_alpha"}}.get(center_rule, set())
+        fields |= {"joint": {"class_lr_scale"}, "separate": {"center_lr"}, "wen": {"center_alpha"}}[
+            center_rule
+        ]
     return fields
 
 
@@ -128,7 +130,7 @@ def run_config(
     ):  # no rule acts on a loss without class centers or proxies
         values["center_rule"] = DEFAULTS["center_rule"]
     reads = read_fields(loss, values.get("center_rule", DEFAULTS["center_rule"]))
-    for name in ("center_lr", "center_alpha"):
+    for name in ("center_lr", "center_alpha", "class_lr_scale"):
         if name not in reads:
             values[name] = DEFAULTS[name]
     return RunConfig(
