@@ -76,7 +76,38 @@ def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) 
 
 
 def accuracy(predictions: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The share of ``predictions`` ``(n,)`` equal to ``labels`` ``(n,)``: a 0-d tensor in [0, 1]."""
     return (predictions == labels).float().mean()
+
+
+@torch.no_grad()
+def nearest_center_accuracy(
+    embeddings: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor
+) -> torch.Tensor:
+    """Accuracy of classifying ``embeddings`` ``(n, d)`` by their nearest of ``centers`` ``(classes, d)``
+    (squared Euclidean; row j is class j), against ``labels`` ``(n,)``: a 0-d tensor in [0, 1]."""
+    return accuracy(nearest_center(embeddings, centers), labels)
+
+
+@torch.no_grad()
+def class_mean_accuracy(
+    train_embeddings: torch.Tensor,
+    train_labels: torch.Tensor,
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+) -> torch.Tensor:
+    """Accuracy of classifying ``embeddings`` ``(n, d)`` by the nearest mean of the ``train_embeddings``
+    ``(m, d)`` of each class (``train_labels`` ``(m,)``): a 0-d tensor in [0, 1]."""
+    return nearest_center_accuracy(
+        embeddings, labels, class_means(train_embeddings, train_labels, num_classes)
+    )
+
+
+@torch.no_grad()
+def argmax_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Accuracy of the argmax of ``logits`` ``(n, classes)`` against ``labels`` ``(n,)``: a 0-d tensor."""
+    return accuracy(logits.argmax(1), labels)
 
 
 def evaluate_embeddings(

@@ -63,28 +63,54 @@ def detection_metrics(scores_in: torch.Tensor, scores_out: torch.Tensor) -> dict
 
 
 @torch.no_grad()
+def center_score(embeddings: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """Minus the squared Euclidean distance of each of ``embeddings`` ``(n, d)`` to the nearest of ``centers``
+    ``(classes, d)`` (a center that is not finite, a class without samples, is never the nearest): ``(n,)``,
+    higher for a sample that looks in-distribution."""
+    return -squared_distances(embeddings, centers.nan_to_num(1e6)).min(1).values
+
+
+@torch.no_grad()
+def knn_score(embeddings: torch.Tensor, reference: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """Minus the squared distance of each of ``embeddings`` ``(n, d)`` to its nearest ``reference`` ``(m, d)``
+    (the training features), in chunks of ``chunk`` queries: ``(n,)``."""
+    return -nearest_distance(embeddings, reference, chunk)
+
+
+@torch.no_grad()
+def msp_score(logits: torch.Tensor) -> torch.Tensor:
+    """The maximum softmax probability of ``logits`` ``(n, classes)``: ``(n,)`` in [1/classes, 1]."""
+    return logits.softmax(1).max(1).values
+
+
+@torch.no_grad()
+def energy_score(logits: torch.Tensor) -> torch.Tensor:
+    """Minus the energy of ``logits`` ``(n, classes)``, ``logsumexp`` over the classes: ``(n,)``."""
+    return logits.logsumexp(1)
+
+
+@torch.no_grad()
 def ood_scores(loss, train_features, train_labels, features, logits) -> dict[str, torch.Tensor]:
-    """Every score that applies to this loss, for ``features`` (and their ``logits``)."""
+    """Every score that applies to this loss, for ``features`` (and their ``logits``): by its centers (class
+    means of the training features for a loss without them), by the nearest training feature, and for a loss
+    that classifies by logits, by them."""
     centers = (
         loss.centers.detach()
         if loss.centers is not None
         else class_means(train_features, train_labels, loss.num_classes)
     )
-    centers = centers.nan_to_num(1e6)  # a class with no training sample is never the nearest
-    out = {
-        "center": -squared_distances(features, centers).min(1).values,
-        "knn": -nearest_distance(features, train_features),
-    }
+    out = {"center": center_score(features, centers), "knn": knn_score(features, train_features)}
     class_logits = loss.class_logits(features, logits)
     if class_logits is not None:
-        out["msp"] = class_logits.softmax(1).max(1).values
-        out["energy"] = class_logits.logsumexp(1)
+        out["msp"] = msp_score(class_logits)
+        out["energy"] = energy_score(class_logits)
     return out
 
 
 def nearest_distance(
     query: torch.Tensor, reference: torch.Tensor, chunk: int = 1024
 ) -> torch.Tensor:
+    """The squared distance of each query ``(n, d)`` to its nearest reference ``(m, d)``: ``(n,)``."""
     return torch.cat(
         [
             squared_distances(query[i : i + chunk], reference).min(1).values

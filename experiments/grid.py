@@ -20,7 +20,6 @@ results/quick/ (not tracked by git).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -181,6 +180,29 @@ def parse_args(argv=None):
     return args
 
 
+def confirm(seconds: float | None, how: str, device, runs: int, yes: bool) -> str | None:
+    """Print the estimate; past an hour on a CPU ask on a terminal, or refuse off one without ``--yes``. The
+    refusal's line, or None to go on."""
+    from experiments.text import duration
+
+    if seconds is None:
+        print(f"grid: {runs} runs to train; no estimate on this device ({how})")
+        return None
+    print(f"grid: {runs} runs to train, about {duration(seconds)} on this device ({how})")
+    if device.type != "cpu" or seconds <= LONG_ON_CPU_S or yes:
+        return None
+    if not sys.stdin.isatty():
+        return (
+            f"the grid would train for about {duration(seconds)} on this CPU; give --yes to start it off a "
+            "terminal (or fewer runs: --dry-run lists them)"
+        )
+    answer = input(f"train for about {duration(seconds)} on this CPU? [y/N] ").strip().lower()
+    return None if answer in ("y", "yes") else "not started (answered no)"
+
+
+LONG_ON_CPU_S = 3600.0  # past this on a CPU, the grid asks before it trains
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     with loading():  # torch, pandas and the rest, once the flags are good
@@ -188,10 +210,16 @@ def main(argv=None) -> int:
         from experiments.cli.recipe import backend_from_args, run_problem, run_settings
         from experiments.datasets.specs import DataError, file_problems, get_spec
         from experiments.engine.data import load_images
-        from experiments.engine.device import resolve_device
+        from experiments.engine.device import device_name, resolve_device
         from experiments.engine.io import unwritable
         from experiments.ledger.rows import read_rows
-        from experiments.runners.plan import ready_datasets, stale_configs
+        from experiments.runners.backends import default_runs_per_device
+        from experiments.runners.plan import (
+            grid_estimate,
+            ready_datasets,
+            recorded_runs,
+            stale_configs,
+        )
         from experiments.runners.sweep import described, plan
         from experiments.runners.training import run_grid
         from experiments.text import plural
@@ -200,7 +228,7 @@ def main(argv=None) -> int:
     outputs = report.Outputs.for_ledger(results, args.imgs, args.readme)
     made = [
         p for p in (args.out, results, outputs.imgs) if not Path(p).exists()
-    ]  # put back if nothing trains
+    ]  # removed if nothing trains
     checks = (
         ()
         if args.dry_run
@@ -215,26 +243,50 @@ def main(argv=None) -> int:
             print(f"error: {problem}; nothing was trained", file=sys.stderr)
             return 2
     device = resolve_device(args.device)
-    spec = args.spec
-    to_retrain = stale_configs(read_rows(results / "runs.csv")) if args.retrain_stale else []
-    if args.retrain_stale:
-        spec = dataclasses.replace(
-            spec, datasets=sorted({c.dataset for c in to_retrain}, key=list(SPECS).index)
-        )
-    if not args.dry_run:  # a dry run fetches nothing
-        spec = dataclasses.replace(spec, datasets=ready_datasets(spec.datasets, args.data_root))
-        try:
-            for name in spec.datasets if spec.recipe["ood_images"] else []:
-                load_images(spec.recipe["ood_images"], SPECS[name])
-        except DataError as e:
-            print(f"error: --ood-images {e}; nothing was trained", file=sys.stderr)
-            return 2
-    if args.retrain_stale and not to_retrain:
+    rows = read_rows(results / "runs.csv")
+    configs = stale_configs(rows) if args.retrain_stale else plan(args.spec)
+    if args.retrain_stale and not configs:
         print(
             f"grid: no run of {results / 'runs.csv'} was recorded by other code; nothing to retrain"
         )
         return 0
-    if not spec.datasets:
+    for cfg in configs:
+        if (problem := run_problem(cfg)) is not None:
+            print(f"error: {problem}; nothing was trained", file=sys.stderr)
+            return 2
+    done, _ = recorded_runs(rows, args.reuse_stale)
+    todo = [c for c in configs if c.run_id not in done]
+    runs_at_once = args.runs_per_gpu or default_runs_per_device(device)
+    threads = args.cpus_per_run or max(1, torch_threads() // runs_at_once)
+    seconds, how = grid_estimate(
+        todo, rows, Path(args.out), device_name(device), threads, runs_at_once
+    )
+    datasets = sorted({c.dataset for c in configs}, key=list(SPECS).index)
+    if args.dry_run:
+        for cfg in configs:
+            print(f"{cfg.run_id}  {', '.join(described(cfg)) or 'reference recipe'}")
+        missing = [d for d in datasets if file_problems(get_spec(d), args.data_root)]
+        print(
+            f"grid: {plural(len(configs), 'run')} planned (dry run: nothing trained, fetched or written)"
+            + (
+                f"; not in {args.data_root} yet: {', '.join(missing)} (a real run fetches what it can)"
+                if missing
+                else ""
+            )
+        )
+        confirm(seconds, how, device, len(todo), yes=True)
+        return 0
+    if todo and (refused := confirm(seconds, how, device, len(todo), args.yes)) is not None:
+        print(f"error: {refused}; nothing was trained", file=sys.stderr)
+        return 2
+    usable = ready_datasets(datasets, args.data_root)
+    try:
+        for name in usable if args.spec.recipe["ood_images"] else []:
+            load_images(args.spec.recipe["ood_images"], SPECS[name])
+    except DataError as e:
+        print(f"error: --ood-images {e}; nothing was trained", file=sys.stderr)
+        return 2
+    if not usable:
         print(
             "error: no dataset can be used (the lines above say why and how to fix it); nothing was trained",
             file=sys.stderr,
@@ -245,26 +297,7 @@ def main(argv=None) -> int:
             if Path(folder).is_dir() and not any(Path(folder).iterdir()):
                 Path(folder).rmdir()
         return 1
-    configs = (
-        [c for c in to_retrain if c.dataset in spec.datasets] if args.retrain_stale else plan(spec)
-    )
-    for cfg in configs:
-        if (problem := run_problem(cfg)) is not None:
-            print(f"error: {problem}; nothing was trained", file=sys.stderr)
-            return 2
-    if args.dry_run:
-        for cfg in configs:
-            print(f"{cfg.run_id}  {', '.join(described(cfg)) or 'reference recipe'}")
-        missing = [d for d in spec.datasets if file_problems(get_spec(d), args.data_root)]
-        print(
-            f"grid: {plural(len(configs), 'run')} planned (dry run: nothing trained, fetched or written)"
-            + (
-                f"; not in {args.data_root} yet: {', '.join(missing)} (a real run fetches what it can)"
-                if missing
-                else ""
-            )
-        )
-        return 0
+    configs = [c for c in configs if c.dataset in usable]
     settings = run_settings(args, results)
     outcome = run_grid(
         configs,
@@ -279,9 +312,17 @@ def main(argv=None) -> int:
     if not args.no_report:
         built = report.build(outputs, args.out)
         if built is not None:
-            print(built.table)
-            print(f"report: {outputs.results / 'table.md'}" + built.readme_line())
+            from experiments.report.terminal import terminal_table
+
+            print(terminal_table(report.read_ledger(results / "runs.csv")))
+            print(f"report: {outputs.results / 'table.md'} (every column)" + built.readme_line())
     return 0
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 if __name__ == "__main__":

@@ -39,8 +39,17 @@ def fixed_limits(
     return lo[0] - pad[0], hi[0] + pad[0], lo[1] - pad[1], hi[1] + pad[1]
 
 
-def scatter_figure(features, labels, class_names, title, centers=None, limits=None, size=4.2):
-    fig, ax = plt.subplots(figsize=(size, size), dpi=80)
+def scatter_figure(
+    features,
+    labels,
+    class_names,
+    title,
+    centers=None,
+    limits=None,
+    axis_labels=("feature 1", "feature 2"),
+):
+    """One run's scatter, 640 x 520 px, the legend beside the points."""
+    fig, ax = plt.subplots(figsize=(8.0, 6.5), dpi=80)
     _panel(
         ax,
         np.asarray(features),
@@ -49,10 +58,24 @@ def scatter_figure(features, labels, class_names, title, centers=None, limits=No
         centers,
         limits,
         title,
-        legend=True,
+        axis_labels=axis_labels,
+    )
+    ax.legend(
+        fontsize=8,
+        markerscale=3,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1.0),
+        borderaxespad=0,
+        frameon=False,
     )
     fig.tight_layout()
     return fig
+
+
+def frame_limits(features: np.ndarray, centers=None):
+    """Axes that fit one frame: the 0.5-99.5 percentiles of its points, widened to hold its centers."""
+    c = np.zeros((0, 2)) if centers is None else np.asarray(centers, dtype=float)
+    return covering(fixed_limits([features]), c)
 
 
 def figure_to_array(fig) -> np.ndarray:
@@ -93,19 +116,15 @@ def feature_gifs(
             continue
         if split == "train":
             feats, labels = map(list, zip(*(subsample(a, b) for a, b in zip(feats, labels))))
-        last = frames[-1]["centers"]
-        limits = covering(
-            fixed_limits(feats), np.zeros((0, 2)) if last is None else last.float().numpy()
-        )
-        images = [
+        images = [  # each frame on axes that fit its own points and centers
             figure_to_array(
                 scatter_figure(
                     a,
                     b,
                     class_names,
-                    f"{title} {split}, epoch {f['epoch']}, {held_out} acc {f['test_acc']:.3f}",
+                    f"{title} {split}, {training_point(f['epoch'])}, {held_out} acc {f['test_acc']:.3f}",
                     centers=None if f["centers"] is None else f["centers"].numpy(),
-                    limits=limits,
+                    limits=frame_limits(a, f["centers"]),
                 )
             )
             for a, b, f in zip(feats, labels, frames)
@@ -119,16 +138,28 @@ def feature_gifs(
 def pca_2d(features: np.ndarray, basis_of: np.ndarray | None = None) -> np.ndarray:
     """Project on the top two principal axes of ``basis_of`` (default: the features);
     the sign of each axis is fixed so the picture is deterministic."""
+    return pca_with_variance(features, basis_of)[0]
+
+
+def pca_with_variance(features: np.ndarray, basis_of: np.ndarray | None = None):
+    """``(projection (n, 2), share of the variance of each of the two axes)``: ``pca_2d`` and how much of the
+    variance of ``basis_of`` its axes hold (the axis labels of a PCA picture)."""
     ref = features if basis_of is None else basis_of
     ref = ref[np.isfinite(ref).all(1)]  # a diverged model's NaN features have no direction
     if ref.shape[1] < 2 or not len(ref):  # one feature (or none finite): the axis, and 0 beside it
         out = np.zeros((len(features), 2), dtype=features.dtype)
         out[:, : min(1, features.shape[1])] = features[:, :1] - (ref.mean(0)[:1] if len(ref) else 0)
-        return out
+        return out, (1.0, 0.0)
     mean = ref.mean(0)
-    _, _, vt = np.linalg.svd(ref - mean, full_matrices=False)
+    _, s, vt = np.linalg.svd(ref - mean, full_matrices=False)
     axes = vt[:2] * np.sign(vt[:2, :1] + 1e-12)
-    return (features - mean) @ axes.T
+    shares = (s**2 / max(float((s**2).sum()), 1e-30))[:2]
+    return (features - mean) @ axes.T, tuple(float(x) for x in shares)
+
+
+def pc_labels(shares) -> tuple[str, str]:
+    """``PC 1 (62% of variance)``, ``PC 2 (21% of variance)``."""
+    return tuple(f"PC {k} ({100 * share:.0f}% of variance)" for k, share in enumerate(shares, 1))
 
 
 def embedding_pngs(final_file: Path, class_names, out_dir: Path, title: str) -> None:
@@ -141,11 +172,13 @@ def embedding_pngs(final_file: Path, class_names, out_dir: Path, title: str) -> 
     ):
         if split == "train":
             feats, labels = subsample(feats, labels)
+        projected, shares = pca_with_variance(feats, basis_of=train)
         fig = scatter_figure(
-            pca_2d(feats, basis_of=train),
+            projected,
             labels,
             class_names,
-            f"{title} {split} (PCA), test acc {f['test_acc']:.3f}",
+            f"{title} {split} (PCA of the train features), test acc {f['test_acc']:.3f}",
+            axis_labels=pc_labels(shares),
         )
         buf = io.BytesIO()
         fig.savefig(buf, format="png", metadata={"Software": None})
@@ -239,16 +272,6 @@ def outside(features: np.ndarray, limits) -> int:
     )
 
 
-def drawn(frame: dict) -> np.ndarray:
-    """The points of a frame that its panel draws: its test features and its centers, ``(n, 2)``."""
-    points = frame["test_features"].float().numpy()
-    return (
-        points
-        if frame["centers"] is None
-        else np.concatenate([points, frame["centers"].float().numpy()])
-    )
-
-
 def covering(limits, features: np.ndarray, margin: float = 0.02):
     """``limits`` widened so that every finite point of ``features`` is inside."""
     finite = features[np.isfinite(features).all(1)]
@@ -301,10 +324,12 @@ def _panel(
     ax.tick_params(labelsize=7)
     if legend:
         ax.legend(fontsize=6, markerscale=3, loc="upper right", framealpha=0.7)
+    ax.set_aspect("auto")
 
 
 def _composite_figure(n_panels: int, class_names):
-    fig, axes = plt.subplots(1, n_panels, figsize=(4.2 * n_panels, 4.8), dpi=90, squeeze=False)
+    # panels of 486 px (5.4 in at 90 dpi) at least
+    fig, axes = plt.subplots(1, n_panels, figsize=(5.4 * n_panels, 5.9), dpi=90, squeeze=False)
     handles = [
         matplotlib.lines.Line2D(
             [], [], marker="o", linestyle="", color=COLORS[k % 10], markersize=4
@@ -333,22 +358,16 @@ def composite_gif(
     the last frame is also written as a PNG."""
     count = min(len(p["frames"]) for p in panels)
     chosen = even_subset(count)
-    # each panel on its own fixed axes: the 0.5-99.5 percentiles of all its frames, widened to hold every point
-    # and center of the last frame; a point or center of an earlier frame outside them is counted in the title
-    limits = [
-        covering(
-            fixed_limits([f["test_features"].float().numpy() for f in p["frames"][:count]]),
-            drawn(p["frames"][chosen[-1]]),
-        )
-        for p in panels
-    ]
     images = []
     for i in chosen:
         fig, axes = _composite_figure(len(panels), class_names)
-        for ax, panel, lim in zip(axes, panels, limits):
+        for ax, panel in zip(axes, panels):
+            # each panel's axes fit that frame's points (0.5-99.5 percentiles) and centers; a point outside
+            # them is counted in its title
             f = panel["frames"][i]
             features = f["test_features"].float().numpy()
             centers = None if f["centers"] is None else f["centers"].float().numpy()
+            lim = frame_limits(features, centers)
             hidden = [
                 f"{n} {what} outside"
                 for n, what in (
@@ -368,7 +387,8 @@ def composite_gif(
                 + (f" ({', '.join(hidden)})" if hidden else ""),
             )
         fig.suptitle(
-            f"{title}, {training_point(panels[0]['frames'][i]['epoch'])}; each panel on its own scale",
+            f"{title}, {training_point(panels[0]['frames'][i]['epoch'])}; each panel on its own scale, fit to "
+            "this frame",
             fontsize=10,
         )
         fig.tight_layout(rect=(0, 0.07, 1, 1))
@@ -399,14 +419,20 @@ def composite_projection_png(
     ``panels[i] = {"name", "features" (n, d), "labels"}``."""
     fig, axes = _composite_figure(len(panels), class_names)
     for ax, panel in zip(axes, panels):
+        if method == "pca":
+            projected, shares = pca_with_variance(panel["features"])
+            labels = pc_labels(shares)
+        else:
+            projected, labels = project_2d(panel["features"], method), ("t-SNE 1", "t-SNE 2")
         _panel(
             ax,
-            project_2d(panel["features"], method),
+            projected,
             panel["labels"],
             class_names,
             None,
             None,
             panel["name"],
+            axis_labels=labels,
         )
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.07, 1, 1))

@@ -90,13 +90,14 @@ class LossEntry:
         )
 
 
-def _pml(target: str, *options: Option, kind: str) -> LossEntry:
+def _pml(target: str, *options: Option, kind: str, class_lr_scale: float = 1.0) -> LossEntry:
     return LossEntry(
         f".pml:{target}",
         options,
         pairs_across_classes=kind == "pair",
         class_parameters=None if kind == "pair" else "proxies",
         library=PML,
+        class_lr_scale=class_lr_scale,
     )
 
 
@@ -207,8 +208,10 @@ LOSSES = Registry(
         "cosface": _pml("CosFace", COS_MARGIN, SCALE, kind="classifier"),
         "sphereface": _pml("SphereFace", kind="classifier"),
         "normalized-softmax": _pml("NormalizedSoftmax", SOFTMAX_TEMPERATURE, kind="classifier"),
-        "proxy-nca": _pml("ProxyNCA", SOFTMAX_SCALE, kind="proxy"),
-        "proxy-anchor": _pml("ProxyAnchor", PROXY_MARGIN, PROXY_ALPHA, kind="proxy"),
+        "proxy-nca": _pml("ProxyNCA", SOFTMAX_SCALE, kind="proxy", class_lr_scale=100.0),
+        "proxy-anchor": _pml(
+            "ProxyAnchor", PROXY_MARGIN, PROXY_ALPHA, kind="proxy", class_lr_scale=100.0
+        ),
         "soft-triple": _pml("SoftTriple", SOFT_LA, SOFT_GAMMA, SOFT_MARGIN, kind="proxy"),
         "contrastive": _pml("Contrastive", POS_MARGIN, NEG_MARGIN, kind="pair"),
         "triplet": _pml("Triplet", TRIPLET_MARGIN, MINER_MARGIN, kind="pair"),
@@ -216,6 +219,16 @@ LOSSES = Registry(
         "supcon": _pml("SupCon", SUPCON_TEMPERATURE, kind="pair"),
     }
 )
+
+
+def __getattr__(name: str):
+    """A loss class by its class name (``from centersuite.losses import StandaloneCenterLoss``), imported when
+    first asked for."""
+    for key in LOSSES:
+        entry = LOSSES.entry(key)
+        if isinstance(entry.target, str) and entry.target.endswith(f":{name}"):
+            return LOSSES[key]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def loss_options(name: str) -> dict[str, object]:

@@ -99,7 +99,8 @@ DELTA = Option(
     "delta", 1.0, "constant added to the contrastive-center denominator", (0.1, 10.0), True
 )
 
-# pytorch-metric-learning's losses (losses/pml.py): each default is the library's (2.9); a name says which loss
+# pytorch-metric-learning's losses (losses/pml.py): each default is the library's (2.9), but scale and proxy_alpha,
+# measured (docs/losses.md); a name says which loss
 # it belongs to where two losses of the library use one word for different things
 ARC_MARGIN = Option(
     "arc_margin", 28.6, "ArcFace's additive angular margin, in degrees", (5.0, 60.0), below=180.0
@@ -107,8 +108,8 @@ ARC_MARGIN = Option(
 COS_MARGIN = Option("cos_margin", 0.35, "CosFace's additive cosine margin", (0.05, 0.8))
 SCALE = Option(
     "scale",
-    64.0,
-    "scale of the cosine logits (ArcFace, CosFace)",
+    16.0,
+    "scale of the cosine logits (ArcFace, CosFace; the library's 64 left 2-D features near chance: docs/losses.md)",
     (8.0, 128.0),
     True,
     positive=True,
@@ -133,7 +134,12 @@ PROXY_MARGIN = Option(
     "proxy_margin", 0.1, "Proxy-Anchor's margin on the cosine similarity", (0.01, 0.5), True
 )
 PROXY_ALPHA = Option(
-    "proxy_alpha", 32.0, "Proxy-Anchor's scale (alpha)", (4.0, 128.0), True, positive=True
+    "proxy_alpha",
+    1.0,
+    "Proxy-Anchor's scale (alpha; the paper's 32, for 512-D features, left 2-D ones at chance: docs/losses.md)",
+    (0.5, 64.0),
+    True,
+    positive=True,
 )
 SOFT_LA = Option("soft_la", 20.0, "SoftTriple's scale (lambda)", (5.0, 100.0), True, positive=True)
 SOFT_GAMMA = Option(

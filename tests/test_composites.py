@@ -85,23 +85,29 @@ def record_panels(monkeypatch) -> list:
     calls = []
     original = plots._panel
 
-    def spy(ax, features, labels, class_names, centers, limits, title, legend=False):
+    def spy(ax, features, labels, class_names, centers, limits, title, **kwargs):
         calls.append(
             {
                 "title": title,
                 "limits": limits,
                 "centers": centers is not None,
                 "points": len(features),
+                "axis_labels": kwargs.get("axis_labels"),
+                "spread": None
+                if not len(features)
+                else (features[:, 0].min(), features[:, 0].max()),
             }
         )
-        return original(ax, features, labels, class_names, centers, limits, title, legend)
+        return original(ax, features, labels, class_names, centers, limits, title, **kwargs)
 
     monkeypatch.setattr(plots, "_panel", spy)
     return calls
 
 
 @pytest.mark.slow
-def test_the_composite_gif_is_redrawn_from_committed_frames_with_fixed_axes(tmp_path, monkeypatch):
+def test_the_composite_gif_is_redrawn_from_committed_frames_with_axes_fit_to_each_frame(
+    tmp_path, monkeypatch
+):
     results, rows = fixture_ledger(tmp_path, 2)
     calls = record_panels(monkeypatch)
     imgs = tmp_path / "imgs"
@@ -115,11 +121,12 @@ def test_the_composite_gif_is_redrawn_from_committed_frames_with_fixed_axes(tmp_
     for k, loss in enumerate(LOSSES):
         panel = calls[k::3]
         assert all(c["title"].startswith(f"{loss}: acc ") for c in panel)
-        assert len({c["limits"] for c in panel}) == 1  # the axes stay fixed across frames
         assert all(c["centers"] == (loss != "xent") for c in panel)
+        # each frame's axes fit its own points: a frame that spreads wider gets wider axes
+        widths = [c["limits"][1] - c["limits"][0] for c in panel]
+        spreads = [c["spread"][1] - c["spread"][0] for c in panel]
+        assert widths == sorted(widths) and spreads == sorted(spreads) and widths[0] < widths[-1]
     assert calls[-1]["title"] == "standalone: acc 0.300"  # the last frame names its accuracy
-    first_limits = calls[0]["limits"]
-    assert first_limits[1] - first_limits[0] > 2 * (1 + 3 * 3) * 0.9  # they cover the widest frame
 
 
 @pytest.mark.slow
@@ -131,6 +138,13 @@ def test_wide_features_get_one_still_of_the_three_losses(tmp_path, monkeypatch):
     assert [c["title"] for c in calls] == [
         f"{loss}: acc {0.5 + 0.1 * k:.3f}, 1-NN 0.900, MAP@R 0.400" for k, loss in enumerate(LOSSES)
     ]
+    for c in calls:  # a PCA's axes say which components and how much of the variance they hold
+        first, second = c["axis_labels"]
+        assert (
+            first.startswith("PC 1 (")
+            and second.startswith("PC 2 (")
+            and first.endswith("% of variance)")
+        )
 
 
 def test_at_most_forty_frames_chosen_evenly():
@@ -140,9 +154,7 @@ def test_at_most_forty_frames_chosen_evenly():
     assert plots.training_point(0.125) == "1/8 of epoch 1" and plots.training_point(3) == "epoch 3"
 
 
-def test_the_axes_hold_the_last_frames_centers_and_count_an_earlier_frames_centers_outside(
-    tmp_path, monkeypatch
-):
+def test_each_frames_axes_hold_its_own_centers(tmp_path, monkeypatch):
     calls = record_panels(monkeypatch)
     early, late = frame(1, 0, True), frame(2, 0, True)
     early["centers"] = torch.full(
@@ -158,9 +170,9 @@ def test_the_axes_hold_the_last_frames_centers_and_count_an_earlier_frames_cente
         tmp_path / "a.gif",
         tmp_path / "a.png",
     )
-    limits = calls[-1]["limits"]
-    assert limits[1] > 100 and limits[3] > 100 and limits[0] > -500
+    early_limits, late_limits = calls[0]["limits"], calls[1]["limits"]
     assert (
-        calls[0]["title"] == "proxy: acc 0.100 (10 centers outside)"
-        and calls[1]["title"] == "proxy: acc 0.200"
-    )
+        early_limits[0] < -500 and early_limits[2] < -500
+    )  # the early frame's centers are inside its axes
+    assert late_limits[1] > 100 and late_limits[3] > 100 and late_limits[0] > -500
+    assert [c["title"] for c in calls] == ["proxy: acc 0.100", "proxy: acc 0.200"]

@@ -191,6 +191,7 @@ def test_a_grid_with_no_usable_dataset_says_why_and_fails(tmp_path, capsys):
         str(tmp_path / "runs"),
         "--results",
         str(tmp_path / "results"),
+        "--yes",  # the paper preset's days on a CPU are not the point here
     ]
     assert grid.main(argv) == 1
     err = capsys.readouterr().err

@@ -81,8 +81,14 @@ class Outputs:
             if not self.readme.is_file():
                 return f"{self.readme}: no such README (give an existing file with --readme)"
             text = self.readme.read_text()
-            if any(m not in text for pair in MARKERS.values() for m in pair):
-                return f"{self.readme}: it has no {' ... '.join(MARKERS['results'])} markers"
+            missing = [
+                " ... ".join(pair) for pair in MARKERS.values() if any(m not in text for m in pair)
+            ]
+            if missing:
+                return (
+                    f"{self.readme}: it has no {'; no '.join(missing)} markers (the sections the report "
+                    "writes between them)"
+                )
             if (why := unwritable(self.readme.parent)) is not None:
                 return why
         return None

@@ -115,3 +115,64 @@ def slowest_epoch_seconds(configs: list, rows: list[dict], device: str) -> float
     known = epoch_seconds(rows, device)
     seen = [max(known[kind]) for kind in {kind_of(c) for c in configs} if kind in known]
     return max(seen) if seen else None
+
+
+# What a CPU thread does when no run of a kind is recorded on this device yet (measured by the bench on one
+# thread of a 2-core AVX-512 machine: the reference ResNet trains about 350 and embeds about 1,000 Fashion-MNIST
+# images a second; LeNet++ about two thirds of that; 16 x 16 images cost a third of 28 x 28 ones, 32 x 32 color
+# images four times as much). An estimate, said as one: the ledger's own runs replace it as soon as they exist.
+TRAIN_IMAGES_PER_THREAD_S = {"resnet": 350.0, "lenet++": 230.0}
+EMBED_SPEEDUP = 3.0  # an image embedded (forward, no gradient) costs about a third of one trained
+RUN_OVERHEAD_S = 20.0  # loading the data, building the model, the first batches
+
+
+def images_of(cfg) -> tuple[int, int]:
+    """``(trained, embedded)`` images of the whole run: its epochs' training batches, and every evaluation's
+    images (per epoch, as its protocol evaluates, and the final one: test split, training subset, OOD set)."""
+    from experiments.datasets.specs import get_spec
+    from experiments.engine.protocol import protocol_of
+
+    spec = get_spec(cfg.dataset)
+    train = cfg.train_size or spec.train_size
+    test = cfg.test_size or spec.test_size
+    protocol = protocol_of(cfg.protocol)
+    per_epoch = {"test": test, "val": round(train * protocol.val_fraction), None: 0}[
+        protocol.selection
+    ]
+    per_epoch += min(cfg.eval_train_size, train) if protocol.selection or cfg.feat_dim == 2 else 0
+    final = test + min(10000, train) + test
+    return cfg.epochs * train, cfg.epochs * per_epoch + final
+
+
+def rate_seconds(cfg, threads: int) -> float:
+    """The seconds a whole run of ``cfg`` takes on ``threads`` CPU threads, from the measured rates above."""
+    from experiments.datasets.specs import get_spec
+
+    spec = get_spec(cfg.dataset)
+    pixels = spec.in_channels * spec.image_size**2 / 784
+    rate = TRAIN_IMAGES_PER_THREAD_S.get(cfg.model, 300.0) * max(threads, 1) ** 0.8 / pixels
+    trained, embedded = images_of(cfg)
+    return RUN_OVERHEAD_S + trained / rate + embedded / (EMBED_SPEEDUP * rate)
+
+
+def grid_estimate(
+    configs, rows: list[dict], out: Path, device: str, threads: int, runs_at_once: int
+):
+    """``(seconds, how)``: the wall time of training ``configs`` here, ``runs_at_once`` side by side: each run's
+    epochs to go times its kind's recorded seconds per epoch on this device, else (a CPU) the measured rates;
+    None where neither exists (a GPU with no run of the kind recorded yet)."""
+    total, measured, rated = 0.0, 0, 0
+    for cfg in configs:
+        seconds = estimate_seconds(cfg, out / cfg.run_id, rows, device)
+        if seconds is not None:
+            measured += 1
+        elif device.startswith("cpu"):
+            done = epochs_on_disk(out / cfg.run_id)
+            seconds = rate_seconds(cfg, threads) * (cfg.epochs - done) / cfg.epochs
+            rated += 1
+        else:
+            return None, "no run of these kinds is recorded on this device yet"
+        total += seconds
+    parts = [f"{measured} from the runs recorded here"] if measured else []
+    parts += [f"{rated} from a CPU thread's measured rate"] if rated else []
+    return total / max(1, runs_at_once), ", ".join(parts)

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from centersuite.losses import LOSSES
 from experiments.engine.config import DEFAULTS, RunConfig
 
 MAIN_LOSSES = ["xent", "cent", "standalone"]  # the reference study's three losses
+FAMILY_LOSSES = list(
+    LOSSES
+)  # the center-loss family and the field's competitors: every registered loss
 
 PRESETS = {
     "paper": dict(
@@ -42,6 +46,31 @@ PRESETS = {
         known_classes=[""],
         results=Path("results"),
         recipe=dict(epochs=5, train_size=16000, test_size=2000, eval_train_size=0),
+    ),
+    "cpu-study": dict(
+        about="the study two CPU cores can finish: the three losses on MNIST and Fashion-MNIST at feat_dim 2 and "
+        "128, seeds 0-2, 10 epochs on 20,000 training images (the lr cut by 5 after 2 epochs without a 10%% "
+        "gain), the whole test splits, into results/ (the README's main results; about 4 hours on 2 cores, one "
+        "thread a run)",
+        datasets=["mnist", "fashion-mnist"],
+        feat_dims=[2, 128],
+        losses=MAIN_LOSSES,
+        seeds=[0, 1, 2],
+        known_classes=[""],
+        results=Path("results"),
+        recipe=dict(epochs=10, train_size=20000, lr_patience=2, eval_train_size=2000),
+    ),
+    "family": dict(
+        about="every loss of the family and the field's competitors on Fashion-MNIST at feat_dim 2 and 128, seeds "
+        "0-2, 4 epochs on 6,144 training images at a constant lr, the last epoch tested once on the whole "
+        "test split, into results/ (the README's family table; about 3 hours on 2 cores, one thread a run)",
+        datasets=["fashion-mnist"],
+        feat_dims=[2, 128],
+        losses=FAMILY_LOSSES,
+        seeds=[0, 1, 2],
+        known_classes=[""],
+        results=Path("results"),
+        recipe=dict(epochs=4, train_size=6144, protocol="last", eval_train_size=2000),
     ),
     "openset": dict(
         about="the three losses on MNIST and CIFAR-10 with 6 known classes in 3 splits (the open-set "

@@ -1,0 +1,195 @@
+"""The first hour: refusals come before torch loads, long work is announced and asked for, messages are
+true, the terminal output fits (issue 37)."""
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+COMMANDS = ("train", "grid", "tune", "data", "bundle", "bench", "gpu_check", "slot", "report")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_and_a_refusal_load_no_torch(command):
+    """What makes a refusal instant: the flags are parsed and refused before torch (seconds to import on a CPU
+    machine) is loaded; the time itself is the bench's to measure, not a test's."""
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = ['x', {'--help'!r} if sys.argv[1] == 'help' else '--no-such-flag']\n"
+        "try:\n"
+        f"    runpy.run_module('experiments.{command}', run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    code = e.code\n"
+        "print('torch' in sys.modules, code)\n"
+    )
+    for mode, expected in (("help", 0), ("refuse", 2)):
+        done = subprocess.run(
+            [sys.executable, "-c", probe, mode], cwd=REPO, capture_output=True, text=True
+        )
+        assert done.stdout.strip().splitlines()[-1] == f"False {expected}", (
+            mode,
+            done.stderr[-300:],
+        )
+
+
+def test_train_refuses_an_unknown_loss_in_one_line_naming_the_choices():
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.train", "--loss", "nope"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "nope" in done.stderr and "standalone" in done.stderr
+
+
+@pytest.mark.slow
+def test_a_grid_of_days_on_a_cpu_off_a_terminal_refuses_naming_its_estimate_and_yes(tmp_path):
+    env = {**os.environ, "SUITE_DEVICE": "cpu"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.grid",
+            "--lr",
+            "0.1",
+            "0.2",
+            "--epochs",
+            "100",
+            "--out",
+            str(tmp_path / "runs"),
+            "--results",
+            str(tmp_path / "results"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "--yes" in done.stderr and " h " in done.stderr  # hours, named
+    assert "runs to train, about" in done.stdout
+    assert not (tmp_path / "runs").exists() or not any(
+        (tmp_path / "runs").iterdir()
+    )  # nothing trained
+
+
+def test_the_estimate_of_an_unrecorded_kind_comes_from_a_threads_rate():
+    from experiments.engine.config import RunConfig
+    from experiments.runners.plan import grid_estimate, rate_seconds
+
+    cfg = RunConfig(dataset="fashion-mnist", loss="xent", epochs=10, train_size=20000)
+    longer = RunConfig(dataset="fashion-mnist", loss="xent", epochs=20, train_size=20000)
+    assert rate_seconds(longer, 1) > rate_seconds(cfg, 1) > rate_seconds(cfg, 2)
+    seconds, how = grid_estimate(
+        [cfg, cfg], [], Path("nowhere"), "cpu (1 thread, AVX2, oneDNN avx2)", 1, 2
+    )
+    assert seconds == pytest.approx(rate_seconds(cfg, 1)) and "rate" in how  # two runs side by side
+    assert (
+        grid_estimate([cfg], [], Path("nowhere"), "NVIDIA H200", 1, 1)[0] is None
+    )  # no rate for a GPU
+
+
+def test_a_ctrl_c_before_the_first_epoch_ends_says_nothing_was_kept():
+    from experiments.engine.trainer import RunInterrupted
+
+    assert "nothing was kept" in str(RunInterrupted("r", 0)) and "checkpoint" not in str(
+        RunInterrupted("r", 0)
+    )
+    assert "after epoch 3 (kept in its checkpoint)" in str(RunInterrupted("r", 3))
+
+
+def test_an_epoch_line_leaves_out_a_column_without_a_value(synthetic_data, tmp_path):
+    from experiments.engine.config import RunConfig
+    from experiments.engine.context import RunContext
+    from experiments.engine.trainer import Trainer
+
+    cfg = RunConfig(dataset="synthetic", loss="standalone", train_size=1024, test_size=500)
+    trainer = Trainer(cfg, synthetic_data, tmp_path, RunContext(progress=False))
+    line = trainer.format_row(
+        {
+            "epoch": 1,
+            "lr": 0.01,
+            "loss": 1.0,
+            "test_acc_argmax": math.nan,
+            "test_acc": 0.5,
+            "seconds": 2.0,
+        }
+    )
+    assert "test_acc=0.5" in line and "argmax" not in line and "nan" not in line
+
+
+def test_the_cpu_label_counts_its_threads_in_words_and_names_onednns_instruction_set():
+    from experiments.engine.device import device_name, onednn_isa
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        label = device_name(torch.device("cpu"))
+        assert label.startswith("cpu (1 thread, ") and label.endswith(f", oneDNN {onednn_isa()})")
+        torch.set_num_threads(2)
+        assert device_name(torch.device("cpu")).startswith("cpu (2 threads, ")
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_onednns_cap_is_respected(monkeypatch):
+    from experiments.engine import device
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_supported", lambda: True, raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert device.onednn_isa() == "avx2"
+
+
+def test_a_readme_without_the_tuned_markers_is_named_for_those(tmp_path):
+    from experiments.report import Outputs
+
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        "<!-- results:start -->\n<!-- results:end -->\n<!-- figures:start -->\n<!-- figures:end -->\n"
+    )
+    problem = Outputs(tmp_path / "results", tmp_path / "imgs", readme).problem()
+    assert "tuned:start" in problem and "results:start" not in problem
+
+
+def test_the_closing_table_fits_the_terminal():
+    from experiments.report.rows import read_ledger
+    from experiments.report.terminal import terminal_table
+
+    text = terminal_table(read_ledger(REPO / "results" / "runs.csv"), width=80)
+    assert all(len(line) <= 80 for line in text.splitlines()) and "…" in text
+    assert text.splitlines()[0].startswith("loss")
+
+
+def test_a_runs_own_gif_is_large_with_its_legend_beside_the_points(tmp_path):
+    from experiments.plots import feature_gifs
+
+    frames = []
+    for epoch in (1, 2):
+        path = tmp_path / f"epoch_{epoch:03d}.pt"
+        torch.save(
+            {
+                "train_features": torch.randn(50, 2).half(),
+                "train_labels": torch.arange(50) % 3,
+                "test_features": torch.randn(40, 2).half() * epoch,
+                "test_labels": torch.arange(40) % 3,
+                "centers": torch.zeros(3, 2),
+                "test_acc": 0.5,
+                "epoch": epoch,
+            },
+            path,
+        )
+        frames.append(path)
+    feature_gifs(frames, ["a", "b", "c"], tmp_path / "pictures", "t")
+    import imageio.v3 as iio
+
+    gif = iio.imread(tmp_path / "pictures" / "test.gif", index=None)
+    assert gif.shape[2] >= 480 and gif.shape[1] >= 480
+    assert not np.array_equal(gif[0], gif[1])
