@@ -43,10 +43,13 @@ def test_the_flags_from_the_epoch_rows():
     assert health(rows((0.3, 1, 0.1), (0.2, 1, 0.1)), learnable=True) == ""
     # a first epoch near the random start is not judged
     assert health(rows((0.01, 1, 0.1), (0.2, 1, 0.1)), learnable=True) == ""
-    assert health(rows((0.3, 1, 0.1), (0.02, 1, 0.1)), learnable=True).startswith(
-        "collapsed at epoch 2"
+    assert (
+        health(rows((0.3, 1, 0.1), (0.02, 1, 0.1), (0.3, 1, 0.1)), learnable=True) == ""
+    )  # passing by
+    assert health(rows((0.3, 1, 0.1), (0.02, 1, 0.1), (0.01, 1, 0.1)), learnable=True).startswith(
+        "collapsed at epoch 3"
     )
-    assert "feature norm" in health(rows((0.3, 10, 0.1), (0.3, 0.005, 0.1)), learnable=True)
+    assert "feature norm 0.005" in health(rows((0.3, 10, 0.1), (0.3, 0.005, 0.1)), learnable=True)
     assert health(rows((0.3, 1, 0.0), (0.3, 1, 0.0)), learnable=True) == "centers never moved"
     assert (
         health(rows((0.3, 1, 0.0), (0.3, 1, 0.0)), learnable=False) == ""
@@ -63,7 +66,7 @@ def test_a_run_made_to_collapse_is_flagged_in_its_result_and_its_log(tmp_path):
         loss="standalone",
         loss_options={"weight_inter": 0.0},
         lr=0.1,
-        epochs=5,
+        epochs=8,
         train_size=1024,
         test_size=200,
         eval_train_size=0,

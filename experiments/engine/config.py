@@ -187,9 +187,11 @@ class RunConfig:
     def __post_init__(self):
         # Record every option of the loss, defaults included, so the id is explicit.
         self.loss_options = {**loss_options(self.loss), **self.loss_options}
-        for name in PER_LOSS_FIELDS:  # and the loss's own value of a per-loss field
-            if getattr(self, name) is None:
-                setattr(self, name, per_loss_default(self.loss, name))
+        for (
+            name
+        ) in PER_LOSS_FIELDS:  # None: the loss's own value (its registry entry's), also when given
+            if getattr(self, name) == per_loss_default(self.loss, name):
+                setattr(self, name, None)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -203,24 +205,21 @@ class RunConfig:
         """``field=value`` for every field (and loss option) that departs from the reference recipe."""
         out = [
             f"{k}={getattr(self, k)}" for k, v in REFERENCE_RECIPE.items() if getattr(self, k) != v
-        ] + [f"{k}={getattr(self, k):g}" for k in PER_LOSS_FIELDS if self.per_loss_departs(k)]
+        ] + [f"{k}={getattr(self, k):g}" for k in PER_LOSS_FIELDS if getattr(self, k) is not None]
         defaults = loss_options(self.loss)
         return out + [
             f"{k}={v}" for k, v in sorted(self.loss_options.items()) if defaults.get(k) != v
         ]
 
-    def per_loss_departs(self, name: str) -> bool:
-        """Whether a per-loss field is set to other than the loss's own value (only then is it in the id)."""
-        return getattr(self, name) != per_loss_default(self.loss, name)
+    def resolved(self, name: str):
+        """A per-loss field's value for this run: the one given, else the loss's own (its registry entry's;
+        a change of it makes the loss's code fingerprint change, experiments/ledger/fingerprint.py)."""
+        value = getattr(self, name)
+        return per_loss_default(self.loss, name) if value is None else value
 
     @property
     def run_id(self) -> str:
-        d = {
-            k: v
-            for k, v in self.to_dict().items()
-            if ADDED_LATER.get(k, object()) != v
-            and (k not in PER_LOSS_FIELDS or self.per_loss_departs(k))
-        }
+        d = {k: v for k, v in self.to_dict().items() if ADDED_LATER.get(k, object()) != v}
         digest = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.loss}-{self.dataset}-d{self.feat_dim}-s{self.seed}-{digest}"
 

@@ -146,7 +146,11 @@ class Trainer(Evaluation, Records):
             )
         self.generators = RunGenerators(cfg.seed, device)
         self.center_rule = build_center_rule(
-            cfg.center_rule, self.loss, cfg.center_lr, cfg.center_alpha, cfg.class_lr_scale
+            cfg.center_rule,
+            self.loss,
+            cfg.center_lr,
+            cfg.center_alpha,
+            cfg.resolved("class_lr_scale"),
         )
         self.optimizer = torch.optim.SGD(
             self.center_rule.model_param_groups(self.model, cfg.weight_decay, cfg.lr),

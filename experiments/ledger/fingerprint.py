@@ -226,13 +226,23 @@ def library_versions(loss: str) -> tuple[str, ...]:
         return (f"{name}==missing",)
 
 
+def per_loss_settings(loss: str) -> tuple[str, ...]:
+    """The loss's own training settings where they are not the family's (its registry entry's
+    ``class_lr_scale`` other than 1): a run that leaves them to the loss records no value, so a change of
+    them must change the fingerprint."""
+    from centersuite.losses import LOSSES
+
+    scale = LOSSES.entry(loss).class_lr_scale
+    return () if scale == 1.0 else (f"class_lr_scale={scale:g}",)
+
+
 def code_fingerprint(loss: str, model: str) -> str:
     """The fingerprint of every run of ``loss`` and ``model`` with the code as it is now (12 hex digits), and
     with the version of the library the loss needs (a loss that needs none: its code alone)."""
     from centersuite.losses import LOSSES
 
     digest = _digest(engine_files() | loss_files(LOSSES[loss]) | model_files(model))
-    versions = library_versions(loss)
+    versions = library_versions(loss) + per_loss_settings(loss)
     return (
         hashlib.sha1("\0".join((digest, *versions)).encode()).hexdigest()[:12]
         if versions
