@@ -44,7 +44,7 @@ from experiments.cli.types import (
     positive_int,
 )
 from experiments.datasets.specs import SPECS
-from experiments.runners.presets import PRESET_KEYS, PRESETS, preset_value
+from experiments.runners.presets import AXES, PRESET_KEYS, PRESETS, preset_value
 from experiments.runners.sweep import GridSpec
 
 
@@ -149,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
         "of a GPU; slurm without SLURM: N local jobs per visible GPU)",
     )
     add_backend_arguments(parser)
-    parser.set_defaults(epochs=None, train_size=None, test_size=None, eval_train_size=None)
+    # a recipe field some preset sets is None until parse_args fills in the preset's value: the preset's value
+    # when not given, the flag's when given (the reference's default otherwise)
+    parser.set_defaults(**{key: None for key in PRESET_KEYS if key not in AXES})
     return parser
 
 

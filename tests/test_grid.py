@@ -17,6 +17,7 @@ from experiments import grid, report
 from experiments.ledger.rows import read_rows
 from experiments.report import figures
 from experiments.report.rows import centers_of
+from experiments.runners.presets import PRESETS
 from tests.conftest import sigint_default
 
 REPO = Path(__file__).resolve().parent.parent
@@ -150,6 +151,23 @@ def test_the_quick_preset_trains_into_its_own_untracked_ledger():
     ignored = subprocess.run(["git", "check-ignore", "-q", "results/quick/runs.csv"], cwd=REPO)
     assert ignored.returncode == 0
     assert grid.parse_args(["--preset", "paper"]).results == Path("results")
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_field_a_preset_sets_reaches_its_runs_and_a_flag_still_wins(name):
+    """A preset's recipe was read only for epochs and the sizes: the family's protocol and the CPU study's lr
+    patience were silently the reference's."""
+    recipe = grid.parse_args(["--preset", name]).spec.recipe
+    for key, value in PRESETS[name]["recipe"].items():
+        assert recipe[key] == value, key
+    assert (
+        grid.parse_args(["--preset", "family", "--protocol", "fair"]).spec.recipe["protocol"]
+        == "fair"
+    )
+    assert (
+        grid.parse_args(["--preset", "cpu-study", "--lr-patience", "3"]).spec.recipe["lr_patience"]
+        == 3
+    )
 
 
 @pytest.mark.parametrize(
