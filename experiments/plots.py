@@ -330,6 +330,12 @@ def _panel(
 def _composite_figure(n_panels: int, class_names):
     # panels of 486 px (5.4 in at 90 dpi) at least
     fig, axes = plt.subplots(1, n_panels, figsize=(5.4 * n_panels, 5.9), dpi=90, squeeze=False)
+    _class_legend(fig, class_names)
+    return fig, axes[0]
+
+
+def _class_legend(fig, class_names) -> None:
+    """One legend of the class colours for a figure of several panels, along its bottom edge."""
     handles = [
         matplotlib.lines.Line2D(
             [], [], marker="o", linestyle="", color=COLORS[k % 10], markersize=4
@@ -346,7 +352,33 @@ def _composite_figure(n_panels: int, class_names):
         handletextpad=0.1,
         columnspacing=0.8,
     )
-    return fig, axes[0]
+
+
+def frame_panel(ax, name: str, frame: dict, class_names, fontsize: float = 9) -> None:
+    """One compact 2-D frame (``test_features``, ``test_labels``, ``centers`` or None, ``test_acc``) in ``ax``,
+    titled ``name: acc 0.xyz``: its axes fit the frame's points (0.5-99.5 percentiles) and centers, and a
+    point outside them is counted in the title."""
+    features = frame["test_features"].float().numpy()
+    centers = None if frame["centers"] is None else frame["centers"].float().numpy()
+    lim = frame_limits(features, centers)
+    hidden = [
+        f"{n} {what} outside"
+        for n, what in (
+            (outside(features, lim), "points"),
+            (0 if centers is None else outside(centers, lim), "centers"),
+        )
+        if n
+    ]
+    _panel(
+        ax,
+        features,
+        frame["test_labels"].numpy(),
+        class_names,
+        centers,
+        lim,
+        f"{name}: acc {frame['test_acc']:.3f}" + (f" ({', '.join(hidden)})" if hidden else ""),
+    )
+    ax.title.set_fontsize(fontsize)
 
 
 def composite_gif(
@@ -362,30 +394,7 @@ def composite_gif(
     for i in chosen:
         fig, axes = _composite_figure(len(panels), class_names)
         for ax, panel in zip(axes, panels):
-            # each panel's axes fit that frame's points (0.5-99.5 percentiles) and centers; a point outside
-            # them is counted in its title
-            f = panel["frames"][i]
-            features = f["test_features"].float().numpy()
-            centers = None if f["centers"] is None else f["centers"].float().numpy()
-            lim = frame_limits(features, centers)
-            hidden = [
-                f"{n} {what} outside"
-                for n, what in (
-                    (outside(features, lim), "points"),
-                    (0 if centers is None else outside(centers, lim), "centers"),
-                )
-                if n
-            ]
-            _panel(
-                ax,
-                features,
-                f["test_labels"].numpy(),
-                class_names,
-                centers,
-                lim,
-                f"{panel['name']}: acc {f['test_acc']:.3f}"
-                + (f" ({', '.join(hidden)})" if hidden else ""),
-            )
+            frame_panel(ax, panel["name"], panel["frames"][i], class_names)
         fig.suptitle(
             f"{title}, {training_point(panels[0]['frames'][i]['epoch'])}; each panel on its own scale, fit to "
             "this frame",
@@ -401,6 +410,32 @@ def composite_gif(
         gif_path,
         iio.imwrite("<bytes>", np.stack(images), extension=".gif", duration=GIF_FRAME_MS, loop=0),
     )
+
+
+def small_multiples_png(
+    panels: list[dict], class_names, title: str, path: Path, columns: int = 6
+) -> None:
+    """One frame of each of many runs as a grid of small panels, ``columns`` a row, in the order given:
+    ``panels[i] = {"name", "frame"}`` (a compact 2-D frame, as ``frame_panel`` draws it)."""
+    rows = -(-len(panels) // columns)
+    width = min(columns, len(panels))
+    # panels of 288 px (3.2 in at 90 dpi): 22 losses fit a README's width in 4 rows
+    fig, axes = plt.subplots(
+        rows, width, figsize=(3.2 * width, 3.2 * rows + 0.6), dpi=90, squeeze=False
+    )
+    for ax, panel in zip(axes.flat, panels):
+        frame_panel(ax, panel["name"], panel["frame"], class_names, fontsize=8)
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    _class_legend(fig, class_names)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.5 / (3.2 * rows + 0.6), 1, 1))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    plt.close(fig)
+    write_if_changed(path, buf.getvalue())
 
 
 def project_2d(features: np.ndarray, method: str) -> np.ndarray:

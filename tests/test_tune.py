@@ -418,7 +418,7 @@ def test_the_tuned_section_computes_the_paired_difference_by_hand(tmp_path):
     # mean difference 2 points; t(0.975, 2) = 4.3027; sd of (1, 3, 2) = 1, so ± 4.3027 / sqrt(3) = 2.48
     assert "| +2.00 ± 2.48, 3 |" in text
     assert "0.8200 ± 0.0497, 3 |" in text  # mean 0.82, sd 0.02, 4.3027 * 0.02 / sqrt(3)
-    assert "| 1 / 1 (2) / 0 |" in text  # one scored, one pruned after 1 of 3 epochs
+    assert "| 1 / 1 (2) / 0 / 0 |" in text  # 1 scored, 1 pruned after 1 of 3 epochs, 0 failed
     assert (
         "Compute: 3 min of trials and 3 min of reproductions on cpu" in text
     )  # 2 x (60 + 20) s; 6 x 30 s
@@ -497,7 +497,7 @@ def test_a_diverged_reproduction_is_counted_and_removes_its_pair(tmp_path):
     assert "0.6000 ± 0.0260, 4/5, 1 diverged |" in text  # xent over its 4 finished runs: sd 0.01633
     # pairs of seeds 0, 2, 3, 4: differences 2, 1, 3, 4 points; mean 2.5, sd 1.291, t(0.975, 3) 3.1824 / 2 = 2.05
     assert "| +2.50 ± 2.05, 4 (1 removed: 1 diverged) |" in text
-    assert "| 2 / 0 (0) / 1 |" in text  # the trial that diverged is counted as such
+    assert "| 2 / 0 (0) / 1 / 0 |" in text  # the trial that diverged is counted as such
 
 
 @pytest.mark.slow

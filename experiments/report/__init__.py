@@ -2,7 +2,7 @@
 
     python -m experiments.report                      # the main ledger: results/, imgs/, README.md
     python -m experiments.report --results my-results # another ledger: its table and pictures go under it
-    python -m experiments.report --compare 'loss=standalone,dataset=mnist' 'loss=xent,dataset=mnist'
+    python -m experiments.report --compare 'loss=standalone,dataset=mnist,feat_dim=2,stale=false' 'loss=xent,dataset=mnist,feat_dim=2,stale=false'
 
 Reads runs.csv and epochs.csv of a ledger (and, for the pictures, the run
 directories in runs/) and writes table.md, the learning curves, the feature
@@ -32,7 +32,7 @@ MAIN_LEDGER = Path("results")
 LAZY = {
     "build": "builder",
     "Built": "builder",
-    "FRAMES": "builder",
+    "FRAMES": "composites",
     "read_ledger": "rows",
     "config_of": "rows",
     "tuned": None,

@@ -9,11 +9,12 @@ import pandas as pd
 
 from experiments.plots import write_if_changed
 from experiments.report import Outputs, tuned
-from experiments.report.composites import composite_pictures
-from experiments.report.figures import feature_pictures, learning_curves
+from experiments.report.compare import against_xent
+from experiments.report.composites import FRAMES, composite_pictures
+from experiments.report.family import keep_family_frames
+from experiments.report.figures import feature_pictures, learning_curves, relative
 from experiments.report.readme import (
     pictures_markdown,
-    relative,
     replace_section,
     results_markdown,
     visualisations_markdown,
@@ -21,10 +22,6 @@ from experiments.report.readme import (
 from experiments.report.rows import read_ledger
 from experiments.report.tables import full_table
 from experiments.report.tuned import tuned_markdown
-
-FRAMES = (
-    "frames"  # the compact frames the composites are drawn from, in the ledger folder (committed)
-)
 
 
 @dataclass(frozen=True)
@@ -69,6 +66,7 @@ def build(outputs: Outputs, runs: Path, projection: str = "pca") -> Built | None
         epochs = epochs[[k in shown for k in zip(epochs["run_id"], fingerprints)]]
     curves = learning_curves(df, epochs, outputs.imgs)
     made = feature_pictures(df, runs, outputs.imgs)
+    keep_family_frames(df, runs, outputs.results / FRAMES)
     composites = composite_pictures(
         df, epochs, runs, outputs.results / FRAMES, outputs.imgs, projection
     )
@@ -81,9 +79,21 @@ def build(outputs: Outputs, runs: Path, projection: str = "pca") -> Built | None
         if tuned.summaries(outputs.results)
         else ""
     )
+    paired = against_xent(df)
+    curve_links = "\n".join(f"![]({relative(p, outputs.results)})" for p in curves)
     write_if_changed(
         outputs.results / "table.md",
-        (table + pictures_markdown(made, outputs.results) + tuned_table).encode(),
+        "\n".join(
+            p
+            for p in (
+                table,
+                paired,
+                curve_links,
+                pictures_markdown(made, outputs.results),
+                tuned_table,
+            )
+            if p
+        ).encode(),
     )
     if outputs.readme is not None:
         readme_dir = outputs.readme.parent
@@ -92,13 +102,16 @@ def build(outputs: Outputs, runs: Path, projection: str = "pca") -> Built | None
             text, "tuned", tuned_markdown(df, outputs.results, outputs.imgs, readme_dir, relative)
         )
         text = replace_section(
-            text, "results", results_markdown(df, outputs.results, curves, readme_dir)
+            text, "results", results_markdown(df, epochs, outputs.results, outputs.imgs, readme_dir)
         )
         text = replace_section(
             text,
             "figures",
             visualisations_markdown(
-                composites, readme_dir, Path(relative(outputs.results / FRAMES, readme_dir))
+                composites,
+                readme_dir,
+                Path(relative(outputs.results / FRAMES, readme_dir)),
+                outputs.imgs,
             ),
         )
         return Built(table, outputs.readme, write_if_changed(outputs.readme, text.encode()))

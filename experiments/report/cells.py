@@ -12,6 +12,7 @@ __all__ = [
     "comparison_sentence",
     "fmt_ci",
     "paired",
+    "pair_refusal",
     "pairs_text",
     "plural",
     "points",
@@ -34,8 +35,9 @@ def points(value: float) -> str:
 COUNT_RULE = (
     "A run that diverged or failed enters no mean: every mean is over a group's finished runs, and "
     "beside it stands how many of the group's runs finished, and how many diverged or failed "
-    "(`4/5, 1 diverged`); a paired comparison pairs the seeds finished in both groups and says how many "
-    "pairs a divergence or failure removed."
+    "(`4/5, 1 diverged`); a paired comparison pairs the seeds finished in both groups and recorded by the "
+    "same code on the same device (thread count and instruction set), and says how many pairs a divergence, "
+    "a failure, other code or another device removed."
 )
 
 
@@ -53,21 +55,49 @@ def runs_text(g: pd.DataFrame) -> str:
     return ", ".join([f"{finished}/{len(g)}"] + lost)
 
 
+PAIR_REFUSALS = {
+    "other code": "recorded by other code (a run by uncommitted code pairs with nothing; two runs pair when "
+    "both are recorded by the code as it is now, or by one commit)",
+    "other device": "recorded on another device, thread count or instruction set (one CPU's AVX2 and "
+    "AVX-512 paths differ by up to 10 points after one epoch)",
+}
+
+
+def pair_refusal(ra, rb) -> str | None:
+    """Why two runs of one seed cannot be paired, or None when they can: a pair compares losses, so both runs
+    are recorded by the same code (both by the code as it is now, or by the same clean commit) on the same
+    device (its label names the thread count and the CPU's instruction set)."""
+    if str(ra.get("device", "")) != str(rb.get("device", "")):
+        return "other device"
+    va, vb = str(ra.get("code_version", "")), str(rb.get("code_version", ""))
+    if va.endswith("-dirty") or vb.endswith("-dirty"):
+        return "other code"
+    if not (ra.get("stale") or rb.get("stale")) or va == vb:
+        return None
+    return "other code"
+
+
 def paired(a: pd.DataFrame, b: pd.DataFrame, metric: str):
-    """The paired difference ``a - b`` of ``metric`` over the seeds finished in both groups, and the pairs that
-    a run that diverged or failed removed: ``{"diverged": n, "failed": n}`` (the status of the run that is not
-    finished; a seed of only one group is no pair)."""
+    """The paired difference ``a - b`` of ``metric`` over the seeds finished in both groups and recorded by
+    the same code on the same device (``pair_refusal``), and the pairs left out: ``{"diverged": n, "failed": n,
+    "other code": n, "other device": n}`` (a seed of only one group is no pair)."""
     from experiments.report.stats import paired_difference
 
-    status_a, status_b = dict(zip(a["seed"], a["status"])), dict(zip(b["seed"], b["status"]))
-    removed = {"diverged": 0, "failed": 0}
-    for seed in set(status_a) & set(status_b):
-        lost = [s for s in (status_a[seed], status_b[seed]) if s != "finished"]
+    rows_a = {r["seed"]: r for r in a.to_dict("records")}
+    rows_b = {r["seed"]: r for r in b.to_dict("records")}
+    removed = {"diverged": 0, "failed": 0, "other code": 0, "other device": 0}
+    values_a, values_b = [], []
+    for seed in sorted(set(rows_a) & set(rows_b)):
+        ra, rb = rows_a[seed], rows_b[seed]
+        lost = [r["status"] for r in (ra, rb) if r["status"] != "finished"]
         if lost:
             removed["diverged" if "diverged" in lost else "failed"] += 1
-    fa, fb = a[a["status"] == "finished"], b[b["status"] == "finished"]
-    pairs = fa[["seed", metric]].merge(fb[["seed", metric]], on="seed")
-    return paired_difference(pairs[f"{metric}_x"], pairs[f"{metric}_y"]), removed
+        elif (why := pair_refusal(ra, rb)) is not None:
+            removed[why] += 1
+        else:
+            values_a.append(ra[metric])
+            values_b.append(rb[metric])
+    return paired_difference(values_a, values_b), removed
 
 
 def pairs_text(d, removed: dict) -> str:

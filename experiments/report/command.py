@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the paired difference A - B of last-epoch test accuracy, runs paired by seed, "
         "instead of rebuilding anything; each of A and B selects one group of runs by "
         "FIELD=VALUE pairs, e.g. 'loss=standalone,weight_inter=0.01,dataset=mnist' (every "
-        "config field not named in both must match)",
+        "config field not named in both must match); stale=true|false picks the group recorded by "
+        "other code than the current, or the current one",
     )
     return parser
 

@@ -1,7 +1,8 @@
 """Paired comparisons of groups of runs: runs of one seed paired, last-epoch test accuracy.
 
-``report --compare 'loss=standalone,weight_inter=0.01' 'loss=xent'`` compares any two groups; the
-README's section compares every loss with ``xent`` on the same recipe, Holm-corrected over the
+``report --compare 'loss=standalone,dataset=mnist,feat_dim=2' 'loss=xent,dataset=mnist,feat_dim=2'`` compares
+any two groups (``stale=true|false`` tells a group recorded by other code than the current from the current
+one); the README's section compares every loss with ``xent`` on the same recipe, Holm-corrected over the
 section's tests (statsmodels).
 """
 
@@ -43,9 +44,14 @@ def normal(value) -> str:
         return str(value)
 
 
+STALE = "stale"  # not a config field: whether the group was recorded by other code than the current
+
+
 def parse_selector(text: str) -> dict[str, str]:
-    known = set(RunConfig.__dataclass_fields__) - {"seed", "loss_options"} | set(
-        option_definitions()
+    known = (
+        set(RunConfig.__dataclass_fields__) - {"seed", "loss_options"}
+        | set(option_definitions())
+        | {STALE}
     )
     out = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
@@ -55,6 +61,11 @@ def parse_selector(text: str) -> dict[str, str]:
             raise CompareError(
                 f"selector {text!r}: {part!r} is not FIELD=VALUE with a config field or loss option "
                 f"(fields: {', '.join(sorted(known))})"
+            )
+        if key == STALE and value.strip().lower() not in ("true", "false"):
+            raise CompareError(
+                f"selector {text!r}: {part!r}: stale is true (recorded by other code than the current) "
+                "or false"
             )
         out[key] = (
             normal(value.strip())
@@ -102,7 +113,11 @@ def compare(df: pd.DataFrame, a_text: str, b_text: str) -> str:
     if other:
         raise CompareError(
             f"the groups differ also in {', '.join(other)}, which would confound the comparison; "
-            "name those fields in both selectors"
+            "name those fields in both selectors (A has "
+            + ",".join(f"{k}={fa.get(k, '')}" for k in other)
+            + ", B "
+            + ",".join(f"{k}={fb.get(k, '')}" for k in other)
+            + ")"
         )
     d, removed = paired(a, b, METRIC)
     head = (

@@ -2,9 +2,9 @@
 (its last frame also a PNG) with their learning curves, and for wider features one still of the
 three projected to 2-D.
 
-Which runs: for each main loss, its finished group on the full reference recipe if there is one,
-else the demo preset's (``grid --preset demo``), else its longest, largest run with the loss's
-default options (the caption names what it departs from). The pictures are drawn from compact
+Which runs: for each main loss, the finished run that rows.picture_preference puts first (the full
+reference recipe, else the CPU study's seed 0, else the demo preset's, ...; the caption names what it
+departs from, and a run recorded by older code is shown with a notice rather than dropped). The pictures are drawn from compact
 frames kept in the ledger folder (``RESULTS/frames/<run id>.pt``, float16, at most 40 frames of the
 held-out split, as the bundle keeps them), written there from ``runs/`` whenever the run directory
 is present, so that a clean clone redraws every picture from what git holds.
@@ -24,23 +24,17 @@ from experiments.plots import (
     learning_curve_png,
 )
 from experiments.report.figures import SPLIT_WORDS, class_names, group_curve, loss_color
-from experiments.report.rows import DATASET_ORDER, MAIN_LOSSES, config_of, held_out_split
-from experiments.runners.presets import is_preset_run
+from experiments.report.rows import (
+    DATASET_ORDER,
+    MAIN_LOSSES,
+    held_out_split,
+    picture_preference,
+)
 
+FRAMES = (
+    "frames"  # the compact frames the pictures are drawn from, in the ledger folder (committed)
+)
 STILL_POINTS = 2000  # held-out points kept per wide run for its projection
-
-
-def candidate_key(row) -> tuple:
-    """Order of preference among one loss's runs (smallest first)."""
-    cfg = config_of(row)
-    return (
-        not row["on_recipe"],
-        not (cfg is not None and is_preset_run(cfg, "demo")),
-        -int(row["epochs"]),
-        -int(row["train_size"] or 10**9),
-        int(row["seed"]),
-        row["run_id"],
-    )
 
 
 def composite_runs(df: pd.DataFrame) -> dict[tuple[str, int], dict[str, dict]]:
@@ -49,7 +43,6 @@ def composite_runs(df: pd.DataFrame) -> dict[tuple[str, int], dict[str, dict]]:
         (df["status"] == "finished")
         & df["loss"].isin(MAIN_LOSSES)
         & (df["variant"] == "")
-        & ~df["stale"]
         & (df["center_rule"].replace("", "joint") == "joint")
         & (df["protocol"].replace("", "reference") == "reference")
         & (df["known_classes"] == "")
@@ -57,7 +50,8 @@ def composite_runs(df: pd.DataFrame) -> dict[tuple[str, int], dict[str, dict]]:
     out = {}
     for (dataset, feat_dim), runs in ok.groupby(["dataset", "feat_dim"]):
         chosen = {
-            loss: min(r.to_dict("records"), key=candidate_key) for loss, r in runs.groupby("loss")
+            loss: min(r.to_dict("records"), key=picture_preference)
+            for loss, r in runs.groupby("loss")
         }
         if len(chosen) >= 2:
             out[(dataset, int(feat_dim))] = {

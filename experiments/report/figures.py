@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,19 @@ from centersuite.losses import LOSSES
 from experiments.engine.data import class_names as dataset_class_names
 from experiments.engine.protocol import protocol_of
 from experiments.plots import embedding_pngs, feature_gifs, learning_curve_png
-from experiments.report.rows import DATASET_ORDER, MAIN_LOSSES, held_out_split, run_groups
+from experiments.report.rows import (
+    DATASET_ORDER,
+    MAIN_LOSSES,
+    held_out_split,
+    picture_preference,
+    run_groups,
+)
 from experiments.report.stats import mean_ci
+
+
+def relative(path: Path, base: Path) -> str:
+    """``path`` as a link from a file in ``base`` (``../imgs/...`` from results/table.md)."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(base).resolve())).as_posix()
 
 
 def picture_split(row) -> str:
@@ -126,22 +138,13 @@ def learning_curves(df: pd.DataFrame, epochs: pd.DataFrame, imgs: Path) -> list[
 
 
 def picture_runs(df: pd.DataFrame) -> list:
-    """For each (loss, dataset, feat_dim, swept values): one finished run, preferring the reference recipe, then the
-    reference protocol and center rule, then the longest, largest, lowest-seed run."""
+    """For each (loss, dataset, feat_dim, swept values): one finished run, the first by rows.picture_preference
+    (the one the side-by-side pictures show)."""
     chosen = {}
     finished = df[df["status"] == "finished"].to_dict("records")
     for row in sorted(
-        finished,
-        key=lambda r: (
-            r["on_recipe"],
-            held_out_split(r) == "test",
-            (r.get("center_rule") or "joint") == "joint",
-            int(r["epochs"]),
-            int(r["train_size"] or 10**9),
-            -int(r["seed"]),
-            r["run_id"],
-        ),
-    ):
+        finished, key=picture_preference, reverse=True
+    ):  # the preferred one comes last
         chosen[(row["loss"], row["dataset"], int(row["feat_dim"]), row["variant"])] = row
     return [
         chosen[k]

@@ -2,36 +2,33 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 
-from experiments.report.cells import COUNT_RULE
-from experiments.report.compare import against_xent
-from experiments.report.figures import picture_split
+from experiments.report.cells import COUNT_RULE, plural
+from experiments.report.composites import FRAMES
+from experiments.report.family import current_rows, family_markdown
+from experiments.report.figures import picture_dir, picture_split, relative
 from experiments.report.markers import MARKERS
-from experiments.report.rows import config_of, held_out_split, on_recipe_finished
+from experiments.report.rows import config_of, held_out_split, on_recipe_finished, on_recipe_rows
+from experiments.report.study import COMMAND as STUDY_COMMAND
+from experiments.report.study import stale_notice, study_markdown, study_rows
 from experiments.report.tables import (
     PAPER_COMMAND,
     ood_table,
-    other_runs_table,
     paper_table,
     train_test_gap,
 )
 from experiments.runners.presets import is_preset_run
 
 
-def relative(path: Path, base: Path) -> str:
-    """``path`` as a link from a file in ``base`` (``../imgs/...`` from results/table.md)."""
-    return Path(os.path.relpath(Path(path).resolve(), Path(base).resolve())).as_posix()
-
-
 def regenerating_command(rows: dict) -> str:
     """The command that trains the runs a composite shows."""
     configs = [config_of(r) for r in rows.values()]
-    if all(c is not None and is_preset_run(c, "demo") for c in configs):
-        return "`./suite grid --preset demo --max-minutes 45`"
+    for preset in ("cpu-study", "demo"):
+        if all(c is not None and is_preset_run(c, preset) for c in configs):
+            return f"`./suite grid --preset {preset}`"
     if all(r["on_recipe"] for r in rows.values()):
         return f"`{PAPER_COMMAND}`"
     return "`./suite grid` with the options each run departs in"
@@ -43,19 +40,24 @@ def training_time(rows: dict) -> str:
     return f"{minutes:.1f} min of training in all on {', '.join(sorted({r['device'] for r in rows.values()}))}"
 
 
-def visualisations_markdown(composites: list[dict], readme_dir: Path, store: Path) -> str:
-    """Per dataset and feat_dim: the side-by-side pictures, the curves, and a caption naming the runs."""
+def visualisations_markdown(
+    composites: list[dict], readme_dir: Path, store: Path, imgs: Path
+) -> str:
+    """Per dataset and feat_dim: the side-by-side pictures, the curves, and a caption naming the runs and
+    linking each run's own pictures; at the top, which shown runs older code recorded."""
     if not composites:
         return (
-            "No side-by-side pictures yet: `./suite grid --preset demo --max-minutes 45` trains the three "
-            "losses at feat_dim 2 on a CPU.\n"
+            f"No side-by-side pictures yet: `{STUDY_COMMAND}` trains the three losses at feat_dim 2 and 128 "
+            "on a CPU.\n"
         )
-    lines = []
+    shown = pd.DataFrame([row for entry in composites for row in entry["rows"].values()])
+    lines = [notice] if (notice := stale_notice(shown, "the runs drawn here")) else []
     for entry in composites:
         rows, first = entry["rows"], next(iter(entry["rows"].values()))
         what = (
             f"2-D features of the {held_out_split(first)} split over training (centers marked X; the PNG is the "
-            "last frame)"
+            "last frame; each frame's axes fit that frame's points, so panels and frames differ in scale: "
+            "read the ticks)"
             if entry["feat_dim"] == 2
             else f"test features projected to 2-D by {entry['projection'].upper() if entry['projection'] == 'pca' else 't-SNE'}"
             " (one projection method for every panel, fit per panel; a projection can hide a separation that "
@@ -63,6 +65,7 @@ def visualisations_markdown(composites: list[dict], readme_dir: Path, store: Pat
         )
         runs = "; ".join(
             f"{loss} `{row['run_id']}` ({row['departures'] or 'reference recipe'})"
+            + own_pictures(row, imgs, readme_dir)
             for loss, row in rows.items()
         )
         lines += [
@@ -75,6 +78,19 @@ def visualisations_markdown(composites: list[dict], readme_dir: Path, store: Pat
             "",
         ]
     return "\n".join(lines)
+
+
+def own_pictures(row, imgs: Path, readme_dir: Path) -> str:
+    """Links to a run's own pictures (``imgs/{loss}-{dataset}-feat=2/{train,test}.gif``) when they are
+    there: ``, its own: [train](...) [test](...)``."""
+    folder = picture_dir(imgs, row)
+    found = [
+        f"[{p.stem}]({relative(p, readme_dir)})"
+        for split in ("train", picture_split(row))
+        for p in sorted(folder.glob(f"{split}.*"))
+        if p.suffix in (".gif", ".png")
+    ]
+    return f", its own: {' '.join(found)}" if found else ""
 
 
 def pictures_markdown(made: list, table_dir: Path) -> str:
@@ -114,11 +130,27 @@ def replace_section(text: str, name: str, body: str) -> str:
     return f"{head}{start}\n{body.rstrip()}\n{end}{tail}"
 
 
-def results_markdown(df: pd.DataFrame, ledger: Path, curves: list[Path], readme_dir: Path) -> str:
-    parts = [f"*{COUNT_RULE}*\n", paper_table(df), against_xent(df)]
+def results_markdown(
+    df: pd.DataFrame, epochs: pd.DataFrame, ledger: Path, imgs: Path, readme_dir: Path
+) -> str:
+    """The README's results: the CPU study (the main results), the reference table (a GPU's), the family
+    table, out-of-distribution detection of those runs; every other run is in ``ledger/table.md``."""
+    study, _ = study_rows(df)
+    family, _ = current_rows(df)
+    parts = [f"*{COUNT_RULE}*\n", study_markdown(df, epochs)]
+    parts.append("### The reference table\n")
+    parts.append(paper_table(df))
     if not on_recipe_finished(df).empty:
-        parts.append(train_test_gap(df))
-    parts.append(other_runs_table(df, ledger))
-    parts.append(ood_table(df))
-    parts.append("\n".join(f"![]({relative(p, readme_dir)})" for p in curves))
+        parts.append(train_test_gap(on_recipe_rows(df)))
+    if text := family_markdown(df, ledger / FRAMES, imgs, readme_dir):
+        parts += ["### The family and the field's competitors\n", text]
+    shown = pd.concat([study, family, on_recipe_rows(df)]).drop_duplicates("run_id")
+    if ood := ood_table(shown):
+        parts += ["### Out-of-distribution detection\n", ood]
+    others = len(df) - len(shown)
+    parts.append(
+        f"Every other run of the ledger ({plural(others, 'run')}: earlier and smaller studies, variants, rows "
+        f"recorded by uncommitted code), each with its code and device, and every loss against xent on the "
+        f"same recipe: `{ledger / 'table.md'}`.\n"
+    )
     return "\n".join(p for p in parts if p)

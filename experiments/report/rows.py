@@ -20,7 +20,7 @@ from experiments.engine.config import SWEEPABLE, RunConfig
 from experiments.engine.protocol import protocol_of
 from experiments.ledger.fingerprint import code_fingerprint
 from experiments.ledger.rows import config_of
-from experiments.runners.presets import MAIN_LOSSES
+from experiments.runners.presets import MAIN_LOSSES, is_preset_run
 from experiments.runners.sweep import described
 
 REFERENCE = {  # the reference study's table (test accuracy, one run each)
@@ -188,3 +188,30 @@ def held_out_split(row) -> str:
     under fair, and under ``last`` (no held-out split) the training split (its curves: the training batches'
     accuracy; its 2-D frames: the fixed training subset, unaugmented)."""
     return protocol_of(row.get("protocol")).shown
+
+
+def is_dirty(row) -> bool:
+    """Recorded by uncommitted code (``-dirty``): which code made its numbers cannot be named."""
+    return str(row.get("code_version", "")).endswith("-dirty")
+
+
+def picture_preference(row) -> tuple:
+    """Which run of a loss the pictures show (the smallest first): the full reference recipe, then the CPU
+    study's seed 0 (the README's main results), then the demo preset's; the code as it is now before older
+    code, committed code before uncommitted; the reference protocol and center rule; then the longest,
+    largest, lowest-seed run. A run recorded by older code is still shown when nothing better is there:
+    pictures never vanish because the code moved on (their captions say so)."""
+    cfg = config_of(row)
+    return (
+        not row["on_recipe"],
+        not (cfg is not None and is_preset_run(cfg, "cpu-study") and int(row["seed"]) == 0),
+        not (cfg is not None and is_preset_run(cfg, "demo")),
+        bool(row["stale"]),
+        is_dirty(row),
+        (row.get("protocol") or "reference") != "reference",
+        (row.get("center_rule") or "joint") != "joint",
+        -int(row["epochs"]),
+        -int(row["train_size"] or 10**9),
+        int(row["seed"]),
+        row["run_id"],
+    )

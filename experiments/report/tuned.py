@@ -55,11 +55,55 @@ def reproduced(df: pd.DataFrame, run_ids: list[str]) -> pd.DataFrame:
     return df[df["run_id"].isin(run_ids)]
 
 
+def ledger_history(results: Path) -> pd.DataFrame:
+    """Every row of the ledger's runs.csv as recorded, the superseded ones included (``read_ledger`` leaves
+    those out): the rows that show how many times a study's reproductions have been tested."""
+    path = Path(results) / "runs.csv"
+    if not path.exists():
+        return pd.DataFrame()
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def tested_counts(study: str, history: pd.DataFrame | None) -> tuple[int, int]:
+    """How many reproduction runs of ``study`` the test split has scored, as ``(current, earlier)``: rows
+    tuned by the study with a test accuracy recorded, current or superseded (recorded again since)."""
+    if history is None or history.empty or "tuned_by" not in history:
+        return 0, 0
+    rows = history[history["tuned_by"] == study]
+    scored = pd.Series(False, index=rows.index)
+    for col in ("final_test_acc", "best_test_acc"):
+        if col in rows:
+            scored |= rows[col].astype(str).str.strip() != ""
+    rows = rows[scored]
+    superseded = (
+        rows["superseded_by"].astype(str).str.strip() != ""
+        if "superseded_by" in rows
+        else pd.Series(False, index=rows.index)
+    )
+    return int((~superseded).sum()), int(superseded.sum())
+
+
+def history_text(study: str, history: pd.DataFrame | None) -> str:
+    current, earlier = tested_counts(study, history)
+    total = current + earlier
+    if total == 0:
+        return "no reproduction of this study has been tested yet"
+    return (
+        f"in all, the test split has scored {total} reproduction{'s' if total != 1 else ''} of this study ("
+        + (
+            f"{current} current, {earlier} by earlier code, since recorded again"
+            if earlier
+            else f"{current} current, none by earlier code"
+        )
+        + ")"
+    )
+
+
 def point_text(params: dict) -> str:
     return ", ".join(f"{k}={v:.3g}" for k, v in params.items())
 
 
-def budget_text(summary: dict, df: pd.DataFrame) -> str:
+def budget_text(summary: dict, df: pd.DataFrame, history: pd.DataFrame | None = None) -> str:
     ident = summary["identity"]
     runs = reproduced(df, [r for e in summary["studies"] for r in e["reproductions"]])
     seeds = ident.get("trial_seeds", 1)
@@ -87,20 +131,29 @@ def budget_text(summary: dict, df: pd.DataFrame) -> str:
         f"{ident['train_size']:,} training images at a constant lr, scored by {scored} (TPE sampler, seed "
         f"{ident['seed']}, its first {ident['startup_trials']} trials random; pruner: {ident['pruner']}{precise}); "
         "the best point of each loss reproduced over "
-        f"{summary['reproductions']} seeds on the {ident['train_size'] + ident['val_size']:,} images, its last "
-        f"epoch tested once on {test}. Compute: {trial_s / 60:.0f} min of trials and "
+        f"{summary['reproductions']} seeds on the {ident['train_size'] + ident['val_size']:,} images, each run's "
+        f"last epoch tested on {test}; {history_text(summary['study'], history)}. Compute: "
+        f"{trial_s / 60:.0f} min of trials and "
         f"{runs['wall_s'].astype(float).sum() / 60:.0f} min of reproductions on {devices} (each run's own wall "
-        "time, summed over every invocation and worker of the study). Code: the search by trial code {ident.get('trial_code') or 'unrecorded'}; "
+        "time, summed over every invocation and worker of the study). Code: the search by trial code "
+        f"{ident.get('trial_code') or 'unrecorded'}; "
         f"the reproductions by {', '.join(sorted({c for c in runs.get('code_version', []) if c})) or '—'}."
     )
 
 
-def study_markdown(summary: dict, df: pd.DataFrame, imgs: Path, readme_dir: Path, relative) -> str:
+def study_markdown(
+    summary: dict,
+    df: pd.DataFrame,
+    imgs: Path,
+    readme_dir: Path,
+    relative,
+    history: pd.DataFrame | None = None,
+) -> str:
     ident = summary["identity"]
     lines = [
         f"**Study `{summary['study']}`** (`{summary['command']}`)",
         "",
-        budget_text(summary, df),
+        budget_text(summary, df, history),
         "",
     ]
     panels = {}
@@ -126,7 +179,7 @@ def study_markdown(summary: dict, df: pd.DataFrame, imgs: Path, readme_dir: Path
             f"*{dataset}, feat_dim {feat_dim}*",
             "",
             "| loss | searched | best point | best trial's score | trials: scored / pruned (epochs saved) "
-            "/ diverged | reproduced test acc (95% CI), runs | − xent, points (95% CI), pairs | p |",
+            "/ diverged / failed | reproduced test acc (95% CI), runs | − xent, points (95% CI), pairs | p |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         sentences = []
@@ -136,6 +189,8 @@ def study_markdown(summary: dict, df: pd.DataFrame, imgs: Path, readme_dir: Path
             pruned = [t for t in trials if t["state"] == "PRUNED"]
             saved = sum(ident["epochs"] - (t["epochs_done"] or 0) for t in pruned)
             diverged = sum(t.get("diverged_epoch") is not None for t in trials)
+            failed = sum(t["state"] == "FAIL" for t in e["trials"])
+            unfinished = len(e["trials"]) - scored - len(pruned) - failed  # running or waiting
             best = e["best"]
             g = runs[e["loss"]]
             diff, p = "—", "—"
@@ -161,7 +216,9 @@ def study_markdown(summary: dict, df: pd.DataFrame, imgs: Path, readme_dir: Path
             )
             lines.append(
                 f"| {e['loss']} | {e['space']} | {best_point} | {best_value} | "
-                f"{scored} / {len(pruned)} ({saved}) / {diverged} | {test} | {diff} | {p} |"
+                f"{scored} / {len(pruned)} ({saved}) / {diverged} / {failed}"
+                + (f", {unfinished} unfinished" if unfinished else "")
+                + f" | {test} | {diff} | {p} |"
             )
         lines += ["", f"![best so far]({relative(path, readme_dir)})", ""]
         lines += [f"- {s[0].upper()}{s[1:]}." for s in sentences] + ([""] if sentences else [])
@@ -174,15 +231,19 @@ def tuned_markdown(df: pd.DataFrame, results: Path, imgs: Path, readme_dir: Path
         return "No tuning study is recorded in this ledger yet (`./suite tune --help`)."
     head = (
         "Each loss searched with the same budget (trials, epochs, images) on validation images held out of "
-        "the training split, its best point then trained again over several seeds and tested once, on its "
-        "last epoch; differences are paired by seed (the same seed gives every loss the same initialisation, "
+        "the training split, its best point then trained again over several seeds, each run tested once, on "
+        "its last epoch (each study says how many reproductions its test split has scored in all, earlier "
+        "code's included); differences are paired by seed (the same seed gives every loss the same initialisation, "
         "batches and augmentations). "
         + COUNT_RULE
         + " A reproduction recorded by other code than the "
         "current is counted as stale (`./suite tune --refresh` with the study's options trains it again)."
     )
+    history = ledger_history(results)
     return "\n\n".join(
-        [head] + [study_markdown(s, df, imgs, readme_dir, relative) for s in found] + [spaces()]
+        [head]
+        + [study_markdown(s, df, imgs, readme_dir, relative, history) for s in found]
+        + [spaces()]
     )
 
 
