@@ -75,7 +75,7 @@ def test_curve_bands_are_clipped_to_accuracies_and_left_out_for_one_seed(tmp_pat
     import matplotlib.axes
     import numpy as np
 
-    from experiments.plots import learning_curve_png
+    from experiments.curves import learning_curve_png
 
     bands = []
     original = matplotlib.axes.Axes.fill_between

@@ -294,7 +294,7 @@ def test_a_scale_or_temperature_of_0_and_a_half_turn_margin_are_refused(
 
 
 def test_every_loss_has_its_own_line_color():
-    from experiments.plots import LINE_COLORS
+    from experiments.curves import LINE_COLORS
     from experiments.report.figures import loss_color
 
     assert len({LINE_COLORS[loss_color(name) % len(LINE_COLORS)] for name in LOSSES}) == len(LOSSES)

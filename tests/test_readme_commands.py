@@ -156,3 +156,31 @@ def test_report_compare_runs_as_a_command_and_prints_the_difference_interval_and
 def test_every_documented_command_prints_its_help(name):
     help_text = importlib.import_module(f"experiments.{name}").build_parser().format_help()
     assert f"experiments.{name}" in help_text and "usage:" in help_text
+
+
+def sized_examples() -> list[tuple[str, str]]:
+    """The grid lines the docs say are meant to be tried on a CPU (their comment says "minutes on a CPU")."""
+    found = []
+    for path in DOCS:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            command, _, comment = line.partition(" #")
+            if command.startswith("./suite grid") and "minutes on a CPU" in comment:
+                found.append((f"{path.name}:{number}", command.strip()))
+    return found
+
+
+@pytest.mark.parametrize("where, command", sized_examples())
+def test_an_example_meant_to_be_tried_plans_under_an_hour_here(where, command, capsys):
+    """The sweep line of docs/running.md once started 24 runs of 100 epochs on the full splits: days."""
+    from experiments import grid
+
+    assert grid.main(shlex.split(command)[2:] + ["--dry-run"]) == 0
+    estimate = re.search(r"about (.+?) on this device", capsys.readouterr().out)
+    assert estimate and " h" not in estimate.group(1) and "min" in estimate.group(1), (
+        where,
+        estimate,
+    )
+
+
+def test_the_running_page_has_an_example_sized_to_be_tried():
+    assert any(where.startswith("running.md") for where, _ in sized_examples())

@@ -165,3 +165,13 @@ def test_a_published_row_made_stale_keeps_its_pictures_and_gets_the_notice(tmp_p
     assert results_section.index("Recorded by older code") < results_section.index(
         "**Test accuracy, last epoch**"
     )
+
+
+def test_compare_refuses_a_pair_of_two_devices_and_says_why(tmp_path):
+    from experiments.report import compare
+
+    rows = [ledger_row("xent", seed=0), ledger_row("standalone", seed=0)]
+    rows[1]["device"] = "cpu (1 thread, AVX2, oneDNN avx2)"
+    text = compare.compare(ledger(tmp_path, rows), "loss=standalone", "loss=xent")
+    assert "pairs: 0 (1 removed: 1 other device)" in text
+    assert "no pair, refused: the runs of 1 seed recorded on another device" in text

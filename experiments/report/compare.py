@@ -12,7 +12,14 @@ import pandas as pd
 
 from centersuite.losses import option_definitions
 from experiments.engine.config import RunConfig
-from experiments.report.cells import comparison_sentence, paired, pairs_text, points, runs_text
+from experiments.report.cells import (
+    PAIR_REFUSALS,
+    comparison_sentence,
+    paired,
+    pairs_text,
+    points,
+    runs_text,
+)
 from experiments.report.rows import config_of, run_groups
 
 METRIC = "final_test_acc"
@@ -126,9 +133,18 @@ def compare(df: pd.DataFrame, a_text: str, b_text: str) -> str:
         f"pairs: {pairs_text(d, removed)}\n"
     )
     if d.pairs == 0:
-        return (
-            head
-            + "no pair: the two groups share no seed that finished in both, so they cannot be compared by seed"
+        refused = [
+            f"{n} {'seed' if n == 1 else 'seeds'} {PAIR_REFUSALS[why]}"
+            for why, n in removed.items()
+            if n and why in PAIR_REFUSALS
+        ]
+        return head + (
+            "no pair, refused: the runs of "
+            + "; ".join(refused)
+            + ". A difference between them could be the code's or the device's, not the losses'"
+            if refused
+            else "no pair: the two groups share no seed that finished in both, so they cannot be "
+            "compared by seed"
         )
     return head + "last-epoch test accuracy, paired by seed: " + comparison_sentence("A", "B", d)
 

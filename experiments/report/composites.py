@@ -17,12 +17,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from experiments.plots import (
-    composite_gif,
-    composite_projection_png,
-    even_subset,
-    learning_curve_png,
-)
+from experiments.curves import learning_curve_png
+from experiments.plots import composite_gif, composite_projection_png, even_subset
 from experiments.report.figures import SPLIT_WORDS, class_names, group_curve, loss_color
 from experiments.report.rows import (
     DATASET_ORDER,

@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 
 from centersuite.losses import LOSSES
+from experiments.curves import learning_curve_png
 from experiments.engine.data import class_names as dataset_class_names
 from experiments.engine.protocol import protocol_of
-from experiments.plots import embedding_pngs, feature_gifs, learning_curve_png
+from experiments.plots import embedding_pngs, feature_gifs
 from experiments.report.rows import (
     DATASET_ORDER,
     MAIN_LOSSES,

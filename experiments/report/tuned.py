@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from centersuite.losses import LOSSES
-from experiments.plots import best_so_far_png
+from experiments.curves import best_so_far_png
 from experiments.report.cells import (
     COUNT_RULE,
     comparison_sentence,
