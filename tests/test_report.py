@@ -281,3 +281,10 @@ def test_the_report_rebuilds_the_committed_readme_text_unchanged(tmp_path, monke
     assert (tmp_path / "results" / "table.md").read_text() == (
         repo / "results" / "table.md"
     ).read_text()
+    # every picture redrawn from the committed frames is byte for byte the committed one
+    changed = [
+        p.relative_to(tmp_path).as_posix()
+        for p in sorted((tmp_path / "imgs").rglob("*"))
+        if p.is_file() and p.read_bytes() != (repo / p.relative_to(tmp_path)).read_bytes()
+    ]
+    assert changed == []
