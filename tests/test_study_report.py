@@ -85,6 +85,11 @@ def test_a_pair_needs_one_device_and_one_code_and_dirty_rows_stay_out(tmp_path):
     assert "| mnist | 2 | standalone | +0.40 | 1 (1 removed: 1 other device) | — | — |" in text
     assert "1 run of the study recorded by uncommitted code (`-dirty`) is left out" in text
     assert "0.9840 ± 0.0000 (2) [0.994]" in text  # the two clean standalone runs
+    one_seed = study.study_markdown(
+        ledger(tmp_path, mnist_d2({"xent": [0.98], "standalone": [0.99]})), pd.DataFrame()
+    )
+    assert "No comparison has two pairs yet: no interval." in one_seed
+    assert "No interval excludes 0." not in one_seed
 
 
 def test_runs_of_other_code_pair_only_by_one_commit(tmp_path):

@@ -120,17 +120,22 @@ def accuracy_table(rows: pd.DataFrame, epochs: pd.DataFrame) -> list[str]:
     return lines
 
 
-def against_xent_table(rows: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """The paired table and one sentence per comparison whose interval excludes 0."""
-    others = [loss for loss in MAIN_LOSSES if loss != "xent"]
+def found_pairs(rows: pd.DataFrame) -> list[tuple]:
+    """``(dataset, feat_dim, loss, PairedDifference, removed)`` of each loss against xent, per setting."""
     found = []
     for dataset, feat_dim in settings():
         here = rows[(rows["dataset"] == dataset) & (rows["feat_dim"] == feat_dim)]
         xent = here[here["loss"] == "xent"]
-        for loss in others:
+        for loss in (loss for loss in MAIN_LOSSES if loss != "xent"):
             g = here[here["loss"] == loss]
             if len(g) and len(xent):
                 found.append((dataset, feat_dim, loss, *paired(g, xent, METRIC)))
+    return found
+
+
+def against_xent_table(rows: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The paired table and one sentence per comparison whose interval excludes 0."""
+    found = found_pairs(rows)
     tested = [i for i, f in enumerate(found) if f[3].p_value is not None]
     holm, correction = holm_corrected([found[i][3].p_value for i in tested])
     lines = [
@@ -249,8 +254,10 @@ def study_markdown(df: pd.DataFrame, epochs: pd.DataFrame) -> str:
             "Intervals that exclude 0: " + "; ".join(notes[1:]) + ".",
             "",
         ]
-    else:
+    elif any(d.half_width for *_, d, _ in found_pairs(rows)):
         lines += ["No interval excludes 0.", ""]
+    else:
+        lines += ["No comparison has two pairs yet: no interval.", ""]
     lines += [
         "**Train-test gap**, points: last-epoch training accuracy by the loss's own rule (over the epoch's "
         "augmented batches) minus test accuracy, mean ± 95% t-interval:",
