@@ -185,12 +185,12 @@ def parse_args(argv=None):
 def confirm(seconds: float | None, how: str, device, runs: int, yes: bool) -> str | None:
     """Print the estimate; past an hour on a CPU ask on a terminal, or refuse off one without ``--yes``. The
     refusal's line, or None to go on."""
-    from experiments.text import duration
+    from experiments.text import duration, plural
 
     if seconds is None:
-        print(f"grid: {runs} runs to train; no estimate on this device ({how})")
+        print(f"grid: {plural(runs, 'run')} to train; no estimate on this device ({how})")
         return None
-    print(f"grid: {runs} runs to train, about {duration(seconds)} on this device ({how})")
+    print(f"grid: {plural(runs, 'run')} to train, about {duration(seconds)} on this device ({how})")
     if device.type != "cpu" or seconds <= LONG_ON_CPU_S or yes:
         return None
     if not sys.stdin.isatty():

@@ -21,6 +21,7 @@ LAYERS = [
         "experiments.text",
         "experiments.cli.entry",
     },
+    {"experiments.curves"},  # line charts, drawn with plots' helpers
     {"experiments.datasets"},
     {"experiments.engine"},
     {"experiments.ledger"},

@@ -51,6 +51,7 @@ def here_with(threads: int) -> str:
     )
 
 
+@pytest.mark.slow
 def test_the_cheapest_shipped_cpu_row_reproduces_its_first_epoch_exactly(tmp_path, row_threads):
     """The shipped row recorded by the code as it is now, on this kind of CPU (its SIMD kernels, and a thread
     count this machine has), whose epochs are cheapest: its first epoch trained again with the row's threads

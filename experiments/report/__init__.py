@@ -2,7 +2,7 @@
 
     python -m experiments.report                      # the main ledger: results/, imgs/, README.md
     python -m experiments.report --results my-results # another ledger: its table and pictures go under it
-    python -m experiments.report --compare 'loss=standalone,dataset=mnist,feat_dim=2,stale=false' 'loss=xent,dataset=mnist,feat_dim=2,stale=false'
+    python -m experiments.report --compare 'loss=standalone,dataset=fashion-mnist,feat_dim=128,protocol=fair' 'loss=xent,dataset=fashion-mnist,feat_dim=128,protocol=fair'
 
 Reads runs.csv and epochs.csv of a ledger (and, for the pictures, the run
 directories in runs/) and writes table.md, the learning curves, the feature
@@ -10,15 +10,16 @@ gifs and PNGs and, for the main ledger only, the README's sections between
 the marker comments (the results, the feature visualisations, and the tuned
 comparison of every study in RESULTS/tune/, see experiments/tune.py). Deterministic: running it twice changes nothing.
 
-The README's results section, in order: the reference table in the study's
-own shape (runs on the full reference recipe only), the paired comparisons
-of the three losses by seed, the train-test gap, then a short table of every
-other run, headed as not the reference recipe.
+The README's results section, in order: the CPU study (the main results:
+its table in the reference's shape, each loss against xent paired by seed,
+the train-test gap), the reference table (runs on the full reference recipe
+only), the family table, out-of-distribution detection of those runs, and a
+line sending every other run to results/table.md.
 
 Where each thing is made: ``rows`` (the ledger read and grouped), ``cells``
-(a number as a table cell), ``tables`` (every table), ``figures`` (every
-picture), ``readme`` (the README's marked sections); this module ties them
-together and is the command.
+(a number as a table cell), ``study``, ``family``, ``tables`` (the tables),
+``figures`` and ``composites`` (the pictures), ``readme`` (the README's
+marked sections); this module ties them together and is the command.
 """
 
 from __future__ import annotations

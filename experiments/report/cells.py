@@ -36,8 +36,8 @@ COUNT_RULE = (
     "A run that diverged or failed enters no mean: every mean is over a group's finished runs, and "
     "beside it stands how many of the group's runs finished, and how many diverged or failed "
     "(`4/5, 1 diverged`); a paired comparison pairs the seeds finished in both groups and recorded by the "
-    "same code on the same device (thread count and instruction set), and says how many pairs a divergence, "
-    "a failure, other code or another device removed."
+    "same committed code on the same device (thread count and instruction set), and says how many pairs a "
+    "divergence, a failure, uncommitted or other code, or another device removed."
 )
 
 
@@ -56,8 +56,10 @@ def runs_text(g: pd.DataFrame) -> str:
 
 
 PAIR_REFUSALS = {
-    "other code": "recorded by other code (a run by uncommitted code pairs with nothing; two runs pair when "
-    "both are recorded by the code as it is now, or by one commit)",
+    "other code": "recorded by other code (two runs pair when both are recorded by the code as it is now, "
+    "or by one commit)",
+    "uncommitted code": "recorded by uncommitted code (`-dirty`: which code made its numbers cannot be "
+    "named, so it pairs with nothing)",
     "other device": "recorded on another device, thread count or instruction set (one CPU's AVX2 and "
     "AVX-512 paths differ by up to 10 points after one epoch)",
 }
@@ -71,7 +73,7 @@ def pair_refusal(ra, rb) -> str | None:
         return "other device"
     va, vb = str(ra.get("code_version", "")), str(rb.get("code_version", ""))
     if va.endswith("-dirty") or vb.endswith("-dirty"):
-        return "other code"
+        return "uncommitted code"
     if not (ra.get("stale") or rb.get("stale")) or va == vb:
         return None
     return "other code"
@@ -80,12 +82,14 @@ def pair_refusal(ra, rb) -> str | None:
 def paired(a: pd.DataFrame, b: pd.DataFrame, metric: str):
     """The paired difference ``a - b`` of ``metric`` over the seeds finished in both groups and recorded by
     the same code on the same device (``pair_refusal``), and the pairs left out: ``{"diverged": n, "failed": n,
-    "other code": n, "other device": n}`` (a seed of only one group is no pair)."""
+    "uncommitted code": n, "other code": n, "other device": n}`` (a seed of only one group is no pair)."""
     from experiments.report.stats import paired_difference
 
     rows_a = {r["seed"]: r for r in a.to_dict("records")}
     rows_b = {r["seed"]: r for r in b.to_dict("records")}
-    removed = {"diverged": 0, "failed": 0, "other code": 0, "other device": 0}
+    removed = dict.fromkeys(
+        ("diverged", "failed", "uncommitted code", "other code", "other device"), 0
+    )
     values_a, values_b = [], []
     for seed in sorted(set(rows_a) & set(rows_b)):
         ra, rb = rows_a[seed], rows_b[seed]
@@ -108,7 +112,7 @@ def pairs_text(d, removed: dict) -> str:
 
 def comparison_sentence(a: str, b: str, d) -> str:
     if d.pairs == 0:
-        return "no pair yet"
+        return f"{a} and {b}: no pair yet"
     if d.pairs == 1:
         return f"one pair: no interval ({a} − {b} = {points(d.mean)} points)"
     side = "above" if d.mean >= 0 else "below"

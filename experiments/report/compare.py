@@ -12,6 +12,7 @@ import pandas as pd
 
 from centersuite.losses import option_definitions
 from experiments.engine.config import RunConfig
+from experiments.engine.protocol import protocol_of
 from experiments.report.cells import (
     PAIR_REFUSALS,
     comparison_sentence,
@@ -146,7 +147,12 @@ def compare(df: pd.DataFrame, a_text: str, b_text: str) -> str:
             else "no pair: the two groups share no seed that finished in both, so they cannot be "
             "compared by seed"
         )
-    return head + "last-epoch test accuracy, paired by seed: " + comparison_sentence("A", "B", d)
+    epoch = (
+        "the epoch its validation split selected"
+        if protocol_of(a.iloc[0].get("protocol")).selection == "val"
+        else "the last epoch"
+    )
+    return head + f"test accuracy of {epoch}, paired by seed: " + comparison_sentence("A", "B", d)
 
 
 def holm_corrected(p_values: list[float]) -> tuple[list[float] | None, str]:
