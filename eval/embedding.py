@@ -20,6 +20,11 @@ from .metrics import class_counts, class_means
 def knn1_accuracy(
     query, query_labels, reference, reference_labels, chunk: int = 1024
 ) -> torch.Tensor:
+    """1-nearest-neighbour accuracy: the share of ``query`` ``(n, d)`` whose nearest ``reference`` feature
+    ``(m, d)`` (squared Euclidean) has its label (``query_labels`` ``(n,)``, ``reference_labels`` ``(m,)``,
+    integer class indices): a 0-d float tensor in [0, 1]. Query and reference are different sets (test
+    against train): a query that is also in the reference finds itself. ``chunk`` queries at a time, so
+    memory is ``chunk x m`` distances. Raises IndexError/RuntimeError from torch for mismatched shapes."""
     correct = torch.zeros((), device=query.device)
     for start in range(0, len(query), chunk):
         nearest = squared_distances(query[start : start + chunk], reference).argmin(1)
@@ -29,6 +34,12 @@ def knn1_accuracy(
 
 @torch.no_grad()
 def map_at_r(features, labels, num_classes: int, chunk: int = 1024) -> torch.Tensor:
+    """MAP@R of ``features`` ``(n, d)`` with ``labels`` ``(n,)`` (class indices in ``[0, num_classes)``), as
+    pytorch-metric-learning's AccuracyCalculator defines it (Musgrave et al., "A Metric Learning Reality
+    Check", 2020): each sample queries all the others; with R the number of other samples of its class,
+    ``AP@R = (1/R) * sum_{i<=R} P(i) * rel(i)`` over its R nearest neighbours (squared Euclidean), averaged
+    over the samples whose class has another sample. A 0-d float tensor in [0, 1]; ``chunk`` queries at a
+    time (memory ``chunk x n`` distances)."""
     n = len(labels)
     r_per_class = class_counts(labels, num_classes) - 1
     r_max = max(1, int(r_per_class.max()))  # one sync per call: it sets the neighbour count
@@ -56,6 +67,9 @@ def map_at_r(features, labels, num_classes: int, chunk: int = 1024) -> torch.Ten
 
 @torch.no_grad()
 def intra_inter_ratio(features, labels, num_classes: int) -> torch.Tensor:
+    """Mean Euclidean distance of ``features`` ``(n, d)`` to their class mean, divided by the mean Euclidean
+    distance between two class means (classes of ``labels`` ``(n,)`` that have a sample): a 0-d float
+    tensor, unitless, lower is tighter."""
     means = class_means(features, labels, num_classes)
     intra = (features - means[labels]).norm(dim=1).mean()
     present = class_counts(labels, num_classes) > 0
@@ -71,6 +85,8 @@ def intra_inter_ratio(features, labels, num_classes: int) -> torch.Tensor:
 def embedding_metrics(
     train_features, train_labels, test_features, test_labels, num_classes
 ) -> dict[str, torch.Tensor]:
+    """``knn1_acc`` (test queries against train references), ``map_at_r`` and ``intra_inter_ratio`` (of
+    the test features), each a 0-d tensor; features ``(n, d)``, labels ``(n,)`` class indices."""
     return {
         "knn1_acc": knn1_accuracy(test_features, test_labels, train_features, train_labels),
         "map_at_r": map_at_r(test_features, test_labels, num_classes),

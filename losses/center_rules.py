@@ -15,7 +15,7 @@ No weight decay on centers in any rule. In a training loop::
     optimizer = torch.optim.SGD(rule.model_param_groups(model, weight_decay=5e-4, lr=0.01), lr=0.01,
                                 momentum=0.9)
     for images, labels in loader:
-        embeddings = model(images)
+        embeddings, _ = model(images)  # the suite's models return (features, logits)
         optimizer.zero_grad(); rule.zero_grad()
         loss(embeddings, labels).backward()
         rule.before_step(); optimizer.step(); rule.after_step(embeddings.detach(), labels)

@@ -22,6 +22,16 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
+def threads_put_back():
+    """A grid run in this process with --cpus-per-run sets torch's threads for the process (as a worker of its
+    own would): put back after the test, so that the tests after it on this worker do not run with more
+    threads than its share of the cores (threads that outnumber the cores slow every op down)."""
+    yield
+    if torch.get_num_threads() != THREADS:
+        torch.set_num_threads(THREADS)
+
+
+@pytest.fixture(autouse=True)
 def cpu_unless_marked_gpu(request, monkeypatch):
     """Every test not marked ``gpu`` trains on the CPU whatever the machine has: the device
     ``auto`` resolves to (here and in the processes a test starts) is pinned to ``cpu``."""

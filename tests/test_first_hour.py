@@ -38,6 +38,43 @@ def test_help_and_a_refusal_load_no_torch(command):
         )
 
 
+@pytest.mark.parametrize(
+    "selector, says",
+    [
+        ("loss=nothing", ["'loss=nothing'", "no loss 'nothing'", "standalone"]),
+        ("colour=red", ["'colour=red' is not FIELD=VALUE", "weight_inter"]),
+        ("model=vgg", ["no model 'vgg'", "lenet++"]),
+        ("loss=xent,stale=maybe", ["stale is true", "or false"]),
+    ],
+)
+def test_report_compare_refuses_a_bad_selector_before_loading_the_ledger(selector, says, tmp_path):
+    """A selector at fault is refused in one line before pandas, torch or the ledger are read (the
+    ledger here does not even exist: the selector is what the message is about)."""
+    probe = (
+        "import sys\n"
+        "from experiments.report import command\n"
+        "code = command.main(sys.argv[1:])\n"
+        "print('torch' in sys.modules, 'pandas' in sys.modules, code)\n"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            probe,
+            "--results",
+            str(tmp_path),
+            "--compare",
+            selector,
+            "loss=xent",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.stdout.strip() == "False False 2", done.stderr[-300:]
+    assert done.stderr.count("\n") == 1 and all(s in done.stderr for s in says), done.stderr
+
+
 def test_train_refuses_an_unknown_loss_in_one_line_naming_the_choices():
     done = subprocess.run(
         [sys.executable, "-m", "experiments.train", "--loss", "nope"],

@@ -87,10 +87,20 @@ def test_the_bench_picks_the_synthetic_set_when_no_dataset_is_present(tmp_path):
 
 
 # ---- 4. fp16 with the graph mode ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_data():
+    """A few synthetic images: fp16 is emulated (slow) on the CPU, and what these tests check does not
+    depend on how many images a run trains on."""
+    from experiments.datasets.specs import get_spec
+    from experiments.engine.data import DeviceData
+
+    return DeviceData(get_spec("synthetic"), Path("data"), torch.device("cpu"), 128, 100)
+
+
 @pytest.mark.slow
-def test_the_bench_runs_fp16_eagerly_when_the_graph_mode_is_asked(synthetic_data):
+def test_the_bench_runs_fp16_eagerly_when_the_graph_mode_is_asked(tiny_data):
     row = probe.bench_one(
-        synthetic_data, "synthetic", "standalone", "graph", 2, torch.device("cpu"), "fp16"
+        tiny_data, "synthetic", "standalone", "graph", 2, torch.device("cpu"), "fp16", batch_size=32
     )
     assert row["mode"] == probe.FP16_EAGER and row["precision"] == "fp16" and row["finite"]
 
@@ -138,9 +148,9 @@ def tiny_trainer(data, run_dir, epochs=2):
         loss="cent",
         feat_dim=8,
         epochs=epochs,
-        batch_size=64,
-        train_size=1024,
-        test_size=500,
+        batch_size=32,
+        train_size=128,
+        test_size=100,
     )
     return Trainer(
         cfg,
@@ -153,9 +163,9 @@ def tiny_trainer(data, run_dir, epochs=2):
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", [False, True])
 def test_a_finished_or_stopped_trainer_is_freed_without_the_cycle_collector(
-    stop, synthetic_data, tmp_path
+    stop, tiny_data, tmp_path
 ):
-    trainer = tiny_trainer(synthetic_data, tmp_path)
+    trainer = tiny_trainer(tiny_data, tmp_path)
     gc.collect()
     gc.disable()
     try:

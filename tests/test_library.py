@@ -121,3 +121,8 @@ def test_the_pages_loop_learns_in_a_project_with_its_own_losses_and_models(insta
     )  # neither the suite's commands nor optuna, pandas, matplotlib, ray
     assert result["accuracy"] > 0.3  # ten classes: chance is 0.1
     assert "nearest-center accuracy after one short epoch" in done.stdout
+    # the evaluation block scores the trained model's test embeddings against its training embeddings
+    found = re.search(r"class mean: ([\d.]+) 1-NN: ([\d.]+) MAP@R: ([\d.]+)", done.stdout)
+    assert found, done.stdout
+    class_mean, knn1, map_r = map(float, found.groups())
+    assert class_mean > 0.3 and knn1 > 0.3 and 0.1 < map_r <= 1, done.stdout

@@ -212,7 +212,7 @@ def test_bench_runs_on_the_cpu_and_writes_its_figures_beside_the_plain_loop(tmp_
                 "--losses",
                 "standalone",
                 "--train-size",
-                "512",
+                "256",
                 "--out",
                 str(out),
             ]
@@ -232,7 +232,7 @@ def test_bench_runs_on_the_cpu_and_writes_its_figures_beside_the_plain_loop(tmp_
     assert (
         float(eager["eval_s"]) > 0
         and float(eager["eval_system_s"]) >= 0
-        and int(eager["eval_images"]) == 500 + 512
+        and int(eager["eval_images"]) == 500 + 256
     )
     assert "x plain" in capsys.readouterr().out
 
@@ -252,11 +252,11 @@ def test_packed_runs_record_what_sequential_runs_record(tmp_path):
         "--epochs",
         "2",
         "--train-size",
-        "256",
+        "128",
         "--test-size",
-        "100",
+        "50",
         "--batch-size",
-        "64",
+        "32",
         "--no-progress",
         "--no-report",
     ]

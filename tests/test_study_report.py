@@ -92,6 +92,17 @@ def test_a_pair_needs_one_device_and_one_code_and_dirty_rows_stay_out(tmp_path):
     assert "No interval excludes 0." not in one_seed
 
 
+def test_a_row_of_the_old_spelling_1_threads_is_the_same_device(tmp_path):
+    """Rows recorded before the label said "1 thread" read "cpu (1 threads, ...)": the same device, shown
+    and paired as one (the ledger itself is not rewritten)."""
+    rows = mnist_d2({"xent": FINALS["xent"], "standalone": FINALS["standalone"]})
+    for r in rows[:3]:
+        r["device"] = CPU.replace("1 thread,", "1 threads,")
+    df = ledger(tmp_path, rows)
+    assert set(df["device"]) == {CPU}
+    assert "| mnist | 2 | standalone | +0.40 ± " in study.study_markdown(df, pd.DataFrame())
+
+
 def test_runs_of_other_code_pair_only_by_one_commit(tmp_path):
     rows = mnist_d2({"xent": FINALS["xent"], "cent": FINALS["cent"]})
     for r in rows:

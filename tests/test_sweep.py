@@ -36,9 +36,13 @@ def dirs(tmp_path):
 
 @pytest.mark.slow
 def test_swept_loss_options_form_one_group_each_with_its_own_rows_and_pictures(tmp_path):
+    small = ["--train-size", "128", "--test-size", "50", "--batch-size", "32"]
     assert (
         grid.main(
-            TINY + dirs(tmp_path) + ["--losses", "standalone", "--weight-inter", "0.01", "0.1", "1"]
+            TINY
+            + small
+            + dirs(tmp_path)
+            + ["--losses", "standalone", "--weight-inter", "0.01", "0.1", "1"]
         )
         == 0
     )
@@ -55,9 +59,9 @@ def test_swept_loss_options_form_one_group_each_with_its_own_rows_and_pictures(t
     ]
     table = (tmp_path / "results" / "table.md").read_text()
     for departs in (
-        "epochs=1, batch_size=64, train_size=256, test_size=100 |",
-        "test_size=100, weight_inter=0.01 |",
-        "test_size=100, weight_inter=1.0 |",
+        "epochs=1, batch_size=32, train_size=128, test_size=50 |",
+        "test_size=50, weight_inter=0.01 |",
+        "test_size=50, weight_inter=1.0 |",
     ):
         assert departs in table
 

@@ -64,9 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.compare:  # a selector at fault is refused before the ledger and pandas are loaded
+        from experiments.report.selectors import CompareError, parse_selector
+
+        try:
+            for text in args.compare:
+                parse_selector(text)
+        except CompareError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     with loading():  # pandas, matplotlib and torch, once the flags are good
         from experiments.report.builder import build
-        from experiments.report.compare import CompareError
         from experiments.report.compare import compare as paired_comparison
         from experiments.report.rows import read_ledger
     if args.compare:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import pandas as pd
 
 from centersuite.losses import option_definitions
-from experiments.engine.config import RunConfig
 from experiments.engine.protocol import protocol_of
 from experiments.report.cells import (
     PAIR_REFUSALS,
@@ -22,12 +21,9 @@ from experiments.report.cells import (
     runs_text,
 )
 from experiments.report.rows import config_of, run_groups
+from experiments.report.selectors import CompareError, normal, parse_selector
 
 METRIC = "final_test_acc"
-
-
-class CompareError(ValueError):
-    """The comparison cannot be made; the message says why and what to write instead."""
 
 
 def group_fields(row) -> dict[str, str]:
@@ -38,51 +34,6 @@ def group_fields(row) -> dict[str, str]:
     d = {k: v for k, v in cfg.to_dict().items() if k not in ("seed", "loss_options")}
     d.update(cfg.loss_options)
     return {k: normal(v) for k, v in d.items()} | {"stale": normal(bool(row["stale"]))}
-
-
-def normal(value) -> str:
-    """One text per value: 0.01, 1e-2 and 0.010 are the same number; None is empty."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value).lower()
-    try:
-        return repr(float(value))
-    except (TypeError, ValueError):
-        return str(value)
-
-
-STALE = "stale"  # not a config field: whether the group was recorded by other code than the current
-
-
-def parse_selector(text: str) -> dict[str, str]:
-    known = (
-        set(RunConfig.__dataclass_fields__) - {"seed", "loss_options"}
-        | set(option_definitions())
-        | {STALE}
-    )
-    out = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = part.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in known:
-            raise CompareError(
-                f"selector {text!r}: {part!r} is not FIELD=VALUE with a config field or loss option "
-                f"(fields: {', '.join(sorted(known))})"
-            )
-        if key == STALE and value.strip().lower() not in ("true", "false"):
-            raise CompareError(
-                f"selector {text!r}: {part!r}: stale is true (recorded by other code than the current) "
-                "or false"
-            )
-        out[key] = (
-            normal(value.strip())
-            if value.strip().lower() not in ("true", "false")
-            else value.strip().lower()
-        )
-    if not out:
-        raise CompareError(f"selector {text!r} names nothing; write e.g. loss=xent,dataset=mnist")
-    return out
 
 
 def describe(g: pd.DataFrame) -> str:

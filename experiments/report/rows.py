@@ -105,6 +105,8 @@ def read_ledger(path: Path) -> pd.DataFrame:
         if col not in df:
             df[col] = ""
     df = df[df["superseded_by"] == ""].reset_index(drop=True)
+    # rows recorded before the label said "1 thread" (the same device, another spelling)
+    df["device"] = df["device"].str.replace("(1 threads,", "(1 thread,", regex=False)
     for col in METRICS:
         df[col] = pd.to_numeric(df[col], errors="coerce") if col in df else np.nan
     records = df.to_dict("records")
