@@ -126,3 +126,24 @@ def test_the_pages_loop_learns_in_a_project_with_its_own_losses_and_models(insta
     assert found, done.stdout
     class_mean, knn1, map_r = map(float, found.groups())
     assert class_mean > 0.3 and knn1 > 0.3 and 0.1 < map_r <= 1, done.stdout
+
+
+def test_labels_behave_as_the_page_says_they_are_not_checked():
+    """docs/library.md: an index past the last class raises torch's IndexError; a negative one counts from
+    the end (the loss of label -1 is the loss of label 9). When labels get checked, the page changes."""
+    import torch
+
+    from centersuite.eval import nearest_center_accuracy
+    from centersuite.losses import StandaloneCenterLoss
+
+    torch.manual_seed(0)
+    loss, embeddings = StandaloneCenterLoss(num_classes=10, feat_dim=2), torch.randn(4, 2)
+    with pytest.raises(IndexError):
+        loss(embeddings, torch.tensor([0, 1, 2, 10]))
+    assert torch.equal(
+        loss(embeddings, torch.tensor([0, 1, 2, -1])), loss(embeddings, torch.tensor([0, 1, 2, 9]))
+    )
+    centers = loss.centers.detach()
+    assert nearest_center_accuracy(embeddings, torch.tensor([-1] * 4), centers) == (
+        nearest_center_accuracy(embeddings, torch.tensor([9] * 4), centers)
+    )
