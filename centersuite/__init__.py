@@ -6,7 +6,8 @@ center-loss comparison suite, as a library (docs/library.md).
 - ``centersuite.models``: the reference pre-activation ResNet and LeNet++;
 - ``centersuite.eval``: nearest center, class mean, argmax, 1-NN, MAP@R and the OOD scores on plain tensors.
 
-Needs torch only (pytorch-metric-learning for the adapted competitors: ``pip install centersuite[pml]``).
+Needs torch only (pytorch-metric-learning for the adapted competitors: ``pip install
+'/path/to/checkout[pml]'``).
 """
 
 __version__ = "0.4.0"

@@ -3,17 +3,25 @@ MAP@R (``embedding``), out-of-distribution scores and their detection metrics (`
 centers (``geometry``). Every function takes tensors (embeddings ``(n, d)``, labels ``(n,)``, centers
 ``(classes, d)``, logits ``(n, classes)``) on any device and returns tensors there."""
 
-from .embedding import intra_inter_ratio, knn1_accuracy, map_at_r
-from .geometry import center_shift, nearest_center_gap
-from .metrics import (
+# the functions with their inputs checked (public.py); the engine imports the modules themselves
+from .public import (
     accuracy,
     argmax_accuracy,
+    center_score,
+    center_shift,
     class_mean_accuracy,
     class_means,
+    detection_metrics,
+    energy_score,
+    intra_inter_ratio,
+    knn1_accuracy,
+    knn_score,
+    map_at_r,
+    msp_score,
     nearest_center,
     nearest_center_accuracy,
+    nearest_center_gap,
 )
-from .ood import center_score, detection_metrics, energy_score, knn_score, msp_score
 
 __all__ = [
     "accuracy",

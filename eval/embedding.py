@@ -38,8 +38,8 @@ def map_at_r(features, labels, num_classes: int, chunk: int = 1024) -> torch.Ten
     pytorch-metric-learning's AccuracyCalculator defines it (Musgrave et al., "A Metric Learning Reality
     Check", 2020): each sample queries all the others; with R the number of other samples of its class,
     ``AP@R = (1/R) * sum_{i<=R} P(i) * rel(i)`` over its R nearest neighbours (squared Euclidean), averaged
-    over the samples whose class has another sample. A 0-d float tensor in [0, 1]; ``chunk`` queries at a
-    time (memory ``chunk x n`` distances)."""
+    over the samples whose class has another sample (NaN when no class has two). A 0-d float tensor in
+    [0, 1]; ``chunk`` queries at a time (memory ``chunk x n`` distances)."""
     n = len(labels)
     r_per_class = class_counts(labels, num_classes) - 1
     r_max = max(1, int(r_per_class.max()))  # one sync per call: it sets the neighbour count

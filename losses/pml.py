@@ -80,8 +80,8 @@ def library():
     except ImportError:
         raise MissingLibrary(
             f"this loss needs the package {LIBRARY}, which this Python lacks: "
-            f"pip install {LIBRARY} (or centersuite[pml]; the suite's requirements.txt pins it, and "
-            "./suite slot --pack carries its wheel to a GPU machine); every other loss runs without it"
+            f"pip install {LIBRARY} (or install this package with its extra: pip install "
+            "'/path/to/checkout[pml]'); every other loss runs without it"
         ) from None
     return pytorch_metric_learning
 

@@ -128,12 +128,12 @@ def test_the_pages_loop_learns_in_a_project_with_its_own_losses_and_models(insta
     assert class_mean > 0.3 and knn1 > 0.3 and 0.1 < map_r <= 1, done.stdout
 
 
-def test_labels_behave_as_the_page_says_they_are_not_checked():
-    """docs/library.md: an index past the last class raises torch's IndexError; a negative one counts from
-    the end (the loss of label -1 is the loss of label 9). When labels get checked, the page changes."""
+def test_labels_behave_as_the_page_says_the_losses_check_shapes_not_values():
+    """docs/library.md: a loss given an index past the last class raises torch's IndexError; a negative one
+    counts from the end (the loss of label -1 is the loss of label 9). When the losses check label values,
+    the page changes. The evaluation refuses both (next test)."""
     import torch
 
-    from centersuite.eval import nearest_center_accuracy
     from centersuite.losses import StandaloneCenterLoss
 
     torch.manual_seed(0)
@@ -143,7 +143,79 @@ def test_labels_behave_as_the_page_says_they_are_not_checked():
     assert torch.equal(
         loss(embeddings, torch.tensor([0, 1, 2, -1])), loss(embeddings, torch.tensor([0, 1, 2, 9]))
     )
-    centers = loss.centers.detach()
-    assert nearest_center_accuracy(embeddings, torch.tensor([-1] * 4), centers) == (
-        nearest_center_accuracy(embeddings, torch.tensor([9] * 4), centers)
+
+
+def bad_calls():
+    """(function name, arguments, words the one-line refusal must hold) for the public evaluation."""
+    import torch
+
+    torch.manual_seed(0)
+    e, y, c = torch.randn(6, 2), torch.tensor([0, 1, 2, 3, 4, 5]), torch.randn(10, 2)
+    nan = torch.full((5,), float("nan"))
+    return [
+        ("nearest_center_accuracy", (e, y[:, None], c), ["labels", "1-D", "(6, 1)"]),
+        ("nearest_center_accuracy", (e, y - 1, c), ["labels", "-1", "0..9", "ignore"]),
+        ("nearest_center_accuracy", (e, y, torch.randn(10, 3)), ["embeddings", "2 columns", "3"]),
+        ("class_mean_accuracy", (e, y, e, y.float(), 10), ["labels", "int64", "float32"]),
+        ("argmax_accuracy", (torch.randn(6, 3), y), ["labels", "5", "0..2"]),
+        ("knn1_accuracy", (e, y, e[:0], y[:0]), ["reference", "no sample"]),
+        ("knn1_accuracy", (e, y[:5], e, y), ["query_labels", "6"]),
+        ("map_at_r", (e, y.to(torch.uint8), 10), ["labels", "uint8"]),
+        ("map_at_r", (e[0], y, 10), ["features", "2-D"]),
+        ("detection_metrics", (nan, torch.zeros(3)), ["scores_in", "5", "not finite"]),
+        ("detection_metrics", (torch.zeros(5), nan), ["scores_out", "not finite"]),
+        ("detection_metrics", (torch.zeros(5), torch.zeros(0)), ["scores_out", "non-empty"]),
+        ("center_score", (e, torch.randn(10, 3)), ["embeddings", "columns"]),
+        ("center_shift", (c, c[:5]), ["before", "(10, 2)"]),
+    ]
+
+
+@pytest.mark.parametrize("case", range(14))
+def test_the_evaluation_refuses_what_would_give_a_wrong_number_in_one_line(case):
+    """Before: labels (n, 1) gave a 1-NN accuracy of 32.8, all-NaN in-distribution scores an AUROC of 1.0,
+    a -1 label a class counted from the end, all silently."""
+    import centersuite.eval as evaluation
+
+    calls = bad_calls()
+    assert len(calls) == 14
+    name, args, words = calls[case]
+    with pytest.raises(ValueError) as refused:
+        getattr(evaluation, name)(*args)
+    message = str(refused.value)
+    assert "\n" not in message and all(w in message for w in words), message
+
+
+def test_the_checked_evaluation_gives_the_modules_numbers_by_position_or_by_name():
+    import torch
+
+    import centersuite.eval as evaluation
+    from centersuite.eval import embedding, metrics, ood
+
+    torch.manual_seed(0)
+    e, y, c = torch.randn(50, 3), torch.randint(0, 4, (50,)), torch.randn(4, 3)
+    assert evaluation.nearest_center_accuracy(embeddings=e, labels=y, centers=c) == (
+        metrics.nearest_center_accuracy(e, y, c)
     )
+    assert evaluation.map_at_r(e, y, 4, chunk=7) == embedding.map_at_r(e, y, 4)
+    assert evaluation.knn1_accuracy(e[:20], y[:20], e[20:], y[20:]) == (
+        embedding.knn1_accuracy(e[:20], y[:20], e[20:], y[20:])
+    )
+    scores = ood.center_score(e, c)
+    assert evaluation.detection_metrics(scores[:30], scores[30:]) == (
+        ood.detection_metrics(scores[:30], scores[30:])
+    )
+    assert "MAP@R" in evaluation.map_at_r.__doc__ and "ValueError" in evaluation.map_at_r.__doc__
+
+
+def test_the_engine_computes_through_the_modules_its_fingerprint_covers():
+    """The checked names (eval/public.py) are the library's; a run's numbers pass through the modules
+    themselves, which the code fingerprint follows (it takes in a package's __init__ without following
+    its imports): no engine module imports the evaluation's package or public module."""
+    import ast
+
+    for path in sorted((REPO / "experiments" / "engine").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert node.module not in ("centersuite.eval", "centersuite.eval.public"), path.name
+            if isinstance(node, ast.Import):
+                assert all(a.name not in ("centersuite.eval",) for a in node.names), path.name
