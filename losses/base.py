@@ -53,6 +53,10 @@ class Loss(nn.Module):
     )
 
     def __init__(self, num_classes: int, feat_dim: int):
+        """``num_classes``: the classes the labels index (``0 .. num_classes - 1``); ``feat_dim``: the width
+        ``d`` of the embeddings ``(n, d)`` the loss is called with. A loss's own options are keyword
+        arguments with the defaults of the reference study (the class docstring gives its formula;
+        ``LOSSES.entry(name).options`` lists them)."""
         super().__init__()
         self.num_classes = num_classes
         self.feat_dim = feat_dim

@@ -42,6 +42,11 @@ def model_class(name: str) -> type:
 
 
 def build_model(name: str, in_channels: int, num_classes: int, feat_dim: int, image_size: int):
+    """The model ``name`` (``resnet``: the reference pre-activation ResNet; ``lenet++``: the center-loss
+    demo's LeNet++) for images of ``in_channels`` channels: called on a float batch ``(n, in_channels, h, w)``
+    it returns ``(features (n, feat_dim), logits (n, num_classes))``. ``image_size`` (the side in pixels) is
+    read by the models whose registry entry takes it (LeNet++'s flattened layer); the ResNet pools globally
+    and takes any size. ValueError for an unknown name."""
     cls = model_class(name)
     if MODELS[name].takes_image_size:
         return cls(in_channels, num_classes, feat_dim, image_size)
