@@ -30,7 +30,13 @@ from pathlib import Path
 from centersuite.losses import LOSSES
 from experiments.cli.entry import command, loading
 from experiments.cli.recipe import add_offline_flag
-from experiments.cli.types import HelpFormatter, Parser, non_negative_int, positive_int
+from experiments.cli.types import (
+    HelpFormatter,
+    Parser,
+    device_choice,
+    non_negative_int,
+    positive_int,
+)
 from experiments.datasets.specs import SPECS, default_data_root, file_problems, get_spec
 from experiments.runners.presets import MAIN_LOSSES
 
@@ -152,7 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-root", type=Path, default=default_data_root(), help="where the datasets live"
     )
     parser.add_argument(
-        "--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N"
+        "--device",
+        type=device_choice,
+        default="auto",
+        help="auto (CUDA if present), cpu, cuda, cuda:N",
     )
     parser.add_argument(
         "--out", type=Path, default=Path("results/bench.csv"), help="the CSV written"

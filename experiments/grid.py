@@ -20,6 +20,7 @@ results/quick/ (not tracked by git).
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -198,11 +199,24 @@ def confirm(seconds: float | None, how: str, device, runs: int, yes: bool) -> st
             f"the grid would train for about {duration(seconds)} on this CPU; give --yes to start it off a "
             "terminal (or fewer runs: --dry-run lists them)"
         )
-    answer = input(f"train for about {duration(seconds)} on this CPU? [y/N] ").strip().lower()
+    try:
+        answer = input(f"train for about {duration(seconds)} on this CPU? [y/N] ").strip().lower()
+    except (EOFError, KeyboardInterrupt):  # Ctrl-D or Ctrl-C at the question: no
+        print()
+        return "not started (no answer)"
     return None if answer in ("y", "yes") else "not started (answered no)"
 
 
 LONG_ON_CPU_S = 3600.0  # past this on a CPU, the grid asks before it trains
+
+
+def run_device_label(label: str, threads: int) -> str:
+    """The device label a run records when it trains on ``threads`` CPU threads (each run of a grid has its
+    share of the cores): ``cpu (2 threads, AVX2, ...)`` -> ``cpu (1 thread, AVX2, ...)``; a GPU's unchanged.
+    The estimate reads the ledger's runs of that label."""
+    from experiments.text import plural
+
+    return re.sub(r"^cpu \(\d+ threads?, ", f"cpu ({plural(threads, 'thread')}, ", label)
 
 
 def main(argv=None) -> int:
@@ -261,7 +275,12 @@ def main(argv=None) -> int:
     runs_at_once = args.runs_per_gpu or default_runs_per_device(device)
     threads = args.cpus_per_run or max(1, torch_threads() // runs_at_once)
     seconds, how = grid_estimate(
-        todo, rows, Path(args.out), device_name(device), threads, runs_at_once
+        todo,
+        rows,
+        Path(args.out),
+        run_device_label(device_name(device), threads),
+        threads,
+        runs_at_once,
     )
     datasets = sorted({c.dataset for c in configs}, key=list(SPECS).index)
     if args.dry_run:

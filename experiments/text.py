@@ -4,8 +4,12 @@ from __future__ import annotations
 
 
 def plural(n: int, word: str) -> str:
-    """``1 run``, ``2 runs``."""
-    return f"{n} {word}" + ("" if n == 1 else "s")
+    """``1 run``, ``2 runs``, ``2 studies``."""
+    if n == 1:
+        return f"{n} {word}"
+    if word.endswith("y") and word[-2:-1] not in "aeiou":
+        return f"{n} {word[:-1]}ies"
+    return f"{n} {word}s"
 
 
 def duration(seconds: float) -> str:

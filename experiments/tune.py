@@ -53,6 +53,8 @@ from experiments.cli.recipe import (
 from experiments.cli.types import (
     HelpFormatter,
     Parser,
+    device_choice,
+    file_name,
     non_negative_int,
     positive_float,
     positive_int,
@@ -60,6 +62,7 @@ from experiments.cli.types import (
 from experiments.datasets.specs import SPECS, default_data_root
 from experiments.runners.presets import MAIN_LOSSES
 from experiments.runners.sweep import SweepError, parse_set
+from experiments.text import plural
 from experiments.tuning.space import N_STARTUP, PRECISE_BN, PRUNERS, describe_space
 
 
@@ -71,7 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=spaces_epilog(),
     )
     parser.add_argument(
-        "--study", default="tuned", help="the study's name (RESULTS/tune/NAME.journal)"
+        "--study",
+        type=file_name,
+        default="tuned",
+        help="the study's name (RESULTS/tune/NAME.journal)",
     )
     parser.add_argument(
         "--losses",
@@ -201,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the datasets live (env SUITE_DATA)",
     )
     add_offline_flag(parser)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument(
+        "--device", type=device_choice, default="auto", help="auto, cpu, cuda, cuda:N"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
         "--no-report", action="store_true", help="do not rebuild the report at the end"
@@ -325,7 +333,8 @@ def main(argv=None) -> int:
     backend = backend_from_args(args, device)
     t0 = time.time()
     print(
-        f"tune: study {args.study!r}: {len(studies)} studies x {args.trials} trials, {args.epochs} epochs on "
+        f"tune: study {args.study!r}: {plural(len(studies), 'study')} x {plural(args.trials, 'trial')}, "
+        f"{args.epochs} epochs on "
         f"{args.train_size} images, validated on {args.val_size} ({journal_path(spec)})"
     )
     reproductions = {}

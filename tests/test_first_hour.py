@@ -45,6 +45,8 @@ def test_help_and_a_refusal_load_no_torch(command):
         ("colour=red", ["'colour=red' is not FIELD=VALUE", "weight_inter"]),
         ("model=vgg", ["no model 'vgg'", "lenet++"]),
         ("loss=xent,stale=maybe", ["stale is true", "or false"]),
+        ("feat_dim=abc", ["'abc' is not a whole number"]),
+        ("loss=xent,lr=-1", ["'lr=-1'", "positive"]),
     ],
 )
 def test_report_compare_refuses_a_bad_selector_before_loading_the_ledger(selector, says, tmp_path):
@@ -230,3 +232,23 @@ def test_a_runs_own_gif_is_large_with_its_legend_beside_the_points(tmp_path):
     gif = iio.imread(tmp_path / "pictures" / "test.gif", index=None)
     assert gif.shape[2] >= 480 and gif.shape[1] >= 480
     assert not np.array_equal(gif[0], gif[1])
+
+
+def test_a_readme_with_markers_out_of_order_is_refused_before_anything_is_written(tmp_path):
+    """Before: a README with results:end above results:start passed the check and the report raised
+    ValueError after its work."""
+    from experiments.report import Outputs
+    from experiments.report.markers import MARKERS
+
+    readme = tmp_path / "README.md"
+    pairs = list(MARKERS.values())
+    text = "\n".join(m for pair in pairs for m in pair) + "\n"
+    assert Outputs(tmp_path / "results", tmp_path / "imgs", readme).problem() is not None  # no file
+    readme.write_text(text)
+    assert Outputs(tmp_path / "results", tmp_path / "imgs", readme).problem() is None
+    start, end = pairs[0]
+    readme.write_text(text.replace(start, "@@").replace(end, start).replace("@@", end))
+    problem = Outputs(tmp_path / "results", tmp_path / "imgs", readme).problem()
+    assert problem is not None and start in problem and "start before the end" in problem
+    readme.write_text(text + start + "\n")  # twice
+    assert start in Outputs(tmp_path / "results", tmp_path / "imgs", readme).problem()

@@ -4,6 +4,7 @@ refuses in one line."""
 from __future__ import annotations
 
 import argparse
+import os
 import re
 
 
@@ -80,11 +81,39 @@ def class_list(text: str) -> str:
             for c in range(int(part.split("-")[0]), int(part.split("-")[-1]) + 1)
         }
     )
-    if not classes:
-        raise argparse.ArgumentTypeError(f"{text!r} names no class")
+    if len(classes) < 2:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} names {len(classes)} class; a classifier needs at least 2 known classes"
+        )
     ranges, start = [], classes[0]
     for a, b in zip(classes, classes[1:] + [None]):
         if b != a + 1:
             ranges.append(str(start) if start == a else f"{start}-{a}")
             start = b
     return ",".join(ranges)
+
+
+DEVICE_FORMS = "auto, cpu, cuda or cuda:N"
+
+
+def device_choice(text: str) -> str:
+    """A device as the commands take it: ``auto`` (``SUITE_DEVICE`` if set, checked here too), ``cpu``,
+    ``cuda`` or ``cuda:N``; whether CUDA is there is checked once torch is loaded."""
+    if text == "auto" and os.environ.get("SUITE_DEVICE"):
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", os.environ["SUITE_DEVICE"]):
+            raise argparse.ArgumentTypeError(
+                f"SUITE_DEVICE={os.environ['SUITE_DEVICE']!r} is not a device: cpu, cuda or cuda:N"
+            )
+    elif not re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device: {DEVICE_FORMS}")
+    return text
+
+
+def file_name(text: str) -> str:
+    """A name that becomes a file name under a folder the command owns (a study's journal): letters,
+    digits, ``.``, ``_`` and ``-``, not starting with a dot, so it can name no other folder."""
+    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a plain name (letters, digits, '.', '_' and '-', no '/', not starting with '.')"
+        )
+    return text

@@ -90,6 +90,18 @@ class Outputs:
                     f"{self.readme}: it has no {'; no '.join(missing)} markers (the sections the report "
                     "writes between them)"
                 )
+            twisted = [
+                " ... ".join(pair)
+                for pair in MARKERS.values()
+                if text.count(pair[0]) != 1
+                or text.count(pair[1]) != 1
+                or text.index(pair[0]) > text.index(pair[1])
+            ]
+            if twisted:
+                return (
+                    f"{self.readme}: its {'; '.join(twisted)} markers must each stand once, the start "
+                    "before the end (the report writes between them)"
+                )
             if (why := unwritable(self.readme.parent)) is not None:
                 return why
         return None

@@ -6,7 +6,10 @@ naming an unknown field, a loss that does not exist or a value outside a field's
 
 from __future__ import annotations
 
+import argparse
+
 from centersuite.losses import LOSSES, option_definitions
+from experiments.cli.types import positive_int
 from experiments.engine.config import RECIPE, RunConfig
 
 STALE = "stale"  # not a config field: whether the group was recorded by other code than the current
@@ -34,6 +37,11 @@ def choices() -> dict[str, tuple[str, ...]]:
     return named | {"loss": tuple(LOSSES)}
 
 
+def parsers() -> dict:
+    """How each numeric field's value reads (its flag's parse), feat_dim a positive whole number."""
+    return {k: m["parse"] for k, m in RECIPE.items() if m["parse"]} | {"feat_dim": positive_int}
+
+
 def parse_selector(text: str) -> dict[str, str]:
     """``"loss=xent,dataset=mnist"`` -> ``{"loss": "xent", "dataset": "mnist"}``, values normalised.
 
@@ -50,20 +58,23 @@ def parse_selector(text: str) -> dict[str, str]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = part.partition("=")
         key, value = key.strip().replace("-", "_"), value.strip()
+        where = f"selector {text!r}" + (f": {part!r}" if part != text.strip() else "")
         if not sep or key not in known:
             raise CompareError(
-                f"selector {text!r}: {part!r} is not FIELD=VALUE with a config field or loss option "
+                f"{where} is not FIELD=VALUE with a config field or loss option "
                 f"(fields: {', '.join(sorted(known))})"
             )
         if key == STALE and value.lower() not in ("true", "false"):
             raise CompareError(
-                f"selector {text!r}: {part!r}: stale is true (recorded by other code than the current) "
-                "or false"
+                f"{where}: stale is true (recorded by other code than the current) or false"
             )
+        if (parse := parsers().get(key)) is not None and value != "":
+            try:
+                parse(value)
+            except argparse.ArgumentTypeError as e:
+                raise CompareError(f"{where}: {e}") from None
         if key in allowed and value not in allowed[key]:
-            raise CompareError(
-                f"selector {text!r}: {part!r}: no {key} {value!r} ({key}: {', '.join(allowed[key])})"
-            )
+            raise CompareError(f"{where}: no {key} {value!r} ({key}: {', '.join(allowed[key])})")
         out[key] = normal(value) if value.lower() not in ("true", "false") else value.lower()
     if not out:
         raise CompareError(f"selector {text!r} names nothing; write e.g. loss=xent,dataset=mnist")

@@ -50,8 +50,8 @@ PRESETS = {
     "cpu-study": dict(
         about="the study two CPU cores can finish: the three losses on MNIST and Fashion-MNIST at feat_dim 2 and "
         "128, seeds 0-2, 10 epochs on 20,000 training images (the lr cut by 5 after 2 epochs without a 10%% "
-        "gain), the whole test splits, into results/ (the README's main results; about 4 hours on 2 cores, one "
-        "thread a run)",
+        "gain), the whole test splits, into results/ (the README's main results; about 4 hours on 2 idle "
+        "cores, one thread a run, longer on a busy machine)",
         datasets=["mnist", "fashion-mnist"],
         feat_dims=[2, 128],
         losses=MAIN_LOSSES,

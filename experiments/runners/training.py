@@ -51,7 +51,7 @@ def run_grid(
     )
     retrain = sum(c.run_id in stale for c in todo)
     print(
-        f"grid: {len(configs)} runs, {outcome.recorded_before} already recorded, {len(todo)} to train "
+        f"grid: {plural(len(configs), 'run')}, {outcome.recorded_before} already recorded, {len(todo)} to train "
         + (
             f"({retrain} of them recorded by other code: retrained from scratch, --reuse-stale keeps them) "
             if retrain
@@ -73,7 +73,11 @@ def run_grid(
         )
 
     bar = tqdm(
-        total=len(todo), desc="grid", unit="run", disable=not settings.progress, dynamic_ncols=True
+        total=len(todo),
+        desc="grid",
+        unit=" run",
+        disable=not settings.progress or not todo,  # no bar when nothing is left to train
+        dynamic_ncols=True,
     )
     try:
         for ended in backend.run(todo, settings, budget.stop, estimate):

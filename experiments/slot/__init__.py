@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     from experiments.cli.types import (
         HelpFormatter,
         Parser,
+        device_choice,
         non_negative_int,
         positive_float,
         positive_int,
@@ -96,7 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--carry", type=Path, default=Path(".carry"), help="the slot: the folder made by --pack"
     )
     parser.add_argument(
-        "--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N"
+        "--device",
+        type=device_choice,
+        default="auto",
+        help="auto (CUDA if present), cpu, cuda, cuda:N",
     )
     parser.add_argument(
         "--runs-per-gpu",
