@@ -252,3 +252,58 @@ def test_a_readme_with_markers_out_of_order_is_refused_before_anything_is_writte
     assert problem is not None and start in problem and "start before the end" in problem
     readme.write_text(text + start + "\n")  # twice
     assert start in Outputs(tmp_path / "results", tmp_path / "imgs", readme).problem()
+
+
+@pytest.mark.parametrize(
+    "argv, env, says",
+    [
+        (["train", "--device", "tpu"], {}, ["'tpu' is not a device", "cuda:N"]),
+        (["grid", "--device", "gpu0"], {}, ["'gpu0' is not a device"]),
+        (["train"], {"SUITE_DEVICE": "gpu"}, ["SUITE_DEVICE='gpu' is not a device"]),
+        (["train", "--known-classes", "3"], {}, ["'3' names 1 class", "at least 2"]),
+        (["tune", "--study", "../x"], {}, ["'../x' is not a plain name"]),
+    ],
+)
+def test_bad_values_are_refused_in_one_line_before_torch_loads(argv, env, says):
+    """Before: --device tpu and SUITE_DEVICE=gpu ended in a RuntimeError traceback after torch loaded; one
+    known class trained a one-class model; a study name ../x wrote its journal outside results/tune."""
+    probe = (
+        "import runpy, sys\n"
+        "sys.argv = ['x'] + sys.argv[2:]\n"
+        "try:\n"
+        "    runpy.run_module('experiments.' + sys.argv_command, run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    print('torch' in sys.modules, e.code)\n"
+    ).replace("sys.argv_command", repr(argv[0]))
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
+    assert done.stdout.strip().splitlines()[-1] == "False 2", done.stderr[-300:]
+    assert done.stderr.count("\n") == 1 and all(s in done.stderr for s in says), done.stderr
+
+
+@pytest.mark.parametrize("answer", [EOFError, KeyboardInterrupt])
+def test_ctrl_c_or_ctrl_d_at_the_grids_question_is_a_no(answer, monkeypatch, capsys):
+    from experiments import grid
+
+    def no_answer(prompt):
+        raise answer
+
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    monkeypatch.setattr("builtins.input", no_answer)
+    refused = grid.confirm(7200.0, "measured", torch.device("cpu"), 3, yes=False)
+    assert refused == "not started (no answer)"
+    assert "about 2 h" in capsys.readouterr().out
+
+
+def test_the_grids_estimate_reads_the_label_each_run_records():
+    from experiments.grid import run_device_label
+
+    label = "cpu (2 threads, AVX512, oneDNN avx512_core_bf16)"
+    assert run_device_label(label, 1) == "cpu (1 thread, AVX512, oneDNN avx512_core_bf16)"
+    assert run_device_label(label, 4) == "cpu (4 threads, AVX512, oneDNN avx512_core_bf16)"
+    assert run_device_label("NVIDIA H200", 1) == "NVIDIA H200"
