@@ -243,7 +243,6 @@ def parse_args(argv=None):
         parser.error(str(e))
     if (problem := center_rule_problem(args.center_rule, args.losses)) is not None:
         parser.error(problem)
-    args.runs_per_gpu = args.workers
     return args
 
 
@@ -330,7 +329,7 @@ def main(argv=None) -> int:
         time.time() + 60 * args.max_minutes if args.max_minutes else None,
     )
     previous_sigterm = signal.signal(signal.SIGTERM, lambda *_: stop.file.touch())
-    backend = backend_from_args(args, device)
+    backend = backend_from_args(args, device, runs_per_gpu=args.workers)
     t0 = time.time()
     print(
         f"tune: study {args.study!r}: {plural(len(studies), 'study')} x {plural(args.trials, 'trial')}, "

@@ -168,3 +168,26 @@ def test_the_worker_data_cache_tells_known_class_splits_apart(tmp_path):
         backends.train_run(a, settings, None, stop, None).result["ood_dataset"] == "unknown classes"
     )
     assert backends.train_run(b, settings, None, stop, None).result["ood_dataset"] == "noise"
+
+
+def test_the_worker_data_cache_tells_data_roots_and_devices_apart(tmp_path, monkeypatch):
+    """Before: the key held the split only, so a second grid in the same process with another data root
+    (or device) trained on the first one's tensors."""
+    from experiments.engine.config import RunConfig
+
+    loaded = []
+    monkeypatch.setattr(backends, "_data_cache", {})
+    monkeypatch.setattr(backends, "prepare_run", lambda *a: None)
+    monkeypatch.setattr(
+        backends, "load_data", lambda cfg, root, device: loaded.append(root) or root
+    )
+    monkeypatch.setattr(backends, "run_one", lambda cfg, ctx, data: {"data": data})
+    cfg = RunConfig(dataset="synthetic", loss="xent", epochs=1)
+    for root in ("a", "a", "b"):
+        settings = backends.RunSettings(
+            out=tmp_path / "runs", results=tmp_path / "results", data_root=tmp_path / root
+        )
+        assert backends.train_cached(cfg, settings, torch.device("cpu"), lambda: False) == {
+            "data": tmp_path / root
+        }
+    assert loaded == [tmp_path / "a", tmp_path / "b"]

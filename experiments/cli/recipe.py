@@ -338,15 +338,15 @@ def add_backend_arguments(parser) -> None:
     )
 
 
-def backend_from_args(args, device):
-    """The backend the command's flags name (``add_backend_arguments``; ``runs_per_gpu``: the grid's flag, the
-    tuner's worker count)."""
+def backend_from_args(args, device, runs_per_gpu: int | None = None):
+    """The backend the command's flags name (``add_backend_arguments``); ``runs_per_gpu``: the jobs that share
+    a GPU (default: the grid's ``--runs-per-gpu``; the tuner gives its worker count)."""
     from experiments.runners.backends import build_backend
 
     return build_backend(
         args.backend,
         device,
-        args.runs_per_gpu,
+        args.runs_per_gpu if runs_per_gpu is None else runs_per_gpu,
         args.cpus_per_run,
         args.ray_address,
         args.slurm_partition,

@@ -23,13 +23,10 @@ from centersuite.models import MODELS
 from experiments.cli.types import non_negative_float, non_negative_int, positive_float, positive_int
 from experiments.engine.protocol import PROTOCOLS
 
-AXIS = (
-    object()
-)  # a field that names the run (dataset, loss, feat_dim, seed, options): no recipe flag of its own
-NOT_COMPARED = object()  # a field the reference study had no value for: never a departure
-PER_LOSS = (
-    object()
-)  # a field whose default is the loss's own (its registry entry): a departure when not that
+# a field the reference study had no value for: never a departure
+NOT_COMPARED = object()
+# a field whose default is the loss's own (its registry entry): a departure when not that
+PER_LOSS = object()
 
 
 def recipe(
@@ -187,9 +184,8 @@ class RunConfig:
     def __post_init__(self):
         # Record every option of the loss, defaults included, so the id is explicit.
         self.loss_options = {**loss_options(self.loss), **self.loss_options}
-        for (
-            name
-        ) in PER_LOSS_FIELDS:  # None: the loss's own value (its registry entry's), also when given
+        # None: the loss's own value (its registry entry's), also when given
+        for name in PER_LOSS_FIELDS:
             if getattr(self, name) == per_loss_default(self.loss, name):
                 setattr(self, name, None)
 

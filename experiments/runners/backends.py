@@ -110,6 +110,8 @@ class Stop:
         return not (self() or late)
 
 
+# per worker process: the one dataset on its device (a grid's runs of one split reuse it), and the losses
+# whose eager steps were said (once per process)
 _data_cache: dict[tuple, DeviceData] = {}
 _eager_said: set[str] = set()
 
@@ -139,6 +141,8 @@ def eager_for_loss(ctx: RunContext, loss: str, device: torch.device) -> RunConte
 def train_cached(cfg, settings: RunSettings, device, should_stop) -> dict:
     """Train one config, reusing the dataset already on the device when it fits."""
     key = (
+        str(device),
+        str(Path(settings.data_root).resolve()),
         cfg.dataset,
         cfg.train_size,
         cfg.test_size,

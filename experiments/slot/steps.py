@@ -12,7 +12,9 @@ import time
 from experiments import check_env
 from experiments.slot import option_problem
 from experiments.slot.console import Log, Tee
-from experiments.slot.pack import PART_MB, UNFINISHED_MB, carried, install_wheels
+from experiments.slot.export import export
+from experiments.slot.pack import carried, install_wheels
+from experiments.slot.self_check import self_check
 from experiments.slot.summary import cells, departures, measured, next_commands, summary_text
 
 
@@ -22,74 +24,6 @@ class Terminated(Exception):
 
 def on_sigterm(*_):
     raise Terminated()
-
-
-def self_check(args, device, seconds: float, log: Log) -> dict:
-    """The graph-pool probe and the self-check within ``seconds`` together, each in its own process on CUDA."""
-    from experiments import REPO
-    from experiments.datasets.sources import run_limited
-
-    root = args.data_root
-    result = {"verdict": "skipped", "reason": ""}
-    if device.type != "cuda":
-        result["reason"] = "no CUDA device: the graph-pool probe and the graphed steps are skipped"
-        log(f"self-check: SKIPPED: {result['reason']}")
-        return result
-    if seconds < 5:
-        result["reason"] = f"only {max(seconds, 0):.0f} s of the budget for it"
-        log(f"self-check: SKIPPED: {result['reason']}")
-        return result
-    limit = min(40.0, seconds / 3)
-    done = run_limited([sys.executable, "-m", "experiments.probes.graph_pool"], limit, cwd=REPO)
-    lines = (
-        []
-        if done is None
-        else [line for line in done.stdout.splitlines() if line.startswith("graph-pool")]
-    )
-    result["probe"] = "pass" if done is not None and done.returncode == 0 else "fail"
-    log(
-        f"self-check: graph-pool probe {result['probe'].upper()}"
-        + (
-            f": no answer within {limit:.0f} s"
-            if done is None
-            else "".join(f"; {line}" for line in lines[-1:])
-        )
-    )
-    seconds -= limit
-    steps = args.check_steps or 300
-    limit = min(
-        75.0, seconds
-    )  # in its own process, killed at its limit (a broken CUDA context stays there)
-    cmd = [
-        sys.executable,
-        "-m",
-        "experiments.probes.self_check",
-        "--dataset",
-        args.datasets[0],
-        "--steps",
-        str(steps),
-        "--device",
-        str(device),
-    ] + (["--data-root", str(root)] if root else [])
-    done = run_limited(cmd, limit, cwd=REPO)
-    if done is None:
-        result.update(verdict="fail", reason=f"no answer within its {limit:.0f} s")
-    else:
-        last = [line for line in done.stdout.splitlines() if line.startswith("{")][-1:]
-        if last:
-            result.update(json.loads(last[0]))
-        else:
-            tail = [line for line in done.stderr.splitlines() if line.strip()][-1:]
-            result.update(
-                verdict="fail",
-                reason=f"exit code {done.returncode}: {tail[0][:200] if tail else ''}",
-            )
-    if result.get("probe") == "fail" and result["verdict"] == "pass":
-        result.update(verdict="fail", reason="the graph-pool probe failed; " + result["reason"])
-    log(
-        f"self-check: {result['verdict'].upper()} on {result.get('dataset', args.datasets[0])}: {result['reason']}"
-    )
-    return result
 
 
 def run_slot(args, argv: list[str], t0: float) -> int:
@@ -324,50 +258,6 @@ def slot_steps(args, deadline: float, log: Log, problems: list[str], summary: di
     summary["cells"] = cells(planned, outputs.results, args.runs)
     summary["planned"] = [c.run_id for c in planned]
     return code
-
-
-def export(args, log: Log, problems: list[str], summary: dict) -> None:
-    """The compact frames of the README's pictures, then the bundle into --out; never raises."""
-    from experiments import report
-    from experiments.ledger.rows import read_rows, start_ledger
-    from experiments.report.composites import keep_frames
-    from experiments.runners.bundle import BundleError
-    from experiments.runners.bundle import export as export_bundle
-
-    outputs = report.Outputs.for_ledger(args.results)
-    try:
-        start_ledger(
-            outputs.results
-        )  # a slot whose runs all stopped unfinished still hands them back
-        kept = 0
-        if read_rows(outputs.results / "runs.csv"):
-            kept = keep_frames(
-                report.read_ledger(outputs.results / "runs.csv"),
-                args.runs,
-                outputs.results / "frames",
-            )
-        counts = export_bundle(
-            args.out / "grid.tar",
-            outputs.results,
-            outputs.imgs,
-            args.runs,
-            max_mb=4 * PART_MB,
-            force=True,
-            part_mb=PART_MB,
-            pictures=False,
-            unfinished_mb=UNFINISHED_MB,
-        )
-        summary["bundle"], summary["left_out"] = (
-            [str(p) for p in counts["files"]],
-            counts["left_out"],
-        )
-        log(
-            f"bundle: {' '.join(summary['bundle'])} ({sum(p.stat().st_size for p in counts['files']) / 2**20:.1f} "
-            f"MiB; frames of {kept} runs for the README's pictures, {counts['runs']} files of unfinished runs)"
-        )
-    except (BundleError, OSError) as e:
-        problems.append(f"bundle: {e}")
-        log(problems[-1])
 
 
 def grid_spec(args):
