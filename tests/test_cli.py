@@ -328,10 +328,8 @@ def test_the_suite_wrapper_prints_its_usage_and_rejects_unknown_commands():
     usage = subprocess.run(["bash", str(REPO / "suite")], capture_output=True, text=True)
     assert usage.returncode == 2 and "./suite grid" in usage.stdout and "set -e" not in usage.stdout
     unknown = subprocess.run(["bash", str(REPO / "suite"), "fly"], capture_output=True, text=True)
-    assert (
-        unknown.returncode == 2
-        and unknown.stderr.strip() == "unknown command 'fly' (see ./suite --help)"
-    )
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1
+    assert "'fly'" in unknown.stderr and "./suite --help" in unknown.stderr  # the value, the fix
     report = subprocess.run(
         ["bash", str(REPO / "suite"), "report", "--help"], capture_output=True, text=True
     )
