@@ -184,30 +184,13 @@ def parse_args(argv=None):
 
 
 def confirm(seconds: float | None, how: str, device, runs: int, yes: bool) -> str | None:
-    """Print the estimate; past an hour on a CPU ask on a terminal, or refuse off one without ``--yes``. The
-    refusal's line, or None to go on."""
-    from experiments.text import duration, plural
+    """Print the estimate; past an hour on a CPU ask on a terminal, or refuse off one without ``--yes``
+    (``cli/confirm.long_work``). The refusal's line, or None to go on."""
+    from experiments.cli.confirm import long_work
+    from experiments.text import plural
 
-    if seconds is None:
-        print(f"grid: {plural(runs, 'run')} to train; no estimate on this device ({how})")
-        return None
-    print(f"grid: {plural(runs, 'run')} to train, about {duration(seconds)} on this device ({how})")
-    if device.type != "cpu" or seconds <= LONG_ON_CPU_S or yes:
-        return None
-    if not sys.stdin.isatty():
-        return (
-            f"the grid would train for about {duration(seconds)} on this CPU; give --yes to start it off a "
-            "terminal (or fewer runs: --dry-run lists them)"
-        )
-    try:
-        answer = input(f"train for about {duration(seconds)} on this CPU? [y/N] ").strip().lower()
-    except (EOFError, KeyboardInterrupt):  # Ctrl-D or Ctrl-C at the question: no
-        print()
-        return "not started (no answer)"
-    return None if answer in ("y", "yes") else "not started (answered no)"
-
-
-LONG_ON_CPU_S = 3600.0  # past this on a CPU, the grid asks before it trains
+    what, less = f"{plural(runs, 'run')} to train", "fewer runs: --dry-run lists them"
+    return long_work("grid", what, seconds, how, device.type == "cpu", yes, less)
 
 
 def run_device_label(label: str, threads: int) -> str:

@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=non_negative_int, default=0, help="seed of the initialisation and batches"
     )
     parser.add_argument("--known-classes", type=class_list, help=KNOWN_CLASSES_HELP)
+    parser.add_argument(
+        "--yes",
+        action="store_true",
+        help="train without asking when the estimate is over an hour on a CPU (needed off a terminal)",
+    )
     add_recipe_arguments(parser)
     return parser
 
@@ -76,6 +81,24 @@ def parse_args(argv=None):
         args, args.dataset, args.loss, args.feat_dim, args.seed, args.known_classes or ""
     )
     return args
+
+
+def announce(cfg, device, out: Path, yes: bool) -> str | None:
+    """The run's estimate on a CPU (its epochs left at a CPU thread's measured rate, runners/plan.py), and
+    the question past an hour (cli/confirm.py); the refusal's line, or None to go on."""
+    import torch
+
+    from experiments.cli.confirm import long_work
+    from experiments.ledger.rows import epochs_on_disk
+    from experiments.runners.plan import rate_seconds
+
+    if device.type != "cpu":
+        return None
+    left = cfg.epochs - epochs_on_disk(out / cfg.run_id)
+    seconds = rate_seconds(cfg, torch.get_num_threads()) * left / cfg.epochs
+    what = f"run {cfg.run_id}, {left} of {cfg.epochs} epochs to train"
+    less = "fewer --epochs, or a --train-size"
+    return long_work("train", what, seconds, "a CPU thread's measured rate", True, yes, less)
 
 
 def main(argv=None) -> int:
@@ -103,6 +126,9 @@ def main(argv=None) -> int:
     settings = run_settings(args, results=Path(args.out))
     try:
         device = resolve_device(args.device)
+        if (refused := announce(cfg, device, Path(args.out), args.yes)) is not None:
+            print(f"error: {refused}; nothing was trained", file=sys.stderr)
+            return 2
         prepare_run(cfg.dataset, settings.data_root)
         ctx = dataclasses.replace(
             settings.context(device, never), fingerprint=code_fingerprint(cfg.loss, cfg.model)

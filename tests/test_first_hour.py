@@ -120,6 +120,24 @@ def test_a_grid_of_days_on_a_cpu_off_a_terminal_refuses_naming_its_estimate_and_
     )  # nothing trained
 
 
+def test_a_train_of_hours_on_a_cpu_off_a_terminal_refuses_naming_its_estimate_and_yes(tmp_path):
+    """Before: the README's first train command (100 epochs of Fashion-MNIST, hours on a CPU) started at once,
+    unannounced. The estimate is said, then the refusal; --yes would train (not run here)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.train", "--dataset", "synthetic", "--epochs", "20000"]
+        + ["--out", str(tmp_path / "runs")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "SUITE_DEVICE": "cpu"},
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "--yes" in done.stderr and " h " in done.stderr and "nothing was trained" in done.stderr
+    assert "20000 of 20000 epochs to train, about" in done.stdout
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
 def test_the_estimate_of_an_unrecorded_kind_comes_from_a_threads_rate():
     from experiments.engine.config import RunConfig
     from experiments.runners.plan import grid_estimate, rate_seconds
