@@ -189,6 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
         "current epoch (enqueued again); the same command continues",
     )
     parser.add_argument(
+        "--yes",
+        action="store_true",
+        help="run without asking when the estimate is over an hour on a CPU (needed off a terminal)",
+    )
+    parser.add_argument(
         "--results",
         type=Path,
         default=Path("results"),
@@ -255,6 +260,37 @@ def tune_spec(args):
     return TuneSpec(**values, progress=not args.no_progress)
 
 
+def announce(spec, args, device) -> str | None:
+    """The study's estimate on a CPU, at most (every trial and reproduction left to run, at a CPU thread's
+    measured rate, runners/plan.py; --max-minutes caps it), and the question past an hour
+    (cli/confirm.py); the refusal's line, or None to go on."""
+    import dataclasses
+
+    import torch
+
+    from experiments.cli.confirm import long_work
+    from experiments.runners.plan import rate_seconds
+    from experiments.tuning.study import base_config, study_keys
+
+    keys = study_keys(spec)
+    what = f"{plural(len(keys), 'study')} x {plural(args.trials, 'trial')}"
+    if device.type != "cpu":
+        return long_work("tune", what, None, "on a GPU the trials tell", False, args.yes, "")
+    threads = max(1, torch.get_num_threads() // args.workers)
+    seconds = 0.0
+    for key in keys:
+        trial = base_config(spec, key)
+        reproduction = dataclasses.replace(trial, train_size=args.train_size + args.val_size)
+        seconds += args.trials * rate_seconds(trial, threads)
+        seconds += args.reproductions * rate_seconds(reproduction, threads)
+    seconds /= args.workers
+    if args.max_minutes:
+        seconds = min(seconds, 60 * args.max_minutes)
+    how = "at most: a CPU thread's measured rate" + (", --max-minutes" if args.max_minutes else "")
+    less = "fewer --trials, --epochs or --reproductions, or --max-minutes"
+    return long_work("tune", what, seconds, how, True, args.yes, less)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     with loading():  # torch, Optuna and the rest, once the flags are good
@@ -307,6 +343,9 @@ def main(argv=None) -> int:
             print(f"error: {problem}; nothing was run", file=sys.stderr)
             return 2
     device = resolve_device(args.device)
+    if (refused := announce(spec, args, device)) is not None:
+        print(f"error: {refused}; nothing was run", file=sys.stderr)
+        return 2
     try:
         for dataset in args.datasets:  # the data every trial needs, checked before any trial
             if problem := size_problem(RunConfig(dataset=dataset, test_size=args.test_size)):

@@ -138,6 +138,23 @@ def test_a_train_of_hours_on_a_cpu_off_a_terminal_refuses_naming_its_estimate_an
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
+def test_a_tune_of_hours_on_a_cpu_off_a_terminal_refuses_naming_its_estimate_and_yes(tmp_path):
+    pytest.importorskip("optuna")
+    base = [sys.executable, "-m", "experiments.tune", "--datasets", "synthetic", "--trials", "5000"]
+    base += ["--train-size", "1000", "--val-size", "500"]
+    base += ["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    env = {**os.environ, "SUITE_DEVICE": "cpu"}
+    done = subprocess.run(
+        base, cwd=REPO, capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "--yes" in done.stderr and " h " in done.stderr and "nothing was run" in done.stderr
+    assert "x 5000 trials, about" in done.stdout
+    assert not (tmp_path / "results" / "tune").exists() or not any(
+        (tmp_path / "results" / "tune").iterdir()
+    )  # no study journal written
+
+
 def test_the_estimate_of_an_unrecorded_kind_comes_from_a_threads_rate():
     from experiments.engine.config import RunConfig
     from experiments.runners.plan import grid_estimate, rate_seconds
