@@ -114,6 +114,7 @@ def main(argv=None) -> int:
         from experiments.engine.io import unwritable
         from experiments.engine.run import never, run_one
         from experiments.engine.trainer import RunInterrupted
+        from experiments.ledger.claims import Claim
         from experiments.ledger.fingerprint import code_fingerprint
         from experiments.report.figures import run_pictures
     if (problem := run_problem(cfg)) is not None:
@@ -129,11 +130,22 @@ def main(argv=None) -> int:
         if (refused := announce(cfg, device, Path(args.out), args.yes)) is not None:
             print(f"error: {refused}; nothing was trained", file=sys.stderr)
             return 2
-        prepare_run(cfg.dataset, settings.data_root)
-        ctx = dataclasses.replace(
-            settings.context(device, never), fingerprint=code_fingerprint(cfg.loss, cfg.model)
-        )
-        result = run_one(cfg, ctx)
+        claim = Claim(Path(args.out), cfg.run_id)  # as a grid's runner holds it: one trainer a run
+        if not claim.take():
+            print(
+                f"error: run {cfg.run_id} is being trained by another process ({claim.describe_holder()}) "
+                f"into {args.out}; the same command resumes it once that one stops",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            prepare_run(cfg.dataset, settings.data_root)
+            ctx = dataclasses.replace(
+                settings.context(device, never), fingerprint=code_fingerprint(cfg.loss, cfg.model)
+            )
+            result = run_one(cfg, ctx)
+        finally:
+            claim.release()
     except (DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -342,3 +342,25 @@ def test_the_grids_estimate_reads_the_label_each_run_records():
     assert run_device_label(label, 1) == "cpu (1 thread, AVX512, oneDNN avx512_core_bf16)"
     assert run_device_label(label, 4) == "cpu (4 threads, AVX512, oneDNN avx512_core_bf16)"
     assert run_device_label("NVIDIA H200", 1) == "NVIDIA H200"
+
+
+def test_a_second_train_of_the_same_run_into_the_same_folder_is_refused_while_the_first_trains(
+    tmp_path, capsys
+):
+    """Before: two `train` commands of one config into one --out both trained the whole run (the grid's
+    runners already took a claim; train took none)."""
+    from experiments import train
+    from experiments.ledger.claims import Claim
+
+    argv = ["--dataset", "synthetic", "--epochs", "1", "--train-size", "128", "--test-size", "50"]
+    argv += ["--no-progress", "--out", str(tmp_path), "--device", "cpu"]
+    run_id = train.parse_args(argv).cfg.run_id
+    first = Claim(tmp_path, run_id)  # a live trainer holds the run
+    assert first.take()
+    try:
+        assert train.main(argv) == 2
+    finally:
+        first.release()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and run_id in err and "being trained by another process" in err
+    assert not (tmp_path / run_id / "metrics.csv").exists()
