@@ -33,6 +33,7 @@ from experiments.cli.recipe import (
     add_backend_arguments,
     add_recipe_arguments,
     recipe_problem,
+    split_problem,
     sweep_values,
     warn_single_class_batches,
 )
@@ -170,6 +171,12 @@ def parse_args(argv=None):
         parser.error(str(e))
     if problem := recipe_problem(recipe, sweep, args.losses):
         parser.error(problem)
+    for dataset in args.datasets:
+        for known in args.known_classes or [""]:
+            if problem := split_problem(
+                dataset, recipe.get("train_size"), recipe.get("test_size"), known
+            ):
+                parser.error(problem)
     warn_single_class_batches(recipe["batch_size"], args.losses)
     args.spec = GridSpec(
         datasets=args.datasets,

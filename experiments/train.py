@@ -26,6 +26,7 @@ from experiments.cli.recipe import (
     config_from_args,
     recipe_problem,
     recipe_values,
+    split_problem,
     warn_single_class_batches,
 )
 from experiments.cli.types import HelpFormatter, Parser, class_list, non_negative_int, positive_int
@@ -74,7 +75,9 @@ def parse_args(argv=None):
                 f"{flag} does not apply to --loss {args.loss} (it takes: "
                 f"{', '.join(LOSS_OPTION_FLAGS[o] for o in loss_options(args.loss)) or 'no loss option'})"
             )
-    if problem := recipe_problem(recipe_values(args), None, [args.loss]):
+    if problem := recipe_problem(recipe_values(args), None, [args.loss]) or split_problem(
+        args.dataset, args.train_size, args.test_size, args.known_classes or ""
+    ):
         parser.error(problem)
     warn_single_class_batches(args.batch_size, [args.loss])
     args.cfg = config_from_args(

@@ -297,6 +297,9 @@ def test_a_readme_with_markers_out_of_order_is_refused_before_anything_is_writte
         (["train"], {"SUITE_DEVICE": "gpu"}, ["SUITE_DEVICE='gpu' is not a device"]),
         (["train", "--known-classes", "3"], {}, ["'3' names 1 class", "at least 2"]),
         (["tune", "--study", "../x"], {}, ["'../x' is not a plain name"]),
+        (["train", "--dataset", "synthetic", "--train-size", "20000"], {}, ["20000", "2,000"]),
+        (["train", "--dataset", "mnist", "--known-classes", "0-9"], {}, ["proper subset", "0..9"]),
+        (["grid", "--datasets", "mnist", "--known-classes", "0-12"], {}, ["0-12", "0..9"]),
     ],
 )
 def test_bad_values_are_refused_in_one_line_before_torch_loads(argv, env, says):

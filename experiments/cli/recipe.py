@@ -221,6 +221,28 @@ def size_problem(cfg: RunConfig) -> str | None:
     return None
 
 
+def split_problem(dataset: str, train_size, test_size, known_classes: str) -> str | None:
+    """What the flags ask of a dataset that it does not have, before torch loads: a subset larger than its
+    split, or known classes that are not a proper subset of its classes (open-set needs an unknown one)."""
+    if problem := size_problem(
+        RunConfig(dataset=dataset, train_size=train_size, test_size=test_size)
+    ):
+        return problem
+    if known_classes:
+        n = get_spec(dataset).num_classes
+        classes = {
+            c
+            for part in known_classes.split(",")
+            for c in range(int(part.split("-")[0]), int(part.split("-")[-1]) + 1)
+        }
+        if max(classes) >= n or len(classes) >= n:
+            return (
+                f"--known-classes {known_classes}: {dataset} has classes 0..{n - 1}; give a proper "
+                "subset of them (open-set recognition needs a class left unknown)"
+            )
+    return None
+
+
 def run_problem(cfg: RunConfig) -> str | None:
     """Why a planned run cannot train as its config says, in one line (None when it can): a library its loss
     needs is missing, its center rule does not fit its loss, or a subset is larger than the split. Loads the
