@@ -33,7 +33,7 @@ from experiments.cli.recipe import add_offline_flag
 from experiments.cli.types import (
     HelpFormatter,
     Parser,
-    device_choice,
+    add_device_flag,
     non_negative_int,
     positive_int,
 )
@@ -157,12 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data-root", type=Path, default=default_data_root(), help="where the datasets live"
     )
-    parser.add_argument(
-        "--device",
-        type=device_choice,
-        default="auto",
-        help="auto (CUDA if present), cpu, cuda, cuda:N",
-    )
+    add_device_flag(parser, "auto (CUDA if present), cpu, cuda, cuda:N")
     parser.add_argument(
         "--out", type=Path, default=Path("results/bench.csv"), help="the CSV written"
     )

@@ -53,7 +53,7 @@ from experiments.cli.recipe import (
 from experiments.cli.types import (
     HelpFormatter,
     Parser,
-    device_choice,
+    add_device_flag,
     file_name,
     non_negative_int,
     positive_float,
@@ -212,9 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the datasets live (env SUITE_DATA)",
     )
     add_offline_flag(parser)
-    parser.add_argument(
-        "--device", type=device_choice, default="auto", help="auto, cpu, cuda, cuda:N"
-    )
+    add_device_flag(parser, "auto, cpu, cuda, cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument(
         "--no-report", action="store_true", help="do not rebuild the report at the end"

@@ -22,6 +22,7 @@ LAYERS = [
         "experiments.cli.entry",
     },
     {"experiments.curves"},  # line charts, drawn with plots' helpers
+    {"experiments.cli.confirm"},  # the question before long work, worded with text's helpers
     {"experiments.datasets"},
     {"experiments.engine"},
     {"experiments.ledger"},

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from centersuite.losses import LOSSES, has_class_parameters, loss_options, option_definitions
 from centersuite.models import MODELS, model_recipe
-from experiments.cli.types import device_choice, non_negative_int, positive_int
+from experiments.cli.types import add_device_flag, non_negative_int, positive_int
 from experiments.datasets.sources import OFFLINE_ENV
 from experiments.datasets.specs import default_data_root, get_spec
 from experiments.engine.config import DEFAULTS, RECIPE, RunConfig
@@ -137,12 +137,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -
     )
     add_offline_flag(parser)
     parser.add_argument("--out", type=Path, default=Path("runs"), help="where run directories go")
-    parser.add_argument(
-        "--device",
-        type=device_choice,
-        default="auto",
-        help="auto (SUITE_DEVICE if set, else CUDA if present), cpu, cuda, cuda:N",
-    )
+    add_device_flag(parser, "auto (SUITE_DEVICE if set, else CUDA if present), cpu, cuda, cuda:N")
     parser.add_argument(
         "--no-progress",
         action="store_true",

@@ -117,3 +117,8 @@ def file_name(text: str) -> str:
             f"{text!r} is not a plain name (letters, digits, '.', '_' and '-', no '/', not starting with '.')"
         )
     return text
+
+
+def add_device_flag(parser, help: str = "auto (CUDA if present), cpu, cuda, cuda:N") -> None:
+    """``--device``, checked with the flags (``device_choice``)."""
+    parser.add_argument("--device", type=device_choice, default="auto", help=help)

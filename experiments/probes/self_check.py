@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from experiments.cli.types import HelpFormatter, Parser, device_choice, positive_int
+from experiments.cli.types import HelpFormatter, Parser, add_device_flag, positive_int
 from experiments.datasets.specs import SPECS, default_data_root, file_problems, get_spec
 from experiments.engine.config import RunConfig
 from experiments.engine.context import RunContext
@@ -151,9 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data-root", type=Path, default=default_data_root(), help="where the datasets live"
     )
-    parser.add_argument(
-        "--device", type=device_choice, default="auto", help="auto, cpu, cuda, cuda:N"
-    )
+    add_device_flag(parser, "auto, cpu, cuda, cuda:N")
     return parser
 
 

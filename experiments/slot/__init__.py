@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     from experiments.cli.types import (
         HelpFormatter,
         Parser,
-        device_choice,
+        add_device_flag,
         non_negative_int,
         positive_float,
         positive_int,
@@ -96,12 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--carry", type=Path, default=Path(".carry"), help="the slot: the folder made by --pack"
     )
-    parser.add_argument(
-        "--device",
-        type=device_choice,
-        default="auto",
-        help="auto (CUDA if present), cpu, cuda, cuda:N",
-    )
+    add_device_flag(parser, "auto (CUDA if present), cpu, cuda, cuda:N")
     parser.add_argument(
         "--runs-per-gpu",
         type=positive_int,
