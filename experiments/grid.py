@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from centersuite.losses import LOSSES
+from experiments.cli.confirm import add_yes_flag
 from experiments.cli.entry import command, loading
 from experiments.cli.recipe import (
     DATASET_HELP,
@@ -88,12 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="list the planned runs (and how many) and train nothing",
     )
-    parser.add_argument(
-        "--yes",
-        action="store_true",
-        help="train without asking when the estimate is over an hour on a CPU (needed off a "
-        "terminal)",
-    )
+    add_yes_flag(parser)
     parser.add_argument(
         "--results",
         type=Path,

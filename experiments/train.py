@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from centersuite.losses import LOSSES, loss_options
+from experiments.cli.confirm import add_yes_flag
 from experiments.cli.entry import command, loading
 from experiments.cli.recipe import (
     DATASET_HELP,
@@ -55,11 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=non_negative_int, default=0, help="seed of the initialisation and batches"
     )
     parser.add_argument("--known-classes", type=class_list, help=KNOWN_CLASSES_HELP)
-    parser.add_argument(
-        "--yes",
-        action="store_true",
-        help="train without asking when the estimate is over an hour on a CPU (needed off a terminal)",
-    )
+    add_yes_flag(parser)
     add_recipe_arguments(parser)
     return parser
 

@@ -43,6 +43,7 @@ from pathlib import Path
 
 from centersuite.losses import LOSSES
 from centersuite.models import MODELS
+from experiments.cli.confirm import add_yes_flag
 from experiments.cli.entry import command, loading
 from experiments.cli.recipe import (
     DATASET_HELP,
@@ -188,11 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="time budget: no trial or reproduction starts after it, running ones stop after their "
         "current epoch (enqueued again); the same command continues",
     )
-    parser.add_argument(
-        "--yes",
-        action="store_true",
-        help="run without asking when the estimate is over an hour on a CPU (needed off a terminal)",
-    )
+    add_yes_flag(parser)
     parser.add_argument(
         "--results",
         type=Path,

@@ -34,3 +34,12 @@ def long_work(
         print()
         return "not started (no answer)"
     return None if answer in ("y", "yes") else "not started (answered no)"
+
+
+def add_yes_flag(parser) -> None:
+    """``--yes``: start long work without the question (``long_work``)."""
+    parser.add_argument(
+        "--yes",
+        action="store_true",
+        help="start without asking when the estimate is over an hour on a CPU (needed off a terminal)",
+    )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from centersuite.losses import LOSSES, has_class_parameters, loss_options, option_definitions
 from centersuite.models import MODELS, model_recipe
-from experiments.cli.types import add_device_flag, non_negative_int, positive_int
+from experiments.cli.types import add_device_flag, class_indices, non_negative_int, positive_int
 from experiments.datasets.sources import OFFLINE_ENV
 from experiments.datasets.specs import default_data_root, get_spec
 from experiments.engine.config import DEFAULTS, RECIPE, RunConfig
@@ -225,11 +225,7 @@ def split_problem(dataset: str, train_size, test_size, known_classes: str) -> st
         return problem
     if known_classes:
         n = get_spec(dataset).num_classes
-        classes = {
-            c
-            for part in known_classes.split(",")
-            for c in range(int(part.split("-")[0]), int(part.split("-")[-1]) + 1)
-        }
+        classes = class_indices(known_classes)
         if max(classes) >= n or len(classes) >= n:
             return (
                 f"--known-classes {known_classes}: {dataset} has classes 0..{n - 1}; give a proper "

@@ -70,17 +70,22 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-def class_list(text: str) -> str:
-    """Class indices as ``0-5`` or ``0,2,4-6``, returned in that normal form (sorted ranges)."""
-    if not re.fullmatch(r"\s*\d+(-\d+)?(\s*,\s*\d+(-\d+)?)*\s*", text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a list of classes like 0-5 or 0,2,4-6")
-    classes = sorted(
+def class_indices(text: str) -> list[int]:
+    """The sorted class indices of a list like ``0-5`` or ``0,2,4-6`` (already checked by ``class_list``)."""
+    return sorted(
         {
             c
             for part in text.replace(" ", "").split(",")
             for c in range(int(part.split("-")[0]), int(part.split("-")[-1]) + 1)
         }
     )
+
+
+def class_list(text: str) -> str:
+    """Class indices as ``0-5`` or ``0,2,4-6``, returned in that normal form (sorted ranges)."""
+    if not re.fullmatch(r"\s*\d+(-\d+)?(\s*,\s*\d+(-\d+)?)*\s*", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of classes like 0-5 or 0,2,4-6")
+    classes = class_indices(text)
     if len(classes) < 2:
         raise argparse.ArgumentTypeError(
             f"{text!r} names {len(classes)} class; a classifier needs at least 2 known classes"
