@@ -147,8 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
         "of a GPU; slurm without SLURM: N local jobs per visible GPU)",
     )
     add_backend_arguments(parser)
-    # a recipe field some preset sets is None until parse_args fills in the preset's value: the preset's value
-    # when not given, the flag's when given (the reference's default otherwise)
+    # a recipe field some preset sets has no default of its own here: parse_args makes the chosen preset's value
+    # its default, so a flag given wins and the preset's value stands otherwise
     parser.set_defaults(**{key: None for key in PRESET_KEYS if key not in AXES})
     return parser
 
@@ -157,10 +157,11 @@ def parse_args(argv=None):
     """The flags, with the preset's values where not given, and the grid they make (``args.spec``); every
     refusal the flags alone decide, in one line, before torch is loaded."""
     parser = build_parser()
+    preset = parser.parse_known_args(argv)[
+        0
+    ].preset  # the preset's values are the defaults a flag overrides
+    parser.set_defaults(**{key: preset_value(preset, key) for key in PRESET_KEYS})
     args = parser.parse_args(argv)
-    for key in PRESET_KEYS:
-        if getattr(args, key) is None:
-            setattr(args, key, preset_value(args.preset, key))
     try:
         recipe, sweep = sweep_values(args, args.losses)
     except SweepError as e:

@@ -71,3 +71,10 @@ def sigint_default() -> None:
     """``preexec_fn`` of a child a test sends Ctrl-C: a shell that starts the tests in the background ignores
     SIGINT, and a Python started with SIGINT ignored never raises KeyboardInterrupt; the child gets it back."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def says(message: str, *parts: str) -> None:
+    """Assert that ``message`` names every one of ``parts`` (the value at fault, the flag or command that fixes
+    it), in any wording around them: a message is tested for what it must tell, not for its sentence."""
+    missing = [p for p in parts if p not in message]
+    assert not missing, f"the message does not name {missing}: {message!r}"

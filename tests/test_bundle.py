@@ -12,6 +12,7 @@ from experiments.ledger.rows import read_rows
 from experiments.runners import backends
 from experiments.runners import bundle as runner_bundle
 from experiments.runners.sweep import plan
+from tests.conftest import says
 
 ONE = [
     "--datasets",
@@ -106,10 +107,10 @@ def test_the_size_cap_and_an_existing_file_are_refused_with_the_reason(tmp_path,
         runner_bundle.export(tmp_path / "small.tar", **folders(tmp_path), max_mb=0.01)
     assert not (tmp_path / "small.tar").exists()
     (tmp_path / "taken.tar").write_text("mine")
-    with pytest.raises(
-        runner_bundle.BundleError, match="taken.tar exists; give another file name, or --force"
-    ):
+    with pytest.raises(runner_bundle.BundleError) as refused:
         runner_bundle.export(tmp_path / "taken.tar", **folders(tmp_path), max_mb=16)
+    says(str(refused.value), "taken.tar", "--force")
+    assert (tmp_path / "taken.tar").read_text() == "mine"
     assert (tmp_path / "taken.tar").read_text() == "mine"
     (tmp_path / "broken.tar").write_bytes(b"not a tar")
     assert (

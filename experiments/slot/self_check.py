@@ -9,8 +9,9 @@ import sys
 from experiments.slot.console import Log
 
 
-def self_check(args, device, seconds: float, log: Log) -> dict:
-    """The graph-pool probe and the self-check within ``seconds`` together, each in its own process on CUDA."""
+def self_check(args, dataset: str, device, seconds: float, log: Log) -> dict:
+    """The graph-pool probe and the self-check on ``dataset`` (a name the slot made present) within
+    ``seconds`` together, each in its own process on CUDA."""
     from experiments import REPO
     from experiments.datasets.sources import run_limited
 
@@ -50,7 +51,7 @@ def self_check(args, device, seconds: float, log: Log) -> dict:
         "-m",
         "experiments.probes.self_check",
         "--dataset",
-        args.datasets[0],
+        dataset,
         "--steps",
         str(steps),
         "--device",
@@ -72,6 +73,6 @@ def self_check(args, device, seconds: float, log: Log) -> dict:
     if result.get("probe") == "fail" and result["verdict"] == "pass":
         result.update(verdict="fail", reason="the graph-pool probe failed; " + result["reason"])
     log(
-        f"self-check: {result['verdict'].upper()} on {result.get('dataset', args.datasets[0])}: {result['reason']}"
+        f"self-check: {result['verdict'].upper()} on {result.get('dataset', dataset)}: {result['reason']}"
     )
     return result

@@ -161,7 +161,6 @@ def slot_steps(args, deadline: float, log: Log, problems: list[str], summary: di
         )
         log(problems[-1])
         return 1
-    args.datasets = usable  # the slot trains only what it could make present
     parts = (
         sorted(args.carry.glob("grid*.tar"), key=lambda p: (len(p.name), p.name))
         if use_carry
@@ -175,7 +174,7 @@ def slot_steps(args, deadline: float, log: Log, problems: list[str], summary: di
             problems.append(f"bundle: {e}; the ledger of the checkout was used")
             log(problems[-1])
     check = summary["self_check"] = self_check(
-        args, device, min(115.0, 0.25 * (deadline - time.time())), log
+        args, usable[0], device, min(115.0, 0.25 * (deadline - time.time())), log
     )
     graph = device.type == "cuda" and check["verdict"] == "pass"
     summary["steps"] = (
@@ -185,7 +184,7 @@ def slot_steps(args, deadline: float, log: Log, problems: list[str], summary: di
         if device.type == "cuda"
         else "eager steps (CPU)"
     )
-    planned = plan(grid_spec(args))
+    planned = plan(grid_spec(args, usable))  # only what it could make present
     before = {c.run_id: epochs_on_disk(args.runs / c.run_id) for c in planned}
     export_s = min(60.0, max(8.0, 0.05 * 60 * args.minutes))
     epoch_s = slowest_epoch_seconds(
@@ -260,8 +259,9 @@ def slot_steps(args, deadline: float, log: Log, problems: list[str], summary: di
     return code
 
 
-def grid_spec(args):
-    """The slot's grid: the paper grid on the datasets it has, with the options that make it smaller (tests)."""
+def grid_spec(args, datasets: list[str]):
+    """The slot's grid: the paper grid on ``datasets`` (those it made present), with the options that make it
+    smaller (tests)."""
     from experiments.runners.presets import preset_recipe
     from experiments.runners.sweep import GridSpec
 
@@ -269,7 +269,7 @@ def grid_spec(args):
         "paper", epochs=args.epochs, train_size=args.train_size, test_size=args.test_size
     )
     return GridSpec(
-        datasets=args.datasets,
+        datasets=datasets,
         losses=args.losses,
         feat_dims=args.feat_dims,
         seeds=args.seeds,
