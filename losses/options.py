@@ -79,7 +79,12 @@ MARGIN = Option(
     True,
 )
 ALPHA = Option(
-    "alpha", 0.01, "scale inside the exponential pull of centers-only", (1e-3, 0.03), True
+    "alpha",
+    0.01,
+    "bend of centers-only's exponential pull (exp(alpha d) - 1) / alpha",
+    (1e-3, 0.03),
+    True,
+    positive=True,  # the pull divides by it
 )
 RADIUS = Option(
     "radius",

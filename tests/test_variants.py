@@ -81,7 +81,8 @@ def test_standalone_margin_variant():
 
 def test_centers_only_variant():
     total, terms = value("centers-only", alpha=0.1)
-    intra = (2 * math.exp(0.1) + math.exp(0.8)) / 3
+    # (exp(alpha d) - 1) / alpha over d_own = 1, 1, 8
+    intra = (2 * math.expm1(0.1) + math.expm1(0.8)) / 3 / 0.1
     inter = -(2 * math.log(5)) / 2  # d(c0, c1) = 5, ordered pairs j != k, / num_classes
     assert terms["intra"].item() == pytest.approx(intra, rel=1e-6)
     assert terms["inter"].item() == pytest.approx(inter, rel=1e-6)
