@@ -89,12 +89,11 @@ def announce(cfg, device, out: Path, yes: bool) -> str | None:
     import torch
 
     from experiments.cli.confirm import long_work
-    from experiments.ledger.rows import epochs_on_disk
-    from experiments.runners.plan import rate_seconds
+    from experiments.runners.plan import epochs_to_resume, rate_seconds
 
     if device.type != "cpu":
         return None
-    left = cfg.epochs - epochs_on_disk(out / cfg.run_id)
+    left = cfg.epochs - epochs_to_resume(cfg, out / cfg.run_id)
     seconds = rate_seconds(cfg, torch.get_num_threads()) * left / cfg.epochs
     what = f"run {cfg.run_id}, {left} of {cfg.epochs} epochs to train"
     less = "fewer --epochs, or a --train-size"

@@ -1,6 +1,7 @@
 """The first hour: refusals come before torch loads, long work is announced and asked for, messages are
 true, the terminal output fits (issue 37)."""
 
+import json
 import math
 import os
 import subprocess
@@ -169,6 +170,24 @@ def test_the_estimate_of_an_unrecorded_kind_comes_from_a_threads_rate():
     assert (
         grid_estimate([cfg], [], Path("nowhere"), "NVIDIA H200", 1, 1)[0] is None
     )  # no rate for a GPU
+
+
+def test_the_estimate_counts_no_epoch_of_a_checkpoint_made_by_other_code(tmp_path):
+    """A run directory trained by other code is set aside and trained afresh (engine/records.py), so its
+    epochs are still to train: the estimate said 0 s for such runs."""
+    from experiments.engine.config import RunConfig
+    from experiments.ledger.fingerprint import code_fingerprint
+    from experiments.runners.plan import grid_estimate, rate_seconds
+
+    cfg = RunConfig(dataset="fashion-mnist", loss="xent", epochs=4, train_size=6144)
+    run_dir = tmp_path / cfg.run_id
+    run_dir.mkdir()
+    (run_dir / "metrics.csv").write_text("epoch,loss\n1,2.0\n2,1.0\n3,0.5\n4,0.4\n")
+    label = "cpu (1 thread, AVX2, oneDNN avx2)"
+    for trained_by, left in (("0123456789ab", 4), (code_fingerprint("xent", "resnet"), 0)):
+        (run_dir / "config.json").write_text(json.dumps({"code_fingerprint": trained_by}))
+        seconds, _ = grid_estimate([cfg], [], tmp_path, label, 1, 1)
+        assert seconds == pytest.approx(rate_seconds(cfg, 1) * left / 4), trained_by
 
 
 def test_a_ctrl_c_before_the_first_epoch_ends_says_nothing_was_kept():

@@ -100,13 +100,25 @@ def epoch_seconds(rows: list[dict], device: str) -> dict[tuple, list[float]]:
     return out
 
 
+def epochs_to_resume(cfg, run_dir: Path) -> int:
+    """Epochs of ``cfg`` a grid or train resumes from ``run_dir``: those it checkpointed, or 0 where the code
+    that trained them is not the code as it is now (the trainer sets such a directory aside and starts afresh,
+    engine/records.py)."""
+    from experiments.engine.records import run_fingerprint
+
+    trained_by = run_fingerprint(run_dir)
+    if trained_by is not None and trained_by != code_fingerprint(cfg.loss, cfg.model):
+        return 0
+    return epochs_on_disk(run_dir)
+
+
 def estimate_seconds(cfg, run_dir: Path, rows: list[dict], device: str) -> float | None:
     """Seconds left for ``cfg``: its epochs to go times the median seconds per epoch of the finished runs of its
     kind on this device (None when there is none yet)."""
     rates = sorted(epoch_seconds(rows, device).get(kind_of(cfg), []))
     if not rates:
         return None
-    return rates[len(rates) // 2] * (cfg.epochs - epochs_on_disk(run_dir))
+    return rates[len(rates) // 2] * (cfg.epochs - epochs_to_resume(cfg, run_dir))
 
 
 def slowest_epoch_seconds(configs: list, rows: list[dict], device: str) -> float | None:
@@ -167,7 +179,7 @@ def grid_estimate(
         if seconds is not None:
             measured += 1
         elif device.startswith("cpu"):
-            done = epochs_on_disk(out / cfg.run_id)
+            done = epochs_to_resume(cfg, out / cfg.run_id)
             seconds = rate_seconds(cfg, threads) * (cfg.epochs - done) / cfg.epochs
             rated += 1
         else:
