@@ -21,21 +21,23 @@ LINE_STYLES = ("-", "--", ":", "-.")
 
 
 def learning_curve_png(
-    curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    curves: dict[str, tuple],
     title: str,
     path: Path,
     colors: dict[str, int] | None = None,
     ylabel: str = "accuracy (headline rule)",
 ) -> None:
-    """``curves[label] = (epochs, mean, half_width)``: one line per group of runs with a band over seeds,
-    clipped to [0, 1] (an accuracy), and no band for a single seed (half width 0). ``colors[label]``: the
-    color index of each line (one color per loss across pictures); lines of one color get other styles.
+    """``curves[label] = (epochs, mean, half_width[, seeds])``: one line per group of runs with a band over
+    seeds (the legend names how many), clipped to [0, 1] (an accuracy), and no band for a single seed (half
+    width 0). ``colors[label]``: the color index of each line (one color per loss across pictures); lines of
+    one color get other styles.
     The legend sits beside the plot and says whether a band is drawn."""
     fig, ax = plt.subplots(figsize=(5.5, 3.4 + 0.12 * max(0, len(curves) - 14)), dpi=90)
     used: dict[int, int] = {}
     banded = False
-    for k, (label, (epochs, mean, half)) in enumerate(sorted(curves.items())):
+    for k, (label, (epochs, mean, half, *seeds)) in enumerate(sorted(curves.items())):
         index = (colors or {}).get(label, k) % len(LINE_COLORS)
+        label += f" (n={seeds[0]})" if seeds and seeds[0] > 1 else ""  # the seeds its band rests on
         style = LINE_STYLES[used.get(index, 0) % len(LINE_STYLES)]
         used[index] = used.get(index, 0) + 1
         color = LINE_COLORS[index]
@@ -64,7 +66,11 @@ def learning_curve_png(
     ax.set_ylabel(ylabel)
     ax.set_title(
         title
-        + ("\n(bands: 95% t-interval over seeds)" if banded else "\n(one seed each: no interval)"),
+        + (
+            "\n(bands: 95% t-interval over each line's n seeds, wide for few)"
+            if banded
+            else "\n(one seed each: no interval)"
+        ),
         fontsize=9,
     )
     ax.grid(alpha=0.3)

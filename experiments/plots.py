@@ -79,6 +79,49 @@ def figure_to_array(fig) -> np.ndarray:
     return iio.imread(buf.getvalue())[..., :3]
 
 
+def _exact_colors() -> list[tuple[int, int, int]]:
+    """Colors a GIF's palette holds exactly: each class's, as a legend marker and as a point (alpha 0.6 on white),
+    white and black."""
+    rgb = [np.asarray(c) for c in COLORS]
+    blended = [0.6 * c + 0.4 for c in rgb]
+    return [tuple(int(round(255 * v)) for v in c) for c in rgb + blended] + [(255,) * 3, (0,) * 3]
+
+
+def gif_bytes(images: list[np.ndarray], duration_ms: int) -> bytes:
+    """One GIF (looping, ``duration_ms`` a frame) of ``images`` (H x W x 3 uint8) whose frames share one palette:
+    the class colors exactly (``_exact_colors``), the rest chosen over all frames together, no dithering. A
+    palette per frame (imageio's default) gave two classes one color in a frame and a class other colors from
+    frame to frame."""
+    from PIL import Image
+
+    fixed = _exact_colors()
+    strip = Image.fromarray(np.concatenate(images, axis=0))
+    learned = strip.quantize(256 - len(fixed), method=Image.Quantize.MEDIANCUT).getpalette()
+    palette = np.asarray(fixed + [tuple(learned[i : i + 3]) for i in range(0, len(learned), 3)])[
+        :256
+    ]
+    frames = []
+    for a in (
+        images
+    ):  # each distinct color to its nearest palette entry (Pillow's own lookup rounds colors)
+        colors, where = np.unique(a.reshape(-1, 3), axis=0, return_inverse=True)
+        gaps = ((colors[:, None, :].astype(int) - palette[None, :, :]) ** 2).sum(-1)
+        frame = Image.fromarray(gaps.argmin(1)[where].reshape(a.shape[:2]).astype(np.uint8), "P")
+        frame.putpalette(palette.astype(np.uint8).ravel().tolist())
+        frames.append(frame)
+    buf = io.BytesIO()
+    frames[0].save(
+        buf,
+        format="GIF",
+        save_all=True,
+        append_images=frames[1:],
+        duration=duration_ms,
+        loop=0,
+        optimize=False,
+    )
+    return buf.getvalue()
+
+
 def subsample(features: np.ndarray, labels: np.ndarray, n: int = MAX_TRAIN_POINTS):
     keep = np.random.default_rng(0).permutation(len(labels))[:n]
     return features[keep], labels[keep]
@@ -125,7 +168,7 @@ def feature_gifs(
         ]
         write_if_changed(
             out_dir / f"{split}.gif",
-            iio.imwrite("<bytes>", np.stack(images), extension=".gif", duration=200, loop=0),
+            gif_bytes(images, 200),
         )
 
 
@@ -345,7 +388,7 @@ def composite_gif(
         images.append(figure_to_array(fig))
     write_if_changed(
         gif_path,
-        iio.imwrite("<bytes>", np.stack(images), extension=".gif", duration=GIF_FRAME_MS, loop=0),
+        gif_bytes(images, GIF_FRAME_MS),
     )
 
 

@@ -177,3 +177,30 @@ def test_each_frames_axes_hold_its_own_centers(tmp_path, monkeypatch):
     )  # the early frame's centers are inside its axes
     assert late_limits[1] > 100 and late_limits[3] > 100 and late_limits[0] > -500
     assert [c["title"] for c in calls] == ["proxy: acc 0.100", "proxy: acc 0.200"]
+
+
+def test_every_frame_of_a_gif_shows_each_class_in_its_own_exact_color():
+    """One palette for all frames, holding the class colors exactly: with a palette per frame two classes
+    shared one color in a frame, and a class changed color from frame to frame."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    exact = plots._exact_colors()[:20]  # the class colors, as markers and as points
+    rng = np.random.default_rng(0)
+    images = []
+    for k in range(
+        3
+    ):  # a busy background of many colors, the classes as small squares (fewer in frame 0)
+        a = rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)
+        for c, color in enumerate(exact):
+            a[2 + 3 * c : 4 + 3 * c, 2 : 4 + 4 * k] = color
+        images.append(a)
+    gif = Image.open(io.BytesIO(plots.gif_bytes(images, 100)))
+    assert gif.n_frames == 3
+    for k in range(3):
+        gif.seek(k)
+        shown = np.asarray(gif.convert("RGB"))
+        for c, color in enumerate(exact):
+            assert tuple(shown[2 + 3 * c, 2]) == color, (k, c, tuple(shown[2 + 3 * c, 2]), color)

@@ -144,3 +144,17 @@ def test_the_section_says_how_many_reproductions_the_test_split_has_scored_earli
     assert "scored 4 reproductions of this study (4 current, none by earlier code)" in only_current
     none = section(tmp_path, summary([trial(0, "COMPLETE")]), runs.iloc[0:0])
     assert "no reproduction of this study has been tested yet" in none
+
+
+def test_reproductions_by_uncommitted_code_enter_no_mean_and_no_pair(tmp_path):
+    """Which code made a ``-dirty`` row's numbers cannot be named: the README showed such reproductions' mean."""
+    rows = current_rows()
+    rows.loc[rows["run_id"].str.startswith("cent"), "code_version"] = "abc123-dirty"
+    rows.loc[rows["run_id"].str.startswith("cent"), "final_test_acc"] = 0.1
+    study = summary([trial(0, "COMPLETE")])
+    md = tuned.study_markdown(study, rows, tmp_path / "imgs", tmp_path, lambda p, b: str(p))
+    [cent] = [line for line in md.splitlines() if line.startswith("| cent |")]
+    [xent] = [line for line in md.splitlines() if line.startswith("| xent |")]
+    assert "0.1" not in cent.split("|")[6] and "2 by uncommitted code left out" in cent, cent
+    assert "0.8050" in xent, xent  # the mean of the committed code's two runs
+    assert "abc123-dirty" in tuned.budget_text(study, rows)  # the work done is still told

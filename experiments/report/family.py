@@ -276,7 +276,7 @@ def family_markdown(df: pd.DataFrame, store: Path, imgs: Path, readme_dir: Path)
         "(experiments/engine/health.py); it stays in the means, and the flag is said below the table.",
         "",
     ]
-    if notice := stale_notice(runs, "the runs of this table"):
+    if notice := stale_notice(runs, "the runs of this table", COMMAND):
         lines = [notice, *lines]
     if runs.empty:
         lines += [

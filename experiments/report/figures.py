@@ -91,15 +91,16 @@ def curve_panels(df: pd.DataFrame, epochs: pd.DataFrame) -> dict[tuple, dict]:
 
 
 def group_curve(g: pd.DataFrame, by_run: dict) -> tuple | None:
-    """Held-out accuracy by epoch of a group's runs (``by_run``: run id -> its epoch rows): epochs, mean and
-    95% half width over seeds (0 for one seed); None when no run of it has epoch rows."""
+    """Held-out accuracy by epoch of a group's runs (``by_run``: run id -> its epoch rows): epochs, mean,
+    95% half width over seeds (0 for one seed) and the number of seeds; None when no run of it has epoch rows."""
     split = held_out_split(g.iloc[0])
     curves = [by_run[r][f"{split}_acc"].to_numpy(float) for r in g["run_id"] if r in by_run]
     if not curves:
         return None
     n = min(len(c) for c in curves)
     acc = np.stack([c[:n] for c in curves])
-    return np.arange(1, n + 1), acc.mean(0), np.array([mean_ci(col)[1] or 0.0 for col in acc.T])
+    half = np.array([mean_ci(col)[1] or 0.0 for col in acc.T])
+    return np.arange(1, n + 1), acc.mean(0), half, len(curves)
 
 
 SPLIT_WORDS = {

@@ -56,8 +56,9 @@ def visualisations_markdown(
         rows, first = entry["rows"], next(iter(entry["rows"].values()))
         what = (
             f"2-D features of the {held_out_split(first)} split over training (centers marked X; the PNG is the "
-            "last frame; each frame's axes fit that frame's points, so panels and frames differ in scale: "
-            "read the ticks)"
+            "last frame; each frame's axes fit the middle 99% of that frame's points and all its centers, and "
+            "a panel's title counts the points outside them; so panels and frames differ in scale: read the "
+            "ticks)"
             if entry["feat_dim"] == 2
             else f"test features projected to 2-D by {entry['projection'].upper() if entry['projection'] == 'pca' else 't-SNE'}"
             " (one projection method for every panel, fit per panel; a projection can hide a separation that "

@@ -48,9 +48,28 @@ def planned_runs() -> int:
     return len(settings()) * len(preset["losses"]) * len(preset["seeds"])
 
 
-def stale_notice(rows: pd.DataFrame, what: str) -> str:
+def missing_text(rows: pd.DataFrame) -> str:
+    """The study's runs not recorded yet, by seed and dataset: ``seed 2 of fashion-mnist (6 runs)``."""
+    preset = PRESETS[PRESET]
+    have = {
+        (r["dataset"], int(r["feat_dim"]), r["loss"], int(r["seed"])) for _, r in rows.iterrows()
+    }
+    counts: dict[tuple, int] = {}
+    for dataset, feat_dim in settings():
+        for loss in preset["losses"]:
+            for seed in preset["seeds"]:
+                if (dataset, feat_dim, loss, seed) not in have:
+                    counts[(seed, dataset)] = counts.get((seed, dataset), 0) + 1
+    return "; ".join(
+        f"seed {s} of {d} ({plural(n, 'run')})" for (s, d), n in sorted(counts.items())
+    )
+
+
+def stale_notice(rows: pd.DataFrame, what: str, command: str | None = None) -> str:
     """At the top of a section whose rows were recorded by other code than the code as it is now: which code
-    recorded them, what changed, and the command that trains them again. Empty when every row is current."""
+    recorded them, what changed, and the command that trains them again (``command``: the section's preset,
+    which retrains its own stale runs and no other; else every stale run of the ledger). Empty when every
+    row is current."""
     stale = rows[rows["stale"]]
     if stale.empty:
         return ""
@@ -69,8 +88,14 @@ def stale_notice(rows: pd.DataFrame, what: str) -> str:
         f"by commit {', '.join(c.removesuffix('-dirty') for c in commits) or 'unrecorded'}{dirty}; the code "
         f"their numbers pass through has changed since ({'; '.join(changed)}: `git diff {base} -- "
         "experiments/engine losses models eval` shows what). The numbers and pictures below are those runs', "
-        "kept until `./suite grid --retrain-stale` trains every stale run of the ledger again by the current "
-        "code (it prints how long that takes before it starts).\n"
+        + (
+            f"kept until `{command}` trains them again by the current code (this section's runs only; "
+            "`./suite grid --retrain-stale` trains every stale run of the ledger)"
+            if command
+            else "kept until `./suite grid --retrain-stale` trains every stale run of the ledger again by the "
+            "current code"
+        )
+        + " (it prints how long that takes before it starts).\n"
     )
 
 
@@ -161,6 +186,11 @@ def against_xent_table(rows: pd.DataFrame) -> tuple[list[str], list[str]]:
             )
     note = (
         f"p-values {correction.format(n=len(tested))}"
+        + (
+            "; a comparison of fewer than 3 pairs has no p-value (—)"
+            if len(tested) < len(found)
+            else ""
+        )
         if tested
         else "no comparison has 3 pairs yet: no p-value"
     )
@@ -211,13 +241,13 @@ def study_markdown(df: pd.DataFrame, epochs: pd.DataFrame) -> str:
         "### The CPU study: three seeds a CPU can finish",
         "",
     ]
-    if notice := stale_notice(rows, "the runs of this study"):
+    if notice := stale_notice(rows, "the runs of this study", COMMAND):
         lines += [notice]
     if recorded < planned_runs():
         lines += [
-            f"**{recorded} of the study's {planned_runs()} runs are recorded**; `{COMMAND}` trains the rest "
-            "(it skips what is recorded and resumes a run where it stopped). A cell shows how many runs its "
-            "figure rests on.",
+            f"**{recorded} of the study's {planned_runs()} runs are recorded** (not yet: {missing_text(rows)}); "
+            f"`{COMMAND}` trains the rest (it skips what is recorded and resumes a run where it stopped). A "
+            "cell shows how many runs its figure rests on.",
             "",
         ]
     if dirty:

@@ -21,6 +21,7 @@ from experiments.report.cells import (
     runs_text,
 )
 from experiments.report.figures import loss_color
+from experiments.report.rows import is_dirty
 from experiments.tuning.space import CENTER_LR, describe_space
 
 METRIC = "final_test_acc"
@@ -48,11 +49,15 @@ def plot_path(imgs: Path, study: str, dataset: str, feat_dim: int) -> Path:
     return Path(imgs) / "tuned" / f"{study}-{dataset}-d{feat_dim}.png"
 
 
-def reproduced(df: pd.DataFrame, run_ids: list[str]) -> pd.DataFrame:
-    """The current rows of the reproductions, whatever their status (finished, diverged, failed)."""
+def reproduced(df: pd.DataFrame, run_ids: list[str]) -> tuple[pd.DataFrame, int]:
+    """The current rows of the reproductions, whatever their status (finished, diverged, failed), but those
+    recorded by uncommitted code (``-dirty``: which code made their numbers cannot be named), which enter no
+    mean and no pair; and how many of those were left out."""
     if df.empty or not run_ids:
-        return df.iloc[0:0]
-    return df[df["run_id"].isin(run_ids)]
+        return df.iloc[0:0], 0
+    rows = df[df["run_id"].isin(run_ids)]
+    dirty = pd.Series([is_dirty(r) for r in rows.to_dict("records")], index=rows.index, dtype=bool)
+    return rows[~dirty], int(dirty.sum())
 
 
 def ledger_history(results: Path) -> pd.DataFrame:
@@ -105,7 +110,10 @@ def point_text(params: dict) -> str:
 
 def budget_text(summary: dict, df: pd.DataFrame, history: pd.DataFrame | None = None) -> str:
     ident = summary["identity"]
-    runs = reproduced(df, [r for e in summary["studies"] for r in e["reproductions"]])
+    ids = [r for e in summary["studies"] for r in e["reproductions"]]
+    runs = (
+        df[df["run_id"].isin(ids)] if not df.empty else df
+    )  # all the work done, uncommitted code's too
     seeds = ident.get("trial_seeds", 1)
     scored = (
         f"its last epoch's validation accuracy on {ident['val_size']:,} images held out of the training split"
@@ -173,7 +181,8 @@ def study_markdown(
             path,
             colors={e["loss"]: loss_color(e["loss"]) for e in entries},
         )
-        runs = {e["loss"]: reproduced(df, e["reproductions"]) for e in entries}
+        found = {e["loss"]: reproduced(df, e["reproductions"]) for e in entries}
+        runs = {loss: rows for loss, (rows, _) in found.items()}
         xent = runs.get("xent")
         lines += [
             f"*{dataset}, feat_dim {feat_dim}*",
@@ -208,12 +217,13 @@ def study_markdown(
             best_value = f"{best['value']:.4f} (trial {best['number']})" if best else "—"
             done = g[g["status"] == "finished"]
             stale = int(g["stale"].sum()) if not g.empty else 0
+            dirty = found[e["loss"]][1]
             test = (
                 f"{fmt_ci(done[METRIC].astype(float))}, {runs_text(g)}"
                 + (f", {stale} stale" if stale else "")
                 if not g.empty
                 else "—"
-            )
+            ) + (f" ({dirty} by uncommitted code left out)" if dirty else "")
             lines.append(
                 f"| {e['loss']} | {e['space']} | {best_point} | {best_value} | "
                 f"{scored} / {len(pruned)} ({saved}) / {diverged} / {failed}"
