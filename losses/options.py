@@ -80,7 +80,7 @@ MARGIN = Option(
 )
 ALPHA = Option(
     "alpha",
-    0.01,
+    0.001,
     "bend of centers-only's exponential pull (exp(alpha d) - 1) / alpha",
     (1e-3, 0.03),
     True,
