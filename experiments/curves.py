@@ -67,7 +67,7 @@ def learning_curve_png(
     ax.set_title(
         title
         + (
-            "\n(bands: 95% t-interval over each line's n seeds, wide for few)"
+            "\n(bands: 95% t-interval over each line's n seeds, cut at 0 and 1)"
             if banded
             else "\n(one seed each: no interval)"
         ),

@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from experiments.text import plural  # noqa: E402
+
 COLORS = plt.get_cmap("tab10").colors  # one per class
 MAX_TRAIN_POINTS = 2000  # train frames subsample to keep gifs small
 
@@ -342,10 +344,10 @@ def frame_panel(ax, name: str, frame: dict, class_names, fontsize: float = 9) ->
     centers = None if frame["centers"] is None else frame["centers"].float().numpy()
     lim = frame_limits(features, centers)
     hidden = [
-        f"{n} {what} outside"
+        f"{plural(n, what)} outside"
         for n, what in (
-            (outside(features, lim), "points"),
-            (0 if centers is None else outside(centers, lim), "centers"),
+            (outside(features, lim), "point"),
+            (0 if centers is None else outside(centers, lim), "center"),
         )
         if n
     ]

@@ -68,7 +68,7 @@ def test_the_study_table_pairs_and_gap_by_hand(tmp_path):
     assert f"| mnist | 2 | standalone | +0.40 ± {T975_DF2 * 0.2 / 3**0.5:.2f} | 3 |" in text
     assert "**9 of the study's 36 runs are recorded**" in text and "--preset cpu-study" in text
     gap = T975_DF2 * 0.2 / 3**0.5  # xent's gaps 1.0, 0.8, 0.6 points
-    assert f"| mnist | 2 | 0.80 ± {gap:.2f} |" in text
+    assert f"| mnist | 2 | 0.80 ± {gap:.2f} (3) |" in text
     assert "`epochs` 10 (reference: 100; training epochs)" in text
     assert "`train_size` 20,000 (reference: the whole split;" in text
     assert "1.5 h of training summed over the 9 runs recorded" in text and CPU in text

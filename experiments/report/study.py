@@ -208,7 +208,9 @@ def gap_table(rows: pd.DataFrame) -> list[str]:
         for loss in MAIN_LOSSES:
             done = here[(here["loss"] == loss) & (here["status"] == "finished")]
             cells.append(
-                fmt_ci(100 * (done["final_train_acc"] - done[METRIC]), 2) if len(done) else "—"
+                f"{fmt_ci(100 * (done['final_train_acc'] - done[METRIC]), 2)} ({len(done)})"
+                if len(done)
+                else "—"
             )
         lines.append(f"| {dataset} | {feat_dim} | " + " | ".join(cells) + " |")
     return lines
@@ -290,7 +292,7 @@ def study_markdown(df: pd.DataFrame, epochs: pd.DataFrame) -> str:
         lines += ["No comparison has two pairs yet: no interval.", ""]
     lines += [
         "**Train-test gap**, points: last-epoch training accuracy by the loss's own rule (over the epoch's "
-        "augmented batches) minus test accuracy, mean ± 95% t-interval:",
+        "augmented batches) minus test accuracy, mean ± 95% t-interval (runs it rests on):",
         "",
         *gap_table(rows),
         "",

@@ -142,8 +142,8 @@ def budget_text(summary: dict, df: pd.DataFrame, history: pd.DataFrame | None = 
         f"{summary['reproductions']} seeds on the {ident['train_size'] + ident['val_size']:,} images, each run's "
         f"last epoch tested on {test}; {history_text(summary['study'], history)}. Compute: "
         f"{trial_s / 60:.0f} min of trials and "
-        f"{runs['wall_s'].astype(float).sum() / 60:.0f} min of reproductions on {devices} (each run's own wall "
-        "time, summed over every invocation and worker of the study). Code: the search by trial code "
+        f"{runs['wall_s'].astype(float).sum() / 60:.0f} min of its current reproductions on {devices} (each "
+        "run's own wall time, summed over every invocation and worker of the study). Code: the search by trial code "
         f"{ident.get('trial_code') or 'unrecorded'}; "
         f"the reproductions by {', '.join(sorted({c for c in runs.get('code_version', []) if c})) or '—'}."
     )
