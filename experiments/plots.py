@@ -16,8 +16,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from experiments.text import plural  # noqa: E402
-
 COLORS = plt.get_cmap("tab10").colors  # one per class
 MAX_TRAIN_POINTS = 2000  # train frames subsample to keep gifs small
 
@@ -82,18 +80,15 @@ def figure_to_array(fig) -> np.ndarray:
 
 
 def _exact_colors() -> list[tuple[int, int, int]]:
-    """Colors a GIF's palette holds exactly: each class's, as a legend marker and as a point (alpha 0.6 on white),
-    white and black."""
+    """The classes' colors as legend markers and as points (alpha 0.6 on white), white and black."""
     rgb = [np.asarray(c) for c in COLORS]
-    blended = [0.6 * c + 0.4 for c in rgb]
-    return [tuple(int(round(255 * v)) for v in c) for c in rgb + blended] + [(255,) * 3, (0,) * 3]
+    rgb += [0.6 * c + 0.4 for c in rgb]
+    return [tuple(round(255 * v) for v in c) for c in rgb] + [(255, 255, 255), (0, 0, 0)]
 
 
 def gif_bytes(images: list[np.ndarray], duration_ms: int) -> bytes:
-    """One GIF (looping, ``duration_ms`` a frame) of ``images`` (H x W x 3 uint8) whose frames share one palette:
-    the class colors exactly (``_exact_colors``), the rest chosen over all frames together, no dithering. A
-    palette per frame (imageio's default) gave two classes one color in a frame and a class other colors from
-    frame to frame."""
+    """A looping GIF of ``images`` (H x W x 3 uint8) whose frames share one palette, the class colors in it
+    exactly (a palette per frame gave two classes one color, and a class other colors frame to frame)."""
     from PIL import Image
 
     fixed = _exact_colors()
@@ -108,18 +103,13 @@ def gif_bytes(images: list[np.ndarray], duration_ms: int) -> bytes:
     ):  # each distinct color to its nearest palette entry (Pillow's own lookup rounds colors)
         colors, where = np.unique(a.reshape(-1, 3), axis=0, return_inverse=True)
         gaps = ((colors[:, None, :].astype(int) - palette[None, :, :]) ** 2).sum(-1)
-        frame = Image.fromarray(gaps.argmin(1)[where].reshape(a.shape[:2]).astype(np.uint8), "P")
-        frame.putpalette(palette.astype(np.uint8).ravel().tolist())
-        frames.append(frame)
+        frames.append(
+            Image.fromarray(gaps.argmin(1)[where].reshape(a.shape[:2]).astype(np.uint8), "P")
+        )
+        frames[-1].putpalette(palette.astype(np.uint8).ravel().tolist())
     buf = io.BytesIO()
     frames[0].save(
-        buf,
-        format="GIF",
-        save_all=True,
-        append_images=frames[1:],
-        duration=duration_ms,
-        loop=0,
-        optimize=False,
+        buf, "GIF", save_all=True, append_images=frames[1:], duration=duration_ms, loop=0
     )
     return buf.getvalue()
 
@@ -344,7 +334,7 @@ def frame_panel(ax, name: str, frame: dict, class_names, fontsize: float = 9) ->
     centers = None if frame["centers"] is None else frame["centers"].float().numpy()
     lim = frame_limits(features, centers)
     hidden = [
-        f"{plural(n, what)} outside"
+        f"{n} {what}{'' if n == 1 else 's'} outside"
         for n, what in (
             (outside(features, lim), "point"),
             (0 if centers is None else outside(centers, lim), "center"),
