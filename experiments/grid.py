@@ -157,9 +157,8 @@ def parse_args(argv=None):
     """The flags, with the preset's values where not given, and the grid they make (``args.spec``); every
     refusal the flags alone decide, in one line, before torch is loaded."""
     parser = build_parser()
-    preset = parser.parse_known_args(argv)[
-        0
-    ].preset  # the preset's values are the defaults a flag overrides
+    # the chosen preset's values are the defaults a flag given overrides
+    preset = parser.parse_known_args(argv)[0].preset
     parser.set_defaults(**{key: preset_value(preset, key) for key in PRESET_KEYS})
     args = parser.parse_args(argv)
     try:

@@ -92,21 +92,18 @@ def gif_bytes(images: list[np.ndarray], duration_ms: int) -> bytes:
     from PIL import Image
 
     fixed = _exact_colors()
-    strip = Image.fromarray(np.concatenate(images, axis=0))
-    learned = strip.quantize(256 - len(fixed), method=Image.Quantize.MEDIANCUT).getpalette()
-    palette = np.asarray(fixed + [tuple(learned[i : i + 3]) for i in range(0, len(learned), 3)])[
-        :256
-    ]
-    frames = []
-    for a in (
-        images
-    ):  # each distinct color to its nearest palette entry (Pillow's own lookup rounds colors)
-        colors, where = np.unique(a.reshape(-1, 3), axis=0, return_inverse=True)
-        gaps = ((colors[:, None, :].astype(int) - palette[None, :, :]) ** 2).sum(-1)
-        frames.append(
-            Image.fromarray(gaps.argmin(1)[where].reshape(a.shape[:2]).astype(np.uint8), "P")
-        )
-        frames[-1].putpalette(palette.astype(np.uint8).ravel().tolist())
+    strip = np.concatenate(images, axis=0)
+    learned = Image.fromarray(strip).quantize(256 - len(fixed), method=Image.Quantize.MEDIANCUT)
+    palette = np.asarray(fixed + np.reshape(learned.getpalette(), (-1, 3)).tolist())[:256]
+    # each distinct color to its nearest palette entry, here (Pillow's own lookup rounds colors)
+    colors, where = np.unique(strip.reshape(-1, 3), axis=0, return_inverse=True)
+    nearest = (
+        ((colors[:, None, :].astype(int) - palette[None]) ** 2).sum(-1).argmin(1).astype(np.uint8)
+    )
+    indices = nearest[where.ravel()].reshape(strip.shape[:2])
+    frames = [Image.fromarray(part, "P") for part in np.split(indices, len(images))]
+    for frame in frames:
+        frame.putpalette(palette.astype(np.uint8).ravel().tolist())
     buf = io.BytesIO()
     frames[0].save(
         buf, "GIF", save_all=True, append_images=frames[1:], duration=duration_ms, loop=0

@@ -23,7 +23,7 @@ from experiments.plots import small_multiples_png
 from experiments.report.cells import fmt_ci, paired, pairs_text, plural, points, runs_text
 from experiments.report.composites import stored
 from experiments.report.figures import class_names, relative
-from experiments.report.rows import config_of, is_dirty
+from experiments.report.rows import config_of, without_dirty
 from experiments.report.study import stale_notice
 from experiments.report.tables import rules_sentence
 from experiments.runners.presets import PRESETS, is_preset_run, preset_value
@@ -53,9 +53,8 @@ def current_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
     checkout with uncommitted changes (``dirty``). A row recorded by older code enters, and the section says so
     at its top (study.stale_notice)."""
     rows = family_rows(df)
-    dirty = pd.Series([is_dirty(r) for r in rows.to_dict("records")], index=rows.index, dtype=bool)
-    left = {"dirty": int(dirty.sum())} if dirty.any() else {}
-    return rows[~dirty], left
+    rows, dirty = without_dirty(rows)
+    return rows, {"dirty": dirty} if dirty else {}
 
 
 def own_rule(loss: str) -> str:

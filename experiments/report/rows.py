@@ -197,6 +197,12 @@ def is_dirty(row) -> bool:
     return str(row.get("code_version", "")).endswith("-dirty")
 
 
+def without_dirty(rows: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """``rows`` but those recorded by uncommitted code (``is_dirty``), and how many were left out."""
+    dirty = pd.Series([is_dirty(r) for r in rows.to_dict("records")], index=rows.index, dtype=bool)
+    return rows[~dirty], int(dirty.sum())
+
+
 def picture_preference(row) -> tuple:
     """Which run of a loss the pictures show (the smallest first): the full reference recipe, then the CPU
     study's seed 0 (the README's main results), then the demo preset's; the code as it is now before older

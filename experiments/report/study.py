@@ -10,13 +10,15 @@ section says at its top which code recorded it, what changed since and which com
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pandas as pd
 
 from experiments.engine.config import DEFAULTS, NOT_COMPARED, RunConfig
 from experiments.ledger.fingerprint import code_fingerprint
 from experiments.report.cells import fmt_ci, paired, pairs_text, plural, points, runs_text
 from experiments.report.compare import holm_corrected
-from experiments.report.rows import MAIN_LOSSES, config_of, is_dirty, reference_of
+from experiments.report.rows import MAIN_LOSSES, config_of, reference_of, without_dirty
 from experiments.runners.presets import PRESETS, is_preset_run
 
 PRESET = "cpu-study"
@@ -34,8 +36,7 @@ def study_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
             dtype=bool,
         )
     ]
-    dirty = pd.Series([is_dirty(r) for r in ours.to_dict("records")], index=ours.index, dtype=bool)
-    return ours[~dirty], int(dirty.sum())
+    return without_dirty(ours)
 
 
 def settings() -> list[tuple[str, int]]:
@@ -54,12 +55,13 @@ def missing_text(rows: pd.DataFrame) -> str:
     have = {
         (r["dataset"], int(r["feat_dim"]), r["loss"], int(r["seed"])) for _, r in rows.iterrows()
     }
-    counts: dict[tuple, int] = {}
-    for dataset, feat_dim in settings():
-        for loss in preset["losses"]:
-            for seed in preset["seeds"]:
-                if (dataset, feat_dim, loss, seed) not in have:
-                    counts[(seed, dataset)] = counts.get((seed, dataset), 0) + 1
+    counts = Counter(
+        (seed, dataset)
+        for dataset, feat_dim in settings()
+        for loss in preset["losses"]
+        for seed in preset["seeds"]
+        if (dataset, feat_dim, loss, seed) not in have
+    )
     return "; ".join(
         f"seed {s} of {d} ({plural(n, 'run')})" for (s, d), n in sorted(counts.items())
     )

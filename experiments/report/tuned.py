@@ -21,7 +21,7 @@ from experiments.report.cells import (
     runs_text,
 )
 from experiments.report.figures import loss_color
-from experiments.report.rows import is_dirty
+from experiments.report.rows import without_dirty
 from experiments.tuning.space import CENTER_LR, describe_space
 
 METRIC = "final_test_acc"
@@ -55,9 +55,7 @@ def reproduced(df: pd.DataFrame, run_ids: list[str]) -> tuple[pd.DataFrame, int]
     mean and no pair; and how many of those were left out."""
     if df.empty or not run_ids:
         return df.iloc[0:0], 0
-    rows = df[df["run_id"].isin(run_ids)]
-    dirty = pd.Series([is_dirty(r) for r in rows.to_dict("records")], index=rows.index, dtype=bool)
-    return rows[~dirty], int(dirty.sum())
+    return without_dirty(df[df["run_id"].isin(run_ids)])
 
 
 def ledger_history(results: Path) -> pd.DataFrame:
@@ -111,9 +109,8 @@ def point_text(params: dict) -> str:
 def budget_text(summary: dict, df: pd.DataFrame, history: pd.DataFrame | None = None) -> str:
     ident = summary["identity"]
     ids = [r for e in summary["studies"] for r in e["reproductions"]]
-    runs = (
-        df[df["run_id"].isin(ids)] if not df.empty else df
-    )  # all the work done, uncommitted code's too
+    # all the work done, uncommitted code's too
+    runs = df[df["run_id"].isin(ids)] if not df.empty else df
     seeds = ident.get("trial_seeds", 1)
     scored = (
         f"its last epoch's validation accuracy on {ident['val_size']:,} images held out of the training split"
