@@ -199,6 +199,18 @@ def test_every_variant_and_center_rule_trains_in_the_same_trainer(
     assert result["final_test_acc"] > 0.5, result  # chance is 0.1
 
 
+@pytest.mark.parametrize("name", ["reference", "fair", "last"])
+def test_the_protocol_alone_decides_the_validation_split_a_run_holds_out(name, tmp_path):
+    from experiments.engine.data import load_data
+    from experiments.engine.protocol import PROTOCOLS
+
+    data = load_data(synthetic_config("xent", protocol=name), tmp_path, CPU)
+    held = 0 if data.val_labels is None else len(data.val_labels)
+    # stratified: each class's share rounded, so within one image a class of the fraction of the split
+    assert abs(held - PROTOCOLS[name].val_fraction * TRAIN) <= 10, (name, held)
+    assert (held > 0) == (PROTOCOLS[name].selection == "val")
+
+
 @pytest.mark.slow
 def test_fair_protocol_selects_on_validation_and_tests_once(tmp_path):
     from experiments.engine.data import load_data

@@ -23,6 +23,7 @@ from experiments.datasets.specs import (
     get_spec,
     load_split,
 )
+from experiments.engine.protocol import protocol_of
 
 
 def first_line(error: BaseException) -> str:
@@ -59,9 +60,6 @@ def parse_classes(text: str) -> list[int]:
     return sorted(out)
 
 
-VAL_FRACTION = 0.1  # the fair protocol's validation split of the training set
-
-
 def class_names(dataset: str, known_classes: str = "") -> tuple[str, ...]:
     """The names of a run's classes in its label order: the dataset's, or only the known ones (open set)."""
     names = get_spec(dataset).class_names
@@ -77,7 +75,7 @@ def load_data(cfg, data_root: Path, device) -> DeviceData:
         device,
         cfg.train_size,
         cfg.test_size,
-        val_fraction=VAL_FRACTION if cfg.protocol == "fair" else 0.0,
+        val_fraction=protocol_of(cfg.protocol).val_fraction,
         known_classes=parse_classes(cfg.known_classes) or None,
         ood_images=cfg.ood_images or None,
     )

@@ -339,16 +339,12 @@ class Trainer(Evaluation, Records):
         for epoch in range(self.start_epoch, self.cfg.epochs + 1):
             t_epoch = time.perf_counter()
             train_metrics = self.train_epoch(epoch)
-            if selection is not None:
-                eval_metrics, embeddings = self.evaluate(selection)
-                frame_acc = eval_metrics[f"{selection}_acc"]
-            else:  # protocol "last": no held-out split; the training subset only for the 2-D frames
-                frames = self.protocol.frames_from
-                eval_metrics, (frame_metrics, embeddings) = (
-                    {},
-                    self.evaluate(frames) if self.cfg.feat_dim == 2 else ({}, None),
-                )
-                frame_acc = frame_metrics.get(f"{frames}_acc", torch.zeros((), device=self.device))
+            eval_metrics, embeddings = self.evaluate(selection) if selection else ({}, None)
+            frames, frame_metrics = self.protocol.frames_from, eval_metrics
+            # frames from another split than the selection's (protocol "last": the training subset), 2-D only
+            if frames != selection and self.cfg.feat_dim == 2:
+                frame_metrics, embeddings = self.evaluate(frames)
+            frame_acc = frame_metrics.get(f"{frames}_acc", torch.zeros((), device=self.device))
             geometry = self.center_geometry(embeddings, train_metrics["feature_norm"])
             names = [*train_metrics, *eval_metrics, *geometry]
             values = torch.stack(
