@@ -156,14 +156,18 @@ def test_the_glibc_thresholds_are_raised_once_and_a_libc_without_them_is_said(mo
         def __init__(self, answer):
             self.mallopt = lambda option, value: calls.append((option, value)) or answer
 
-    for ok, expected in ((1, True), (0, False)):
-        calls.clear()
-        monkeypatch.setattr(cpu_memory, "_applied", None)
-        monkeypatch.setattr(cpu_memory.ctypes, "CDLL", lambda name, ok=ok: Libc(ok))
-        monkeypatch.setattr(cpu_memory.sys, "platform", "linux")
-        assert cpu_memory.keep_freed_memory() is expected
-        assert cpu_memory.keep_freed_memory() is expected and len(calls) == (2 if ok else 1)  # once
-    assert calls == [(cpu_memory.M_MMAP_THRESHOLD, cpu_memory.MMAP_THRESHOLD_MAX)]
+    try:
+        for ok, expected in ((1, True), (0, False)):
+            calls.clear()
+            cpu_memory.keep_freed_memory.cache_clear()
+            monkeypatch.setattr(cpu_memory.ctypes, "CDLL", lambda name, ok=ok: Libc(ok))
+            monkeypatch.setattr(cpu_memory.sys, "platform", "linux")
+            assert cpu_memory.keep_freed_memory() is expected
+            assert cpu_memory.keep_freed_memory() is expected  # once: the second call answers
+            assert len(calls) == (2 if ok else 1)
+        assert calls == [(cpu_memory.M_MMAP_THRESHOLD, cpu_memory.MMAP_THRESHOLD_MAX)]
+    finally:
+        cpu_memory.keep_freed_memory.cache_clear()  # the real libc's answer next time, not the fake's
 
 
 def test_the_per_epoch_train_subset_size_goes_through_the_ledger(tmp_path):

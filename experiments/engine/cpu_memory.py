@@ -13,27 +13,24 @@ resident memory then stays at the peak instead of shrinking between batches.
 from __future__ import annotations
 
 import ctypes
+import functools
 import sys
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
 MMAP_THRESHOLD_MAX = 32 * 2**20  # glibc's upper limit on 64-bit systems
 TRIM_THRESHOLD = 2**30
 
-_applied: bool | None = None
 
-
+@functools.cache  # process-wide, as the thresholds are: the first call sets them, later calls answer
 def keep_freed_memory() -> bool:
     """Raise glibc's mmap and trim thresholds once per process; False where there is no glibc."""
-    global _applied
-    if _applied is None:
-        _applied = False
-        if sys.platform.startswith("linux"):
-            try:
-                mallopt = ctypes.CDLL("libc.so.6").mallopt
-            except (OSError, AttributeError):
-                return False
-            mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-            _applied = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) and bool(
-                mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-            )
-    return _applied
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) and bool(
+        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )
