@@ -183,11 +183,15 @@ def test_a_published_row_made_stale_keeps_its_pictures_and_gets_the_notice(tmp_p
     )
 
 
-def test_compare_refuses_a_pair_of_two_devices_and_says_why(tmp_path):
-    from experiments.report import compare
+def test_compare_refuses_a_pair_of_two_devices_says_why_and_exits_nonzero(tmp_path, capsys):
+    """The command printed its refusal and exited 0, as if it had compared."""
+    from experiments.report import command
 
     rows = [ledger_row("xent", seed=0), ledger_row("standalone", seed=0)]
     rows[1]["device"] = "cpu (1 thread, AVX2, oneDNN avx2)"
-    text = compare.compare(ledger(tmp_path, rows), "loss=standalone", "loss=xent")
-    assert "pairs: 0 (1 removed: 1 other device)" in text
-    assert "no pair, refused: the runs of 1 seed recorded on another device" in text
+    ledger(tmp_path, rows)
+    code = command.main(["--results", str(tmp_path), "--compare", "loss=standalone", "loss=xent"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "pairs: 0 (1 removed: 1 other device)" in err
+    assert "no pair, refused: the runs of 1 seed recorded on another device" in err

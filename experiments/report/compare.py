@@ -57,7 +57,10 @@ def select(groups: list[pd.DataFrame], text: str) -> pd.DataFrame:
 
 
 def compare(df: pd.DataFrame, a_text: str, b_text: str) -> str:
-    """The paired difference of two groups, in words."""
+    """The paired difference of two groups, in words.
+
+    Raises CompareError when a selector matches no group or several, when the groups differ in a field
+    neither selector names, or when they share no seed that can be paired (the message says which)."""
     groups = run_groups(df[df["status"].isin(("finished", "diverged", "failed"))])
     a, b = select(groups, a_text), select(groups, b_text)
     named = set(parse_selector(a_text)) & set(
@@ -90,13 +93,16 @@ def compare(df: pd.DataFrame, a_text: str, b_text: str) -> str:
             for why, n in removed.items()
             if n and why in PAIR_REFUSALS
         ]
-        return head + (
-            "no pair, refused: the runs of "
-            + "; ".join(refused)
-            + ". A difference between them could be the code's or the device's, not the losses'"
-            if refused
-            else "no pair: the two groups share no seed that finished in both, so they cannot be "
-            "compared by seed"
+        raise CompareError(
+            head
+            + (
+                "no pair, refused: the runs of "
+                + "; ".join(refused)
+                + ". A difference between them could be the code's or the device's, not the losses'"
+                if refused
+                else "no pair: the two groups share no seed that finished in both, so they cannot "
+                "be compared by seed"
+            )
         )
     epoch = (
         "the epoch its validation split selected"
