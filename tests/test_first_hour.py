@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import says as conftest_says
+
 REPO = Path(__file__).resolve().parent.parent
 COMMANDS = ("train", "grid", "tune", "data", "bundle", "bench", "gpu_check", "slot", "report")
 
@@ -76,6 +78,16 @@ def test_report_compare_refuses_a_bad_selector_before_loading_the_ledger(selecto
     )
     assert done.stdout.strip() == "False False 2", done.stderr[-300:]
     assert done.stderr.count("\n") == 1 and all(s in done.stderr for s in says), done.stderr
+
+
+def test_a_report_of_a_ledger_that_is_not_there_makes_no_folder(tmp_path, capsys):
+    """`report --results missing/` said there were no runs but left missing/imgs/ behind."""
+    from experiments.report import command
+
+    missing = tmp_path / "missing"
+    assert command.main(["--results", str(missing)]) == 1
+    assert not missing.exists()
+    conftest_says(capsys.readouterr().err, str(missing / "runs.csv"), "./suite grid")
 
 
 def test_train_refuses_an_unknown_loss_in_one_line_naming_the_choices():

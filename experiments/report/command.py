@@ -77,11 +77,12 @@ def main(argv=None) -> int:
         from experiments.report.builder import build
         from experiments.report.compare import compare as paired_comparison
         from experiments.report.rows import read_ledger
+    runs_csv = Path(args.results) / "runs.csv"
+    nothing = f"no runs recorded in {runs_csv}: run `./suite grid` first (or give --results)"
+    if not runs_csv.is_file() or runs_csv.stat().st_size == 0:  # before any folder is made
+        print(nothing, file=sys.stderr)
+        return 1
     if args.compare:
-        runs_csv = Path(args.results) / "runs.csv"
-        if not runs_csv.exists():
-            print(f"error: no ledger at {runs_csv}; give --results", file=sys.stderr)
-            return 2
         try:
             print(paired_comparison(read_ledger(runs_csv), *args.compare))
         except CompareError as e:
@@ -93,11 +94,8 @@ def main(argv=None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     built = build(outputs, args.runs, args.projection)
-    if built is None:
-        print(
-            f"no runs recorded in {args.results / 'runs.csv'}: run `./suite grid` first",
-            file=sys.stderr,
-        )
+    if built is None:  # a ledger of only its header
+        print(nothing, file=sys.stderr)
         return 1
     print(f"report: {outputs.results / 'table.md'}" + built.readme_line())
     return 0
