@@ -369,3 +369,24 @@ def test_data_and_venv_are_ignored_also_as_symbolic_links(tmp_path):
         check=True,
     )
     assert status.stdout == ""
+
+
+@pytest.mark.parametrize("text, value", [("0", 0.0), ("0.00", 0.0), ("0e0", 0.0), ("5e-4", 5e-4)])
+def test_a_non_negative_float_takes_zero_in_any_spelling(text, value):
+    """`--weight-decay 0.00` and `0e0` were refused while `0` was taken."""
+    from experiments.cli.types import non_negative_float
+
+    assert non_negative_float(text) == value
+
+
+@pytest.mark.parametrize("text", ["-1", "inf", "nan", "x"])
+def test_a_non_negative_float_refuses_naming_the_value_and_that_zero_is_allowed(text):
+    import argparse
+
+    from experiments.cli.types import non_negative_float
+
+    with pytest.raises(argparse.ArgumentTypeError) as e:
+        non_negative_float(text)
+    assert repr(text) in str(e.value)
+    if text == "-1":  # it said "a positive finite number" of a field that takes 0
+        assert "0 or more" in str(e.value)

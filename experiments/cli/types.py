@@ -66,8 +66,9 @@ def positive_float(text: str) -> float:
 
 
 def non_negative_float(text: str) -> float:
-    value = 0.0 if text.strip() in ("0", "0.0") else positive_float(text)
-    return value
+    return _number(
+        text, float, "a number", lambda v: 0 <= v < float("inf"), "a finite number, 0 or more"
+    )
 
 
 def class_indices(text: str) -> list[int]:
