@@ -177,7 +177,7 @@ def test_the_worker_data_cache_tells_data_roots_and_devices_apart(tmp_path, monk
     from experiments.engine.config import RunConfig
 
     loaded = []
-    monkeypatch.setattr(backends, "_data_cache", {})
+    backends.device_data.cache_clear()
     monkeypatch.setattr(backends, "prepare_run", lambda *a: None)
     monkeypatch.setattr(
         backends, "load_data", lambda cfg, root, device: loaded.append(root) or root
@@ -192,3 +192,4 @@ def test_the_worker_data_cache_tells_data_roots_and_devices_apart(tmp_path, monk
             "data": tmp_path / root
         }
     assert loaded == [tmp_path / "a", tmp_path / "b"]
+    backends.device_data.cache_clear()  # it holds this test's fake data

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import multiprocessing
 import os
 import signal
@@ -110,10 +111,30 @@ class Stop:
         return not (self() or late)
 
 
-# per worker process: the one dataset on its device (a grid's runs of one split reuse it), and the losses
-# whose eager steps were said (once per process)
-_data_cache: dict[tuple, DeviceData] = {}
-_eager_said: set[str] = set()
+@dataclass(frozen=True)
+class DataSplit:
+    """What a run's data depends on (the config fields engine/data.load_data reads): runs that share it share
+    the tensors on the device."""
+
+    dataset: str
+    train_size: int | None
+    test_size: int | None
+    protocol: str
+    known_classes: str
+    ood_images: str
+
+    @classmethod
+    def of(cls, cfg) -> DataSplit:
+        return cls(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls)})
+
+
+@functools.lru_cache(
+    maxsize=1
+)  # a worker keeps one dataset on its device: a grid's runs of one split reuse it
+def device_data(split: DataSplit, data_root: Path, device: torch.device) -> DeviceData:
+    """The split's tensors on ``device`` (fetched and checked first), loaded once per worker process."""
+    prepare_run(split.dataset, data_root)
+    return load_data(split, data_root, device)
 
 
 def graph_safe(loss: str) -> bool:
@@ -126,39 +147,23 @@ def graph_safe(loss: str) -> bool:
 
 
 def eager_for_loss(ctx: RunContext, loss: str, device: torch.device) -> RunContext:
-    """The context with eager steps where the loss cannot be captured on CUDA (said once per loss)."""
+    """The context with eager steps where the loss cannot be captured on CUDA (the run's log says so)."""
     if device.type != "cuda" or ctx.use_graph is False or graph_safe(loss):
         return ctx
-    if loss not in _eager_said:
-        _eager_said.add(loss)
-        ctx.log(
-            f"note: {loss} syncs with the host inside its step (its library's masks or miner); "
-            "its runs take eager steps instead of one CUDA graph per step"
-        )
+    ctx.log(
+        f"note: {loss} syncs with the host inside its step (its library's masks or miner); "
+        "this run takes eager steps instead of one CUDA graph per step"
+    )
     return dataclasses.replace(ctx, use_graph=False)
 
 
 def train_cached(cfg, settings: RunSettings, device, should_stop) -> dict:
-    """Train one config, reusing the dataset already on the device when it fits."""
-    key = (
-        str(device),
-        str(Path(settings.data_root).resolve()),
-        cfg.dataset,
-        cfg.train_size,
-        cfg.test_size,
-        cfg.protocol,
-        cfg.known_classes,
-        cfg.ood_images,
-    )
-    if key not in _data_cache:
-        _data_cache.clear()
-        prepare_run(cfg.dataset, settings.data_root)
-        _data_cache[key] = load_data(cfg, settings.data_root, device)
+    """Train one config, reusing the dataset already on the device when it is the same split."""
+    data = device_data(DataSplit.of(cfg), Path(settings.data_root).resolve(), device)
     ctx = dataclasses.replace(
         settings.context(device, should_stop), fingerprint=code_fingerprint(cfg.loss, cfg.model)
     )
-    ctx = eager_for_loss(ctx, cfg.loss, device)
-    result = run_one(cfg, ctx, _data_cache[key])
+    result = run_one(cfg, eager_for_loss(ctx, cfg.loss, device), data)
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return result
