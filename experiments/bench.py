@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from centersuite.losses import LOSSES
@@ -91,15 +92,40 @@ def packed(k: int, dataset: str, steps: int, args, precision: str) -> dict:
     }
 
 
-def worker(barrier: str, k: int, args, device) -> None:
+@dataclass(frozen=True)
+class BenchPlan:
+    """What the bench times: the flags given, the device's defaults for the rest."""
+
+    steps: int
+    train_size: int | None
+    precisions: list[str]
+    losses: list[str]
+    modes: list[str]
+    datasets: list[str]
+
+
+def bench_plan(args, cuda: bool, bf16_pays: bool) -> BenchPlan:
+    """The flags given, and for the rest the defaults of a GPU (``cuda``) or of a CPU; bf16 is timed by
+    default only where it is native (``bf16_pays``)."""
+    return BenchPlan(
+        steps=args.steps or (300 if cuda else 40),
+        train_size=args.train_size or (None if cuda else 4096),
+        precisions=args.precisions or (["fp32", "bf16"] if bf16_pays else ["fp32"]),
+        losses=args.losses or (MAIN_LOSSES if cuda else ["xent"]),
+        modes=args.modes or (["eager", "graph"] if cuda else ["eager", "compile"]),
+        datasets=args.datasets or default_datasets(cuda, args.data_root),
+    )
+
+
+def worker(barrier: str, k: int, plan: BenchPlan, data_root: Path, device) -> None:
     from experiments.engine.config import RunConfig
     from experiments.engine.data import load_data
     from experiments.probes.bench import bench_one
 
-    dataset = args.datasets[0]
-    data = load_data(RunConfig(dataset=dataset, train_size=args.train_size), args.data_root, device)
+    dataset = plan.datasets[0]
+    data = load_data(RunConfig(dataset=dataset, train_size=plan.train_size), data_root, device)
     mode = "graph" if device.type == "cuda" else "eager"
-    precision = args.precisions[0]
+    precision = plan.precisions[0]
     if device.type == "cuda":
         bench_one(
             data, dataset, "standalone", mode, 2, device, precision
@@ -107,7 +133,7 @@ def worker(barrier: str, k: int, args, device) -> None:
     Path(barrier, f"ready-{os.getpid()}").touch()
     while len(list(Path(barrier).glob("ready-*"))) < k:
         time.sleep(0.05)
-    print(json.dumps(bench_one(data, dataset, "standalone", mode, args.steps, device, precision)))
+    print(json.dumps(bench_one(data, dataset, "standalone", mode, plan.steps, device, precision)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,42 +205,35 @@ def main(argv=None) -> int:
         from experiments.probes.plain_loop import PlainLoop
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
-    args.steps = args.steps or (300 if cuda else 40)
-    args.train_size = args.train_size or (None if cuda else 4096)
-    if args.precisions is None:
-        bf16_pays = cuda or native_bf16()
-        args.precisions = ["fp32", "bf16"] if bf16_pays else ["fp32"]
-        if not bf16_pays:
-            print(
-                f"bf16 left out: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16, so "
-                "autocast emulates it (about 10x slower than fp32); --precisions fp32 bf16 times it anyway"
-            )
-    args.losses = args.losses or (MAIN_LOSSES if cuda else ["xent"])
-    modes = args.modes or (["eager", "graph"] if cuda else ["eager", "compile"])
+    bf16_pays = cuda or native_bf16()
+    plan = bench_plan(args, cuda, bf16_pays)
+    if args.precisions is None and not bf16_pays:
+        print(
+            f"bf16 left out: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16, so "
+            "autocast emulates it (about 10x slower than fp32); --precisions fp32 bf16 times it anyway"
+        )
     if args.worker:
-        worker(args.worker[0], int(args.worker[1]), args, device)
+        worker(args.worker[0], int(args.worker[1]), plan, args.data_root, device)
         return 0
-    if not args.datasets:
-        args.datasets = default_datasets(cuda, args.data_root)
     rows = []
     print(f"bench on {device_name(device)}, torch {torch.__version__}, code {code_version()}")
     print(
         f"{'dataset':14} {'loss':11} {'mode':32} {'prec':5} {'ms/step':>8} {'img/s':>9} {'x plain':>7} "
         f"{'s/epoch':>8} {'eval s':>7} {'peak MB':>8}"
     )
-    for dataset in args.datasets:
+    for dataset in plan.datasets:
         data = load_data(
-            RunConfig(dataset=dataset, train_size=args.train_size), args.data_root, device
+            RunConfig(dataset=dataset, train_size=plan.train_size), args.data_root, device
         )
         plain = PlainLoop(data, dataset, device, workers=4 if cuda else 0)
-        plain_rates = [plain.images_per_s(args.steps)]
-        record(rows, plain_row(dataset, plain_rates[0], args.steps, device), args.out, device)
-        for loss in args.losses:
-            for precision in args.precisions:
-                for mode in case_modes(modes, precision):
-                    row = bench_one(data, dataset, loss, mode, args.steps, device, precision)
+        plain_rates = [plain.images_per_s(plan.steps)]
+        record(rows, plain_row(dataset, plain_rates[0], plan.steps, device), args.out, device)
+        for loss in plan.losses:
+            for precision in plan.precisions:
+                for mode in case_modes(plan.modes, precision):
+                    row = bench_one(data, dataset, loss, mode, plan.steps, device, precision)
                     plain_rates.append(
-                        plain.images_per_s(args.steps)
+                        plain.images_per_s(plan.steps)
                     )  # alternately: before and after each case
                     row["x_plain"] = round(
                         row["train_images_per_s"] / (sum(plain_rates[-2:]) / 2), 2
@@ -225,7 +244,7 @@ def main(argv=None) -> int:
     if k > 0:
         record(
             rows,
-            packed(k, args.datasets[0], args.steps, args, args.precisions[0]),
+            packed(k, plan.datasets[0], plan.steps, args, plan.precisions[0]),
             args.out,
             device,
         )

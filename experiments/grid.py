@@ -153,28 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(argv=None):
-    """The flags, with the preset's values where not given, and the grid they make (``args.spec``); every
-    refusal the flags alone decide, in one line, before torch is loaded."""
-    parser = build_parser()
-    # the chosen preset's values are the defaults a flag given overrides
-    preset = parser.parse_known_args(argv)[0].preset
-    parser.set_defaults(**{key: preset_value(preset, key) for key in PRESET_KEYS})
-    args = parser.parse_args(argv)
-    try:
-        recipe, sweep = sweep_values(args, args.losses)
-    except SweepError as e:
-        parser.error(str(e))
-    if problem := recipe_problem(recipe, sweep, args.losses):
-        parser.error(problem)
-    for dataset in args.datasets:
-        for known in args.known_classes or [""]:
-            if problem := split_problem(
-                dataset, recipe.get("train_size"), recipe.get("test_size"), known
-            ):
-                parser.error(problem)
-    warn_single_class_batches(recipe["batch_size"], args.losses)
-    args.spec = GridSpec(
+def grid_spec(args) -> GridSpec:
+    """The grid the parsed flags make: its axes, recipe and sweep (SweepError names what cannot be swept)."""
+    recipe, sweep = sweep_values(args, args.losses)
+    return GridSpec(
         datasets=args.datasets,
         losses=args.losses,
         feat_dims=args.feat_dims,
@@ -183,6 +165,29 @@ def parse_args(argv=None):
         recipe=recipe,
         sweep=sweep,
     )
+
+
+def parse_args(argv=None):
+    """The flags, with the preset's values where not given (``grid_spec`` makes the grid of them); every
+    refusal the flags alone decide, in one line, before torch is loaded."""
+    parser = build_parser()
+    # the chosen preset's values are the defaults a flag given overrides
+    preset = parser.parse_known_args(argv)[0].preset
+    parser.set_defaults(**{key: preset_value(preset, key) for key in PRESET_KEYS})
+    args = parser.parse_args(argv)
+    try:
+        spec = grid_spec(args)
+    except SweepError as e:
+        parser.error(str(e))
+    if problem := recipe_problem(spec.recipe, spec.sweep, args.losses):
+        parser.error(problem)
+    for dataset in args.datasets:
+        for known in args.known_classes or [""]:
+            if problem := split_problem(
+                dataset, spec.recipe.get("train_size"), spec.recipe.get("test_size"), known
+            ):
+                parser.error(problem)
+    warn_single_class_batches(spec.recipe["batch_size"], args.losses)
     return args
 
 
@@ -246,7 +251,8 @@ def main(argv=None) -> int:
             return 2
     device = resolve_device(args.device)
     rows = read_rows(results / "runs.csv")
-    configs = stale_configs(rows) if args.retrain_stale else plan(args.spec)
+    spec = grid_spec(args)
+    configs = stale_configs(rows) if args.retrain_stale else plan(spec)
     if args.retrain_stale and not configs:
         print(
             f"grid: no run of {results / 'runs.csv'} was recorded by other code; nothing to retrain"
@@ -288,8 +294,8 @@ def main(argv=None) -> int:
         return 2
     usable = ready_datasets(datasets, args.data_root)
     try:
-        for name in usable if args.spec.recipe["ood_images"] else []:
-            load_images(args.spec.recipe["ood_images"], SPECS[name])
+        for name in usable if spec.recipe["ood_images"] else []:
+            load_images(spec.recipe["ood_images"], SPECS[name])
     except DataError as e:
         print(f"error: --ood-images {e}; nothing was trained", file=sys.stderr)
         return 2

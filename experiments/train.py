@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv=None):
-    """The flags and the run they make (``args.cfg``); every refusal the flags alone decide, in one line, before
+    """The flags (``run_config`` makes the run of them); every refusal the flags alone decide, in one line, before
     torch is loaded."""
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -77,10 +77,14 @@ def parse_args(argv=None):
     ):
         parser.error(problem)
     warn_single_class_batches(args.batch_size, [args.loss])
-    args.cfg = config_from_args(
+    return args
+
+
+def run_config(args):
+    """The run the parsed flags make."""
+    return config_from_args(
         args, args.dataset, args.loss, args.feat_dim, args.seed, args.known_classes or ""
     )
-    return args
 
 
 def announce(cfg, device, out: Path, yes: bool) -> str | None:
@@ -102,7 +106,7 @@ def announce(cfg, device, out: Path, yes: bool) -> str | None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cfg = args.cfg
+    cfg = run_config(args)
     with loading():  # torch and the rest, once the flags are good
         import dataclasses
 

@@ -223,22 +223,27 @@ def spaces_epilog() -> str:
     return "\n".join(lines)
 
 
+def fixed_options(args) -> dict:
+    """``--set``'s values by loss, ``{loss: {option: value}}``, kept out of the search; SweepError names a
+    ``--set`` that names a loss not tuned or more than one value."""
+    fixed: dict = {}
+    for text in args.set:
+        loss, option, values = parse_set(text)
+        if loss not in args.losses:
+            raise SweepError(
+                f"--set {text!r}: {loss} is not among --losses {' '.join(args.losses)}"
+            )
+        if len(values) != 1:
+            raise SweepError(f"--set {text!r}: give one value (tuning searches; --set fixes)")
+        fixed.setdefault(loss, {})[option] = values[0]
+    return fixed
+
+
 def parse_args(argv=None):
     parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    args.command = "python -m experiments.tune " + " ".join(argv)
-    args.fixed = {}
     try:
-        for text in args.set:
-            loss, option, values = parse_set(text)
-            if loss not in args.losses:
-                raise SweepError(
-                    f"--set {text!r}: {loss} is not among --losses {' '.join(args.losses)}"
-                )
-            if len(values) != 1:
-                raise SweepError(f"--set {text!r}: give one value (tuning searches; --set fixes)")
-            args.fixed.setdefault(loss, {})[option] = values[0]
+        fixed_options(args)
     except SweepError as e:
         parser.error(str(e))
     if (problem := center_rule_problem(args.center_rule, args.losses)) is not None:
@@ -246,13 +251,16 @@ def parse_args(argv=None):
     return args
 
 
-def tune_spec(args):
-    """The study the flags describe: every field of ``TuneSpec`` from the flag of the same name."""
+def tune_spec(args, command: str = ""):
+    """The study the flags describe: every field of ``TuneSpec`` from the flag of the same name, ``--set``'s
+    values (``fixed``), and the command line that made it (for the summary)."""
     from experiments.tuning.study import TuneSpec
 
-    names = {f.name for f in dataclasses.fields(TuneSpec)}
+    names = {f.name for f in dataclasses.fields(TuneSpec)} - {"fixed", "command", "progress"}
     values = {k: v for k, v in vars(args).items() if k in names}
-    return TuneSpec(**values, progress=not args.no_progress)
+    return TuneSpec(
+        **values, fixed=fixed_options(args), command=command, progress=not args.no_progress
+    )
 
 
 def announce(spec, args, device) -> str | None:
@@ -287,6 +295,7 @@ def announce(spec, args, device) -> str | None:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     with loading():  # torch, Optuna and the rest, once the flags are good
         import torch
@@ -321,7 +330,7 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
         return 2
-    spec = tune_spec(args)
+    spec = tune_spec(args, "python -m experiments.tune " + " ".join(argv))
     for key in study_keys(
         spec
     ):  # a rule that does not fit a loss, or a library it lacks: before any trial

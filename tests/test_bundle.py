@@ -161,7 +161,7 @@ def test_a_two_dimensional_run_keeps_its_frames_small(tmp_path):
 def test_the_worker_data_cache_tells_known_class_splits_apart(tmp_path):
     """A worker reuses the dataset on its device only for the same split: open-set runs differ by known classes."""
     args = grid.parse_args(ONE + ["--seeds", "0", "--epochs", "1"] + checkout(tmp_path))
-    a, b = plan(dataclasses.replace(args.spec, known_classes=["0-5", ""]))
+    a, b = plan(dataclasses.replace(grid.grid_spec(args), known_classes=["0-5", ""]))
     assert (a.known_classes, b.known_classes) == ("0-5", "")
     stop = backends.Stop(tmp_path / "no-stop", None)
     settings = run_settings(args, args.results)

@@ -388,7 +388,7 @@ def test_a_second_train_of_the_same_run_into_the_same_folder_is_refused_while_th
 
     argv = ["--dataset", "synthetic", "--epochs", "1", "--train-size", "128", "--test-size", "50"]
     argv += ["--no-progress", "--out", str(tmp_path), "--device", "cpu"]
-    run_id = train.parse_args(argv).cfg.run_id
+    run_id = train.run_config(train.parse_args(argv)).run_id
     first = Claim(tmp_path, run_id)  # a live trainer holds the run
     assert first.take()
     try:

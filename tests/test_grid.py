@@ -157,15 +157,19 @@ def test_the_quick_preset_trains_into_its_own_untracked_ledger():
 def test_every_field_a_preset_sets_reaches_its_runs_and_a_flag_still_wins(name):
     """A preset's recipe was read only for epochs and the sizes: the family's protocol and the CPU study's lr
     patience were silently the reference's."""
-    recipe = grid.parse_args(["--preset", name]).spec.recipe
+    recipe = grid.grid_spec(grid.parse_args(["--preset", name])).recipe
     for key, value in PRESETS[name]["recipe"].items():
         assert recipe[key] == value, key
     assert (
-        grid.parse_args(["--preset", "family", "--protocol", "fair"]).spec.recipe["protocol"]
+        grid.grid_spec(grid.parse_args(["--preset", "family", "--protocol", "fair"])).recipe[
+            "protocol"
+        ]
         == "fair"
     )
     assert (
-        grid.parse_args(["--preset", "cpu-study", "--lr-patience", "3"]).spec.recipe["lr_patience"]
+        grid.grid_spec(grid.parse_args(["--preset", "cpu-study", "--lr-patience", "3"])).recipe[
+            "lr_patience"
+        ]
         == 3
     )
 

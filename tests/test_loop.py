@@ -60,7 +60,7 @@ def test_a_runner_whose_claim_was_taken_stops_before_its_next_epoch_and_records_
     args = grid.parse_args(
         ONE + ["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
     )
-    [cfg] = plan(args.spec)
+    [cfg] = plan(grid.grid_spec(args))
     asked = []
 
     def held(
@@ -124,7 +124,7 @@ def test_a_paused_runner_and_a_second_grid_train_each_run_once(tmp_path):
     """Two grids on one folder while the first holds a run: the second skips it, however old the claim."""
     dirs = ["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
     args = grid.parse_args(ONE + dirs)
-    [cfg] = plan(args.spec)
+    [cfg] = plan(grid.grid_spec(args))
     holder = Claim(tmp_path / "runs", cfg.run_id)
     assert holder.take()
     old = time.time() - 3600

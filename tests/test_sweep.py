@@ -133,11 +133,13 @@ def test_a_center_rule_applies_only_to_losses_with_class_centers_or_proxies(caps
     from experiments import train
 
     planned = plan(
-        grid.parse_args(
-            TINY + ["--losses", "xent", "contrastive", "cent", "--center-rule", "separate"]
-        ).spec
+        grid.grid_spec(
+            grid.parse_args(
+                TINY + ["--losses", "xent", "contrastive", "cent", "--center-rule", "separate"]
+            )
+        )
     )
-    plain = plan(grid.parse_args(TINY + ["--losses", "xent", "contrastive"]).spec)
+    plain = plan(grid.grid_spec(grid.parse_args(TINY + ["--losses", "xent", "contrastive"])))
     assert {c.loss: c.center_rule for c in planned} == {
         "xent": "joint",
         "contrastive": "joint",
@@ -197,9 +199,12 @@ def test_a_center_lr_no_run_reads_is_refused_and_one_that_is_read_names_its_runs
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "is read by no run here" in err
     planned = plan(
-        grid.parse_args(
-            TINY + ["--losses", "cent", "--center-rule", "separate", "--center-lr", "0.1", "0.5"]
-        ).spec
+        grid.grid_spec(
+            grid.parse_args(
+                TINY
+                + ["--losses", "cent", "--center-rule", "separate", "--center-lr", "0.1", "0.5"]
+            )
+        )
     )
     assert [described(c)[-2:] for c in planned] == [
         ["center_rule=separate", "center_lr=0.1"],

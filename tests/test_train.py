@@ -322,19 +322,19 @@ def test_lenet_trains_at_its_own_recipe_where_the_reference_lr_diverges(syntheti
             str(TEST),
         ]
     )
-    cfg = args.cfg
+    cfg = train.run_config(args)
     assert (cfg.lr, cfg.weight_decay) == (
         0.001,
         5e-4,
     )  # LeNet++'s own recipe, applied where no flag is given
     assert "lr=0.001" in cfg.departures() and "weight_decay=0.0005" in cfg.departures()
-    assert grid.parse_args(["--model", "lenet++", "--preset", "quick"]).spec.sweep.recipe["lr"] == [
-        0.001
-    ]
+    assert grid.grid_spec(
+        grid.parse_args(["--model", "lenet++", "--preset", "quick"])
+    ).sweep.recipe["lr"] == [0.001]
     assert (
-        train.parse_args(["--model", "lenet++", "--lr", "0.01"]).cfg.lr == 0.01
+        train.run_config(train.parse_args(["--model", "lenet++", "--lr", "0.01"])).lr == 0.01
     )  # a given flag wins
-    assert train.parse_args([]).cfg.lr == 0.01  # the ResNet: the reference recipe
+    assert train.run_config(train.parse_args([])).lr == 0.01  # the ResNet: the reference recipe
     result = Trainer(
         cfg, synthetic_data, tmp_path / "own", RunContext(device=CPU, progress=False)
     ).fit()
