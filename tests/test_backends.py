@@ -102,9 +102,9 @@ def test_a_ray_grid_whose_driver_is_killed_and_started_again_records_the_local_r
     )  # the driver and the Ray instance it started, the second run in flight
     proc.wait()
     first = read_rows(tmp_path / "results" / "runs.csv")
-    # on 2 cores Ray trains one run at a time (2 CPUs each), so the second is killed part-way; with more cores
-    # both may finish together, and the restart then only finds them recorded
-    assert len(first) == 1 or (os.cpu_count() or 1) >= 4 and len(first) == 2
+    # killed once a row is recorded: the other run was killed part-way or (runs side by side) had finished
+    # too; whichever, the restart finds exactly those recorded and trains the rest
+    assert len(first) in (1, 2)
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"{len(first)} already recorded" in done.stdout
