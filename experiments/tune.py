@@ -42,14 +42,15 @@ import time
 from pathlib import Path
 
 from centersuite.losses import LOSSES
-from centersuite.models import MODELS
 from experiments.cli.confirm import add_yes_flag
 from experiments.cli.entry import command, loading
 from experiments.cli.recipe import (
     DATASET_HELP,
     add_backend_arguments,
     add_offline_flag,
+    add_recipe_fields,
     center_rule_problem,
+    recipe_values,
 )
 from experiments.cli.types import (
     HelpFormatter,
@@ -61,10 +62,16 @@ from experiments.cli.types import (
     positive_int,
 )
 from experiments.datasets.specs import SPECS, default_data_root
+from experiments.engine.config import RECIPE
 from experiments.runners.presets import MAIN_LOSSES
 from experiments.runners.sweep import SweepError, parse_set
 from experiments.text import plural
 from experiments.tuning.space import N_STARTUP, PRECISE_BN, PRUNERS, describe_space
+
+# recipe fields the tuner does not take as flags: searched (lr, center_lr) or fixed by the trial rule
+# (tuning/study.base_config: the fair protocol, a constant lr, the model's weight decay, no per-epoch embedding
+# of training images except where a loss classifies by them); every other recipe field is a flag of `tune`
+TRIAL_RULE = ("lr", "center_lr", "protocol", "lr_patience", "weight_decay", "eval_train_size")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,31 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
         "counted once; more trials later continue the study)",
     )
     parser.add_argument(
-        "--epochs", type=positive_int, default=2, help="epochs of every trial and reproduction"
-    )
-    parser.add_argument(
-        "--train-size", type=positive_int, default=4096, help="training images of every trial"
-    )
-    parser.add_argument(
         "--val-size",
         type=positive_int,
         default=2000,
         help="validation images, held out of the training split beside the training images "
         "(stratified; the same for every trial and loss); the reproductions train on both",
     )
-    parser.add_argument(
-        "--test-size",
-        type=positive_int,
-        default=None,
-        help="test images of the reproductions (default: the whole split); trials never see any",
-    )
-    parser.add_argument("--model", choices=list(MODELS), default="resnet", help="the model")
-    parser.add_argument(
-        "--center-rule",
-        choices=["joint", "separate"],
-        default="joint",
-        help="how centers are updated; separate adds the center lr to every space",
-    )
+    # the recipe's other fields from its definition (engine/config.py), with the study's budget as their
+    # defaults; the trial rule sets the rest (TRIAL_RULE: searched, or fixed by tuning/study.base_config)
+    add_recipe_fields(parser, [name for name in RECIPE if name not in TRIAL_RULE])
+    parser.set_defaults(epochs=2, train_size=4096, precise_bn=PRECISE_BN)
     parser.add_argument(
         "--set",
         action="append",
@@ -154,14 +146,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="seeds each trial trains (each a full training, in the budget): its score is their mean "
         "last-epoch validation accuracy, as a winner is reported over seeds",
-    )
-    parser.add_argument(
-        "--precise-bn",
-        type=non_negative_int,
-        default=PRECISE_BN,
-        metavar="N",
-        help="recompute the BatchNorm statistics on N fixed training images before every evaluation "
-        "of the trials and the reproductions (0: the running averages, as the reference)",
     )
     parser.add_argument(
         "--reproductions",
@@ -246,6 +230,8 @@ def parse_args(argv=None):
         fixed_options(args)
     except SweepError as e:
         parser.error(str(e))
+    if args.center_rule == "wen":
+        parser.error("--center-rule wen is not tuned: the tuner searches under joint or separate")
     if (problem := center_rule_problem(args.center_rule, args.losses)) is not None:
         parser.error(problem)
     return args
@@ -256,10 +242,18 @@ def tune_spec(args, command: str = ""):
     values (``fixed``), and the command line that made it (for the summary)."""
     from experiments.tuning.study import TuneSpec
 
-    names = {f.name for f in dataclasses.fields(TuneSpec)} - {"fixed", "command", "progress"}
-    values = {k: v for k, v in vars(args).items() if k in names}
+    names = {f.name for f in dataclasses.fields(TuneSpec)}
+    given = names - {"fixed", "command", "progress", "recipe"}
+    values = {k: v for k, v in vars(args).items() if k in given}
+    recipe = recipe_values(
+        args, names=[n for n in RECIPE if n not in TRIAL_RULE and n not in names]
+    )
     return TuneSpec(
-        **values, fixed=fixed_options(args), command=command, progress=not args.no_progress
+        **values,
+        recipe=recipe,
+        fixed=fixed_options(args),
+        command=command,
+        progress=not args.no_progress,
     )
 
 

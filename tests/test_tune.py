@@ -546,3 +546,25 @@ def test_refresh_keeps_the_search_and_trains_the_winners_again_by_the_current_co
     assert len(rows) == 2 and len(new) == 1 and new[0]["run_id"] == old["run_id"]
     assert new[0]["code_fingerprint"] != old["code_fingerprint"] and new[0]["tuned_by"] == "tuned"
     assert tune.main(args + ["--epochs", "3", "--refresh"]) == 2  # another budget is no refresh
+
+
+def test_every_recipe_field_the_trial_rule_leaves_is_a_tune_flag_that_reaches_the_trials(tmp_path):
+    """Issue 39: the tuner listed six recipe fields by hand, so a new recipe option could not be set there."""
+    from experiments.cli.recipe import flag_of
+    from experiments.engine.config import RECIPE
+    from experiments.tuning.study import base_config
+
+    flags = {s for a in tune.build_parser()._actions for s in a.option_strings}
+    wanted = {flag_of(n) for n, meta in RECIPE.items() if meta["flag"] and n not in tune.TRIAL_RULE}
+    assert wanted <= flags, sorted(wanted - flags)
+    assert not {flag_of(n) for n in tune.TRIAL_RULE} & flags  # searched or fixed by the rule
+    given = {"batch_size": 64, "momentum": 0.5, "augment": "none", "center_alpha": 0.3, "epochs": 3}
+    argv = ["--losses", "cent", "--out", str(tmp_path / "runs"), "--results", str(tmp_path)]
+    for name, value in given.items():
+        argv += [flag_of(name), str(value)]
+    spec = tune.tune_spec(tune.parse_args(argv))
+    cfg = base_config(spec, ("fashion-mnist", 2, "cent"))
+    assert {name: getattr(cfg, name) for name in given} == given
+    default = base_config(tune.tune_spec(tune.parse_args(argv[:6])), ("fashion-mnist", 2, "cent"))
+    assert (default.epochs, default.train_size, default.precise_bn) == (2, 4096, 2000)
+    assert default.batch_size == RunConfig.batch_size

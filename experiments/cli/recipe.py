@@ -69,12 +69,13 @@ def model_defaults(name: str) -> str:
     )
 
 
-def add_recipe_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
-    """The recipe as options (its defaults the study's); ``sweep``: the sweepable fields and the loss options
-    take several values (the grid's axes)."""
+def add_recipe_fields(
+    parser: argparse.ArgumentParser, names: list[str], sweep: bool = False
+) -> None:
+    """The flags of the recipe fields ``names`` (those of them that have one), from their metadata."""
     values = " (several: one group each)" if sweep else ""
     for name, meta in RECIPE.items():
-        if not meta["flag"]:
+        if name not in names or not meta["flag"]:
             continue
         several = sweep and meta["sweep"]
         default = DEFAULTS[name]
@@ -95,6 +96,13 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -
             help=text + (values if several else "") + shown,
             **kwargs,
         )
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
+    """The recipe as options (its defaults the study's); ``sweep``: the sweepable fields and the loss options
+    take several values (the grid's axes)."""
+    values = " (several: one group each)" if sweep else ""
+    add_recipe_fields(parser, list(RECIPE), sweep)
     for name, option in LOSS_OPTIONS.items():
         takers = ", ".join(n for n in LOSSES if name in loss_options(n))
         if option.is_switch:
@@ -145,12 +153,13 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -
     )
 
 
-def recipe_values(args, sweep: bool = False) -> dict:
-    """Every recipe field's value from the flags (``sweep``: a list for a sweepable one), a model's own lr and
-    weight decay where they were not given, the OOD file as an absolute path."""
+def recipe_values(args, sweep: bool = False, names: list[str] | None = None) -> dict:
+    """Every recipe field's value from the flags (``sweep``: a list for a sweepable one; ``names``: only
+    those fields), a model's own lr and weight decay where they were not given, the OOD file as an
+    absolute path."""
     out, own = {}, model_recipe(args.model)
     for name, meta in RECIPE.items():
-        if not meta["flag"]:
+        if not meta["flag"] or names is not None and name not in names:
             continue
         value = getattr(args, name)
         if meta["model_default"] and value is None:

@@ -13,7 +13,7 @@ report. The command is experiments/tune.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from centersuite.losses import LOSSES, has_class_parameters
@@ -64,6 +64,8 @@ class TuneSpec:
     device: str = "auto"
     progress: bool = True
     command: str = ""  # the command line that made the study, for the summary
+    # the recipe's other fields, from their flags (every one the trial rule leaves: tune.TRIAL_RULE)
+    recipe: dict = field(default_factory=dict)
 
     def run_settings(self) -> RunSettings:
         """The reproductions train as the grid's runs do by default (CUDA-graph steps, no compile)."""
@@ -127,6 +129,7 @@ def base_config(spec, key) -> RunConfig:
         else 0
     )
     return RunConfig(
+        **spec.recipe,
         dataset=dataset,
         loss=loss,
         feat_dim=feat_dim,
