@@ -2,6 +2,7 @@
 typed objects, and the code fingerprint follows what produces numbers, not where files are."""
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -328,3 +329,18 @@ def test_no_module_grows_past_its_size():
         assert lines <= limit, (
             f"{path.relative_to(REPO)}: {lines} lines (at most {limit}): split it by job"
         )
+
+
+def test_every_command_entry_goes_through_cli_entry_command():
+    """A Ctrl-C while a command loads is one line (cli/entry.command); the slot's entry called main() bare.
+    The probes (subprocesses of the bench and the slot) and check_env (run before the suite's Python is
+    known to be good) are no user's command."""
+    for path in sorted((REPO / "experiments").rglob("*.py")):
+        if path.parent.name == "probes" or path.name == "check_env.py":
+            continue
+        text = path.read_text()
+        if path.name == "__main__.py" or 'if __name__ == "__main__":' in text:
+            exits = re.findall(r"sys\.exit\((.*)\)", text.split("__main__", 1)[-1])
+            assert exits and all(e.startswith("command(") for e in exits), (
+                f"{path.relative_to(REPO)}: {exits}"
+            )

@@ -2,6 +2,7 @@
 
 import sys
 
+from experiments.cli.entry import command
 from experiments.slot import main
 
-sys.exit(main())
+sys.exit(command(main))
