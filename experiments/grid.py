@@ -248,6 +248,7 @@ def main(argv=None) -> int:
     for problem in checks:  # a dry run writes nothing, so it asks nothing of the folders
         if problem is not None:
             print(f"error: {problem}; nothing was trained", file=sys.stderr)
+            remove_empty(made)
             return 2
     device = resolve_device(args.device)
     rows = read_rows(results / "runs.csv")
@@ -304,11 +305,7 @@ def main(argv=None) -> int:
             "error: no dataset can be used (the lines above say why and how to fix it); nothing was trained",
             file=sys.stderr,
         )
-        for folder in sorted(
-            made, key=lambda p: -len(Path(p).parts)
-        ):  # the folders the checks made, if empty
-            if Path(folder).is_dir() and not any(Path(folder).iterdir()):
-                Path(folder).rmdir()
+        remove_empty(made)
         return 1
     configs = [c for c in configs if c.dataset in usable]
     settings = run_settings(args, results)
@@ -330,6 +327,13 @@ def main(argv=None) -> int:
             print(terminal_table(report.read_ledger(results / "runs.csv")))
             print(f"report: {outputs.results / 'table.md'} (every column)" + built.readme_line())
     return 0
+
+
+def remove_empty(folders: list) -> None:
+    """The folders the output checks made, deepest first, where they are still empty (nothing trained)."""
+    for folder in sorted(folders, key=lambda p: -len(Path(p).parts)):
+        if Path(folder).is_dir() and not any(Path(folder).iterdir()):
+            Path(folder).rmdir()
 
 
 def torch_threads() -> int:
