@@ -212,6 +212,28 @@ def test_the_protocol_alone_decides_the_validation_split_a_run_holds_out(name, t
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("name", ["reference", "fair", "last"])
+def test_a_2d_runs_frames_hold_the_split_its_pictures_are_named_by(name, tmp_path):
+    """Issue 39: under protocol last a gif named val.gif was drawn from training frames. The frames' points
+    are the split the report names the picture by: test, the validation split, or the training subset."""
+    from experiments.engine.data import load_data
+    from experiments.report.figures import picture_split
+
+    cfg = synthetic_config("xent", protocol=name, feat_dim=2, epochs=1)
+    data = load_data(cfg, tmp_path, CPU)
+    trainer = Trainer(cfg, data, tmp_path, RunContext(device=CPU, progress=False))
+    trainer.fit()
+    frame = torch.load(tmp_path / "features" / "epoch_001.pt")
+    shown = picture_split({"protocol": name, "feat_dim": 2})
+    labels = {
+        "test": data.test_labels,
+        "val": data.val_labels,
+        "train": data.train_labels[trainer.train_eval_index],  # the fixed training subset, whole
+    }[shown]
+    assert torch.equal(frame["test_labels"], labels.to(torch.uint8)), (name, shown)
+
+
+@pytest.mark.slow
 def test_fair_protocol_selects_on_validation_and_tests_once(tmp_path):
     from experiments.engine.data import load_data
 
