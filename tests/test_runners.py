@@ -77,7 +77,8 @@ def test_a_claim_is_refreshed_while_held_and_never_after_a_takeover(tmp_path, mo
     assert time.time() - claim.path.stat().st_mtime < 5  # refreshed
     claim.path.write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "theirs"}))
     os.utime(claim.path, (old, old))
-    time.sleep(0.3)
+    claim._refresher.join(timeout=30)  # it reads the file, sees the takeover and ends
+    assert not claim._refresher.is_alive()
     assert time.time() - claim.path.stat().st_mtime > 50  # not ours any more: left alone
     claim.release()
     assert claim.path.exists()  # and not deleted either
