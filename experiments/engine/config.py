@@ -145,7 +145,8 @@ class RunConfig:
     protocol: str = recipe(
         "reference",
         "reference: schedule and best epoch on the test split (the study); fair: "
-        "on a fixed stratified 10%% validation split of the training set, test evaluated once at "
+        f"on a fixed stratified {PROTOCOLS['fair'].val_fraction * 100:g}%% validation split of the "
+        "training set, test evaluated once at "
         "the end; last: no held-out split, a constant lr, the last epoch tested once",
         added_later=True,
         choices=tuple(PROTOCOLS),
