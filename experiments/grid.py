@@ -27,6 +27,7 @@ from pathlib import Path
 from centersuite.losses import LOSSES
 from experiments.cli.confirm import add_yes_flag
 from experiments.cli.entry import command, loading
+from experiments.cli.folders import removed_if_empty
 from experiments.cli.recipe import (
     DATASET_HELP,
     KNOWN_CLASSES_HELP,
@@ -233,107 +234,99 @@ def main(argv=None) -> int:
 
     results = Path(args.results)
     outputs = report.Outputs.for_ledger(results, args.imgs, args.readme)
-    made = [
-        p for p in (args.out, results, outputs.imgs) if not Path(p).exists()
-    ]  # removed if nothing trains
-    checks = (
-        ()
-        if args.dry_run
-        else (
-            unwritable(args.out),
-            unwritable(results),
-            None if args.no_report else outputs.problem(),
-        )
-    )
-    for problem in checks:  # a dry run writes nothing, so it asks nothing of the folders
-        if problem is not None:
-            print(f"error: {problem}; nothing was trained", file=sys.stderr)
-            remove_empty(made)
-            return 2
-    device = resolve_device(args.device)
-    rows = read_rows(results / "runs.csv")
-    spec = grid_spec(args)
-    configs = stale_configs(rows) if args.retrain_stale else plan(spec)
-    if args.retrain_stale and not configs:
-        print(
-            f"grid: no run of {results / 'runs.csv'} was recorded by other code; nothing to retrain"
-        )
-        return 0
-    for cfg in configs:
-        if (problem := run_problem(cfg)) is not None:
-            print(f"error: {problem}; nothing was trained", file=sys.stderr)
-            return 2
-    done, _ = recorded_runs(rows, args.reuse_stale)
-    todo = [c for c in configs if c.run_id not in done]
-    runs_at_once = args.runs_per_gpu or default_runs_per_device(device)
-    threads = args.cpus_per_run or max(1, torch_threads() // runs_at_once)
-    seconds, how = grid_estimate(
-        todo,
-        rows,
-        Path(args.out),
-        run_device_label(device_name(device), threads),
-        threads,
-        runs_at_once,
-    )
-    datasets = sorted({c.dataset for c in configs}, key=list(SPECS).index)
-    if args.dry_run:
-        for cfg in configs:
-            print(f"{cfg.run_id}  {', '.join(described(cfg)) or 'reference recipe'}")
-        missing = [d for d in datasets if file_problems(get_spec(d), args.data_root)]
-        print(
-            f"grid: {plural(len(configs), 'run')} planned (dry run: nothing trained, fetched or written)"
-            + (
-                f"; not in {args.data_root} yet: {', '.join(missing)} (a real run fetches what it can)"
-                if missing
-                else ""
+    # the folders the checks make are removed again if nothing is written into them (a refusal)
+    with removed_if_empty([args.out, results, outputs.imgs]):
+        checks = (
+            ()
+            if args.dry_run
+            else (
+                unwritable(args.out),
+                unwritable(results),
+                None if args.no_report else outputs.problem(),
             )
         )
-        confirm(seconds, how, device, len(todo), yes=True)
-        return 0
-    if todo and (refused := confirm(seconds, how, device, len(todo), args.yes)) is not None:
-        print(f"error: {refused}; nothing was trained", file=sys.stderr)
-        return 2
-    usable = ready_datasets(datasets, args.data_root)
-    try:
-        for name in usable if spec.recipe["ood_images"] else []:
-            load_images(spec.recipe["ood_images"], SPECS[name])
-    except DataError as e:
-        print(f"error: --ood-images {e}; nothing was trained", file=sys.stderr)
-        return 2
-    if not usable:
-        print(
-            "error: no dataset can be used (the lines above say why and how to fix it); nothing was trained",
-            file=sys.stderr,
+        for problem in checks:  # a dry run writes nothing, so it asks nothing of the folders
+            if problem is not None:
+                print(f"error: {problem}; nothing was trained", file=sys.stderr)
+                return 2
+        device = resolve_device(args.device)
+        rows = read_rows(results / "runs.csv")
+        spec = grid_spec(args)
+        configs = stale_configs(rows) if args.retrain_stale else plan(spec)
+        if args.retrain_stale and not configs:
+            print(
+                f"grid: no run of {results / 'runs.csv'} was recorded by other code; nothing to retrain"
+            )
+            return 0
+        for cfg in configs:
+            if (problem := run_problem(cfg)) is not None:
+                print(f"error: {problem}; nothing was trained", file=sys.stderr)
+                return 2
+        done, _ = recorded_runs(rows, args.reuse_stale)
+        todo = [c for c in configs if c.run_id not in done]
+        runs_at_once = args.runs_per_gpu or default_runs_per_device(device)
+        threads = args.cpus_per_run or max(1, torch_threads() // runs_at_once)
+        seconds, how = grid_estimate(
+            todo,
+            rows,
+            Path(args.out),
+            run_device_label(device_name(device), threads),
+            threads,
+            runs_at_once,
         )
-        remove_empty(made)
-        return 1
-    configs = [c for c in configs if c.dataset in usable]
-    settings = run_settings(args, results)
-    outcome = run_grid(
-        configs,
-        settings,
-        backend_from_args(args, device),
-        device,
-        args.max_minutes,
-        args.fill_budget,
-    )
-    if outcome.interrupted:
-        return 130
-    if not args.no_report:
-        built = report.build(outputs, args.out)
-        if built is not None:
-            from experiments.report.terminal import terminal_table
+        datasets = sorted({c.dataset for c in configs}, key=list(SPECS).index)
+        if args.dry_run:
+            for cfg in configs:
+                print(f"{cfg.run_id}  {', '.join(described(cfg)) or 'reference recipe'}")
+            missing = [d for d in datasets if file_problems(get_spec(d), args.data_root)]
+            print(
+                f"grid: {plural(len(configs), 'run')} planned (dry run: nothing trained, fetched or written)"
+                + (
+                    f"; not in {args.data_root} yet: {', '.join(missing)} (a real run fetches what it can)"
+                    if missing
+                    else ""
+                )
+            )
+            confirm(seconds, how, device, len(todo), yes=True)
+            return 0
+        if todo and (refused := confirm(seconds, how, device, len(todo), args.yes)) is not None:
+            print(f"error: {refused}; nothing was trained", file=sys.stderr)
+            return 2
+        usable = ready_datasets(datasets, args.data_root)
+        try:
+            for name in usable if spec.recipe["ood_images"] else []:
+                load_images(spec.recipe["ood_images"], SPECS[name])
+        except DataError as e:
+            print(f"error: --ood-images {e}; nothing was trained", file=sys.stderr)
+            return 2
+        if not usable:
+            print(
+                "error: no dataset can be used (the lines above say why and how to fix it); nothing was trained",
+                file=sys.stderr,
+            )
+            return 1
+        configs = [c for c in configs if c.dataset in usable]
+        settings = run_settings(args, results)
+        outcome = run_grid(
+            configs,
+            settings,
+            backend_from_args(args, device),
+            device,
+            args.max_minutes,
+            args.fill_budget,
+        )
+        if outcome.interrupted:
+            return 130
+        if not args.no_report:
+            built = report.build(outputs, args.out)
+            if built is not None:
+                from experiments.report.terminal import terminal_table
 
-            print(terminal_table(report.read_ledger(results / "runs.csv")))
-            print(f"report: {outputs.results / 'table.md'} (every column)" + built.readme_line())
-    return 0
-
-
-def remove_empty(folders: list) -> None:
-    """The folders the output checks made, deepest first, where they are still empty (nothing trained)."""
-    for folder in sorted(folders, key=lambda p: -len(Path(p).parts)):
-        if Path(folder).is_dir() and not any(Path(folder).iterdir()):
-            Path(folder).rmdir()
+                print(terminal_table(report.read_ledger(results / "runs.csv")))
+                print(
+                    f"report: {outputs.results / 'table.md'} (every column)" + built.readme_line()
+                )
+        return 0
 
 
 def torch_threads() -> int:

@@ -44,6 +44,7 @@ from pathlib import Path
 from centersuite.losses import LOSSES
 from experiments.cli.confirm import add_yes_flag
 from experiments.cli.entry import command, loading
+from experiments.cli.folders import removed_if_empty
 from experiments.cli.recipe import (
     DATASET_HELP,
     add_backend_arguments,
@@ -71,7 +72,15 @@ from experiments.tuning.space import N_STARTUP, PRECISE_BN, PRUNERS, describe_sp
 # recipe fields the tuner does not take as flags: searched (lr, center_lr) or fixed by the trial rule
 # (tuning/study.base_config: the fair protocol, a constant lr, the model's weight decay, no per-epoch embedding
 # of training images except where a loss classifies by them); every other recipe field is a flag of `tune`
-TRIAL_RULE = ("lr", "center_lr", "protocol", "lr_patience", "weight_decay", "eval_train_size")
+TRIAL_RULE = (
+    "lr",
+    "center_lr",
+    "protocol",
+    "lr_patience",
+    "weight_decay",
+    "eval_train_size",
+    "center_alpha",  # read by the wen rule only, which is not tuned
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,7 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # the recipe's other fields from its definition (engine/config.py), with the study's budget as their
     # defaults; the trial rule sets the rest (TRIAL_RULE: searched, or fixed by tuning/study.base_config)
-    add_recipe_fields(parser, [name for name in RECIPE if name not in TRIAL_RULE])
+    add_recipe_fields(
+        parser,
+        [name for name in RECIPE if name not in TRIAL_RULE],
+        choices={"center_rule": ("joint", "separate")},  # the rules whose center lr the spaces know
+    )
     parser.set_defaults(epochs=2, train_size=4096, precise_bn=PRECISE_BN)
     parser.add_argument(
         "--set",
@@ -230,8 +243,6 @@ def parse_args(argv=None):
         fixed_options(args)
     except SweepError as e:
         parser.error(str(e))
-    if args.center_rule == "wen":
-        parser.error("--center-rule wen is not tuned: the tuner searches under joint or separate")
     if (problem := center_rule_problem(args.center_rule, args.losses)) is not None:
         parser.error(problem)
     return args
@@ -331,85 +342,89 @@ def main(argv=None) -> int:
         if (problem := run_problem(base_config(spec, key))) is not None:
             print(f"error: {problem}; nothing was run", file=sys.stderr)
             return 2
-    outputs = report.Outputs.for_ledger(args.results)
-    for problem in (
-        unwritable(args.out),
-        unwritable(Path(args.results) / "tune"),
-        None if args.no_report else outputs.problem(),
-    ):
-        if problem is not None:
-            print(f"error: {problem}; nothing was run", file=sys.stderr)
-            return 2
-    device = resolve_device(args.device)
-    if (refused := announce(spec, args, device)) is not None:
-        print(f"error: {refused}; nothing was run", file=sys.stderr)
-        return 2
-    try:
-        for dataset in args.datasets:  # the data every trial needs, checked before any trial
-            if problem := size_problem(RunConfig(dataset=dataset, test_size=args.test_size)):
-                raise DataError(problem)
-            prepare(dataset, args.data_root)
-            TrialData(
-                get_spec(dataset),
-                args.data_root,
-                torch.device("cpu"),
-                args.train_size,
-                args.val_size,
-            )
-        studies = open_studies(spec, create=not args.refresh, refresh=args.refresh)
-    except (DataError, StudyMismatch) as e:
-        print(f"error: {e}; nothing was run", file=sys.stderr)
-        return 2
-    recover_dead_trials(spec, studies)
-    stop = Stop(
-        Path(args.out) / f".stop-tune-{os.getpid()}-{time.time_ns()}",
-        time.time() + 60 * args.max_minutes if args.max_minutes else None,
-    )
-    previous_sigterm = signal.signal(signal.SIGTERM, lambda *_: stop.file.touch())
-    backend = backend_from_args(args, device, runs_per_gpu=args.workers)
-    t0 = time.time()
-    print(
-        f"tune: study {args.study!r}: {plural(len(studies), 'study')} x {plural(args.trials, 'trial')}, "
-        f"{args.epochs} epochs on "
-        f"{args.train_size} images, validated on {args.val_size} ({journal_path(spec)})"
-    )
-    reproductions = {}
-    try:
-        for outcome in backend.run(
-            [] if args.refresh else [WorkerJob(i) for i in range(args.workers)],
-            spec,
-            stop,
-            lambda _: None,
-            task=work,
+    # the folders the checks make are removed again if nothing is written into them (a refusal)
+    with removed_if_empty([args.out, args.results]):
+        outputs = report.Outputs.for_ledger(args.results)
+        for problem in (
+            unwritable(args.out),
+            unwritable(Path(args.results) / "tune"),
+            None if args.no_report else outputs.problem(),
         ):
-            if outcome.error:
-                print(f"tune: worker {outcome.cfg.index} failed: {outcome.error}", file=sys.stderr)
-        searched = all(
-            counted(s) >= args.trials and not running(s) for s in studies.values()
-        )  # live: read from the journal
-        if searched and args.reproductions:
-            reproductions = reproduce(spec, studies, backend, stop, device)
-    except KeyboardInterrupt:
-        print(
-            "tune: interrupted; each running trial is enqueued again and resumes from its last epoch, finished "
-            "trials and reproductions are kept: the same command continues",
-            file=sys.stderr,
+            if problem is not None:
+                print(f"error: {problem}; nothing was run", file=sys.stderr)
+                return 2
+        device = resolve_device(args.device)
+        if (refused := announce(spec, args, device)) is not None:
+            print(f"error: {refused}; nothing was run", file=sys.stderr)
+            return 2
+        try:
+            for dataset in args.datasets:  # the data every trial needs, checked before any trial
+                if problem := size_problem(RunConfig(dataset=dataset, test_size=args.test_size)):
+                    raise DataError(problem)
+                prepare(dataset, args.data_root)
+                TrialData(
+                    get_spec(dataset),
+                    args.data_root,
+                    torch.device("cpu"),
+                    args.train_size,
+                    args.val_size,
+                )
+            studies = open_studies(spec, create=not args.refresh, refresh=args.refresh)
+        except (DataError, StudyMismatch) as e:
+            print(f"error: {e}; nothing was run", file=sys.stderr)
+            return 2
+        recover_dead_trials(spec, studies)
+        stop = Stop(
+            Path(args.out) / f".stop-tune-{os.getpid()}-{time.time_ns()}",
+            time.time() + 60 * args.max_minutes if args.max_minutes else None,
         )
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous_sigterm)
-        stop.file.unlink(missing_ok=True)
-        write_summary(spec, studies, reproductions, time.time() - t0)
-    left = sum(max(0, args.trials - counted(s)) for s in studies.values())
-    if left:
-        print(f"tune: stopped with {left} trials left; the same command continues the study")
-    if not args.no_report:
-        built = report.build(outputs, args.out)
+        previous_sigterm = signal.signal(signal.SIGTERM, lambda *_: stop.file.touch())
+        backend = backend_from_args(args, device, runs_per_gpu=args.workers)
+        t0 = time.time()
         print(
-            f"report: {outputs.results / 'table.md'}"
-            + (built.readme_line() if built else ", README untouched")
+            f"tune: study {args.study!r}: {plural(len(studies), 'study')} x {plural(args.trials, 'trial')}, "
+            f"{args.epochs} epochs on "
+            f"{args.train_size} images, validated on {args.val_size} ({journal_path(spec)})"
         )
-    return 0
+        reproductions = {}
+        try:
+            for outcome in backend.run(
+                [] if args.refresh else [WorkerJob(i) for i in range(args.workers)],
+                spec,
+                stop,
+                lambda _: None,
+                task=work,
+            ):
+                if outcome.error:
+                    print(
+                        f"tune: worker {outcome.cfg.index} failed: {outcome.error}", file=sys.stderr
+                    )
+            searched = all(
+                counted(s) >= args.trials and not running(s) for s in studies.values()
+            )  # live: read from the journal
+            if searched and args.reproductions:
+                reproductions = reproduce(spec, studies, backend, stop, device)
+        except KeyboardInterrupt:
+            print(
+                "tune: interrupted; each running trial is enqueued again and resumes from its last epoch, finished "
+                "trials and reproductions are kept: the same command continues",
+                file=sys.stderr,
+            )
+            return 130
+        finally:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+            stop.file.unlink(missing_ok=True)
+            write_summary(spec, studies, reproductions, time.time() - t0)
+        left = sum(max(0, args.trials - counted(s)) for s in studies.values())
+        if left:
+            print(f"tune: stopped with {left} trials left; the same command continues the study")
+        if not args.no_report:
+            built = report.build(outputs, args.out)
+            print(
+                f"report: {outputs.results / 'table.md'}"
+                + (built.readme_line() if built else ", README untouched")
+            )
+        return 0
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ LAYERS = [
         "experiments",
         "experiments.cli",
         "experiments.cli.types",
+        "experiments.cli.folders",
         "experiments.plots",
         "experiments.text",
         "experiments.cli.entry",

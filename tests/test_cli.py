@@ -371,12 +371,17 @@ def test_data_and_venv_are_ignored_also_as_symbolic_links(tmp_path):
     assert status.stdout == ""
 
 
-@pytest.mark.parametrize("text, value", [("0", 0.0), ("0.00", 0.0), ("0e0", 0.0), ("5e-4", 5e-4)])
+@pytest.mark.parametrize(
+    "text, value", [("0", 0.0), ("0.00", 0.0), ("0e0", 0.0), ("-0", 0.0), ("5e-4", 5e-4)]
+)
 def test_a_non_negative_float_takes_zero_in_any_spelling(text, value):
-    """`--weight-decay 0.00` and `0e0` were refused while `0` was taken."""
+    """`--weight-decay 0.00` and `0e0` were refused while `0` was taken; `-0` gave another run id."""
+    import math
+
     from experiments.cli.types import non_negative_float
 
-    assert non_negative_float(text) == value
+    got = non_negative_float(text)
+    assert got == value and math.copysign(1, got) == 1
 
 
 @pytest.mark.parametrize("text", ["-1", "inf", "nan", "x"])

@@ -467,3 +467,27 @@ def test_the_center_rule_is_shown_only_where_the_loss_has_learnable_centers():
     assert centers_of(row("cent", '{"weight_cent": 1.0}')) == "separate"
     assert centers_of(row("center-radius", '{"fixed_centers": false}')) == "separate"
     assert centers_of(row("center-radius", '{"fixed_centers": true}')) == "—"
+
+
+def test_every_refusal_leaves_no_folder_its_checks_made(tmp_path, capsys, monkeypatch):
+    """A refusal left the folders the output checks had made: nested ones (only the last level was
+    recorded), and all of them after a refusal that came later (a run of hours off a terminal)."""
+    (tmp_path / "afile").write_text("x")
+    nested = ["--results", str(tmp_path / "a" / "b" / "c"), "--out", str(tmp_path / "afile" / "r")]
+    assert grid.main(MINI + ["--epochs", "1"] + nested) == 2
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    late = ["--results", str(tmp_path / "res"), "--out", str(tmp_path / "x" / "runs")]
+    assert grid.main(MINI + ["--epochs", "100000"] + late) == 2  # days on a CPU, no --yes
+    err = capsys.readouterr().err
+    assert err.count("nothing was trained") == 2, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_a_grid_that_writes_keeps_its_folders(tmp_path):
+    from experiments.cli.folders import removed_if_empty
+
+    with removed_if_empty([tmp_path / "a" / "b", tmp_path / "c" / "d"]):
+        (tmp_path / "a" / "b").mkdir(parents=True)
+        (tmp_path / "a" / "b" / "row.csv").write_text("x")
+        (tmp_path / "c" / "d" / "e").mkdir(parents=True)
+    assert (tmp_path / "a" / "b" / "row.csv").exists() and not (tmp_path / "c").exists()

@@ -557,7 +557,13 @@ def test_every_recipe_field_the_trial_rule_leaves_is_a_tune_flag_that_reaches_th
     wanted = {flag_of(n) for n, meta in RECIPE.items() if meta["flag"] and n not in tune.TRIAL_RULE}
     assert wanted <= flags, sorted(wanted - flags)
     assert not {flag_of(n) for n in tune.TRIAL_RULE} & flags  # searched or fixed by the rule
-    given = {"batch_size": 64, "momentum": 0.5, "augment": "none", "center_alpha": 0.3, "epochs": 3}
+    given = {
+        "batch_size": 64,
+        "momentum": 0.5,
+        "augment": "none",
+        "class_lr_scale": 3.0,
+        "epochs": 3,
+    }
     argv = ["--losses", "cent", "--out", str(tmp_path / "runs"), "--results", str(tmp_path)]
     for name, value in given.items():
         argv += [flag_of(name), str(value)]
@@ -567,3 +573,12 @@ def test_every_recipe_field_the_trial_rule_leaves_is_a_tune_flag_that_reaches_th
     default = base_config(tune.tune_spec(tune.parse_args(argv[:6])), ("fashion-mnist", 2, "cent"))
     assert (default.epochs, default.train_size, default.precise_bn) == (2, 4096, 2000)
     assert default.batch_size == RunConfig.batch_size
+
+
+def test_a_refused_study_leaves_no_folder_its_checks_made(tmp_path, capsys):
+    """`--results` a file: the tuner refused, but the --out folder its check had made stayed."""
+    (tmp_path / "afile").write_text("x")
+    argv = TINY + ["--losses", "xent", "--results", str(tmp_path / "afile")]
+    assert tune.main(argv + ["--out", str(tmp_path / "new" / "runs")]) == 2
+    assert "nothing was run" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

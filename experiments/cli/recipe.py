@@ -70,9 +70,13 @@ def model_defaults(name: str) -> str:
 
 
 def add_recipe_fields(
-    parser: argparse.ArgumentParser, names: list[str], sweep: bool = False
+    parser: argparse.ArgumentParser,
+    names: list[str],
+    sweep: bool = False,
+    choices: dict[str, tuple] | None = None,
 ) -> None:
-    """The flags of the recipe fields ``names`` (those of them that have one), from their metadata."""
+    """The flags of the recipe fields ``names`` (those of them that have one), from their metadata;
+    ``choices``: a field's choices where a command takes fewer than the recipe has."""
     values = " (several: one group each)" if sweep else ""
     for name, meta in RECIPE.items():
         if name not in names or not meta["flag"]:
@@ -88,7 +92,7 @@ def add_recipe_fields(
             default = [default] if several else default
         kwargs = {"type": meta["parse"]} if meta["parse"] else {}
         if meta["choices"]:
-            kwargs["choices"] = list(meta["choices"])
+            kwargs["choices"] = list((choices or {}).get(name, meta["choices"]))
         parser.add_argument(
             flag_of(name),
             default=default,

@@ -66,9 +66,10 @@ def positive_float(text: str) -> float:
 
 
 def non_negative_float(text: str) -> float:
-    return _number(
+    value = _number(
         text, float, "a number", lambda v: 0 <= v < float("inf"), "a finite number, 0 or more"
     )
+    return value + 0.0  # -0 is 0 (one run id for one value)
 
 
 def class_indices(text: str) -> list[int]:
