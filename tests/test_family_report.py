@@ -131,7 +131,9 @@ def test_the_family_table_best_first_with_intervals_pairs_flags_and_what_is_left
     # the flag: counted, and said below the table with its run
     assert "Flagged: 1 of 12 runs:" in text
     run_id = next(r["run_id"] for r in rows if r["loss"] == "cent" and r["seed"] == 2)
-    assert f"- ⚑1 cent, feat_dim 2, seed 2 (`{run_id}`, finished): {FLAG_TEXT}." in text
+    says(
+        text, "⚑1 cent", "seed 2", f"`{run_id}`", "collapsed at epoch 3", "0.01 of the feature norm"
+    )
 
     # the -dirty row: out of the table, and said in one sentence
     assert "| arcface |" not in text
@@ -164,9 +166,8 @@ def test_no_family_run_means_no_section(tmp_path):
 def test_a_partial_preset_with_every_run_left_out_says_so(tmp_path):
     df = ledger(tmp_path, [family_row("xent", code_version="abc123-dirty")])
     text = family.family_markdown(df, tmp_path / "frames", tmp_path / "imgs", tmp_path)
-    assert "No run of the preset enters the table" in text
-    assert "**fashion-mnist, feat_dim 2**: no run in this table yet" in text
-    assert "1 of the preset's 1 recorded run is left out of the table" in text
+    says(text, "No run of the preset enters the table", "feat_dim 2**: no run")
+    says(text, "1 of the preset's 1 recorded run", "left out")
 
 
 def test_keep_family_frames_stores_the_seed_0_2d_runs_whose_directories_are_there(tmp_path):
