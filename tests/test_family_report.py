@@ -170,6 +170,18 @@ def test_a_partial_preset_with_every_run_left_out_says_so(tmp_path):
     says(text, "1 of the preset's 1 recorded run", "left out")
 
 
+def test_the_pictures_panels_follow_the_tables_order_not_seed_0s(tmp_path):
+    """The small multiples were ordered by seed 0's accuracy alone while the caption says the table's order
+    (the mean over seeds): cent is first on seed 0 here, xent first by the mean."""
+    rows = [
+        *(family_row("xent", s, 0.6) for s in range(3)),
+        *(family_row("cent", s, f) for s, f in enumerate((0.9, 0.2, 0.2))),
+    ]
+    df = ledger(tmp_path, rows)
+    assert [r["loss"] for r in family.picture_rows(df, "fashion-mnist")] == ["xent", "cent"]
+    assert {r["seed"] for r in family.picture_rows(df, "fashion-mnist")} == {0}
+
+
 def test_keep_family_frames_stores_the_seed_0_2d_runs_whose_directories_are_there(tmp_path):
     df, rows, _ = fixture(tmp_path)
     runs, store = tmp_path / "runs", tmp_path / "store"

@@ -171,10 +171,12 @@ def setting_table(
 def picture_rows(df: pd.DataFrame, dataset: str) -> list[dict]:
     """The current seed-0 2-D family runs of ``dataset``, in the table's order: the small multiples' runs."""
     runs, _ = current_rows(df)
-    runs = runs[
-        (runs["dataset"] == dataset) & (runs["feat_dim"] == 2) & (runs["seed"] == PICTURE_SEED)
+    runs = runs[(runs["dataset"] == dataset) & (runs["feat_dim"] == 2)]
+    return [  # ordered by every seed's runs, as the table is; then the picture's seed alone
+        g[g["seed"] == PICTURE_SEED].iloc[0].to_dict()
+        for _, g in ordered_groups(runs)
+        if (g["seed"] == PICTURE_SEED).any()
     ]
-    return [g.iloc[0].to_dict() for _, g in ordered_groups(runs)]
 
 
 def keep_family_frames(df: pd.DataFrame, runs: Path, store: Path) -> int:
