@@ -173,9 +173,9 @@ def picture_rows(df: pd.DataFrame, dataset: str) -> list[dict]:
     runs, _ = current_rows(df)
     runs = runs[(runs["dataset"] == dataset) & (runs["feat_dim"] == 2)]
     return [  # ordered by every seed's runs, as the table is; then the picture's seed alone
-        g[g["seed"] == PICTURE_SEED].iloc[0].to_dict()
+        pictured.iloc[0].to_dict()
         for _, g in ordered_groups(runs)
-        if (g["seed"] == PICTURE_SEED).any()
+        if not (pictured := g[g["seed"] == PICTURE_SEED]).empty
     ]
 
 
