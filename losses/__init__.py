@@ -48,6 +48,7 @@ from .options import (
     SOFT_MARGIN,
     SOFTMAX_SCALE,
     SOFTMAX_TEMPERATURE,
+    SPHERE_MARGIN,
     SUPCON_TEMPERATURE,
     TRIPLET_MARGIN,
     WEIGHT_CENT,
@@ -206,7 +207,7 @@ LOSSES = Registry(
         # pytorch-metric-learning's losses (losses/pml.py: an adapter; the library is imported when one is built)
         "arcface": _pml("ArcFace", ARC_MARGIN, SCALE, kind="classifier"),
         "cosface": _pml("CosFace", COS_MARGIN, SCALE, kind="classifier"),
-        "sphereface": _pml("SphereFace", kind="classifier"),
+        "sphereface": _pml("SphereFace", SPHERE_MARGIN, kind="classifier"),
         "normalized-softmax": _pml("NormalizedSoftmax", SOFTMAX_TEMPERATURE, kind="classifier"),
         "proxy-nca": _pml("ProxyNCA", SOFTMAX_SCALE, kind="proxy", class_lr_scale=100.0),
         "proxy-anchor": _pml(

@@ -22,6 +22,7 @@ class Option:
     below: float | None = (
         None  # values from this one up are refused (an angle of 180 degrees or more)
     )
+    integer: bool = False  # a whole number (a multiplicative margin); a search draws whole numbers
 
     @property
     def flag(self) -> str:
@@ -49,12 +50,17 @@ class Option:
             raise ValueError(f"{self.name}: {text!r} must be more than 0")
         if self.below is not None and value >= self.below:
             raise ValueError(f"{self.name}: {text!r} must be under {self.below:g}")
+        if self.integer and not value.is_integer():
+            raise ValueError(f"{self.name}: {text!r} must be a whole number")
         return value
 
     def describe_search(self) -> str:
         if self.search is None:
             return f"{self.name} fixed at {('on' if self.default else 'off') if self.is_switch else f'{self.default:g}'}"
-        return f"{self.name} {'log-' if self.log else ''}uniform over [{self.search[0]:g}, {self.search[1]:g}]"
+        kind = (
+            "the whole numbers of" if self.integer else f"{'log-' if self.log else ''}uniform over"
+        )
+        return f"{self.name} {kind} [{self.search[0]:g}, {self.search[1]:g}]"
 
 
 WEIGHT_CENT = Option(
@@ -118,6 +124,16 @@ SCALE = Option(
     (8.0, 128.0),
     True,
     positive=True,
+)
+SPHERE_MARGIN = Option(
+    "sphere_margin",
+    4.0,
+    "SphereFace's multiplicative angular margin m (the angle to a sample's class is multiplied by it; 1 is "
+    "no margin), a whole number from 1 to 4, the paper's range",
+    (1.0, 4.0),
+    positive=True,
+    below=5.0,
+    integer=True,
 )
 SOFTMAX_TEMPERATURE = Option(
     "softmax_temperature",

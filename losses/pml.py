@@ -60,6 +60,7 @@ from .options import (
     SOFT_MARGIN,
     SOFTMAX_SCALE,
     SOFTMAX_TEMPERATURE,
+    SPHERE_MARGIN,
     SUPCON_TEMPERATURE,
     TRIPLET_MARGIN,
 )
@@ -235,13 +236,18 @@ class CosFace(MetricLearningLoss):
 
 class SphereFace(MetricLearningLoss):
     """``sphereface``: multiplicative angular margin softmax, A-Softmax (Liu et al., CVPR 2017); the library's
-    ``SphereFaceLoss`` with its margin 4 and scale 1."""
+    ``SphereFaceLoss`` at scale 1, its margin ``m`` the option ``sphere_margin`` (the library's ``margin``, a
+    whole number). The paper anneals the margin in (``(lambda cos + psi) / (1 + lambda)``, lambda from 1000
+    down to 5); the library does not."""
 
     library_loss, term, proxies = "SphereFaceLoss", "sphereface", ("W", True)
+    renamed = {"sphere_margin": "margin"}
     kind, prediction = "classifier", "logits"
 
-    def __init__(self, num_classes: int, feat_dim: int):
-        super().__init__(num_classes, feat_dim)
+    def __init__(
+        self, num_classes: int, feat_dim: int, sphere_margin: float = SPHERE_MARGIN.default
+    ):
+        super().__init__(num_classes, feat_dim, sphere_margin=sphere_margin)
 
 
 class NormalizedSoftmax(MetricLearningLoss):

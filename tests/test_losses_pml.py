@@ -33,7 +33,7 @@ CASES = {
         {"margin": 0.2, "scale": 30.0},
         None,
     ),
-    "sphereface": ("SphereFaceLoss", {}, {}, None),
+    "sphereface": ("SphereFaceLoss", {"sphere_margin": 2.0}, {"margin": 2}, None),
     "normalized-softmax": (
         "NormalizedSoftmaxLoss",
         {"softmax_temperature": 0.1},
@@ -275,6 +275,8 @@ def test_without_the_library_its_losses_are_refused_in_one_line_and_the_others_r
         ("--supcon-temperature", "0", "must be more than 0"),
         ("--soft-gamma", "0", "must be more than 0"),
         ("--arc-margin", "180", "must be under 180"),
+        ("--sphere-margin", "2.5", "must be a whole number"),
+        ("--sphere-margin", "5", "must be under 5"),
     ],
 )
 def test_a_scale_or_temperature_of_0_and_a_half_turn_margin_are_refused(
@@ -285,6 +287,7 @@ def test_a_scale_or_temperature_of_0_and_a_half_turn_margin_are_refused(
         "--supcon-temperature": "supcon",
         "--soft-gamma": "soft-triple",
         "--arc-margin": "arcface",
+        "--sphere-margin": "sphereface",
     }[flag]
     with pytest.raises(SystemExit):
         train.parse_args(["--loss", loss, flag, value])

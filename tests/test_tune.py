@@ -84,6 +84,7 @@ def test_every_loss_space_is_sampled_within_its_bounds(center_rule):
                     )
                 else:
                     assert option.search[0] <= params[option.name] <= option.search[1]
+                    assert params[option.name].is_integer() or not option.integer
                     assert cfg.loss_options[option.name] == params[option.name]
         for name in seen[
             0

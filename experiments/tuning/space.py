@@ -43,4 +43,9 @@ def describe_space(loss: str, center_rule: str, fixed: dict | None = None) -> st
 
 def suggest(trial, space: list[Option]) -> dict:
     """One point of the space, drawn by the trial's sampler."""
-    return {o.name: trial.suggest_float(o.name, *o.search, log=o.log) for o in space}
+    return {
+        o.name: float(trial.suggest_int(o.name, *map(int, o.search)))
+        if o.integer
+        else trial.suggest_float(o.name, *o.search, log=o.log)
+        for o in space
+    }
