@@ -110,7 +110,7 @@ DELTA = Option(
     "delta", 1.0, "constant added to the contrastive-center denominator", (0.1, 10.0), True
 )
 
-# pytorch-metric-learning's losses (losses/pml.py): each default is the library's (2.9), but scale and proxy_alpha,
+# pytorch-metric-learning's losses (losses/pml.py): each default is the library's (2.9), but scale, sphere_margin and proxy_alpha,
 # measured (docs/losses.md); a name says which loss
 # it belongs to where two losses of the library use one word for different things
 ARC_MARGIN = Option(
@@ -127,9 +127,10 @@ SCALE = Option(
 )
 SPHERE_MARGIN = Option(
     "sphere_margin",
-    4.0,
+    1.0,
     "SphereFace's multiplicative angular margin m (the angle to a sample's class is multiplied by it; 1 is "
-    "no margin), a whole number from 1 to 4, the paper's range",
+    "no margin), a whole number from 1 to 4, the paper's range (the library's 4, without the paper's "
+    "annealing, left feat_dim 128 near chance: docs/losses.md)",
     (1.0, 4.0),
     positive=True,
     below=5.0,
