@@ -23,6 +23,9 @@ class Option:
         None  # values from this one up are refused (an angle of 180 degrees or more)
     )
     integer: bool = False  # a whole number (a multiplicative margin); a search draws whole numbers
+    added_later: float | None = (
+        None  # the value the loss ran with before it took this option: rows without it are read so
+    )
 
     @property
     def flag(self) -> str:
@@ -135,6 +138,7 @@ SPHERE_MARGIN = Option(
     positive=True,
     below=5.0,
     integer=True,
+    added_later=4.0,  # the library's margin, fixed before the option existed
 )
 SOFTMAX_TEMPERATURE = Option(
     "softmax_temperature",

@@ -30,6 +30,16 @@ def test_every_shipped_row_is_a_config_of_the_current_code():
         )
 
 
+def test_a_row_from_before_an_option_existed_reads_as_the_value_it_ran_with():
+    """sphereface's margin became an option (sphere_margin, default 1) after its rows ran at the library's 4:
+    those rows read as 4, keep their ids, and share them with a run given 4 now; a run at 1 is another run."""
+    [old, *_] = [r for r in SHIPPED if r["loss"] == "sphereface" and r["loss_options"] == "{}"]
+    config = config_of(old)
+    assert config.loss_options == {"sphere_margin": 4.0} and config.run_id == old["run_id"]
+    assert dataclasses.replace(config, loss_options={"sphere_margin": 4.0}).run_id == old["run_id"]
+    assert dataclasses.replace(config, loss_options={}).run_id != old["run_id"]  # the default, 1
+
+
 def threads_of(device: str) -> int | None:
     """The thread count a CPU row was made with: ``cpu (2 threads, AVX2, oneDNN avx2)`` -> 2 (also the older
     labels without oneDNN's instruction set)."""

@@ -217,6 +217,10 @@ class RunConfig:
     @property
     def run_id(self) -> str:
         d = {k: v for k, v in self.to_dict().items() if ADDED_LATER.get(k, object()) != v}
+        later = options_added_later(self.loss)
+        d["loss_options"] = {
+            k: v for k, v in self.loss_options.items() if later.get(k, object()) != v
+        }  # an option at the value the loss had before it took the option: the id the run had then
         digest = hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
         return f"{self.loss}-{self.dataset}-d{self.feat_dim}-s{self.seed}-{digest}"
 
@@ -231,6 +235,12 @@ REFERENCE_RECIPE = {
     k: m["reference"] for k, m in RECIPE.items() if m["reference"] not in (NOT_COMPARED, PER_LOSS)
 }
 PER_LOSS_FIELDS = tuple(k for k, m in RECIPE.items() if m["reference"] is PER_LOSS)
+
+
+def options_added_later(loss: str) -> dict:
+    """``{option: value}`` for the loss's options added after runs were recorded without them: the value those
+    runs ran with (``Option.added_later``, losses/options.py)."""
+    return {o.name: o.added_later for o in LOSSES.entry(loss).options if o.added_later is not None}
 
 
 def per_loss_default(loss: str, name: str):

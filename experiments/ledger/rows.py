@@ -22,7 +22,7 @@ from filelock import FileLock
 from centersuite.eval.ood import METRICS as OOD_METRICS
 from centersuite.eval.ood import SCORES as OOD_SCORES
 from centersuite.losses import LOSSES, loss_options
-from experiments.engine.config import ADDED_LATER, RunConfig
+from experiments.engine.config import ADDED_LATER, RunConfig, options_added_later
 from experiments.engine.io import atomic_write_csv
 from experiments.ledger.fingerprint import code_fingerprint
 
@@ -126,7 +126,10 @@ def config_of(row: dict) -> RunConfig | None:
     if d.get("precision") == "auto":  # rows from before fp32 was the default everywhere
         d["precision"] = row.get("resolved_precision") or "fp32"
     options = {k: v for k, v in json.loads(row["loss_options"] or "{}").items() if k in known}
-    return RunConfig.from_dict({**d, "loss_options": options})
+    # an option the row lacks was added later: the row ran with the loss's value from before
+    return RunConfig.from_dict(
+        {**d, "loss_options": {**options_added_later(row["loss"]), **options}}
+    )
 
 
 def row_from_result(result: dict) -> dict:
