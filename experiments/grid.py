@@ -287,7 +287,10 @@ def main(argv=None) -> int:
                     else ""
                 )
             )
-            confirm(seconds, how, device, len(todo), yes=True)
+            if todo:
+                confirm(seconds, how, device, len(todo), yes=True)
+            else:
+                print("grid: every planned run is recorded already: nothing to train")
             return 0
         if todo and (refused := confirm(seconds, how, device, len(todo), args.yes)) is not None:
             print(f"error: {refused}; nothing was trained", file=sys.stderr)

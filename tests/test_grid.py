@@ -280,6 +280,13 @@ def test_a_killed_grid_loses_nothing_and_repeats_nothing(tmp_path):
     assert sorted((e["run_id"], e["epoch"]) for e in epochs) == sorted(
         (r["run_id"], str(k)) for r in rows for k in range(1, 4)
     )
+    again = subprocess.run(
+        argv + ["--dry-run"], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600
+    )  # no estimate of nothing ("about 0 s on this device ()")
+    assert (
+        again.stdout.splitlines()[-1]
+        == "grid: every planned run is recorded already: nothing to train"
+    )
 
 
 ONE = [
