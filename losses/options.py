@@ -22,7 +22,7 @@ class Option:
     below: float | None = (
         None  # values from this one up are refused (an angle of 180 degrees or more)
     )
-    integer: bool = False  # a whole number (a multiplicative margin); a search draws whole numbers
+    integer: bool = False  # a whole number from 1 to below - 1 (a multiplicative margin); a search draws them
     added_later: float | None = (
         None  # the value the loss ran with before it took this option: rows without it are read so
     )
@@ -47,14 +47,14 @@ class Option:
             value = float(text)
         except ValueError:
             raise ValueError(f"{self.name}: {text!r} is not a number") from None
+        if self.integer and not (value.is_integer() and 1 <= value < self.below):
+            raise ValueError(f"{self.name}: {text!r} must be a whole number from 1 to {self.below - 1:g}")
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"{self.name}: {text!r} must be a finite number, 0 or more")
         if self.positive and value == 0:
             raise ValueError(f"{self.name}: {text!r} must be more than 0")
         if self.below is not None and value >= self.below:
             raise ValueError(f"{self.name}: {text!r} must be under {self.below:g}")
-        if self.integer and not value.is_integer():
-            raise ValueError(f"{self.name}: {text!r} must be a whole number")
         return value
 
     def describe_search(self) -> str:
@@ -133,7 +133,8 @@ SPHERE_MARGIN = Option(
     1.0,
     "SphereFace's multiplicative angular margin m (the angle to a sample's class is multiplied by it; 1 is "
     "no margin), a whole number from 1 to 4, the paper's range (the library's 4, without the paper's "
-    "annealing, left feat_dim 128 near chance: docs/losses.md)",
+    "annealing, reached 0.33 on Fashion-MNIST's validation split at feat_dim 128, chance 0.10, against 0.76 "
+    "at 1: docs/losses.md)",
     (1.0, 4.0),
     positive=True,
     below=5.0,

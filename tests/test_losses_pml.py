@@ -280,8 +280,10 @@ def test_without_the_library_its_losses_are_refused_in_one_line_and_the_others_r
         ("--supcon-temperature", "0", "must be more than 0"),
         ("--soft-gamma", "0", "must be more than 0"),
         ("--arc-margin", "180", "must be under 180"),
-        ("--sphere-margin", "2.5", "must be a whole number"),
-        ("--sphere-margin", "5", "must be under 5"),
+        ("--sphere-margin", "2.5", "must be a whole number from 1 to 4"),
+        ("--sphere-margin", "5", "must be a whole number from 1 to 4"),
+        ("--sphere-margin", "-1", "must be a whole number from 1 to 4"),
+        ("--sphere-margin", "0", "must be a whole number from 1 to 4"),
     ],
 )
 def test_a_scale_or_temperature_of_0_and_a_half_turn_margin_are_refused(

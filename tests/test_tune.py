@@ -94,6 +94,13 @@ def test_every_loss_space_is_sampled_within_its_bounds(center_rule):
             assert 8 <= sum(p[name] < middle for p in seen) <= 32, (loss, name)
 
 
+def test_a_whole_number_drawn_by_the_tuner_is_the_same_run_as_one_given_on_the_command_line():
+    """Optuna's best point holds an int (sphere_margin 2); the command line gives 2.0: one run id, not two."""
+    tuned = trial_config(RunConfig(loss="sphereface"), {"lr": 0.02, "sphere_margin": 2})
+    given = RunConfig(loss="sphereface", lr=0.02, loss_options={"sphere_margin": 2.0})
+    assert tuned.run_id == given.run_id and type(tuned.loss_options["sphere_margin"]) is float
+
+
 def test_the_stand_in_refuses_every_use():
     stand_in = NoTestSplit("test split")
     for use in (

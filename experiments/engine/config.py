@@ -184,7 +184,11 @@ class RunConfig:
 
     def __post_init__(self):
         # Record every option of the loss, defaults included, so the id is explicit.
-        self.loss_options = {**loss_options(self.loss), **self.loss_options}
+        # A number as a float (a tuner's whole-number draw, 2, is the 2.0 a command line gives: one run id).
+        self.loss_options = {
+            k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+            for k, v in {**loss_options(self.loss), **self.loss_options}.items()
+        }
         # None: the loss's own value (its registry entry's), also when given
         for name in PER_LOSS_FIELDS:
             if getattr(self, name) == per_loss_default(self.loss, name):
