@@ -136,7 +136,6 @@ SPHERE_MARGIN = Option(
     "annealing, reached 0.33 on Fashion-MNIST's validation split at feat_dim 128, chance 0.10, against 0.76 "
     "at 1: docs/losses.md)",
     (1.0, 4.0),
-    positive=True,
     below=5.0,
     integer=True,
     added_later=4.0,  # the library's margin, fixed before the option existed
