@@ -22,7 +22,9 @@ class Option:
     below: float | None = (
         None  # values from this one up are refused (an angle of 180 degrees or more)
     )
-    integer: bool = False  # a whole number from 1 to below - 1 (a multiplicative margin); a search draws them
+    integer: bool = (
+        False  # a whole number from 1 to below - 1 (a multiplicative margin); a search draws them
+    )
     added_later: float | None = (
         None  # the value the loss ran with before it took this option: rows without it are read so
     )
@@ -48,7 +50,9 @@ class Option:
         except ValueError:
             raise ValueError(f"{self.name}: {text!r} is not a number") from None
         if self.integer and not (value.is_integer() and 1 <= value < self.below):
-            raise ValueError(f"{self.name}: {text!r} must be a whole number from 1 to {self.below - 1:g}")
+            raise ValueError(
+                f"{self.name}: {text!r} must be a whole number from 1 to {self.below - 1:g}"
+            )
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"{self.name}: {text!r} must be a finite number, 0 or more")
         if self.positive and value == 0:
