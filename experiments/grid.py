@@ -202,6 +202,17 @@ def confirm(seconds: float | None, how: str, device, runs: int, yes: bool) -> st
     return long_work("grid", what, seconds, how, device.type == "cpu", yes, less)
 
 
+def budget_line(seconds: float, max_minutes: float) -> str:
+    """What ``--max-minutes`` does to a grid the estimate says takes ``seconds``: all of it fits, or the runs
+    stop being started when the estimate says they cannot finish (the same command resumes the rest)."""
+    if seconds <= 60 * max_minutes:
+        return f"grid: the estimate fits in --max-minutes {max_minutes:g}"
+    return (
+        f"grid: the estimate is over --max-minutes {max_minutes:g}: runs that their estimate says cannot finish "
+        "in time are not started (--fill-budget starts them), and the same command resumes the rest later"
+    )
+
+
 def run_device_label(label: str, threads: int) -> str:
     """The device label a run records when it trains on ``threads`` CPU threads (each run of a grid has its
     share of the cores): ``cpu (2 threads, AVX2, ...)`` -> ``cpu (1 thread, AVX2, ...)``; a GPU's unchanged.
@@ -289,6 +300,8 @@ def main(argv=None) -> int:
             )
             if todo:
                 confirm(seconds, how, device, len(todo), yes=True)
+                if args.max_minutes and seconds is not None:
+                    print(budget_line(seconds, args.max_minutes))
             else:
                 print("grid: every planned run is recorded already: nothing to train")
             return 0

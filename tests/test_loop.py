@@ -133,3 +133,14 @@ def test_a_paused_runner_and_a_second_grid_train_each_run_once(tmp_path):
     assert read_rows(tmp_path / "results" / "runs.csv") == []
     holder.release()
     assert grid.main(ONE + dirs) == 0 and len(read_rows(tmp_path / "results" / "runs.csv")) == 1
+
+
+def test_a_dry_run_says_what_max_minutes_does_to_the_grid(tmp_path, capsys):
+    dirs = ["--dry-run", "--results", str(tmp_path / "r"), "--out", str(tmp_path / "o")]
+    assert grid.main(ONE + dirs + ["--max-minutes", "600"]) == 0
+    assert "grid: the estimate fits in --max-minutes 600" in capsys.readouterr().out
+    assert grid.main(ONE + dirs + ["--max-minutes", "0.001"]) == 0
+    out = capsys.readouterr().out
+    assert "the estimate is over --max-minutes 0.001" in out and "resumes the rest" in out
+    assert grid.main(ONE + dirs) == 0  # without the flag, no budget line
+    assert "--max-minutes" not in capsys.readouterr().out
