@@ -342,6 +342,13 @@ def main(argv=None) -> int:
                 print(
                     f"report: {outputs.results / 'table.md'} (every column)" + built.readme_line()
                 )
+        if outcome.failed:
+            print(
+                f"error: {len(outcome.failed)} of {plural(outcome.planned, 'run')} failed "
+                f"({', '.join(outcome.failed)}): the lines above say why; the same command trains them again",
+                file=sys.stderr,
+            )
+            return 1
         return 0
 
 

@@ -119,6 +119,7 @@ def main(argv=None) -> int:
         from experiments.engine.trainer import RunInterrupted
         from experiments.ledger.claims import Claim
         from experiments.ledger.fingerprint import code_fingerprint
+        from experiments.ledger.rows import checkpoint_problem
         from experiments.report.figures import run_pictures
     if (problem := run_problem(cfg)) is not None:
         print(f"error: {problem}", file=sys.stderr)
@@ -142,10 +143,11 @@ def main(argv=None) -> int:
             )
             return 2
         try:
+            fingerprint = code_fingerprint(cfg.loss, cfg.model)
+            if unreadable := checkpoint_problem(Path(args.out) / cfg.run_id, fingerprint):
+                raise ValueError(f"run {cfg.run_id}: {unreadable}")
             prepare_run(cfg.dataset, settings.data_root)
-            ctx = dataclasses.replace(
-                settings.context(device, never), fingerprint=code_fingerprint(cfg.loss, cfg.model)
-            )
+            ctx = dataclasses.replace(settings.context(device, never), fingerprint=fingerprint)
             result = run_one(cfg, ctx)
         finally:
             claim.release()

@@ -144,3 +144,28 @@ def test_a_dry_run_says_what_max_minutes_does_to_the_grid(tmp_path, capsys):
     assert "the estimate is over --max-minutes 0.001" in out and "resumes the rest" in out
     assert grid.main(ONE + dirs) == 0  # without the flag, no budget line
     assert "--max-minutes" not in capsys.readouterr().out
+
+
+def test_an_unreadable_checkpoint_is_named_with_its_fix_and_the_grid_exits_non_zero(
+    tmp_path, capsys
+):
+    from experiments import train
+
+    dirs = ["--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    [cfg] = plan(grid.grid_spec(grid.parse_args(ONE + dirs)))
+    run_dir = tmp_path / "runs" / cfg.run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "checkpoint.pt").write_bytes(b"PK\x03\x04 cut short")  # a copy cut short
+    assert grid.main(ONE + dirs) == 1  # it was 0: a grid whose every run failed succeeded
+    err = capsys.readouterr().err
+    assert f"the checkpoint {run_dir / 'checkpoint.pt'} cannot be read" in err
+    assert f"delete the folder {run_dir}" in err and "1 of 1 run failed" in err
+    [row] = read_rows(tmp_path / "results" / "runs.csv")
+    assert row["status"] == "failed" and "cannot be read" in row["error"]
+    argv = (
+        "--dataset synthetic --loss xent --feat-dim 2 --epochs 3 --train-size 256 --test-size 100"
+    )
+    argv = argv.split() + ["--batch-size", "64", "--no-progress", "--out", str(tmp_path / "runs")]
+    assert train.run_config(train.parse_args(argv)).run_id == cfg.run_id
+    assert train.main(argv) == 2  # it was a traceback
+    assert f"run {cfg.run_id}: the checkpoint" in capsys.readouterr().err

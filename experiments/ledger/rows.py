@@ -96,6 +96,32 @@ def epochs_on_disk(run_dir: Path) -> int:
         return 0
 
 
+def checkpoint_problem(run_dir: Path, fingerprint: str) -> str | None:
+    """Why the checkpoint a run would resume from cannot be read (truncated or corrupt: a full disk, a copy cut
+    short), naming the file and the fix; None when there is none to resume or it loads. A checkpoint of other
+    code, or of a finished run, is never resumed (the trainer sets such a directory aside, or returns the
+    result), so it is not read."""
+    import torch
+
+    from experiments.engine.records import run_fingerprint
+
+    run_dir = Path(run_dir)
+    path = run_dir / "checkpoint.pt"
+    trained_by = run_fingerprint(run_dir)
+    if not path.exists() or trained_by not in (None, fingerprint):
+        return None
+    if (run_dir / "result.json").exists():
+        return None
+    try:
+        torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch raises OSError, RuntimeError, EOFError or pickle's errors
+        return (
+            f"the checkpoint {path} cannot be read ({type(e).__name__}: {e}); it is truncated or corrupt: "
+            f"delete the folder {run_dir} (or move it aside) to train the run afresh"
+        )
+    return None
+
+
 def group_id(config: dict) -> str:
     """The run id without the seed: runs that differ only by seed share it."""
     return RunConfig.from_dict({**config, "seed": 0}).run_id.replace("-s0-", "-")

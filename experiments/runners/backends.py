@@ -43,7 +43,7 @@ from experiments.engine.trainer import RunStopped
 from experiments.ledger.claims import Claim
 from experiments.ledger.fingerprint import code_fingerprint
 from experiments.ledger.provenance import code_version
-from experiments.ledger.rows import failed_row, is_done, record, row_from_result
+from experiments.ledger.rows import checkpoint_problem, failed_row, is_done, record, row_from_result
 from experiments.ledger.tensorboard import TensorBoardLog
 
 
@@ -199,8 +199,15 @@ def train_run(
         if threads:
             torch.set_num_threads(threads)
         device = resolve_device(settings.device)
+        unreadable = checkpoint_problem(
+            Path(settings.out) / cfg.run_id, code_fingerprint(cfg.loss, cfg.model)
+        )
         try:
-            outcome = Outcome(cfg, result=train_cached(cfg, settings, device, should_stop))
+            outcome = (
+                Outcome(cfg, error=unreadable)
+                if unreadable
+                else Outcome(cfg, result=train_cached(cfg, settings, device, should_stop))
+            )
         except RunStopped as e:
             if taken:
                 return Outcome(
