@@ -197,13 +197,14 @@ def main(argv=None) -> int:
     with loading():  # torch and the rest, once the flags are good
         import torch
 
+        from experiments.cli.types import chosen_device
         from experiments.engine.config import RunConfig
         from experiments.engine.data import load_data
-        from experiments.engine.device import device_name, resolve_device
+        from experiments.engine.device import device_name
         from experiments.ledger.provenance import code_version
         from experiments.probes.bench import bench_one, case_modes, native_bf16, plain_row, record
         from experiments.probes.plain_loop import PlainLoop
-    device = resolve_device(args.device)
+    device = chosen_device(args.device)
     cuda = device.type == "cuda"
     bf16_pays = cuda or native_bf16()
     plan = bench_plan(args, cuda, bf16_pays)

@@ -227,9 +227,10 @@ def main(argv=None) -> int:
     with loading():  # torch, pandas and the rest, once the flags are good
         from experiments import report
         from experiments.cli.recipe import backend_from_args, run_problem, run_settings
+        from experiments.cli.types import chosen_device
         from experiments.datasets.specs import DataError, file_problems, get_spec
         from experiments.engine.data import load_images
-        from experiments.engine.device import device_name, resolve_device
+        from experiments.engine.device import device_name
         from experiments.engine.io import unwritable
         from experiments.ledger.rows import read_rows
         from experiments.runners.backends import default_runs_per_device
@@ -260,7 +261,7 @@ def main(argv=None) -> int:
             if problem is not None:
                 print(f"error: {problem}; nothing was trained", file=sys.stderr)
                 return 2
-        device = resolve_device(args.device)
+        device = chosen_device(args.device)
         rows = read_rows(results / "runs.csv")
         spec = grid_spec(args)
         configs = stale_configs(rows) if args.retrain_stale else plan(spec)

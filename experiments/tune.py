@@ -307,10 +307,10 @@ def main(argv=None) -> int:
 
         from experiments import report
         from experiments.cli.recipe import backend_from_args, run_problem, size_problem
+        from experiments.cli.types import chosen_device
         from experiments.datasets.sources import prepare
         from experiments.datasets.specs import DataError, get_spec
         from experiments.engine.config import RunConfig
-        from experiments.engine.device import resolve_device
         from experiments.engine.io import unwritable
         from experiments.runners.backends import Stop
         from experiments.tuning.study import (
@@ -353,7 +353,7 @@ def main(argv=None) -> int:
             if problem is not None:
                 print(f"error: {problem}; nothing was run", file=sys.stderr)
                 return 2
-        device = resolve_device(args.device)
+        device = chosen_device(args.device)
         if (refused := announce(spec, args, device)) is not None:
             print(f"error: {refused}; nothing was run", file=sys.stderr)
             return 2

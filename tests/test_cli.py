@@ -395,3 +395,29 @@ def test_a_non_negative_float_refuses_naming_the_value_and_that_zero_is_allowed(
     assert repr(text) in str(e.value)
     if text == "-1":  # it said "a positive finite number" of a field that takes 0
         assert "0 or more" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "command, argv",
+    [
+        ("grid", ["--preset", "quick", "--dry-run"]),
+        ("tune", ["--study", "cuda-less", "--results", "r"]),
+        ("bench", ["--out", "b"]),
+    ],
+)
+def test_cuda_asked_for_without_cuda_is_one_line_not_a_traceback(
+    command, argv, monkeypatch, capsys, tmp_path
+):
+    import importlib
+
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.chdir(tmp_path)
+    module = importlib.import_module(f"experiments.{command}")
+    with pytest.raises(SystemExit) as stopped:  # it was a ValueError's traceback from grid and tune
+        module.main(argv + ["--device", "cuda"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: device 'cuda' asked for, but CUDA is not available; use --device cpu; nothing was run"
+    )
