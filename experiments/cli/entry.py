@@ -3,7 +3,8 @@
 A command parses its flags first (torch-free: a refusal is instant), then loads torch and the rest inside
 ``with loading():``. A Ctrl-C while it loads (seconds on a CPU machine) is one line, not a traceback, and the
 process still ends by SIGINT (exit status 130 in a shell); a Ctrl-C later is the command's own to report (it
-says what is kept). Installed by the command's entry, never on import.
+says what is kept), and where the command does not (building a report), one line too. Installed by the
+command's entry, never on import.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ STARTING = (
     "interrupted (Ctrl-C) while the command was starting (loading its modules, before it began its work): "
     "nothing was written; the same command starts it again"
 )
+STOPPED = "interrupted (Ctrl-C) before the command finished; the same command starts it again"
 
 
 class Starting(KeyboardInterrupt):
@@ -33,12 +35,13 @@ def loading():
 
 
 def command(main, *args) -> int:
-    """``main(*args)``'s exit code; a Ctrl-C while it was loading: one line on stderr, and the process ends by
+    """``main(*args)``'s exit code; a Ctrl-C that the command did not report itself (while it was loading, or
+    in work that has nothing to report, such as drawing a report): one line on stderr, and the process ends by
     SIGINT."""
     try:
         return main(*args)
-    except Starting:
-        print(STARTING, file=sys.stderr, flush=True)
+    except KeyboardInterrupt as e:
+        print(STARTING if isinstance(e, Starting) else STOPPED, file=sys.stderr, flush=True)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
         return 130
