@@ -37,6 +37,7 @@ from experiments.cli.types import (
     add_device_flag,
     non_negative_int,
     positive_int,
+    user_path,
 )
 from experiments.datasets.specs import SPECS, default_data_root, file_problems, get_spec
 from experiments.runners.presets import MAIN_LOSSES
@@ -181,11 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--train-size", type=positive_int, help="train on N samples (CPU default: 4096)"
     )
     parser.add_argument(
-        "--data-root", type=Path, default=default_data_root(), help="where the datasets live"
+        "--data-root", type=user_path, default=default_data_root(), help="where the datasets live"
     )
     add_device_flag(parser, "auto (CUDA if present), cpu, cuda, cuda:N")
     parser.add_argument(
-        "--out", type=Path, default=Path("results/bench.csv"), help="the CSV written"
+        "--out", type=user_path, default=Path("results/bench.csv"), help="the CSV written"
     )
     add_offline_flag(parser)
     parser.add_argument("--worker", nargs=2, metavar=("BARRIER", "K"), help=argparse.SUPPRESS)

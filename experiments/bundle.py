@@ -17,7 +17,7 @@ from pathlib import Path
 
 from experiments import report
 from experiments.cli.entry import command, loading
-from experiments.cli.types import HelpFormatter, Parser, positive_float
+from experiments.cli.types import HelpFormatter, Parser, positive_float, user_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,25 +30,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "files",
         nargs="+",
-        type=Path,
+        type=user_path,
         metavar="FILE",
         help="export: the bundle to write (a tar file); import: the bundle, or all of its parts "
         "(grid.tar grid.2.tar ...)",
     )
     parser.add_argument(
-        "--results", type=Path, default=report.MAIN_LEDGER, help="the ledger folder"
+        "--results", type=user_path, default=report.MAIN_LEDGER, help="the ledger folder"
     )
     parser.add_argument(
         "--imgs",
-        type=Path,
+        type=user_path,
         help="the pictures (default: imgs/ for the main ledger, RESULTS/imgs otherwise)",
     )
     parser.add_argument(
         "--readme",
-        type=Path,
+        type=user_path,
         help="import: the README rebuilt (default: README.md for the main ledger, none otherwise)",
     )
-    parser.add_argument("--runs", type=Path, default=Path("runs"), help="the run directories")
+    parser.add_argument("--runs", type=user_path, default=Path("runs"), help="the run directories")
     parser.add_argument(
         "--max-mb",
         type=positive_float,

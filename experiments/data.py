@@ -20,7 +20,7 @@ from pathlib import Path
 
 from experiments.cli.entry import command
 from experiments.cli.recipe import add_offline_flag
-from experiments.cli.types import HelpFormatter, Parser
+from experiments.cli.types import HelpFormatter, Parser, user_path
 from experiments.datasets.fixes import HOW_TO_GET
 from experiments.datasets.sources import Source, ensure, from_debian_dir, pack, root_flag
 from experiments.datasets.specs import SPECS, DataError, default_data_root, file_problems, get_spec
@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--data-root",
-        type=Path,
+        type=user_path,
         default=default_data_root(),
         help="where the datasets live, in torchvision's layout (env SUITE_DATA)",
     )
@@ -59,10 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--from",
         dest="source",
-        type=Path,
+        type=user_path,
         help="fetch: take the gzipped files from SOURCE/DATASET/ (a folder made by pack), no network",
     )
-    parser.add_argument("--to", type=Path, help="pack: the folder to write into")
+    parser.add_argument("--to", type=user_path, help="pack: the folder to write into")
     add_offline_flag(parser)
     return parser
 

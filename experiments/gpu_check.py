@@ -35,7 +35,7 @@ from pathlib import Path
 
 from experiments import REPO
 from experiments.cli.entry import command, loading
-from experiments.cli.types import HelpFormatter, Parser, positive_float, positive_int
+from experiments.cli.types import HelpFormatter, Parser, positive_float, positive_int, user_path
 from experiments.datasets.sources import run_limited
 from experiments.datasets.specs import SPECS, default_data_root, file_problems, get_spec
 
@@ -132,12 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--out",
-        type=Path,
+        type=user_path,
         default=Path(tempfile.gettempdir()) / "suite-gpu-check",
         help="the folder for every file the check writes (logs, junit.xml, bench.csv)",
     )
     parser.add_argument(
-        "--data-root", type=Path, default=default_data_root(), help="where the datasets live"
+        "--data-root", type=user_path, default=default_data_root(), help="where the datasets live"
     )
     return parser
 

@@ -46,6 +46,7 @@ from experiments.cli.types import (
     non_negative_int,
     positive_float,
     positive_int,
+    user_path,
 )
 from experiments.datasets.specs import SPECS
 from experiments.runners.presets import AXES, PRESET_KEYS, PRESETS, preset_value
@@ -93,18 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_yes_flag(parser)
     parser.add_argument(
         "--results",
-        type=Path,
+        type=user_path,
         help="the ledger folder: runs.csv, epochs.csv, table.md (default: the preset's)",
     )
     parser.add_argument(
         "--imgs",
-        type=Path,
+        type=user_path,
         help="where the pictures go (default: imgs/ for the main ledger "
         "results/, RESULTS/imgs otherwise)",
     )
     parser.add_argument(
         "--readme",
-        type=Path,
+        type=user_path,
         help="the README whose marked sections are rewritten (default: "
         "README.md for the main ledger, none otherwise)",
     )

@@ -61,6 +61,7 @@ from experiments.cli.types import (
     non_negative_int,
     positive_float,
     positive_int,
+    user_path,
 )
 from experiments.datasets.specs import SPECS, default_data_root
 from experiments.engine.config import RECIPE
@@ -189,19 +190,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_yes_flag(parser)
     parser.add_argument(
         "--results",
-        type=Path,
+        type=user_path,
         default=Path("results"),
         help="the ledger folder: the reproductions' rows, and tune/STUDY.journal and .json",
     )
     parser.add_argument(
         "--out",
-        type=Path,
+        type=user_path,
         default=Path("runs"),
         help="where run directories go (trials under OUT/tune/STUDY/)",
     )
     parser.add_argument(
         "--data-root",
-        type=Path,
+        type=user_path,
         default=default_data_root(),
         help="where the datasets live (env SUITE_DATA)",
     )

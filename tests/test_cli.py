@@ -422,3 +422,28 @@ def test_cuda_asked_for_without_cuda_is_one_line_not_a_traceback(
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "error: device 'cuda' asked for, but CUDA is not available; use --device cpu; nothing was run"
     )
+
+
+def test_a_relative_path_is_read_from_where_the_suite_was_run_and_defaults_stay_in_the_checkout(
+    tmp_path, monkeypatch
+):
+    import os
+
+    from experiments import grid
+
+    # ./suite runs its commands from the checkout: the path given was looked up there (it found no ledger)
+    done = subprocess.run(
+        ["bash", str(REPO / "suite"), "report", "--results", "res"],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if k != "SUITE_CALLER_DIR"},
+        capture_output=True,
+        text=True,
+    )
+    assert f"no runs recorded in {tmp_path / 'res' / 'runs.csv'}" in done.stdout + done.stderr
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("SUITE_CALLER_DIR", str(tmp_path))
+    args = grid.parse_args(["--results", "res", "--out", "/abs/runs", "--dry-run"])
+    assert args.results == tmp_path / "res" and args.out == Path("/abs/runs")
+    assert grid.parse_args(["--dry-run"]).out == Path("runs")  # a default: the checkout's
+    monkeypatch.setenv("SUITE_CALLER_DIR", str(REPO))  # run from the checkout: as given
+    assert grid.parse_args(["--results", "res", "--dry-run"]).results == Path("res")

@@ -17,7 +17,13 @@ from pathlib import Path
 
 from centersuite.losses import LOSSES, has_class_parameters, loss_options, option_definitions
 from centersuite.models import MODELS, model_recipe
-from experiments.cli.types import add_device_flag, class_indices, non_negative_int, positive_int
+from experiments.cli.types import (
+    add_device_flag,
+    class_indices,
+    non_negative_int,
+    positive_int,
+    user_path,
+)
 from experiments.datasets.sources import OFFLINE_ENV
 from experiments.datasets.specs import default_data_root, get_spec
 from experiments.engine.config import DEFAULTS, RECIPE, RunConfig
@@ -142,13 +148,15 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, sweep: bool = False) -
     )
     parser.add_argument(
         "--data-root",
-        type=Path,
+        type=user_path,
         default=default_data_root(),
         help="where the datasets live (env SUITE_DATA); missing files are fetched only into "
         "the default root, a root you name is only verified",
     )
     add_offline_flag(parser)
-    parser.add_argument("--out", type=Path, default=Path("runs"), help="where run directories go")
+    parser.add_argument(
+        "--out", type=user_path, default=Path("runs"), help="where run directories go"
+    )
     add_device_flag(parser, "auto (SUITE_DEVICE if set, else CUDA if present), cpu, cuda, cuda:N")
     parser.add_argument(
         "--no-progress",
@@ -171,7 +179,7 @@ def recipe_values(args, sweep: bool = False, names: list[str] | None = None) -> 
             value = [value] if sweep and meta["sweep"] else value
         out[name] = value
     if out.get("ood_images"):
-        out["ood_images"] = str(Path(out["ood_images"]).resolve())
+        out["ood_images"] = str(user_path(out["ood_images"]).resolve())
     return out
 
 

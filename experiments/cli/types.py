@@ -7,6 +7,7 @@ import argparse
 import os
 import re
 import sys
+from pathlib import Path
 
 
 class Parser(argparse.ArgumentParser):
@@ -125,6 +126,17 @@ def file_name(text: str) -> str:
             f"{text!r} is not a plain name (letters, digits, '.', '_' and '-', no '/', not starting with '.')"
         )
     return text
+
+
+def user_path(text: str) -> Path:
+    """A path given on the command line. ``./suite`` runs every command from the checkout, and says where it
+    was run from in ``SUITE_CALLER_DIR``: a relative path is taken from there, as the user meant it (the
+    defaults, never parsed by this, stay in the checkout)."""
+    path = Path(text).expanduser()
+    here = os.environ.get("SUITE_CALLER_DIR")
+    if path.is_absolute() or not here or Path(here).resolve() == Path.cwd().resolve():
+        return path
+    return Path(here) / path
 
 
 def add_device_flag(parser, help: str = "auto (CUDA if present), cpu, cuda, cuda:N") -> None:

@@ -33,6 +33,7 @@ from experiments.cli.types import (
     add_device_flag,
     chosen_device,
     positive_int,
+    user_path,
 )
 from experiments.datasets.specs import SPECS, default_data_root, file_problems, get_spec
 from experiments.engine.config import RunConfig
@@ -155,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps", type=positive_int, default=300, help="steps of the longer check, per mode"
     )
     parser.add_argument(
-        "--data-root", type=Path, default=default_data_root(), help="where the datasets live"
+        "--data-root", type=user_path, default=default_data_root(), help="where the datasets live"
     )
     add_device_flag(parser, "auto, cpu, cuda, cuda:N")
     return parser

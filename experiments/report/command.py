@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from experiments.cli.entry import loading
-from experiments.cli.types import HelpFormatter, Parser
+from experiments.cli.types import HelpFormatter, Parser, user_path
 from experiments.report import MAIN_LEDGER, Outputs
 from experiments.report import __doc__ as DOC
 
@@ -19,19 +19,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--results",
-        type=Path,
+        type=user_path,
         default=MAIN_LEDGER,
         help="the ledger folder: its runs.csv and epochs.csv are read, its table.md written",
     )
     parser.add_argument(
         "--runs",
-        type=Path,
+        type=user_path,
         default=Path("runs"),
         help="the run directories (their per-epoch features make the gifs and PNGs)",
     )
     parser.add_argument(
         "--imgs",
-        type=Path,
+        type=user_path,
         default=None,
         help="where the pictures go (default: imgs/ for the main ledger, RESULTS/imgs otherwise)",
     )
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--readme",
-        type=Path,
+        type=user_path,
         default=None,
         help="the README whose marked sections are rewritten (default: README.md for the main "
         "ledger, none otherwise)",

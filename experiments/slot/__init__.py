@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         non_negative_int,
         positive_float,
         positive_int,
+        user_path,
     )
 
     parser = Parser(
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--pack",
-        type=Path,
+        type=user_path,
         metavar="DIR",
         help="here, before a slot: put the datasets, the current bundle and the wheels the GPU "
         "machine lacks into DIR (.carry/ in the checkout is git-ignored and travels with it), "
@@ -89,12 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--out",
-        type=Path,
+        type=user_path,
         help="the slot: where the bundle, the summary and the log go (the folder "
         "whose files come back)",
     )
     parser.add_argument(
-        "--carry", type=Path, default=Path(".carry"), help="the slot: the folder made by --pack"
+        "--carry",
+        type=user_path,
+        default=Path(".carry"),
+        help="the slot: the folder made by --pack",
     )
     add_device_flag(parser, "auto (CUDA if present), cpu, cuda, cuda:N")
     parser.add_argument(
@@ -130,10 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         help="steps of the self-check per mode on CUDA (default: 300)",
     )
-    parser.add_argument("--results", type=Path, default=Path("results"), help="the ledger folder")
-    parser.add_argument("--runs", type=Path, default=Path("runs"), help="the run directories")
     parser.add_argument(
-        "--data-root", type=Path, help="where the datasets live (default: the suite's, SUITE_DATA)"
+        "--results", type=user_path, default=Path("results"), help="the ledger folder"
+    )
+    parser.add_argument("--runs", type=user_path, default=Path("runs"), help="the run directories")
+    parser.add_argument(
+        "--data-root",
+        type=user_path,
+        help="where the datasets live (default: the suite's, SUITE_DATA)",
     )
     parser.add_argument(
         "--max-mb", type=positive_float, default=PACK_MB, help="--pack: the largest folder allowed"
