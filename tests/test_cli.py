@@ -447,3 +447,26 @@ def test_a_relative_path_is_read_from_where_the_suite_was_run_and_defaults_stay_
     assert grid.parse_args(["--dry-run"]).out == Path("runs")  # a default: the checkout's
     monkeypatch.setenv("SUITE_CALLER_DIR", str(REPO))  # run from the checkout: as given
     assert grid.parse_args(["--results", "res", "--dry-run"]).results == Path("res")
+
+
+@pytest.mark.slow  # two pytest collections in subprocesses
+def test_the_fast_tier_flag_is_read_wherever_it_stands():
+    def collected(*argv):
+        done = subprocess.run(
+            ["bash", str(REPO / "suite"), "test", *argv, "--co", "-q", "tests/test_losses_pml.py"],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, (
+            done.stderr
+        )  # it was "unrecognized arguments: --fast" when not first
+        return sum(
+            int(n) for n in re.findall(r"^tests/test_losses_pml\.py: (\d+)$", done.stdout, re.M)
+        )
+
+    first, later, every = (
+        collected("--fast"),
+        collected("-p", "no:cacheprovider", "--fast"),
+        collected(),
+    )
+    assert first == later < every
