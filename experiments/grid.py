@@ -229,6 +229,7 @@ def main(argv=None) -> int:
         from experiments import report
         from experiments.cli.recipe import backend_from_args, run_problem, run_settings
         from experiments.cli.types import chosen_device
+        from experiments.datasets.sources import is_default_root
         from experiments.datasets.specs import DataError, file_problems, get_spec
         from experiments.engine.data import load_images
         from experiments.engine.device import device_name
@@ -291,15 +292,24 @@ def main(argv=None) -> int:
         if args.dry_run:
             for cfg in configs:
                 print(f"{cfg.run_id}  {', '.join(described(cfg)) or 'reference recipe'}")
-            missing = [d for d in datasets if file_problems(get_spec(d), args.data_root)]
             print(
                 f"grid: {plural(len(configs), 'run')} planned (dry run: nothing trained, fetched or written)"
-                + (
-                    f"; not in {args.data_root} yet: {', '.join(missing)} (a real run fetches what it can)"
-                    if missing
-                    else ""
-                )
             )
+            fetches = is_default_root(args.data_root)
+            for name in datasets:
+                if problems := file_problems(get_spec(name), args.data_root):
+                    print(
+                        f"grid: {name} is not ready in {args.data_root} ({problems[0]}"
+                        + (f" and {len(problems) - 1} more" if len(problems) > 1 else "")
+                        + "): a real run "
+                        + (
+                            f"fetches what is missing; a bad file it leaves alone and skips the dataset "
+                            f"(./suite data fetch {name} --repair replaces it)"
+                            if fetches
+                            else "skips it (a root of your own is never written: put the files there, or "
+                            "leave out --data-root)"
+                        )
+                    )
             if todo:
                 confirm(seconds, how, device, len(todo), yes=True)
                 if args.max_minutes and seconds is not None:

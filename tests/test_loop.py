@@ -169,3 +169,22 @@ def test_an_unreadable_checkpoint_is_named_with_its_fix_and_the_grid_exits_non_z
     assert train.run_config(train.parse_args(argv)).run_id == cfg.run_id
     assert train.main(argv) == 2  # it was a traceback
     assert f"run {cfg.run_id}: the checkpoint" in capsys.readouterr().err
+
+
+def test_a_dry_run_says_which_dataset_is_not_ready_and_what_a_real_run_does_with_it(
+    tmp_path, monkeypatch, capsys
+):
+    argv = ONE[:1] + ["mnist"] + ONE[2:] + ["--dry-run", "--out", str(tmp_path / "o")]
+    own = tmp_path / "own"
+    assert grid.main(argv + ["--data-root", str(own)]) == 0
+    out = (
+        capsys.readouterr().out
+    )  # it said "not in ... yet: mnist (a real run fetches what it can)"
+    assert (
+        f"grid: mnist is not ready in {own} ({own}/MNIST/raw/train-images-idx3-ubyte: missing"
+        in out
+    )
+    assert "a real run skips it (a root of your own is never written" in out
+    monkeypatch.setenv("SUITE_DATA", str(tmp_path / "default"))  # the default root: fetched into
+    assert grid.main(argv) == 0
+    assert "a real run fetches what is missing" in capsys.readouterr().out
