@@ -193,3 +193,13 @@ def test_the_worker_data_cache_tells_data_roots_and_devices_apart(tmp_path, monk
         }
     assert loaded == [tmp_path / "a", tmp_path / "b"]
     backends.device_data.cache_clear()  # it holds this test's fake data
+
+
+def test_a_bundle_that_is_not_there_is_named_as_missing_not_as_unreadable(tmp_path):
+    with pytest.raises(runner_bundle.BundleError) as refused:  # it said "... export it again"
+        runner_bundle.import_bundle(
+            tmp_path / "grid.tar", tmp_path / "r", tmp_path / "i", tmp_path / "runs"
+        )
+    assert str(refused.value) == (
+        f"{tmp_path / 'grid.tar'}: no such file; give the path of the bundle's tar file"
+    )

@@ -183,7 +183,7 @@ def train_run(
         return Outcome(cfg, stopped=0)
     claim = Claim(settings.out, cfg.run_id)
     if not claim.take():
-        return Outcome(cfg, skipped=f"trained by another runner ({claim.describe_holder()})")
+        return Outcome(cfg, skipped=f"being trained by another runner ({claim.describe_holder()})")
     taken = []
 
     def should_stop() -> (

@@ -189,6 +189,8 @@ def import_bundle(
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     with tempfile.TemporaryDirectory() as tmp:
         for path in paths:
+            if not Path(path).is_file():
+                raise BundleError(f"{path}: no such file; give the path of the bundle's tar file")
             try:
                 with tarfile.open(path) as tar:
                     tar.extractall(tmp, filter="data")

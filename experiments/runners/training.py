@@ -103,7 +103,7 @@ def run_grid(
         outcome.terminated = budget.terminated
     if outcome.interrupted:
         print(
-            f"interrupted: {len(todo) - outcome.left} runs recorded, {outcome.left} left (each keeps its last "
+            f"interrupted: {plural(len(todo) - outcome.left, 'run')} recorded, {outcome.left} left (each keeps its last "
             "finished epoch); the same command resumes them",
             file=sys.stderr,
         )
