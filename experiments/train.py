@@ -93,8 +93,18 @@ def announce(cfg, device, out: Path, yes: bool) -> str | None:
     import torch
 
     from experiments.cli.confirm import long_work
+    from experiments.engine.records import run_fingerprint
+    from experiments.ledger.fingerprint import code_fingerprint
     from experiments.runners.plan import epochs_to_resume, rate_seconds
 
+    run_dir = out / cfg.run_id
+    if (run_dir / "result.json").exists() and run_fingerprint(run_dir) == code_fingerprint(
+        cfg.loss, cfg.model
+    ):  # finished or diverged: its result is returned, nothing trains
+        print(
+            f"train: run {cfg.run_id} is done already ({run_dir / 'result.json'}): nothing to train"
+        )
+        return None
     if device.type != "cpu":
         return None
     left = cfg.epochs - epochs_to_resume(cfg, out / cfg.run_id)

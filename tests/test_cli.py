@@ -470,3 +470,15 @@ def test_the_fast_tier_flag_is_read_wherever_it_stands():
         collected(),
     )
     assert first == later < every
+
+
+def test_a_finished_run_trained_again_says_it_is_done_not_that_its_epochs_will_train(
+    tmp_path, capsys
+):
+    argv = "--dataset synthetic --loss xent --feat-dim 2 --epochs 1 --train-size 128 --test-size 64"
+    argv = argv.split() + ["--batch-size", "64", "--no-progress", "--out", str(tmp_path)]
+    assert train.main(argv) == 0
+    assert "1 of 1 epochs to train" in capsys.readouterr().out
+    assert train.main(argv) == 0
+    out = capsys.readouterr().out  # it said "1 of 1 epochs to train, about ..." and trained nothing
+    assert "is done already" in out and "epochs to train" not in out
