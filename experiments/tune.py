@@ -324,7 +324,7 @@ def main(argv=None) -> int:
             running,
             study_keys,
         )
-        from experiments.tuning.trial import TrialData
+        from experiments.tuning.trial import TrialData, subset_problem
         from experiments.tuning.winners import reproduce, write_summary
         from experiments.tuning.worker import recover_dead_trials, work
     try:
@@ -355,13 +355,18 @@ def main(argv=None) -> int:
                 print(f"error: {problem}; nothing was run", file=sys.stderr)
                 return 2
         device = chosen_device(args.device)
+        for dataset in args.datasets:  # the sizes, before the estimate asks for --yes
+            size = get_spec(dataset)
+            if problem := size_problem(
+                RunConfig(dataset=dataset, test_size=args.test_size)
+            ) or subset_problem(dataset, size.train_size, args.train_size, args.val_size):
+                print(f"error: {problem}; nothing was run", file=sys.stderr)
+                return 2
         if (refused := announce(spec, args, device)) is not None:
             print(f"error: {refused}; nothing was run", file=sys.stderr)
             return 2
         try:
             for dataset in args.datasets:  # the data every trial needs, checked before any trial
-                if problem := size_problem(RunConfig(dataset=dataset, test_size=args.test_size)):
-                    raise DataError(problem)
                 prepare(dataset, args.data_root)
                 TrialData(
                     get_spec(dataset),

@@ -590,3 +590,15 @@ def test_a_refused_study_leaves_no_folder_its_checks_made(tmp_path, capsys):
     assert tune.main(argv + ["--out", str(tmp_path / "new" / "runs")]) == 2
     assert "nothing was run" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_sizes_too_large_are_refused_before_the_estimate_asks_for_yes(tmp_path, capsys):
+    from experiments import tune
+
+    argv = ["--study", "big", "--datasets", "mnist", "--train-size", "256", "--val-size", "5000000"]
+    assert tune.main(argv + ["--results", str(tmp_path / "r"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err  # it asked for --yes first, for a study that could never run
+    assert err.strip() == (
+        "error: mnist: --train-size 256 + --val-size 5000000 is more than its 60000 training images; "
+        "lower one of them; nothing was run"
+    )

@@ -83,6 +83,17 @@ def exact_stratified_split(
     return mask.nonzero().squeeze(1), held_out
 
 
+def subset_problem(dataset: str, images: int, train_size: int, val_size: int) -> str | None:
+    """Why a trial's ``train_size + val_size`` images cannot be taken from the ``images`` of ``dataset``'s
+    training split (one line, with the fix), or None."""
+    if train_size + val_size <= images:
+        return None
+    return (
+        f"{dataset}: --train-size {train_size} + --val-size {val_size} is more than its {images} training "
+        "images; lower one of them"
+    )
+
+
 class TrialData:
     """The training subset (the first ``train_size + val_size`` images of the training split's fixed
     permutation, as ``DeviceData`` takes them, less the validation part) and the validation split
@@ -92,11 +103,8 @@ class TrialData:
         self, spec: DatasetSpec, root: Path, device: torch.device, train_size: int, val_size: int
     ):
         images, labels = load_split(spec, root, train=True)
-        if train_size + val_size > len(labels):
-            raise DataError(
-                f"{spec.name}: --train-size {train_size} + --val-size {val_size} is more than its "
-                f"{len(labels)} training images; lower one of them"
-            )
+        if problem := subset_problem(spec.name, len(labels), train_size, val_size):
+            raise DataError(problem)
         images, labels = DeviceData._subset(images, labels, train_size + val_size)
         keep, held = exact_stratified_split(labels, val_size)
         self.spec, self.class_names = spec, spec.class_names
