@@ -198,7 +198,7 @@ def main(argv=None) -> int:
     with loading():  # torch and the rest, once the flags are good
         import torch
 
-        from experiments.cli.types import chosen_device
+        from experiments.cli.recipe import chosen_device
         from experiments.engine.config import RunConfig
         from experiments.engine.data import load_data
         from experiments.engine.device import device_name

@@ -227,8 +227,12 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     with loading():  # torch, pandas and the rest, once the flags are good
         from experiments import report
-        from experiments.cli.recipe import backend_from_args, run_problem, run_settings
-        from experiments.cli.types import chosen_device
+        from experiments.cli.recipe import (
+            backend_from_args,
+            chosen_device,
+            run_problem,
+            run_settings,
+        )
         from experiments.datasets.sources import is_default_root
         from experiments.datasets.specs import DataError, file_problems, get_spec
         from experiments.engine.data import load_images

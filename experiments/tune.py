@@ -307,8 +307,12 @@ def main(argv=None) -> int:
         import torch
 
         from experiments import report
-        from experiments.cli.recipe import backend_from_args, run_problem, size_problem
-        from experiments.cli.types import chosen_device
+        from experiments.cli.recipe import (
+            backend_from_args,
+            chosen_device,
+            run_problem,
+            size_problem,
+        )
         from experiments.datasets.sources import prepare
         from experiments.datasets.specs import DataError, get_spec
         from experiments.engine.config import RunConfig

@@ -407,6 +407,7 @@ def run_settings(args, results: Path):
 
 
 __all__ = [
+    "chosen_device",
     "DATASET_HELP",
     "KNOWN_CLASSES_HELP",
     "LOSS_OPTION_FLAGS",
@@ -424,3 +425,15 @@ __all__ = [
     "sweep_values",
     "warn_single_class_batches",
 ]
+
+
+def chosen_device(name: str):
+    """The ``torch.device`` of ``--device`` (``engine.device.resolve_device``); where it cannot be had (CUDA
+    asked for on a machine without it), the command's one error line and exit 2 instead of a traceback."""
+    from experiments.engine.device import resolve_device
+
+    try:
+        return resolve_device(name)
+    except ValueError as e:
+        print(f"error: {e}; nothing was run", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 from pathlib import Path
 
 
@@ -142,15 +141,3 @@ def user_path(text: str) -> Path:
 def add_device_flag(parser, help: str = "auto (CUDA if present), cpu, cuda, cuda:N") -> None:
     """``--device``, checked with the flags (``device_choice``)."""
     parser.add_argument("--device", type=device_choice, default="auto", help=help)
-
-
-def chosen_device(name: str):
-    """The ``torch.device`` of ``--device`` (``engine.device.resolve_device``); where it cannot be had (CUDA
-    asked for on a machine without it), the command's one error line and exit 2 instead of a traceback."""
-    from experiments.engine.device import resolve_device
-
-    try:
-        return resolve_device(name)
-    except ValueError as e:
-        print(f"error: {e}; nothing was run", file=sys.stderr)
-        raise SystemExit(2) from None

@@ -27,19 +27,12 @@ from pathlib import Path
 
 import torch
 
-from experiments.cli.types import (
-    HelpFormatter,
-    Parser,
-    add_device_flag,
-    chosen_device,
-    positive_int,
-    user_path,
-)
+from experiments.cli.types import HelpFormatter, Parser, add_device_flag, positive_int, user_path
 from experiments.datasets.specs import SPECS, default_data_root, file_problems, get_spec
 from experiments.engine.config import RunConfig
 from experiments.engine.context import RunContext
 from experiments.engine.data import DeviceData, epoch_batches
-from experiments.engine.device import device_name
+from experiments.engine.device import device_name, resolve_device
 from experiments.engine.trainer import Trainer
 
 FIRST_STEPS, FIRST_STEPS_RTOL = 8, 1e-3
@@ -164,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    device = chosen_device(args.device)
+    device = resolve_device(args.device)
     steps = max(args.steps, TAIL + WARMUP + 1) if device.type == "cuda" else args.steps
     result = check(args.dataset, args.data_root, device, steps)
     print(json.dumps(result))
