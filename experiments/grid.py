@@ -281,7 +281,15 @@ def main(argv=None) -> int:
                 print(f"error: {problem}; nothing was trained", file=sys.stderr)
                 return 2
         done, _ = recorded_runs(rows, args.reuse_stale)
-        todo = [c for c in configs if c.run_id not in done]
+        datasets = sorted({c.dataset for c in configs}, key=list(SPECS).index)
+        fetches = is_default_root(args.data_root)
+        problems = {name: file_problems(get_spec(name), args.data_root) for name in datasets}
+        skipped = {  # a root of the user's own is never written; a bad file is never replaced unasked
+            name
+            for name, found in problems.items()
+            if found and (not fetches or any(not p.endswith(": missing") for p in found))
+        }
+        todo = [c for c in configs if c.run_id not in done and c.dataset not in skipped]
         runs_at_once = args.runs_per_gpu or default_runs_per_device(device)
         threads = args.cpus_per_run or max(1, torch_threads() // runs_at_once)
         seconds, how = grid_estimate(
@@ -292,32 +300,34 @@ def main(argv=None) -> int:
             threads,
             runs_at_once,
         )
-        datasets = sorted({c.dataset for c in configs}, key=list(SPECS).index)
         if args.dry_run:
             for cfg in configs:
                 print(f"{cfg.run_id}  {', '.join(described(cfg)) or 'reference recipe'}")
             print(
                 f"grid: {plural(len(configs), 'run')} planned (dry run: nothing trained, fetched or written)"
             )
-            fetches = is_default_root(args.data_root)
-            for name in datasets:
-                if problems := file_problems(get_spec(name), args.data_root):
+            for name, found in problems.items():
+                if found:
                     print(
-                        f"grid: {name} is not ready in {args.data_root} ({problems[0]}"
-                        + (f" and {len(problems) - 1} more" if len(problems) > 1 else "")
+                        f"grid: {name} is not ready in {args.data_root} ({found[0]}"
+                        + (f" and {len(found) - 1} more" if len(found) > 1 else "")
                         + "): a real run "
                         + (
-                            f"fetches what is missing; a bad file it leaves alone and skips the dataset "
-                            f"(./suite data fetch {name} --repair replaces it)"
-                            if fetches
+                            f"skips it (a bad file is never replaced unasked: ./suite data fetch {name} "
+                            "--repair replaces it)"
+                            if name in skipped and fetches
                             else "skips it (a root of your own is never written: put the files there, or "
                             "leave out --data-root)"
+                            if name in skipped
+                            else "fetches it"
                         )
                     )
             if todo:
                 confirm(seconds, how, device, len(todo), yes=True)
                 if args.max_minutes and seconds is not None:
                     print(budget_line(seconds, args.max_minutes))
+            elif skipped:
+                print("grid: nothing here that a real run could train (the lines above say why)")
             else:
                 print("grid: every planned run is recorded already: nothing to train")
             return 0
@@ -350,7 +360,15 @@ def main(argv=None) -> int:
         if outcome.interrupted:
             return 130
         if not args.no_report:
-            built = report.build(outputs, args.out)
+            try:
+                built = report.build(outputs, args.out)
+            except KeyboardInterrupt:
+                print(
+                    f"interrupted (Ctrl-C) while building the report: the runs are recorded in {results}; "
+                    f"./suite report --results {results} builds it",
+                    file=sys.stderr,
+                )
+                return 130
             if built is not None:
                 from experiments.report.terminal import terminal_table
 
@@ -361,7 +379,8 @@ def main(argv=None) -> int:
         if outcome.failed:
             print(
                 f"error: {len(outcome.failed)} of {plural(outcome.planned, 'run')} failed "
-                f"({', '.join(outcome.failed)}): the lines above say why; the same command trains them again",
+                f"({', '.join(outcome.failed)}): the lines above say why and what to do; the same command "
+                "then trains them again",
                 file=sys.stderr,
             )
             return 1

@@ -203,3 +203,13 @@ def test_a_bundle_that_is_not_there_is_named_as_missing_not_as_unreadable(tmp_pa
     assert str(refused.value) == (
         f"{tmp_path / 'grid.tar'}: no such file; give the path of the bundle's tar file"
     )
+    with pytest.raises(runner_bundle.BundleError, match="a folder; give the path"):
+        runner_bundle.import_bundle(tmp_path, tmp_path / "r", tmp_path / "i", tmp_path / "runs")
+    (tmp_path / "noise.tar").write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(runner_bundle.BundleError) as refused:  # it was tarfile's five lines
+        runner_bundle.import_bundle(
+            tmp_path / "noise.tar", tmp_path / "r", tmp_path / "i", tmp_path / "runs"
+        )
+    assert str(refused.value).endswith(
+        "noise.tar: not a readable bundle (not a tar file, nor a compressed one); export it again"
+    )

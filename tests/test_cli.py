@@ -440,6 +440,9 @@ def test_a_relative_path_is_read_from_where_the_suite_was_run_and_defaults_stay_
         text=True,
     )
     assert f"no runs recorded in {tmp_path / 'res' / 'runs.csv'}" in done.stdout + done.stderr
+    assert done.stderr.startswith(
+        f"suite: running in the checkout {REPO.resolve()}: the relative paths"
+    )
     monkeypatch.chdir(REPO)
     monkeypatch.setenv("SUITE_CALLER_DIR", str(tmp_path))
     args = grid.parse_args(["--results", "res", "--out", "/abs/runs", "--dry-run"])

@@ -169,6 +169,15 @@ def test_an_unreadable_checkpoint_is_named_with_its_fix_and_the_grid_exits_non_z
     assert train.run_config(train.parse_args(argv)).run_id == cfg.run_id
     assert train.main(argv) == 2  # it was a traceback
     assert f"run {cfg.run_id}: the checkpoint" in capsys.readouterr().err
+    import torch
+
+    torch.save(
+        {"epoch": 1}, run_dir / "checkpoint.pt"
+    )  # loads, but no run's checkpoint: a KeyError
+    assert train.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "is no checkpoint of this suite's runs (it lacks best_state, center_rule," in err
+    assert f"delete the folder {run_dir}" in err
 
 
 def test_a_dry_run_says_which_dataset_is_not_ready_and_what_a_real_run_does_with_it(
@@ -185,6 +194,41 @@ def test_a_dry_run_says_which_dataset_is_not_ready_and_what_a_real_run_does_with
         in out
     )
     assert "a real run skips it (a root of your own is never written" in out
+    assert "to train" not in out  # it counted and estimated the runs a real run skips
+    assert out.strip().endswith(
+        "grid: nothing here that a real run could train (the lines above say why)"
+    )
     monkeypatch.setenv("SUITE_DATA", str(tmp_path / "default"))  # the default root: fetched into
     assert grid.main(argv) == 0
-    assert "a real run fetches what is missing" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "mnist-d2-s0" in out and "a real run fetches it" in out and "grid: 1 run to train" in out
+    raw = tmp_path / "default" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "train-images-idx3-ubyte").write_bytes(b"\0" * 1000)  # cut short: never replaced unasked
+    assert grid.main(argv) == 0
+    out = capsys.readouterr().out
+    assert (
+        "a real run skips it (a bad file is never replaced unasked: ./suite data fetch mnist" in out
+    )
+    assert "to train" not in out
+
+
+def test_a_ctrl_c_while_the_grid_builds_its_report_keeps_the_runs_and_says_how_to_build_it(
+    tmp_path, monkeypatch, capsys
+):
+    from experiments import report
+
+    def interrupted(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "build", interrupted)
+    argv = [a for a in ONE if a != "--no-report"]
+    argv[argv.index("--epochs") + 1] = "1"
+    results = tmp_path / "r"
+    dirs = ["--results", str(results), "--out", str(tmp_path / "o"), "--imgs", str(tmp_path / "i")]
+    assert grid.main(argv + dirs) == 130  # it was a traceback from the report's pandas
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"interrupted (Ctrl-C) while building the report: the runs are recorded in {results}; "
+        f"./suite report --results {results} builds it"
+    )
+    assert [r["status"] for r in read_rows(results / "runs.csv")] == ["finished"]

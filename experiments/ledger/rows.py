@@ -96,6 +96,23 @@ def epochs_on_disk(run_dir: Path) -> int:
         return 0
 
 
+# what the trainer's resume reads from a checkpoint (engine/records.py: resume_if_interrupted)
+CHECKPOINT_KEYS = frozenset(
+    {
+        "epoch",
+        "model",
+        "loss",
+        "optimizer",
+        "center_rule",
+        "scheduler",
+        "scaler",
+        "best_state",
+        "history",
+        "generators",
+    }
+)
+
+
 def checkpoint_problem(run_dir: Path, fingerprint: str) -> str | None:
     """Why the checkpoint a run would resume from cannot be read (truncated or corrupt: a full disk, a copy cut
     short), naming the file and the fix; None when there is none to resume or it loads. A checkpoint of other
@@ -112,13 +129,15 @@ def checkpoint_problem(run_dir: Path, fingerprint: str) -> str | None:
         return None
     if (run_dir / "result.json").exists():
         return None
+    fix = f"delete the folder {run_dir} (or move it aside) to train the run afresh"
     try:
-        torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # torch raises OSError, RuntimeError, EOFError or pickle's errors
-        return (
-            f"the checkpoint {path} cannot be read ({type(e).__name__}: {e}); it is truncated or corrupt: "
-            f"delete the folder {run_dir} (or move it aside) to train the run afresh"
-        )
+        why = str(e).strip().split(". ")[0].splitlines()[0] if str(e).strip() else ""
+        return f"the checkpoint {path} cannot be read ({type(e).__name__}: {why}); it is truncated or corrupt: {fix}"
+    lacks = sorted(CHECKPOINT_KEYS - set(state)) if isinstance(state, dict) else ["all"]
+    if lacks:
+        return f"the checkpoint {path} is no checkpoint of this suite's runs (it lacks {', '.join(lacks)}): {fix}"
     return None
 
 

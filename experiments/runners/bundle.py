@@ -190,12 +190,20 @@ def import_bundle(
     with tempfile.TemporaryDirectory() as tmp:
         for path in paths:
             if not Path(path).is_file():
-                raise BundleError(f"{path}: no such file; give the path of the bundle's tar file")
+                what = "a folder" if Path(path).is_dir() else "no such file"
+                raise BundleError(f"{path}: {what}; give the path of the bundle's tar file")
             try:
                 with tarfile.open(path) as tar:
                     tar.extractall(tmp, filter="data")
             except (OSError, tarfile.TarError) as e:
-                raise BundleError(f"{path}: not a readable bundle ({e}); export it again") from None
+                why = (
+                    "not a tar file, nor a compressed one"
+                    if isinstance(e, tarfile.ReadError)
+                    else (str(e).strip().splitlines() or [type(e).__name__])[0]
+                )
+                raise BundleError(
+                    f"{path}: not a readable bundle ({why}); export it again"
+                ) from None
         tmp = Path(tmp)
         path = " ".join(str(p) for p in paths)
         found = [json.loads(f.read_text()) for f in sorted((tmp / "bundle").glob("part-*.json"))]
