@@ -141,6 +141,9 @@ def main(argv=None) -> int:
     settings = run_settings(args, results=Path(args.out))
     try:
         device = resolve_device(args.device)
+        fingerprint = code_fingerprint(cfg.loss, cfg.model)
+        if unreadable := checkpoint_problem(Path(args.out) / cfg.run_id, fingerprint):
+            raise ValueError(f"run {cfg.run_id}: {unreadable}")
         if (refused := announce(cfg, device, Path(args.out), args.yes)) is not None:
             print(f"error: {refused}; nothing was trained", file=sys.stderr)
             return 2
@@ -153,9 +156,6 @@ def main(argv=None) -> int:
             )
             return 2
         try:
-            fingerprint = code_fingerprint(cfg.loss, cfg.model)
-            if unreadable := checkpoint_problem(Path(args.out) / cfg.run_id, fingerprint):
-                raise ValueError(f"run {cfg.run_id}: {unreadable}")
             prepare_run(cfg.dataset, settings.data_root)
             ctx = dataclasses.replace(settings.context(device, never), fingerprint=fingerprint)
             result = run_one(cfg, ctx)

@@ -435,5 +435,10 @@ def chosen_device(name: str):
     try:
         return resolve_device(name)
     except ValueError as e:
-        print(f"error: {e}; nothing was run", file=sys.stderr)
+        why = (
+            f" (--device auto reads SUITE_DEVICE={os.environ['SUITE_DEVICE']})"
+            if name == "auto"
+            else ""
+        )
+        print(f"error: {e}{why}; nothing was run", file=sys.stderr)
         raise SystemExit(2) from None
