@@ -363,9 +363,11 @@ def main(argv=None) -> int:
             try:
                 built = report.build(outputs, args.out)
             except KeyboardInterrupt:
+                again = f"./suite report --results {results.resolve()} --runs {Path(args.out).resolve()}"
+                again += f" --imgs {Path(args.imgs).resolve()}" if args.imgs else ""
                 print(
-                    f"interrupted (Ctrl-C) while building the report: the runs are recorded in {results}; "
-                    f"./suite report --results {results} builds it",
+                    f"interrupted (Ctrl-C) while building the report: the runs are recorded in "
+                    f"{results.resolve()}; {again} builds it",
                     file=sys.stderr,
                 )
                 return 130

@@ -120,10 +120,9 @@ def main(argv=None) -> int:
     with loading():  # torch and the rest, once the flags are good
         import dataclasses
 
-        from experiments.cli.recipe import run_problem, run_settings
+        from experiments.cli.recipe import chosen_device, run_problem, run_settings
         from experiments.datasets.sources import prepare_run
         from experiments.datasets.specs import DataError
-        from experiments.engine.device import resolve_device
         from experiments.engine.io import unwritable
         from experiments.engine.run import never, run_one
         from experiments.engine.trainer import RunInterrupted
@@ -140,7 +139,7 @@ def main(argv=None) -> int:
         return 2
     settings = run_settings(args, results=Path(args.out))
     try:
-        device = resolve_device(args.device)
+        device = chosen_device(args.device)
         fingerprint = code_fingerprint(cfg.loss, cfg.model)
         if unreadable := checkpoint_problem(Path(args.out) / cfg.run_id, fingerprint):
             raise ValueError(f"run {cfg.run_id}: {unreadable}")

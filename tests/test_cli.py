@@ -404,6 +404,7 @@ def test_a_non_negative_float_refuses_naming_the_value_and_that_zero_is_allowed(
         ("grid", ["--preset", "quick", "--dry-run"]),
         ("tune", ["--study", "cuda-less", "--results", "r"]),
         ("bench", ["--out", "b"]),
+        ("train", ["--dataset", "synthetic", "--out", "o"]),
     ],
 )
 def test_cuda_asked_for_without_cuda_is_one_line_not_a_traceback(

@@ -228,8 +228,9 @@ def test_a_ctrl_c_while_the_grid_builds_its_report_keeps_the_runs_and_says_how_t
     results = tmp_path / "r"
     dirs = ["--results", str(results), "--out", str(tmp_path / "o"), "--imgs", str(tmp_path / "i")]
     assert grid.main(argv + dirs) == 130  # it was a traceback from the report's pandas
+    runs, imgs = (tmp_path / "o").resolve(), (tmp_path / "i").resolve()
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        f"interrupted (Ctrl-C) while building the report: the runs are recorded in {results}; "
-        f"./suite report --results {results} builds it"
+        f"interrupted (Ctrl-C) while building the report: the runs are recorded in {results.resolve()}; "
+        f"./suite report --results {results.resolve()} --runs {runs} --imgs {imgs} builds it"
     )
     assert [r["status"] for r in read_rows(results / "runs.csv")] == ["finished"]
