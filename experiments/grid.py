@@ -233,7 +233,7 @@ def main(argv=None) -> int:
             run_problem,
             run_settings,
         )
-        from experiments.datasets.sources import is_default_root
+        from experiments.datasets.sources import is_default_root, run_cannot_ready
         from experiments.datasets.specs import DataError, file_problems, get_spec
         from experiments.engine.data import load_images
         from experiments.engine.device import device_name
@@ -284,10 +284,10 @@ def main(argv=None) -> int:
         datasets = sorted({c.dataset for c in configs}, key=list(SPECS).index)
         fetches = is_default_root(args.data_root)
         problems = {name: file_problems(get_spec(name), args.data_root) for name in datasets}
-        skipped = {  # a root of the user's own is never written; a bad file is never replaced unasked
+        skipped = {
             name
             for name, found in problems.items()
-            if found and (not fetches or any(not p.endswith(": missing") for p in found))
+            if run_cannot_ready(name, args.data_root, found)
         }
         todo = [c for c in configs if c.run_id not in done and c.dataset not in skipped]
         runs_at_once = args.runs_per_gpu or default_runs_per_device(device)
@@ -313,13 +313,13 @@ def main(argv=None) -> int:
                         + (f" and {len(found) - 1} more" if len(found) > 1 else "")
                         + "): a real run "
                         + (
-                            f"skips it (a bad file is never replaced unasked: ./suite data fetch {name} "
-                            "--repair replaces it)"
-                            if name in skipped and fetches
-                            else "skips it (a root of your own is never written: put the files there, or "
-                            "leave out --data-root)"
-                            if name in skipped
-                            else "fetches it"
+                            "fetches it"
+                            if name not in skipped
+                            else f"skips it (a run never writes a root of your own: ./suite data fetch {name} "
+                            f"--data-root {args.data_root} fills it)"
+                            if all(p.endswith(": missing") for p in found)
+                            else f"skips it (a bad file is never replaced unasked: ./suite data fetch {name} "
+                            f"--repair{'' if fetches else f' --data-root {args.data_root}'} replaces it)"
                         )
                     )
             if todo:

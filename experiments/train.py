@@ -121,7 +121,7 @@ def main(argv=None) -> int:
         import dataclasses
 
         from experiments.cli.recipe import chosen_device, run_problem, run_settings
-        from experiments.datasets.sources import prepare_run
+        from experiments.datasets.sources import prepare_run, run_cannot_ready
         from experiments.datasets.specs import DataError
         from experiments.engine.io import unwritable
         from experiments.engine.run import never, run_one
@@ -143,6 +143,8 @@ def main(argv=None) -> int:
         fingerprint = code_fingerprint(cfg.loss, cfg.model)
         if unreadable := checkpoint_problem(Path(args.out) / cfg.run_id, fingerprint):
             raise ValueError(f"run {cfg.run_id}: {unreadable}")
+        if run_cannot_ready(cfg.dataset, settings.data_root):
+            prepare_run(cfg.dataset, settings.data_root)  # its refusal names the file and the fix
         if (refused := announce(cfg, device, Path(args.out), args.yes)) is not None:
             print(f"error: {refused}; nothing was trained", file=sys.stderr)
             return 2

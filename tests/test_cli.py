@@ -486,3 +486,14 @@ def test_a_finished_run_trained_again_says_it_is_done_not_that_its_epochs_will_t
     assert train.main(argv) == 0
     out = capsys.readouterr().out  # it said "1 of 1 epochs to train, about ..." and trained nothing
     assert "is done already" in out and "epochs to train" not in out
+
+
+def test_train_refuses_data_it_cannot_ready_before_it_announces_its_epochs(tmp_path, capsys):
+    argv = "--dataset mnist --loss xent --epochs 1 --train-size 256 --test-size 128".split()
+    own = tmp_path / "own"
+    own.mkdir()
+    assert train.main(argv + ["--data-root", str(own), "--out", str(tmp_path / "o")]) == 2
+    said = capsys.readouterr()  # it announced "1 of 1 epochs to train, about ..." first
+    assert "epochs to train" not in said.out
+    assert said.err.startswith(f"error: mnist: {own}/MNIST/raw/train-images-idx3-ubyte: missing")
+    assert f"./suite data fetch mnist --data-root {own}" in said.err

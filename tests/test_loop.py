@@ -194,7 +194,10 @@ def test_a_dry_run_says_which_dataset_is_not_ready_and_what_a_real_run_does_with
         f"grid: mnist is not ready in {own} ({own}/MNIST/raw/train-images-idx3-ubyte: missing"
         in out
     )
-    assert "a real run skips it (a root of your own is never written" in out
+    assert (
+        f"a real run skips it (a run never writes a root of your own: ./suite data fetch mnist --data-root {own} fills it)"
+        in out
+    )
     assert "to train" not in out  # it counted and estimated the runs a real run skips
     assert out.strip().endswith(
         "grid: nothing here that a real run could train (the lines above say why)"

@@ -292,6 +292,16 @@ def is_default_root(root: Path) -> bool:
     return Path(root).resolve() == default_data_root().resolve()
 
 
+def run_cannot_ready(name: str, root: Path, problems: list[str] | None = None) -> bool:
+    """True when a run cannot make ``name`` ready in ``root`` itself (``prepare`` would refuse): files missing
+    from a root of the user's own (never written by a run), or a bad file anywhere (never replaced unasked).
+    ``problems``: ``file_problems`` of it, when the caller has them."""
+    found = file_problems(get_spec(name), root) if problems is None else problems
+    return bool(found) and (
+        not is_default_root(root) or any(not p.endswith(": missing") for p in found)
+    )
+
+
 def prepare(name: str, root: Path, log=print) -> None:
     """What training does before it loads a dataset: verify, and fetch what is missing
     only when ``root`` is the default data root (a user's own root is never written)."""

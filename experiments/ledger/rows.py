@@ -135,8 +135,9 @@ def checkpoint_problem(run_dir: Path, fingerprint: str) -> str | None:
     except Exception as e:  # torch raises OSError, RuntimeError, EOFError or pickle's errors
         why = str(e).strip().split(". ")[0].splitlines()[0] if str(e).strip() else ""
         return f"the checkpoint {path} cannot be read ({type(e).__name__}: {why}); it is truncated or corrupt: {fix}"
-    lacks = sorted(CHECKPOINT_KEYS - set(state)) if isinstance(state, dict) else ["all"]
-    if lacks:
+    if not isinstance(state, dict):
+        return f"the checkpoint {path} is no checkpoint of this suite's runs (it holds a {type(state).__name__}): {fix}"
+    if lacks := sorted(CHECKPOINT_KEYS - set(state)):
         return f"the checkpoint {path} is no checkpoint of this suite's runs (it lacks {', '.join(lacks)}): {fix}"
     return None
 
