@@ -87,27 +87,26 @@ def run_config(args):
     )
 
 
-def announce(cfg, device, out: Path, yes: bool) -> str | None:
+def announce(cfg, device, out: Path, yes: bool, fingerprint: str) -> str | None:
     """The run's estimate on a CPU (its epochs left at a CPU thread's measured rate, runners/plan.py), and
     the question past an hour (cli/confirm.py); the refusal's line, or None to go on."""
     import torch
 
     from experiments.cli.confirm import long_work
     from experiments.engine.records import run_fingerprint
-    from experiments.ledger.fingerprint import code_fingerprint
     from experiments.runners.plan import epochs_to_resume, rate_seconds
 
     run_dir = out / cfg.run_id
-    if (run_dir / "result.json").exists() and run_fingerprint(run_dir) == code_fingerprint(
-        cfg.loss, cfg.model
-    ):  # finished or diverged: its result is returned, nothing trains
+    if (run_dir / "result.json").exists() and run_fingerprint(
+        run_dir
+    ) == fingerprint:  # finished or diverged: its result is returned, nothing trains
         print(
             f"train: run {cfg.run_id} is done already ({run_dir / 'result.json'}): nothing to train"
         )
         return None
     if device.type != "cpu":
         return None
-    left = cfg.epochs - epochs_to_resume(cfg, out / cfg.run_id)
+    left = cfg.epochs - epochs_to_resume(cfg, run_dir)
     seconds = rate_seconds(cfg, torch.get_num_threads()) * left / cfg.epochs
     what = f"run {cfg.run_id}, {left} of {cfg.epochs} epochs to train"
     less = "fewer --epochs, or a --train-size"
@@ -145,7 +144,7 @@ def main(argv=None) -> int:
             raise ValueError(f"run {cfg.run_id}: {unreadable}")
         if run_cannot_ready(cfg.dataset, settings.data_root):
             prepare_run(cfg.dataset, settings.data_root)  # its refusal names the file and the fix
-        if (refused := announce(cfg, device, Path(args.out), args.yes)) is not None:
+        if (refused := announce(cfg, device, Path(args.out), args.yes, fingerprint)) is not None:
             print(f"error: {refused}; nothing was trained", file=sys.stderr)
             return 2
         claim = Claim(Path(args.out), cfg.run_id)  # as a grid's runner holds it: one trainer a run
